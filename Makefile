@@ -1,0 +1,53 @@
+# peercdn: `make run` starts the demo tracker, `make test` runs the whole suite.
+# Both install what a fresh Debian machine lacks.
+
+GO       ?= go
+BIN      := bin/peercdn
+FUZZTIME ?= 10s
+# Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
+FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken
+# Debian packages the suite needs (none yet for the tracker alone).
+APT_PKGS :=
+
+export GOFLAGS := -mod=mod
+
+.PHONY: all build run test vet unit fuzz bench deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/peercdn
+
+run: deps build
+	$(BIN) serve
+
+# deps installs missing Debian packages (root, or sudo when available).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./signaling/...
+	GOOS=js GOARCH=wasm $(GO) build ./signaling/...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	@for t in $(FUZZ); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+
+test: deps vet unit fuzz
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,45 @@
+// Command peercdn is the peercdn binary: the tracker service and its tools.
+//
+//	peercdn serve   run a tracker node
+//	peercdn token   mint a join token for a content id
+//	peercdn version print the protocol version
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: peercdn <command> [flags]
+
+commands:
+  serve    run a tracker node (peercdn serve --help)
+  token    mint a signed join token (peercdn token --help)
+  version  print the signaling protocol version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "token":
+		err = token(args)
+	case "version":
+		err = version()
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "peercdn: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "peercdn %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker"
+)
+
+// loadConfig builds the configuration from, in rising precedence: defaults,
+// the YAML file (--config or PEERCDN_CONFIG), PEERCDN_* environment
+// variables, and flags.
+func loadConfig(name string, args []string, extra func(*flag.FlagSet)) (tracker.Config, *flag.FlagSet, error) {
+	// First pass: only to find --config; every flag must still parse.
+	scratch := tracker.DefaultConfig()
+	fs0 := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs0.SetOutput(ioDiscard{})
+	path := bindFlags(fs0, &scratch)
+	if extra != nil {
+		extra(fs0)
+	}
+	if err := fs0.Parse(args); err != nil {
+		// Let the real pass print usage and the error.
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		c := tracker.DefaultConfig()
+		bindFlags(fs, &c)
+		if extra != nil {
+			extra(fs)
+		}
+		return c, fs, fs.Parse(args)
+	}
+	if *path == "" {
+		*path = os.Getenv("PEERCDN_CONFIG")
+	}
+	cfg := tracker.DefaultConfig()
+	if *path != "" {
+		if err := tracker.LoadConfigFile(*path, &cfg); err != nil {
+			return cfg, nil, fmt.Errorf("%s: %w", *path, err)
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	bindFlags(fs, &cfg)
+	if extra != nil {
+		extra(fs)
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "PEERCDN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, fs, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, fs, err
+	}
+	return cfg, fs, cfg.Validate()
+}
+
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
+
+// bindFlags binds a flag to every Config field an operator sets often; the
+// rest are in the YAML file. It returns the --config destination.
+func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
+	path := fs.String("config", "", "YAML config file (env PEERCDN_CONFIG)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP listen address")
+	fs.Var((*listFlag)(&c.AllowedOrigins), "allowed-origins", "comma-separated page origin patterns allowed to connect (empty: any)")
+	fs.StringVar(&c.TokenSecret, "token-secret", c.TokenSecret, "HMAC secret for join tokens (empty: no tokens needed)")
+	fs.Var((*iceFlag)(&c.ICEServers), "ice-servers", "comma-separated STUN/TURN URLs handed to agents (credentials: use the YAML file)")
+	fs.IntVar(&c.Suggestions, "suggestions", c.Suggestions, "peers suggested to a newcomer")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest frame accepted (bigger: close 1009)")
+	fs.IntVar(&c.MaxSwarmsPerConn, "max-swarms-per-conn", c.MaxSwarmsPerConn, "swarms one connection may be in")
+	fs.IntVar(&c.MaxPeersPerSwarm, "max-peers-per-swarm", c.MaxPeersPerSwarm, "peers one swarm may hold")
+	fs.Float64Var(&c.MessagesPerSecond, "messages-per-second", c.MessagesPerSecond, "message rate per connection")
+	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "message burst per connection")
+	fs.Float64Var(&c.IPMessagesPerSecond, "ip-messages-per-second", c.IPMessagesPerSecond, "message rate per client IP")
+	fs.IntVar(&c.IPMessageBurst, "ip-message-burst", c.IPMessageBurst, "message burst per client IP")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections per client IP")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "connections per node")
+	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is trusted")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time a new connection has to say hello")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, wait this long for clients to leave")
+	return path
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+type iceFlag []signaling.ICEServer
+
+func (f *iceFlag) String() string {
+	var urls []string
+	for _, s := range *f {
+		urls = append(urls, s.URLs...)
+	}
+	return strings.Join(urls, ",")
+}
+func (f *iceFlag) Set(v string) error {
+	*f = nil
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			*f = append(*f, signaling.ICEServer{URLs: []string{u}})
+		}
+	}
+	return nil
+}
+
+func serve(args []string) error {
+	cfg, _, err := loadConfig("serve", args, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := tracker.New(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another process using it? set --listen)", cfg.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "ws", "/ws", "protocol", signaling.Version)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills at once
+	log.Info("signal received: draining", "deadline", cfg.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	srv.Drain(dctx)
+	sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	hs.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,162 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// DialOptions configures Dial. The zero value is usable.
+type DialOptions struct {
+	// Origin is sent as the Origin header by native agents (browsers set it
+	// themselves). The tracker keeps swarms of different origins apart, so a
+	// native load-test viewer sets the demo page's origin to join its swarms.
+	// Default: none.
+	Origin string
+	// ReadLimit bounds one incoming frame. Default: MaxFrameLen.
+	ReadLimit int64
+}
+
+// Client is one agent's connection to a tracker. Send and Recv may be called
+// from different goroutines; Recv must not be called concurrently with itself.
+type Client struct {
+	conn    *websocket.Conn
+	welcome *Message
+
+	writeMu sync.Mutex // coder/websocket allows one writer at a time
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// Dial connects to the tracker at url (ws:// or wss://, path /ws), says hello
+// and waits for the welcome. ctx bounds the whole handshake.
+func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
+	if opts == nil {
+		opts = &DialOptions{}
+	}
+	conn, err := dial(ctx, url, opts)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: dial %s: %w", url, err)
+	}
+	limit := opts.ReadLimit
+	if limit <= 0 {
+		limit = MaxFrameLen
+	}
+	conn.SetReadLimit(limit)
+	c := &Client{conn: conn}
+	if err := c.Send(ctx, &Message{Type: TypeHello, V: Version}); err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
+	m, err := c.Recv(ctx)
+	if err != nil {
+		conn.CloseNow()
+		return nil, fmt.Errorf("signaling: waiting for welcome: %w", err)
+	}
+	if m.Type != TypeWelcome {
+		conn.CloseNow()
+		return nil, fmt.Errorf("signaling: expected welcome, got %s", m.Type)
+	}
+	c.welcome = m
+	return c, nil
+}
+
+// Welcome returns the tracker's welcome: peer id, ICE servers, limits.
+func (c *Client) Welcome() *Message { return c.welcome }
+
+// PeerID is the id the tracker assigned to this connection.
+func (c *Client) PeerID() string { return c.welcome.PeerID }
+
+// Send writes one message.
+func (c *Client) Send(ctx context.Context, m *Message) error {
+	b, err := Encode(m)
+	if err != nil {
+		return fmt.Errorf("signaling: encode %s: %w", m.Type, err)
+	}
+	return c.SendRaw(ctx, b)
+}
+
+// SendRaw writes one frame as is. Tests and load generators use it to send
+// what Encode would refuse to.
+func (c *Client) SendRaw(ctx context.Context, b []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("signaling: write: %w", err)
+	}
+	return nil
+}
+
+// Recv reads the next message. A tracker error message is returned as the
+// message, not as an error: the connection stays usable.
+func (c *Client) Recv(ctx context.Context) (*Message, error) {
+	_, b, err := c.conn.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: read: %w", err)
+	}
+	return Decode(b)
+}
+
+// Join asks to join a swarm; the tracker answers with a peers message (or an
+// error) carrying the same ref.
+func (c *Client) Join(ctx context.Context, s Swarm, token string, slots int) error {
+	return c.Send(ctx, &Message{Type: TypeJoin, Swarm: &s, Token: token, Slots: &slots})
+}
+
+// Leave leaves a swarm.
+func (c *Client) Leave(ctx context.Context, s Swarm) error {
+	return c.Send(ctx, &Message{Type: TypeLeave, Swarm: &s})
+}
+
+// Keepalive sends a ping every heartbeat interval the tracker asked for,
+// until ctx ends or a write fails. slots, if not nil, is read before each
+// ping to report free connection slots.
+func (c *Client) Keepalive(ctx context.Context, slots func() int) error {
+	every := time.Duration(c.welcome.HeartbeatMs) * time.Millisecond
+	if every <= 0 {
+		every = 20 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		m := &Message{Type: TypePing}
+		if slots != nil {
+			n := slots()
+			m.Slots = &n
+		}
+		if err := c.Send(ctx, m); err != nil {
+			return err
+		}
+	}
+}
+
+// Close closes the connection with a normal closure.
+func (c *Client) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closed = true
+	err := c.conn.Close(websocket.StatusNormalClosure, "bye")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// The peer may already be gone; closing is best effort.
+		c.conn.CloseNow()
+	}
+	return nil
+}
+
+// CloseNow drops the connection without a closing handshake.
+func (c *Client) CloseNow() error { return c.conn.CloseNow() }
+
+// CloseStatus returns the WebSocket close code in err, or -1.
+func CloseStatus(err error) int { return int(websocket.CloseStatus(err)) }

@@ -1,0 +1,283 @@
+// Package signaling is the peercdn tracker<->agent wire protocol, defined once
+// and imported by both sides, plus a small Go client for it.
+//
+// # Protocol v1
+//
+// One WebSocket per agent (path /ws), JSON text frames, one Message per frame.
+// Every message has a "type"; the other fields depend on it (see Message).
+//
+//	agent                         tracker
+//	  | --- hello {v}              -->  |  first frame, within the handshake timeout
+//	  | <-- welcome {peer_id, ice_servers, limits, heartbeat_ms}
+//	  | --- join {swarm, token, slots} ->|
+//	  | <-- peers {swarm, peers[]}       |  up to K suggestions, newcomer offers to them
+//	  | --- offer {swarm, to, offer_id, sdp} ------> relayed to "to" as {from, ...}
+//	  | <-- answer {swarm, from, offer_id, sdp} <--- only for an offer the tracker relayed
+//	  | <-> candidate {swarm, to|from, offer_id, candidate} (trickle ICE, both ways)
+//	  | --- ping {slots} / <-- pong      |  every heartbeat_ms; silence past the idle timeout closes
+//	  | <-- goaway {reason, retry_ms}    |  the node drains: reconnect elsewhere after retry_ms
+//	  | <-- error {code, message, ref}   |  the request "ref" failed; the connection stays up
+//
+// A swarm is a content id (chosen by the site; by default the manifest URL's
+// path without host or query string, see ContentID) plus a rendition. The
+// tracker keeps swarms of different page origins apart.
+//
+// Versioning: the agent states the version it speaks in hello. A tracker
+// accepts every version from MinVersion to Version and answers with the one
+// it will speak; unknown fields are ignored so that fields can be added
+// without a version change; a change of meaning needs a new version.
+package signaling
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Version is the protocol version this package speaks; MinVersion is the
+// oldest one a tracker built from it still accepts.
+const (
+	Version    = 1
+	MinVersion = 1
+)
+
+// Type names a message.
+type Type string
+
+// Messages from the agent to the tracker.
+const (
+	TypeHello  Type = "hello"  // first frame: {v}
+	TypeJoin   Type = "join"   // {swarm, token?, slots?, ref?}
+	TypeLeave  Type = "leave"  // {swarm}
+	TypePeers  Type = "peers"  // agent->tracker: ask for more suggestions {swarm}; tracker->agent: {swarm, peers}
+	TypeOffer  Type = "offer"  // {swarm, to, offer_id, sdp}; relayed with "from" instead of "to"
+	TypeAnswer Type = "answer" // {swarm, to, offer_id, sdp}; relayed likewise
+	// TypeCandidate carries one trickled ICE candidate (empty = end of candidates).
+	TypeCandidate Type = "candidate" // {swarm, to, offer_id, candidate}
+	TypePing      Type = "ping"      // keepalive, optionally updating {slots}
+)
+
+// Messages from the tracker to the agent.
+const (
+	TypeWelcome Type = "welcome" // {v, peer_id, ice_servers, limits, heartbeat_ms}
+	TypePong    Type = "pong"
+	TypeGoAway  Type = "goaway" // {reason, retry_ms}
+	TypeError   Type = "error"  // {code, message, ref?}
+)
+
+// Field limits, checked by Decode. The tracker additionally limits the whole
+// frame (Limits.MaxMessageBytes).
+const (
+	MaxContentLen   = 512       // bytes of a content id
+	MaxRenditionLen = 64        // bytes of a rendition name
+	MaxPeerIDLen    = 64        // bytes of a peer id
+	MaxOfferIDLen   = 64        // bytes of an offer id
+	MaxTokenLen     = 1024      // bytes of a join token
+	MaxSDPLen       = 64 << 10  // bytes of an SDP
+	MaxCandidateLen = 1024      // bytes of an ICE candidate line
+	MaxRefLen       = 64        // bytes of a request reference
+	MaxPeersPerMsg  = 64        // peer ids in one peers message
+	MaxSlots        = 1000      // an agent's declared free connection slots
+	MaxReasonLen    = 256       // bytes of goaway/error text
+	MaxICEServers   = 16        // ICE servers in a welcome
+	MaxFrameLen     = 256 << 10 // hard upper bound any decoder accepts
+)
+
+// Swarm identifies a group of viewers holding the same segments.
+type Swarm struct {
+	Content   string `json:"content"`
+	Rendition string `json:"rendition,omitempty"`
+}
+
+func (s Swarm) String() string {
+	if s.Rendition == "" {
+		return s.Content
+	}
+	return s.Content + "#" + s.Rendition
+}
+
+// ICEServer is a STUN or TURN server the agent should use.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty" yaml:"username"`
+	Credential string   `json:"credential,omitempty" yaml:"credential"`
+}
+
+// Limits tells the agent what the tracker enforces, so a well-behaved agent
+// never hits them.
+type Limits struct {
+	MaxMessageBytes   int     `json:"max_message_bytes"`
+	MaxSwarms         int     `json:"max_swarms"`
+	MessagesPerSecond float64 `json:"messages_per_second"`
+	Suggestions       int     `json:"suggestions"`
+}
+
+// Message is every protocol message; Type says which fields are meaningful.
+type Message struct {
+	Type Type `json:"type"`
+	// Ref is an optional request reference chosen by the agent and echoed in
+	// the reply or error to that request.
+	Ref string `json:"ref,omitempty"`
+
+	V           int         `json:"v,omitempty"`           // hello, welcome
+	PeerID      string      `json:"peer_id,omitempty"`     // welcome
+	ICEServers  []ICEServer `json:"ice_servers,omitempty"` // welcome
+	Limits      *Limits     `json:"limits,omitempty"`      // welcome
+	HeartbeatMs int         `json:"heartbeat_ms,omitempty"`
+
+	Swarm *Swarm   `json:"swarm,omitempty"`
+	Token string   `json:"token,omitempty"`
+	Slots *int     `json:"slots,omitempty"` // free peer-connection slots, join and ping
+	Peers []string `json:"peers,omitempty"`
+
+	To        string `json:"to,omitempty"`
+	From      string `json:"from,omitempty"`
+	OfferID   string `json:"offer_id,omitempty"`
+	SDP       string `json:"sdp,omitempty"`
+	Candidate string `json:"candidate,omitempty"`
+
+	Code    Code   `json:"code,omitempty"`     // error
+	Text    string `json:"message,omitempty"`  // error, goaway reason
+	RetryMs int    `json:"retry_ms,omitempty"` // goaway
+}
+
+// Encode returns the wire form of m.
+func Encode(m *Message) ([]byte, error) { return json.Marshal(m) }
+
+// Decode parses and validates one frame. It never panics; the error wraps
+// ErrBadMessage and says which field is wrong.
+func Decode(data []byte) (*Message, error) {
+	if len(data) > MaxFrameLen {
+		return nil, fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrBadMessage, len(data), MaxFrameLen)
+	}
+	var m Message
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks that m carries the fields its type needs, each within
+// its limit.
+func (m *Message) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrBadMessage, m.Type, fmt.Sprintf(format, args...))
+	}
+	if len(m.Ref) > MaxRefLen {
+		return bad("ref longer than %d bytes", MaxRefLen)
+	}
+	if m.Slots != nil && (*m.Slots < 0 || *m.Slots > MaxSlots) {
+		return bad("slots must be 0..%d", MaxSlots)
+	}
+	needSwarm := func() error {
+		if m.Swarm == nil {
+			return bad("missing swarm")
+		}
+		return m.Swarm.validate()
+	}
+	// relay checks a peer-to-peer message: exactly one of to/from, by direction.
+	relay := func() error {
+		if err := needSwarm(); err != nil {
+			return err
+		}
+		if m.To == "" && m.From == "" {
+			return bad("missing to")
+		}
+		if len(m.To) > MaxPeerIDLen || len(m.From) > MaxPeerIDLen {
+			return bad("peer id longer than %d bytes", MaxPeerIDLen)
+		}
+		if m.OfferID == "" || len(m.OfferID) > MaxOfferIDLen {
+			return bad("offer_id must be 1..%d bytes", MaxOfferIDLen)
+		}
+		return nil
+	}
+	switch m.Type {
+	case TypeHello:
+		if m.V <= 0 {
+			return bad("missing protocol version v")
+		}
+	case TypeWelcome:
+		if m.PeerID == "" || len(m.PeerID) > MaxPeerIDLen {
+			return bad("bad peer_id")
+		}
+		if len(m.ICEServers) > MaxICEServers {
+			return bad("more than %d ice servers", MaxICEServers)
+		}
+	case TypeJoin:
+		if len(m.Token) > MaxTokenLen {
+			return bad("token longer than %d bytes", MaxTokenLen)
+		}
+		return needSwarm()
+	case TypeLeave:
+		return needSwarm()
+	case TypePeers:
+		if len(m.Peers) > MaxPeersPerMsg {
+			return bad("more than %d peers", MaxPeersPerMsg)
+		}
+		for _, p := range m.Peers {
+			if p == "" || len(p) > MaxPeerIDLen {
+				return bad("bad peer id")
+			}
+		}
+		return needSwarm()
+	case TypeOffer, TypeAnswer:
+		if m.SDP == "" || len(m.SDP) > MaxSDPLen {
+			return bad("sdp must be 1..%d bytes", MaxSDPLen)
+		}
+		return relay()
+	case TypeCandidate:
+		if len(m.Candidate) > MaxCandidateLen {
+			return bad("candidate longer than %d bytes", MaxCandidateLen)
+		}
+		return relay()
+	case TypePing, TypePong:
+	case TypeGoAway:
+		if len(m.Text) > MaxReasonLen || m.RetryMs < 0 {
+			return bad("bad reason or retry_ms")
+		}
+	case TypeError:
+		if m.Code == "" {
+			return bad("missing code")
+		}
+	case "":
+		return fmt.Errorf("%w: missing type", ErrBadMessage)
+	default:
+		return fmt.Errorf("%w: unknown type %.32q", ErrBadMessage, string(m.Type))
+	}
+	return nil
+}
+
+func (s *Swarm) validate() error {
+	if s.Content == "" || len(s.Content) > MaxContentLen {
+		return fmt.Errorf("%w: swarm content must be 1..%d bytes", ErrBadMessage, MaxContentLen)
+	}
+	if len(s.Rendition) > MaxRenditionLen {
+		return fmt.Errorf("%w: swarm rendition longer than %d bytes", ErrBadMessage, MaxRenditionLen)
+	}
+	for _, r := range s.Content + s.Rendition {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: swarm has a control character", ErrBadMessage)
+		}
+	}
+	return nil
+}
+
+// ContentID derives the default content id from a manifest URL: its path,
+// without scheme, host, query string or fragment. Tokenized URLs and the
+// same title served from several CDN hosts therefore share one swarm; the
+// tracker keeps different page origins apart. Sites whose paths do not
+// identify a title should set the content id themselves.
+func ContentID(manifestURL string) string {
+	u, err := url.Parse(manifestURL)
+	if err != nil || u.Path == "" {
+		// Not a URL we understand: fall back to cutting the query by hand.
+		s, _, _ := strings.Cut(manifestURL, "?")
+		s, _, _ = strings.Cut(s, "#")
+		return s
+	}
+	return u.Path
+}

@@ -1,0 +1,91 @@
+package signaling
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDecodeValidates(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"hello", `{"type":"hello","v":1}`, true},
+		{"hello without version", `{"type":"hello"}`, false},
+		{"join", `{"type":"join","swarm":{"content":"/a.m3u8","rendition":"720p"},"slots":3}`, true},
+		{"join without swarm", `{"type":"join"}`, false},
+		{"join empty content", `{"type":"join","swarm":{"content":""}}`, false},
+		{"join control char", `{"type":"join","swarm":{"content":"/a\u0000b"}}`, false},
+		{"join huge content", `{"type":"join","swarm":{"content":"` + strings.Repeat("a", MaxContentLen+1) + `"}}`, false},
+		{"negative slots", `{"type":"ping","slots":-1}`, false},
+		{"offer", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o","sdp":"v=0"}`, true},
+		{"offer without sdp", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o"}`, false},
+		{"offer without to", `{"type":"offer","swarm":{"content":"/a"},"offer_id":"o","sdp":"v"}`, false},
+		{"offer without id", `{"type":"offer","swarm":{"content":"/a"},"to":"p","sdp":"v"}`, false},
+		{"end of candidates", `{"type":"candidate","swarm":{"content":"/a"},"to":"p","offer_id":"o"}`, true},
+		{"unknown type", `{"type":"bogus"}`, false},
+		{"no type", `{}`, false},
+		{"not an object", `[1,2]`, false},
+		{"wrong field type", `{"type":"hello","v":"1"}`, false},
+		{"unknown fields ignored", `{"type":"ping","future":true}`, true},
+		{"error", `{"type":"error","code":"rate_limited","message":"slow down"}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Decode([]byte(tc.in))
+			if tc.ok != (err == nil) {
+				t.Fatalf("Decode(%s) = %+v, %v; want ok=%v", tc.in, m, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("error %v does not wrap ErrBadMessage", err)
+			}
+		})
+	}
+}
+
+func TestContentID(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cdn1.example.com/live/show/master.m3u8?token=abc&exp=1": "/live/show/master.m3u8",
+		"https://cdn2.example.net/live/show/master.m3u8?token=xyz":       "/live/show/master.m3u8",
+		"/demo/vod/master.m3u8#t=10":                                     "/demo/vod/master.m3u8",
+		"relative.m3u8?x=1":                                              "relative.m3u8",
+	} {
+		if got := ContentID(in); got != want {
+			t.Errorf("ContentID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzDecode: Decode never panics, and what it accepts survives a round trip.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"hello","v":1}`,
+		`{"type":"join","swarm":{"content":"/a.m3u8","rendition":"720p"},"token":"v1.1.x","slots":3,"ref":"1"}`,
+		`{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o","sdp":"v=0\r\n"}`,
+		`{"type":"candidate","swarm":{"content":"/a"},"from":"p","offer_id":"o","candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host"}`,
+		`{"type":"welcome","v":1,"peer_id":"X","ice_servers":[{"urls":["stun:s"]}],"limits":{"max_message_bytes":1}}`,
+		`{"type":"peers","swarm":{"content":"/a"},"peers":["a","b"]}`,
+		`{"type":"goaway","message":"drain","retry_ms":5}`,
+		`{"type":"error","code":"x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		out, err := Encode(m)
+		if err != nil {
+			t.Fatalf("accepted %q but cannot encode it: %v", b, err)
+		}
+		m2, err := Decode(out)
+		if err != nil {
+			t.Fatalf("re-decoding %q: %v", out, err)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip changed %+v into %+v", m, m2)
+		}
+	})
+}

@@ -1,0 +1,251 @@
+package tracker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// Config is everything an operator can set. DefaultConfig gives safe values
+// for a single public node; every field documents its default.
+type Config struct {
+	// Listen is the HTTP address. Default ":8080".
+	Listen string `yaml:"listen"`
+
+	// AllowedOrigins are the page origins that may connect, as host patterns
+	// ("example.com", "*.example.com") or "scheme://host" patterns, matched
+	// with path.Match. Empty allows every origin (logged as a warning at start):
+	// then any site can use this tracker. Default empty.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+
+	// TokenSecret, when set, makes every join carry a token signed with it
+	// (see Token). Reconnecting agents must present it again. Default empty.
+	TokenSecret string `yaml:"token_secret"`
+
+	// ICEServers are handed to every agent in the welcome. Default none:
+	// agents then only connect where host candidates reach (same network).
+	ICEServers []signaling.ICEServer `yaml:"ice_servers"`
+
+	// Suggestions is K, how many peers a newcomer is offered. Default 8.
+	Suggestions int `yaml:"suggestions"`
+
+	// MaxMessageBytes bounds one frame; larger frames close the connection
+	// with 1009. Default 64 KiB (an SDP with candidates is 1-8 KiB).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxSwarmsPerConn bounds the swarms one connection is in. Default 16
+	// (a page with a few players, each switching renditions).
+	MaxSwarmsPerConn int `yaml:"max_swarms_per_conn"`
+	// MaxPeersPerSwarm bounds one swarm; further joins get swarm_full.
+	// Default 20000.
+	MaxPeersPerSwarm int `yaml:"max_peers_per_swarm"`
+	// MaxPendingOffers bounds the unanswered offers one connection has
+	// outstanding. Default 64.
+	MaxPendingOffers int `yaml:"max_pending_offers"`
+	// OfferTTL is how long an offer may be answered, and how long after the
+	// last answer or candidate its pair may still trickle candidates.
+	// Default 60s.
+	OfferTTL time.Duration `yaml:"offer_ttl"`
+
+	// MessagesPerSecond and MessageBurst rate-limit one connection.
+	// Defaults 20/s, burst 60: a newcomer sends K offers and their candidates.
+	MessagesPerSecond float64 `yaml:"messages_per_second"`
+	MessageBurst      int     `yaml:"message_burst"`
+	// IPMessagesPerSecond and IPMessageBurst rate-limit all connections of
+	// one IP together. Defaults 200/s, burst 600 (a household or office NAT).
+	IPMessagesPerSecond float64 `yaml:"ip_messages_per_second"`
+	IPMessageBurst      int     `yaml:"ip_message_burst"`
+	// MaxStrikes is how many rate-limited or invalid messages a connection
+	// may send before it is closed with 1008. Default 50.
+	MaxStrikes int `yaml:"max_strikes"`
+	// MaxConnsPerIP bounds connections from one IP; more are refused with
+	// HTTP 429. Default 64.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxConns bounds connections to this node; more are refused with 503.
+	// Default 100000.
+	MaxConns int `yaml:"max_conns"`
+	// TrustedProxies are the CIDRs of load balancers whose X-Forwarded-For
+	// header names the client IP (the last address not in these CIDRs is
+	// used). Default none: the TCP peer address is the client IP.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// HandshakeTimeout is how long a new connection has to say hello.
+	// Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// IdleTimeout closes a connection that sent nothing for this long.
+	// Agents ping every IdleTimeout/3. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds one write to a client; a client that cannot take
+	// a frame within it is closed. Default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// SendQueue is how many frames may wait for one slow client before it is
+	// closed. Default 256.
+	SendQueue int `yaml:"send_queue"`
+	// DrainTimeout is how long a draining node waits for clients to leave
+	// after goaway before closing them. Default 15s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// RetrySpread spreads reconnects after goaway: each client is told to
+	// wait a random time up to it. Default 5s.
+	RetrySpread time.Duration `yaml:"retry_spread"`
+
+	// StatsSwarms bounds the swarms listed in /stats.json (largest first).
+	// Default 1000.
+	StatsSwarms int `yaml:"stats_swarms"`
+}
+
+// DefaultConfig returns the configuration `peercdn serve` runs with when
+// nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Listen:              ":8080",
+		Suggestions:         8,
+		MaxMessageBytes:     64 << 10,
+		MaxSwarmsPerConn:    16,
+		MaxPeersPerSwarm:    20000,
+		MaxPendingOffers:    64,
+		OfferTTL:            60 * time.Second,
+		MessagesPerSecond:   20,
+		MessageBurst:        60,
+		IPMessagesPerSecond: 200,
+		IPMessageBurst:      600,
+		MaxStrikes:          50,
+		MaxConnsPerIP:       64,
+		MaxConns:            100000,
+		HandshakeTimeout:    10 * time.Second,
+		IdleTimeout:         60 * time.Second,
+		WriteTimeout:        10 * time.Second,
+		SendQueue:           256,
+		DrainTimeout:        15 * time.Second,
+		RetrySpread:         5 * time.Second,
+		StatsSwarms:         1000,
+	}
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("config")
+
+var patternSyntax = regexp.MustCompile(`^[A-Za-z0-9.*?:/\[\]\-_]+$`)
+
+// Validate reports the first field that is out of range, by its YAML name.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen", "want host:port, got %q", c.Listen)
+	}
+	for _, p := range c.AllowedOrigins {
+		if !patternSyntax.MatchString(p) {
+			return bad("allowed_origins", "pattern %q has characters a host pattern cannot have", p)
+		}
+	}
+	if c.TokenSecret != "" && len(c.TokenSecret) < 16 {
+		return bad("token_secret", "use at least 16 bytes")
+	}
+	for _, s := range c.ICEServers {
+		if len(s.URLs) == 0 {
+			return bad("ice_servers", "a server needs urls")
+		}
+		for _, u := range s.URLs {
+			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") &&
+				!strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+				return bad("ice_servers", "%q is not a stun:, stuns:, turn: or turns: URL", u)
+			}
+		}
+	}
+	if len(c.ICEServers) > signaling.MaxICEServers {
+		return bad("ice_servers", "at most %d", signaling.MaxICEServers)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			return bad("trusted_proxies", "%q is not a CIDR", p)
+		}
+	}
+	ints := []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"suggestions", c.Suggestions, 1, signaling.MaxPeersPerMsg},
+		{"max_message_bytes", c.MaxMessageBytes, 1024, signaling.MaxFrameLen},
+		{"max_swarms_per_conn", c.MaxSwarmsPerConn, 1, 1024},
+		{"max_peers_per_swarm", c.MaxPeersPerSwarm, 2, 10_000_000},
+		{"max_pending_offers", c.MaxPendingOffers, 1, 10000},
+		{"message_burst", c.MessageBurst, 1, 1_000_000},
+		{"ip_message_burst", c.IPMessageBurst, 1, 10_000_000},
+		{"max_strikes", c.MaxStrikes, 1, 1_000_000},
+		{"max_conns_per_ip", c.MaxConnsPerIP, 1, 10_000_000},
+		{"max_conns", c.MaxConns, 1, 100_000_000},
+		{"send_queue", c.SendQueue, 1, 100_000},
+		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
+	}
+	for _, f := range ints {
+		if f.v < f.lo || f.v > f.hi {
+			return bad(f.name, "%d is outside %d..%d", f.v, f.lo, f.hi)
+		}
+	}
+	if c.MessagesPerSecond <= 0 {
+		return bad("messages_per_second", "must be positive")
+	}
+	if c.IPMessagesPerSecond < c.MessagesPerSecond {
+		return bad("ip_messages_per_second", "must be at least messages_per_second")
+	}
+	durs := []struct {
+		name string
+		v    time.Duration
+		lo   time.Duration
+	}{
+		{"offer_ttl", c.OfferTTL, time.Second},
+		{"handshake_timeout", c.HandshakeTimeout, 100 * time.Millisecond},
+		{"idle_timeout", c.IdleTimeout, time.Second},
+		{"write_timeout", c.WriteTimeout, 100 * time.Millisecond},
+		{"drain_timeout", c.DrainTimeout, 0},
+		{"retry_spread", c.RetrySpread, 0},
+	}
+	for _, d := range durs {
+		if d.v < d.lo {
+			return bad(d.name, "%v is below %v", d.v, d.lo)
+		}
+	}
+	return nil
+}
+
+// LoadConfigFile reads a YAML file over c. Keys c does not have are an error
+// naming the key, so a typo never silently falls back to a default.
+func LoadConfigFile(path string, c *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	defer f.Close()
+	return DecodeConfig(f, c)
+}
+
+// DecodeConfig reads YAML from r over c, strictly.
+func DecodeConfig(r io.Reader, c *Config) error {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %s", ErrConfig, unknownKeyMessage(err))
+	}
+	return nil
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// unknownKeyMessage rewords yaml.v3's "field x not found in type tracker.Config".
+func unknownKeyMessage(err error) string {
+	return unknownField.ReplaceAllString(err.Error(), "unknown key $1")
+}

@@ -1,0 +1,358 @@
+package tracker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// conn is one agent's WebSocket. Its handler goroutine reads and dispatches;
+// a writer goroutine drains the send queue, so a slow client never blocks
+// the peers relaying to it.
+type conn struct {
+	s      *Server
+	ws     *websocket.Conn
+	ip     string
+	origin string
+	ipe    *ipEntry
+
+	limiter *rate.Limiter
+	strikes int
+	// quiet suppresses repeated rate_limited errors until a message passes.
+	quiet bool
+
+	peer     *peer // nil until hello; owned by the handler goroutine
+	welcomed atomic.Bool
+	out      chan frame
+	timer    *time.Timer // handshake, then idle timeout
+
+	closeOnce sync.Once
+	closing   atomic.Bool
+	closed    chan struct{} // closed when a close started by close() is over
+}
+
+// frame is a queued outgoing message; relayed frames carry when they were
+// read, for the relay latency histogram.
+type frame struct {
+	b    []byte
+	read time.Time
+
+	// A close frame ends the writer after the frames queued before it.
+	close       bool
+	closeCode   websocket.StatusCode
+	closeReason string
+}
+
+func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *conn {
+	return &conn{
+		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe,
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
+		out:     make(chan frame, s.cfg.SendQueue),
+		closed:  make(chan struct{}),
+	}
+}
+
+func (c *conn) serve() {
+	c.timer = time.AfterFunc(c.s.cfg.HandshakeTimeout, func() {
+		if !c.welcomed.Load() {
+			c.s.m.rejects.WithLabelValues("handshake_timeout").Inc()
+			c.close(websocket.StatusPolicyViolation, "no hello within the handshake timeout")
+			return
+		}
+		c.s.m.rejects.WithLabelValues("idle_timeout").Inc()
+		c.close(websocket.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop(ctx)
+	}()
+	defer func() {
+		c.timer.Stop()
+		if c.peer != nil {
+			c.s.hub.remove(c.peer)
+		}
+		if c.closing.Load() {
+			// The close code and the frames queued before it get out first,
+			// unless the writer already died on a write error.
+			select {
+			case <-c.closed:
+			case <-writerDone:
+			}
+		}
+		cancel()
+		<-writerDone
+		c.ws.CloseNow()
+	}()
+	for {
+		typ, b, err := c.ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
+				c.s.m.rejects.WithLabelValues("too_big").Inc()
+			}
+			return
+		}
+		if c.peer != nil {
+			c.timer.Reset(c.s.cfg.IdleTimeout)
+		}
+		if !c.handleFrame(typ, b) {
+			return
+		}
+	}
+}
+
+// handleFrame processes one frame; false ends the connection.
+func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
+	if !c.limiter.Allow() || !c.ipe.limiter.Allow() {
+		if !c.quiet {
+			c.sendError(signaling.CodeRateLimited, "", "over messages_per_second: slow down")
+			c.quiet = true
+		}
+		return c.strike(signaling.CodeRateLimited)
+	}
+	c.quiet = false
+	if typ != websocket.MessageText {
+		c.sendError(signaling.CodeBadMessage, "", "binary frames are not part of the protocol")
+		return c.strike(signaling.CodeBadMessage)
+	}
+	m, err := signaling.Decode(b)
+	if err != nil {
+		c.sendError(signaling.CodeBadMessage, "", err.Error())
+		return c.strike(signaling.CodeBadMessage)
+	}
+	if c.peer == nil {
+		return c.hello(m)
+	}
+	c.s.m.messages.WithLabelValues(string(m.Type)).Inc()
+	now := time.Now()
+	switch m.Type {
+	case signaling.TypeJoin:
+		c.join(m, now)
+	case signaling.TypeLeave:
+		if code := c.s.hub.leave(c.peer, c.key(m)); code != "" {
+			c.sendError(code, m.Ref, "not in that swarm")
+		}
+	case signaling.TypePeers:
+		ids, code := c.s.hub.suggest(c.peer, c.key(m), now)
+		if code != "" {
+			c.sendError(code, m.Ref, "join the swarm first")
+			break
+		}
+		c.sendMsg(&signaling.Message{Type: signaling.TypePeers, Ref: m.Ref, Swarm: m.Swarm, Peers: ids})
+	case signaling.TypeOffer, signaling.TypeAnswer, signaling.TypeCandidate:
+		c.relay(m, now)
+	case signaling.TypePing:
+		if m.Slots != nil {
+			c.s.hub.setSlots(c.peer, *m.Slots)
+		}
+		c.sendMsg(&signaling.Message{Type: signaling.TypePong, Ref: m.Ref})
+	case signaling.TypeHello:
+		c.sendError(signaling.CodeHelloFirst, m.Ref, "hello was already said")
+		return c.strike(signaling.CodeHelloFirst)
+	default:
+		c.sendError(signaling.CodeBadMessage, m.Ref, "agents do not send "+string(m.Type))
+		return c.strike(signaling.CodeBadMessage)
+	}
+	return true
+}
+
+// strike counts a bad or excess message; past max_strikes the connection is
+// closed with 1008.
+func (c *conn) strike(code signaling.Code) bool {
+	c.s.m.rejects.WithLabelValues(string(code)).Inc()
+	c.strikes++
+	if c.strikes >= c.s.cfg.MaxStrikes {
+		c.s.m.rejects.WithLabelValues("strikes").Inc()
+		c.close(websocket.StatusPolicyViolation, "too many bad or rate-limited messages")
+		return false
+	}
+	return true
+}
+
+func (c *conn) hello(m *signaling.Message) bool {
+	if m.Type != signaling.TypeHello {
+		c.s.m.rejects.WithLabelValues(string(signaling.CodeHelloFirst)).Inc()
+		c.sendError(signaling.CodeHelloFirst, m.Ref, "the first message must be hello")
+		c.close(websocket.StatusProtocolError, "the first message must be hello")
+		return false
+	}
+	if m.V < signaling.MinVersion || m.V > signaling.Version {
+		c.s.m.rejects.WithLabelValues(string(signaling.CodeUnsupportedVersion)).Inc()
+		c.sendError(signaling.CodeUnsupportedVersion, m.Ref, "this tracker speaks protocol versions 1..1")
+		c.close(websocket.StatusProtocolError, "unsupported protocol version")
+		return false
+	}
+	c.s.m.messages.WithLabelValues(string(m.Type)).Inc()
+	p := &peer{
+		id:     rand.Text(), // 128 random bits: unguessable, never chosen by the client
+		conn:   c,
+		swarms: make(map[swarmKey]struct{}),
+		offers: make(map[offerKey]time.Time),
+	}
+	if m.Slots != nil {
+		p.slots = *m.Slots
+	}
+	c.peer = p
+	c.welcomed.Store(true)
+	c.s.hub.add(p)
+	c.timer.Reset(c.s.cfg.IdleTimeout)
+	c.sendMsg(&signaling.Message{
+		Type: signaling.TypeWelcome, Ref: m.Ref, V: signaling.Version, PeerID: p.id,
+		ICEServers:  c.s.cfg.ICEServers,
+		HeartbeatMs: int(c.s.cfg.IdleTimeout / 3 / time.Millisecond),
+		Limits: &signaling.Limits{
+			MaxMessageBytes:   c.s.cfg.MaxMessageBytes,
+			MaxSwarms:         c.s.cfg.MaxSwarmsPerConn,
+			MessagesPerSecond: c.s.cfg.MessagesPerSecond,
+			Suggestions:       c.s.cfg.Suggestions,
+		},
+	})
+	return true
+}
+
+func (c *conn) key(m *signaling.Message) swarmKey {
+	return swarmKey{origin: c.origin, swarm: *m.Swarm}
+}
+
+func (c *conn) join(m *signaling.Message, now time.Time) {
+	if c.s.draining.Load() {
+		c.reply(signaling.CodeDraining, m.Ref, "node draining: reconnect to another node")
+		return
+	}
+	if len(c.s.secret) > 0 {
+		switch err := VerifyToken(c.s.secret, m.Token, m.Swarm.Content, now); {
+		case errors.Is(err, ErrTokenExpired):
+			c.reply(signaling.CodeTokenExpired, m.Ref, "join token expired: get a fresh one from the site")
+			return
+		case err != nil:
+			c.reply(signaling.CodeBadToken, m.Ref, "join token missing or not valid for this content")
+			return
+		}
+	}
+	if m.Slots != nil {
+		c.s.hub.setSlots(c.peer, *m.Slots)
+	}
+	ids, code := c.s.hub.join(c.peer, c.key(m), now)
+	if code != "" {
+		text := map[signaling.Code]string{
+			signaling.CodeTooManySwarms: "in max_swarms swarms already: leave one first",
+			signaling.CodeSwarmFull:     "swarm is full: load from the CDN only",
+		}[code]
+		c.reply(code, m.Ref, text)
+		return
+	}
+	c.sendMsg(&signaling.Message{Type: signaling.TypePeers, Ref: m.Ref, Swarm: m.Swarm, Peers: ids})
+}
+
+// reply sends an error for a refused request and counts it.
+func (c *conn) reply(code signaling.Code, ref, text string) {
+	c.s.m.rejects.WithLabelValues(string(code)).Inc()
+	c.sendError(code, ref, text)
+}
+
+func (c *conn) relay(m *signaling.Message, now time.Time) {
+	target, code := c.s.hub.route(c.peer, c.key(m), m.Type, m.To, m.OfferID, now)
+	if code != "" {
+		c.reply(code, m.Ref, "cannot relay "+string(m.Type)+" to "+truncate(m.To, 40))
+		// Relaying to strangers is how floods look: it counts as a strike.
+		c.strike(code)
+		return
+	}
+	out := &signaling.Message{Type: m.Type, Swarm: m.Swarm, From: c.peer.id, OfferID: m.OfferID,
+		SDP: m.SDP, Candidate: m.Candidate}
+	b, err := signaling.Encode(out)
+	if err != nil {
+		c.reply(signaling.CodeInternal, m.Ref, "encode failed")
+		return
+	}
+	target.conn.enqueue(frame{b: b, read: now})
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (c *conn) sendError(code signaling.Code, ref, text string) {
+	c.sendMsg(signaling.ErrorMessage(code, ref, text))
+}
+
+func (c *conn) sendMsg(m *signaling.Message) {
+	b, err := signaling.Encode(m)
+	if err != nil {
+		c.s.log.Error("encode", "type", m.Type, "err", err)
+		return
+	}
+	c.enqueue(frame{b: b})
+}
+
+// enqueue never blocks: a client whose queue is full is too slow to keep
+// and is closed.
+func (c *conn) enqueue(f frame) {
+	if c.closing.Load() {
+		return
+	}
+	select {
+	case c.out <- f:
+	default:
+		c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
+		go c.close(websocket.StatusPolicyViolation, "too slow to read: send queue full")
+	}
+}
+
+func (c *conn) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-c.out:
+			if f.close {
+				c.ws.Close(f.closeCode, f.closeReason) // waits up to 5s for the client's close frame
+				close(c.closed)
+				return
+			}
+			wctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, f.b)
+			cancel()
+			if err != nil {
+				c.ws.CloseNow()
+				return
+			}
+			if !f.read.IsZero() {
+				c.s.m.relay.Observe(time.Since(f.read).Seconds())
+			}
+		}
+	}
+}
+
+func (c *conn) goAway(retryMs int) {
+	c.sendMsg(&signaling.Message{Type: signaling.TypeGoAway, Text: "node draining", RetryMs: retryMs})
+}
+
+// close ends the connection with a close code, after the frames already
+// queued (the error that explains it) have been written. It never blocks its
+// caller, which may be another connection's goroutine.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		select {
+		case c.out <- frame{close: true, closeCode: code, closeReason: reason}:
+		default: // queue full: the client is not reading anyway
+			go func() {
+				c.ws.Close(code, reason)
+				close(c.closed)
+			}()
+		}
+	})
+}

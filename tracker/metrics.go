@@ -1,0 +1,44 @@
+package tracker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the tracker's Prometheus series, all prefixed peercdn_tracker_.
+type metrics struct {
+	conns    prometheus.Gauge
+	swarms   prometheus.Gauge
+	members  prometheus.Gauge
+	messages *prometheus.CounterVec
+	rejects  *prometheus.CounterVec
+	relay    prometheus.Histogram
+	ready    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peercdn_tracker_connections", Help: "Open signaling WebSocket connections."}),
+		swarms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peercdn_tracker_swarms", Help: "Swarms with at least one peer."}),
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peercdn_tracker_swarm_members", Help: "Peer memberships summed over swarms."}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peercdn_tracker_messages_total", Help: "Messages accepted from agents, by type."}, []string{"type"}),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peercdn_tracker_rejects_total", Help: "Messages, connections and joins refused, by reason."}, []string{"reason"}),
+		relay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "peercdn_tracker_relay_seconds",
+			Help:    "Time from reading a relayed offer/answer/candidate to writing it to its target.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. 1.6s
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peercdn_tracker_ready", Help: "1 when the node takes new connections, 0 while draining."}),
+	}
+	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready)
+	// Known label values exist from the start, so dashboards show zeros.
+	for _, t := range []string{"hello", "join", "leave", "peers", "offer", "answer", "candidate", "ping"} {
+		m.messages.WithLabelValues(t)
+	}
+	return m
+}

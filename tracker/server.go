@@ -1,0 +1,308 @@
+// Package tracker is the peercdn signaling service: it introduces viewers of
+// the same swarm to each other and relays their WebRTC offers, answers and
+// ICE candidates, within configurable limits.
+package tracker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+)
+
+// Server is one tracker node. Create it with New, serve Handler, stop it
+// with Drain.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	hub     *hub
+	gather  prometheus.Gatherer
+	proxies []*net.IPNet
+	secret  []byte
+
+	draining atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	ips   map[string]*ipEntry
+	wg    sync.WaitGroup // one per connection handler
+}
+
+// ipEntry is the state shared by all connections of one client IP.
+type ipEntry struct {
+	conns   int
+	limiter *rate.Limiter
+}
+
+// New validates cfg and builds a node. Metrics go to a fresh registry unless
+// reg is given.
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log.With("component", "tracker"),
+		gather: reg,
+		conns:  make(map[*conn]struct{}),
+		ips:    make(map[string]*ipEntry),
+		secret: []byte(cfg.TokenSecret),
+	}
+	for _, p := range cfg.TrustedProxies {
+		_, n, _ := net.ParseCIDR(p) // Validate checked it
+		s.proxies = append(s.proxies, n)
+	}
+	s.m = newMetrics(reg)
+	s.m.ready.Set(1)
+	s.hub = newHub(&s.cfg, s.m)
+	if len(cfg.AllowedOrigins) == 0 {
+		s.log.Warn("allowed_origins is empty: pages of any origin may use this tracker")
+	}
+	if cfg.TokenSecret == "" {
+		s.log.Info("token_secret is empty: joins need no token")
+	}
+	return s, nil
+}
+
+// Config returns the configuration the node runs with.
+func (s *Server) Config() Config { return s.cfg }
+
+// Handler serves /ws, /healthz, /readyz, /metrics and /stats.json.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.hub.stats(s.cfg.StatsSwarms)
+		st.Draining = s.draining.Load()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(st)
+	})
+	return mux
+}
+
+// Counts reports welcomed peers, swarms and open connections (for tests and
+// leak checks).
+func (s *Server) Counts() (peers, swarms, conns int) {
+	peers, swarms = s.hub.counts()
+	s.mu.Lock()
+	conns = len(s.conns)
+	s.mu.Unlock()
+	return
+}
+
+func (s *Server) reject(w http.ResponseWriter, status int, reason, text string) {
+	s.m.rejects.WithLabelValues(reason).Inc()
+	http.Error(w, text, status)
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		s.reject(w, http.StatusServiceUnavailable, "draining", "tracker node is draining: connect to another node")
+		return
+	}
+	origin, ok := s.checkOrigin(r)
+	if !ok {
+		s.reject(w, http.StatusForbidden, "origin", "origin not allowed by this tracker's allowed_origins")
+		return
+	}
+	ip := s.clientIP(r)
+	ipe, status, reason := s.admit(ip)
+	if status != 0 {
+		s.reject(w, status, reason, "too many connections: "+reason)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
+	if err != nil {
+		s.release(ip, nil)
+		s.m.rejects.WithLabelValues("upgrade").Inc()
+		return
+	}
+	ws.SetReadLimit(int64(s.cfg.MaxMessageBytes))
+	c := newConn(s, ws, ip, origin, ipe)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.m.conns.Inc()
+	defer func() {
+		s.release(ip, c)
+		s.m.conns.Dec()
+		s.wg.Done()
+	}()
+	c.serve()
+}
+
+// admit counts a new connection against the node and IP limits.
+func (s *Server) admit(ip string) (*ipEntry, int, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= s.cfg.MaxConns {
+		return nil, http.StatusServiceUnavailable, "node_full"
+	}
+	e := s.ips[ip]
+	if e == nil {
+		e = &ipEntry{limiter: rate.NewLimiter(rate.Limit(s.cfg.IPMessagesPerSecond), s.cfg.IPMessageBurst)}
+		s.ips[ip] = e
+	}
+	if e.conns >= s.cfg.MaxConnsPerIP {
+		if e.conns == 0 {
+			delete(s.ips, ip)
+		}
+		return nil, http.StatusTooManyRequests, "ip_conns"
+	}
+	e.conns++
+	return e, 0, ""
+}
+
+func (s *Server) release(ip string, c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != nil {
+		delete(s.conns, c)
+	}
+	if e := s.ips[ip]; e != nil {
+		e.conns--
+		if e.conns <= 0 {
+			delete(s.ips, ip)
+		}
+	}
+}
+
+// checkOrigin applies allowed_origins and returns the normalized origin
+// ("scheme://host") that scopes the connection's swarms.
+func (s *Server) checkOrigin(r *http.Request) (string, bool) {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		// Not a browser: native agents and tools. Browsers always send Origin
+		// on WebSocket requests, so no page of another site gets here; a
+		// native client could forge any Origin anyway (join tokens are what
+		// authenticate).
+		return "", true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	norm := strings.ToLower(u.Scheme + "://" + u.Host)
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return norm, true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		target := strings.ToLower(u.Host)
+		if strings.Contains(p, "://") {
+			target = norm
+		}
+		if ok, _ := path.Match(strings.ToLower(p), target); ok {
+			return norm, true
+		}
+	}
+	return "", false
+}
+
+// clientIP is the TCP peer, or the X-Forwarded-For client when the peer is a
+// trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if len(s.proxies) == 0 || !s.trusted(net.ParseIP(host)) {
+		return host
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip := net.ParseIP(strings.TrimSpace(hops[i]))
+		if ip == nil {
+			break
+		}
+		if !s.trusted(ip) {
+			return ip.String()
+		}
+	}
+	return host
+}
+
+func (s *Server) trusted(ip net.IP) bool {
+	for _, n := range s.proxies {
+		if ip != nil && n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Drain tells every client to go away, waits for them to leave until ctx
+// ends, then closes the rest. The node refuses new connections from the start.
+func (s *Server) Drain(ctx context.Context) error {
+	if s.draining.Swap(true) {
+		return errors.New("tracker: already draining")
+	}
+	s.m.ready.Set(0)
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.log.Info("draining", "connections", len(conns))
+	spread := int64(s.cfg.RetrySpread / time.Millisecond)
+	for _, c := range conns {
+		retry := 0
+		if spread > 0 {
+			retry = int(rand.Int64N(spread + 1))
+		}
+		c.goAway(retry)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	left := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	s.log.Info("drain deadline: closing remaining connections", "connections", len(left))
+	for _, c := range left {
+		c.close(websocket.StatusGoingAway, "node shutting down")
+	}
+	<-done
+	return nil
+}
