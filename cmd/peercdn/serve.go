@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/peercdn/peercdn/examples"
+	"github.com/peercdn/peercdn/origin"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 )
@@ -137,7 +140,10 @@ func (f *iceFlag) Set(v string) error {
 }
 
 func serve(args []string) error {
-	cfg, _, err := loadConfig("serve", args, nil)
+	var demo bool
+	cfg, _, err := loadConfig("serve", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&demo, "demo", false, "also serve the sample stream at /demo/{live,vod}/master.m3u8, counting origin bytes at /demo/stats.json")
+	})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -155,8 +161,16 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using it? set --listen)", cfg.Listen, err)
 	}
+	handler := srv.Handler()
+	if demo {
+		handler, err = withDemo(handler, reg)
+		if err != nil {
+			return err
+		}
+		log.Info("demo stream", "live", "/demo/live/master.m3u8", "vod", "/demo/vod/master.m3u8")
+	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -181,4 +195,23 @@ func serve(args []string) error {
 	hs.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
+}
+
+// withDemo mounts the demo origin at /demo/ beside the tracker's handler.
+func withDemo(tracker http.Handler, reg *prometheus.Registry) (http.Handler, error) {
+	stream, err := fs.Sub(examples.Stream, "stream")
+	if err != nil {
+		return nil, err
+	}
+	o, err := origin.New(stream)
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "peercdn_demo_origin_bytes_total", Help: "Body bytes the demo origin sent.",
+	}, func() float64 { return float64(o.Stats().Bytes) }))
+	mux := http.NewServeMux()
+	mux.Handle("/demo/", http.StripPrefix("/demo", o))
+	mux.Handle("/", tracker)
+	return mux, nil
 }

@@ -1,0 +1,238 @@
+// Package origin is the demo CDN origin: it serves a VOD HLS stream as is,
+// and the same stream as a live sliding window that advances with wall time,
+// counting every byte it sends so that CDN bytes are measured where they are
+// served.
+package origin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/grafov/m3u8"
+)
+
+// LiveWindow is how many segments the live playlist lists.
+const LiveWindow = 6
+
+// Origin serves /vod/... and /live/... from a stream folder holding
+// master.m3u8 and one folder per rendition (index.m3u8, init.mp4, segments).
+type Origin struct {
+	fsys       fs.FS
+	renditions map[string]*rendition
+	now        func() time.Time
+
+	bytes    atomic.Int64 // body bytes sent
+	segBytes atomic.Int64 // of which media segments
+	requests atomic.Int64
+}
+
+type rendition struct {
+	segments  []string // file names, in order
+	durations []float64
+	target    int     // EXT-X-TARGETDURATION
+	period    float64 // sum of durations: one loop of the live view
+	step      time.Duration
+}
+
+// New reads the stream's playlists from fsys.
+func New(fsys fs.FS) (*Origin, error) {
+	o := &Origin{fsys: fsys, renditions: map[string]*rendition{}, now: time.Now}
+	master, err := fs.ReadFile(fsys, "master.m3u8")
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	pl, _, err := m3u8.DecodeFrom(bytes.NewReader(master), true)
+	if err != nil {
+		return nil, fmt.Errorf("origin: master.m3u8: %w", err)
+	}
+	mp, ok := pl.(*m3u8.MasterPlaylist)
+	if !ok {
+		return nil, fmt.Errorf("origin: master.m3u8 is not a master playlist")
+	}
+	for _, v := range mp.Variants {
+		name := path.Dir(v.URI)
+		b, err := fs.ReadFile(fsys, v.URI)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		p, _, err := m3u8.DecodeFrom(bytes.NewReader(b), true)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %s: %w", v.URI, err)
+		}
+		media, ok := p.(*m3u8.MediaPlaylist)
+		if !ok {
+			return nil, fmt.Errorf("origin: %s is not a media playlist", v.URI)
+		}
+		r := &rendition{target: int(media.TargetDuration)}
+		for _, s := range media.Segments {
+			if s == nil {
+				continue
+			}
+			r.segments = append(r.segments, s.URI)
+			r.durations = append(r.durations, s.Duration)
+			r.period += s.Duration
+		}
+		if len(r.segments) < LiveWindow {
+			return nil, fmt.Errorf("origin: %s has %d segments, the live view needs %d", v.URI, len(r.segments), LiveWindow)
+		}
+		// The live view assumes equal segment durations, as packagers make
+		// them for live; it uses the target duration as the step.
+		r.step = time.Duration(r.target) * time.Second
+		o.renditions[name] = r
+	}
+	return o, nil
+}
+
+// Stats are the origin's own counters.
+type Stats struct {
+	Bytes        int64 `json:"bytes"`
+	SegmentBytes int64 `json:"segmentBytes"`
+	Requests     int64 `json:"requests"`
+}
+
+// Stats returns the counters.
+func (o *Origin) Stats() Stats {
+	return Stats{Bytes: o.bytes.Load(), SegmentBytes: o.segBytes.Load(), Requests: o.requests.Load()}
+}
+
+// ServeHTTP serves paths relative to the origin's mount point:
+// /vod/master.m3u8, /live/master.m3u8, /{vod,live}/<rendition>/..., and
+// /stats.json.
+func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// Players on other origins fetch segments with Range; let them.
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Headers", "Range")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	p := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+	if p == "stats.json" {
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(o.Stats())
+		return
+	}
+	view, rest, _ := strings.Cut(p, "/")
+	if view != "vod" && view != "live" {
+		http.NotFound(w, r)
+		return
+	}
+	o.requests.Add(1)
+	cw := &countingWriter{ResponseWriter: w, o: o, segment: strings.HasSuffix(rest, ".m4s")}
+	if view == "live" {
+		o.serveLive(cw, r, rest)
+		return
+	}
+	o.serveFile(cw, r, rest, rest)
+}
+
+func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request, name, as string) {
+	b, err := fs.ReadFile(o.fsys, name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case strings.HasSuffix(as, ".m3u8"):
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		w.Header().Set("Cache-Control", "max-age=1")
+	case strings.HasSuffix(as, ".mp4"):
+		w.Header().Set("Content-Type", "video/mp4")
+		w.Header().Set("Cache-Control", "max-age=86400")
+	case strings.HasSuffix(as, ".m4s"):
+		w.Header().Set("Content-Type", "video/iso.segment")
+		w.Header().Set("Cache-Control", "max-age=86400")
+	}
+	http.ServeContent(w, r, path.Base(as), time.Time{}, bytes.NewReader(b))
+}
+
+// serveLive maps the live view onto the VOD files: live segment n is VOD
+// segment n mod len, so the title loops, with a discontinuity at each loop.
+func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) {
+	if rest == "master.m3u8" {
+		o.serveFile(w, r, rest, rest)
+		return
+	}
+	name, file, ok := strings.Cut(rest, "/")
+	rd := o.renditions[name]
+	if !ok || rd == nil {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case file == "index.m3u8":
+		b := o.livePlaylist(rd, o.now())
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, "index.m3u8", time.Time{}, bytes.NewReader(b))
+	case file == "init.mp4":
+		o.serveFile(w, r, name+"/init.mp4", file)
+	case strings.HasSuffix(file, ".m4s"):
+		n, err := strconv.ParseUint(strings.TrimSuffix(file, ".m4s"), 10, 64)
+		if err != nil || n > o.newest(rd, o.now()) {
+			http.NotFound(w, r) // not made yet: a real live origin 404s too
+			return
+		}
+		o.serveFile(w, r, name+"/"+rd.segments[n%uint64(len(rd.segments))], file)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// newest is the live edge: the last segment whose time has fully passed.
+// Sequence numbers count steps since the Unix epoch, so every origin node
+// serves the same live view at the same time.
+func (o *Origin) newest(rd *rendition, now time.Time) uint64 {
+	return uint64(now.UnixNano()/int64(rd.step)) - 1
+}
+
+func (o *Origin) livePlaylist(rd *rendition, now time.Time) []byte {
+	newest := o.newest(rd, now)
+	first := newest - LiveWindow + 1
+	n := uint64(len(rd.segments))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:%d\n", rd.target)
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", first, first/n)
+	b.WriteString("#EXT-X-MAP:URI=\"init.mp4\"\n")
+	for s := first; s <= newest; s++ {
+		if s%n == 0 && s != first {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%d.m4s\n", rd.step.Seconds(), s)
+	}
+	return b.Bytes()
+}
+
+// countingWriter counts the body bytes actually written.
+type countingWriter struct {
+	http.ResponseWriter
+	o       *Origin
+	segment bool
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.o.bytes.Add(int64(n))
+	if c.segment {
+		c.o.segBytes.Add(int64(n))
+	}
+	return n, err
+}
+
+var _ io.Writer = (*countingWriter)(nil)
