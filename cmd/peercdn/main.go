@@ -1,6 +1,7 @@
 // Command peercdn is the peercdn binary: the tracker service and its tools.
 //
 //	peercdn serve   run a tracker node
+//	peercdn swarm   run native load-test viewers
 //	peercdn token   mint a join token for a content id
 //	peercdn version print the protocol version
 package main
@@ -14,6 +15,7 @@ const usage = `usage: peercdn <command> [flags]
 
 commands:
   serve    run a tracker node (peercdn serve --help)
+  swarm    run N native viewers against a tracker and a stream (peercdn swarm --help)
   token    mint a signed join token (peercdn token --help)
   version  print the signaling protocol version
 `
@@ -27,6 +29,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
 		err = serve(args)
+	case "swarm":
+		err = swarmCmd(args)
 	case "token":
 		err = token(args)
 	case "version":

@@ -1,0 +1,397 @@
+// Package agent is the viewer's peer logic, the same code natively and in
+// the browser (GOOS=js GOARCH=wasm): it keeps a tracker connection, connects
+// to peers of the swarms it plays, exchanges segments with them over WebRTC
+// data channels, and decides per segment between a peer and the CDN so that
+// playback is never worse than the CDN alone.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/peercdn/peercdn/peerwire"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// Agent is one viewer. Create it with New, run it with Run, ask it for
+// segments with Load; every method is safe for concurrent use.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	api   *webrtc.API
+	cache *cache
+	stats counters
+	up    *rate.Limiter // nil: no upload cap
+
+	pcCreated atomic.Int64
+	cdnRate   atomic.Int64 // bytes/s moving average of CDN fetches
+	cdnRTT    atomic.Int64 // ns moving average of time to first byte
+	segSize   atomic.Int64 // bytes moving average of CDN segments
+
+	mu     sync.Mutex
+	sig    *signaling.Client // nil while disconnected
+	ice    []webrtc.ICEServer
+	swarms map[signaling.Swarm]*swarm
+}
+
+// New checks cfg and builds an agent; nothing touches the network until Run.
+func New(cfg Config) (*Agent, error) {
+	cfg.fill()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:    cfg,
+		log:    cfg.Log.With("component", "agent"),
+		api:    newAPI(&cfg),
+		cache:  newCache(cfg.CacheBytes),
+		swarms: make(map[signaling.Swarm]*swarm),
+	}
+	if cfg.UploadBytesPerSecond > 0 {
+		a.up = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), max(cfg.UploadBytesPerSecond, peerwire.MaxChunk))
+	}
+	return a, nil
+}
+
+// Stats returns the counters.
+func (a *Agent) Stats() Stats {
+	s := Stats{
+		CDNBytes:        a.stats.cdn.Load(),
+		P2PBytes:        a.stats.p2p.Load(),
+		UploadBytes:     a.stats.up.Load(),
+		PeerConnections: int(a.pcCreated.Load()),
+		Segments:        int(a.stats.segments.Load()),
+		P2PFailures:     a.stats.failures.Load(),
+	}
+	a.mu.Lock()
+	for _, sw := range a.swarms {
+		s.Peers += sw.connectedCount()
+	}
+	a.mu.Unlock()
+	a.stats.mu.Lock()
+	s.Stalls, s.StallMs = a.stats.stalls, a.stats.stallMs
+	a.stats.mu.Unlock()
+	return s
+}
+
+// Segments returns the most recent per-segment records (up to 1,024).
+func (a *Agent) Segments() []SegmentRecord {
+	a.stats.mu.Lock()
+	defer a.stats.mu.Unlock()
+	return append([]SegmentRecord(nil), a.stats.records...)
+}
+
+// ReportStall lets the player count a stall of d in the agent's stats.
+func (a *Agent) ReportStall(d time.Duration) {
+	a.stats.mu.Lock()
+	a.stats.stalls++
+	a.stats.stallMs += d.Milliseconds()
+	a.stats.mu.Unlock()
+}
+
+func (a *Agent) emit(e Event) {
+	if a.cfg.OnEvent != nil {
+		a.cfg.OnEvent(e)
+	}
+}
+
+func (a *Agent) waitUpload(ctx context.Context, n int) error {
+	if a.up == nil {
+		return nil
+	}
+	return a.up.WaitN(ctx, n)
+}
+
+// Run keeps the tracker connection up until ctx ends, reconnecting with
+// backoff (and after a goaway), and then closes every peer. Without a
+// tracker URL it only waits: the agent then serves from the CDN alone.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.closeAll()
+	if a.cfg.TrackerURL == "" {
+		<-ctx.Done()
+		return nil
+	}
+	backoff := 500 * time.Millisecond
+	for {
+		start := time.Now()
+		retry, err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = 500 * time.Millisecond
+		}
+		wait := retry
+		if wait <= 0 {
+			wait = jitter(backoff)
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		a.log.Debug("tracker connection ended", "err", err, "retry", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	var b [1]byte
+	rand.Read(b[:])
+	return d/2 + time.Duration(int64(d)/2*int64(b[0])/255)
+}
+
+// session runs one tracker connection; it returns the retry delay a goaway
+// asked for.
+func (a *Agent) session(ctx context.Context) (time.Duration, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := signaling.Dial(dctx, a.cfg.TrackerURL, &signaling.DialOptions{Origin: a.cfg.Origin})
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	ice := a.cfg.ICEServers
+	if ice == nil {
+		ice = c.Welcome().ICEServers
+	}
+	a.mu.Lock()
+	a.sig = c
+	a.ice = toICE(ice)
+	joined := make([]*swarm, 0, len(a.swarms))
+	for _, sw := range a.swarms {
+		joined = append(joined, sw)
+	}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.sig = nil
+		a.mu.Unlock()
+		c.CloseNow()
+	}()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go c.Keepalive(sctx, a.freeSlots)
+	go func() {
+		<-sctx.Done()
+		c.CloseNow() // unblocks Recv
+	}()
+	for _, sw := range joined {
+		a.sendJoin(sctx, c, sw)
+	}
+	go a.topUp(sctx, c)
+	for {
+		m, err := c.Recv(sctx)
+		if err != nil {
+			return 0, err
+		}
+		switch m.Type {
+		case signaling.TypeGoAway:
+			return time.Duration(m.RetryMs) * time.Millisecond, errors.New("tracker draining")
+		case signaling.TypePeers:
+			if sw := a.swarmFor(m.Swarm); sw != nil {
+				for _, id := range m.Peers {
+					sw.dial(sctx, c, id)
+				}
+			}
+		case signaling.TypeOffer:
+			if sw := a.swarmFor(m.Swarm); sw != nil {
+				sw.accept(sctx, c, m)
+			}
+		case signaling.TypeAnswer:
+			if sw := a.swarmFor(m.Swarm); sw != nil {
+				sw.answered(m)
+			}
+		case signaling.TypeCandidate:
+			if sw := a.swarmFor(m.Swarm); sw != nil {
+				if r := sw.peer(m.From); r != nil && r.offerID == m.OfferID {
+					r.addCandidate(m.Candidate)
+				}
+			}
+		case signaling.TypeError:
+			a.log.Debug("tracker error", "code", m.Code, "message", m.Text, "ref", m.Ref)
+		}
+	}
+}
+
+// topUp asks the tracker for more peers while a swarm has free slots.
+func (a *Agent) topUp(ctx context.Context, c *signaling.Client) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		var want []*swarm
+		for _, sw := range a.swarms {
+			if sw.count() < a.cfg.MaxPeers {
+				want = append(want, sw)
+			}
+		}
+		a.mu.Unlock()
+		for _, sw := range want {
+			id := sw.id
+			c.Send(ctx, &signaling.Message{Type: signaling.TypePeers, Swarm: &id})
+		}
+	}
+}
+
+func toICE(servers []signaling.ICEServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// maxIncoming is how many peers a swarm accepts, counting offers it answers.
+func (a *Agent) maxIncoming() int { return a.cfg.MaxPeers + (a.cfg.MaxPeers+1)/2 }
+
+// freeSlots is what the agent tells the tracker it can still accept, in
+// its fullest swarm, so that the tracker suggests peers with room.
+func (a *Agent) freeSlots() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	free := a.maxIncoming()
+	for _, sw := range a.swarms {
+		free = min(free, a.maxIncoming()-sw.count())
+	}
+	return max(free, 0)
+}
+
+func (a *Agent) sendJoin(ctx context.Context, c *signaling.Client, sw *swarm) {
+	token := ""
+	if a.cfg.Token != nil {
+		token = a.cfg.Token(sw.id.Content)
+	}
+	slots := max(0, a.maxIncoming()-sw.count())
+	if err := c.Join(ctx, sw.id, token, slots); err != nil {
+		a.log.Debug("join", "swarm", sw.id.String(), "err", err)
+	}
+}
+
+// Join makes the agent a member of swarm s (Load does it on first use).
+func (a *Agent) Join(s signaling.Swarm) {
+	a.mu.Lock()
+	sw := a.swarms[s]
+	if sw != nil {
+		a.mu.Unlock()
+		return
+	}
+	sw = newSwarm(a, s)
+	a.swarms[s] = sw
+	c := a.sig
+	a.mu.Unlock()
+	if c != nil {
+		a.sendJoin(context.Background(), c, sw)
+	}
+}
+
+// Leave closes a swarm's peers and leaves it.
+func (a *Agent) Leave(s signaling.Swarm) {
+	a.mu.Lock()
+	sw := a.swarms[s]
+	delete(a.swarms, s)
+	c := a.sig
+	a.mu.Unlock()
+	if sw == nil {
+		return
+	}
+	sw.closeAll()
+	if c != nil {
+		c.Leave(context.Background(), s)
+	}
+}
+
+func (a *Agent) swarmFor(s *signaling.Swarm) *swarm {
+	if s == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.swarms[*s]
+}
+
+func (a *Agent) selfID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sig == nil {
+		return ""
+	}
+	return a.sig.PeerID()
+}
+
+func (a *Agent) closeAll() {
+	a.mu.Lock()
+	swarms := make([]*swarm, 0, len(a.swarms))
+	for _, sw := range a.swarms {
+		swarms = append(swarms, sw)
+	}
+	a.mu.Unlock()
+	for _, sw := range swarms {
+		sw.closeAll()
+	}
+}
+
+// newPC creates a peer connection within the lifetime cap.
+func (a *Agent) newPC() (*webrtc.PeerConnection, error) {
+	if a.pcCreated.Add(1) > int64(a.cfg.MaxPeerConnections) {
+		a.pcCreated.Add(-1)
+		return nil, fmt.Errorf("agent: %d peer connections created: lifetime cap reached", a.cfg.MaxPeerConnections)
+	}
+	a.mu.Lock()
+	ice := a.ice
+	a.mu.Unlock()
+	return a.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})
+}
+
+// announce tells a swarm's peers what changed in the cache.
+func (a *Agent) announce(s signaling.Swarm, flags uint8, seqs []uint64) {
+	if a.cfg.ConsumeOnly || len(seqs) == 0 {
+		return
+	}
+	if sw := a.swarmFor(&s); sw != nil {
+		sw.broadcast(peerwire.Have(flags, seqs))
+	}
+}
+
+// EvictBefore drops a swarm's cached segments older than seq (behind the
+// live window) and withdraws them from peers.
+func (a *Agent) EvictBefore(s signaling.Swarm, seq uint64) {
+	gone := a.cache.evictBefore(s, seq)
+	seqs := make([]uint64, 0, len(gone))
+	for _, k := range gone {
+		seqs = append(seqs, k.seq)
+	}
+	for len(seqs) > 0 {
+		n := min(len(seqs), peerwire.MaxHaveCount)
+		a.announce(s, peerwire.HaveRemoved, seqs[:n])
+		seqs = seqs[n:]
+	}
+}
+
+// store caches a whole segment and announces it; evicted ones are withdrawn.
+func (a *Agent) store(k segKey, data []byte) {
+	added, evicted := a.cache.put(k, data)
+	if added {
+		a.announce(k.swarm, peerwire.HaveAdd, []uint64{k.seq})
+	}
+	bySwarm := map[signaling.Swarm][]uint64{}
+	for _, e := range evicted {
+		bySwarm[e.swarm] = append(bySwarm[e.swarm], e.seq)
+	}
+	for s, seqs := range bySwarm {
+		a.announce(s, peerwire.HaveRemoved, seqs)
+	}
+}

@@ -1,0 +1,259 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker"
+)
+
+// testOrigin serves /seg/N: segSize deterministic bytes per N, with ranges,
+// counting the bytes it sends.
+type testOrigin struct {
+	*httptest.Server
+	sent atomic.Int64
+}
+
+const segSize = 300 << 10
+
+func segment(n uint64) []byte {
+	b := make([]byte, segSize)
+	for i := range b {
+		b[i] = byte(uint64(i)*31 + n*7)
+	}
+	return b
+}
+
+func startOrigin(t testing.TB) *testOrigin {
+	o := &testOrigin{}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(&countWriter{w, &o.sent}, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+type countWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func startTracker(t testing.TB) string {
+	cfg := tracker.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+		hs.Close()
+	})
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+}
+
+func startAgent(t testing.TB, trackerURL string, mutate func(*Config)) *Agent {
+	cfg := DefaultConfig(trackerURL)
+	cfg.LoopbackOnly = true
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a
+}
+
+var testSwarm = signaling.Swarm{Content: "/test.m3u8", Rendition: "720p"}
+
+func req(o *testOrigin, seq uint64, in time.Duration) Request {
+	return Request{Swarm: testSwarm, Seq: seq, URL: fmt.Sprintf("%s/seg/%d", o.URL, seq), Deadline: time.Now().Add(in)}
+}
+
+// waitPeers waits until every agent has n connected peers.
+func waitPeers(t testing.TB, n int, agents ...*Agent) {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, a := range agents {
+		a.Join(testSwarm)
+	}
+	for {
+		ok := true
+		for _, a := range agents {
+			if a.Stats().Peers < n {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, a := range agents {
+				t.Logf("agent %d: %+v", i, a.Stats())
+			}
+			t.Fatalf("peers did not connect")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSegmentTravelsBetweenPeers(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	a, b := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	waitPeers(t, 1, a, b)
+	ctx := context.Background()
+
+	// Both ask for the same segment with time to spare: one fetches it from
+	// the CDN, the other gets it from that peer.
+	type out struct {
+		r   Result
+		err error
+	}
+	ra, rb := make(chan out, 1), make(chan out, 1)
+	go func() { r, err := a.Load(ctx, req(o, 1, 5*time.Second)); ra <- out{r, err} }()
+	go func() { r, err := b.Load(ctx, req(o, 1, 5*time.Second)); rb <- out{r, err} }()
+	xa, xb := <-ra, <-rb
+	if xa.err != nil || xb.err != nil {
+		t.Fatal(xa.err, xb.err)
+	}
+	for _, x := range []out{xa, xb} {
+		if !bytes.Equal(x.r.Data, segment(1)) {
+			t.Fatalf("%s bytes differ from the origin's", x.r.Source)
+		}
+	}
+	sources := map[Source]int{xa.r.Source: 1}
+	sources[xb.r.Source]++
+	if sources[SourceCDN] != 1 || sources[SourceP2P] != 1 {
+		t.Fatalf("sources %v: want one CDN fetch and one P2P", sources)
+	}
+	if got := o.sent.Load(); got != segSize {
+		t.Fatalf("origin sent %d bytes, want one segment (%d)", got, segSize)
+	}
+	sa, sb := a.Stats(), b.Stats()
+	if sa.CDNBytes+sb.CDNBytes != segSize || sa.P2PBytes+sb.P2PBytes != segSize || sa.UploadBytes+sb.UploadBytes != segSize {
+		t.Fatalf("stats a %+v b %+v", sa, sb)
+	}
+}
+
+func TestStalledPeerCompletesFromCDN(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	// The seeder stops sending after 100 KB of every segment.
+	seeder := startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
+	viewer := startAgent(t, tr, func(c *Config) { c.P2PStallTimeout = 300 * time.Millisecond })
+	waitPeers(t, 1, seeder, viewer)
+	ctx := context.Background()
+	if _, err := seeder.Load(ctx, req(o, 7, 0)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := 3 * time.Second
+	waitHolds(t, viewer, 7)
+	before := o.sent.Load()
+	start := time.Now()
+	r, err := viewer.Load(ctx, req(o, 7, deadline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > deadline {
+		t.Fatalf("took %v, past the %v deadline", took, deadline)
+	}
+	if r.Source != SourceMixed || !bytes.Equal(r.Data, segment(7)) {
+		t.Fatalf("source %s, equal %v: want the peer's head completed from the CDN", r.Source, bytes.Equal(r.Data, segment(7)))
+	}
+	if rest := o.sent.Load() - before; rest >= segSize {
+		t.Fatalf("CDN sent %d bytes: the range request should skip what the peer sent", rest)
+	}
+}
+
+func waitHolds(t testing.TB, a *Agent, seq uint64) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sw := a.swarmFor(&testSwarm)
+		if sw != nil && sw.best(seq, nil) != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no peer announced segment %d", seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTruncatedCDNResponseIsNotShared(t *testing.T) {
+	tr := startTracker(t)
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(segSize))
+		w.Write(segment(3)[:segSize/2]) // the connection ends early
+	}))
+	t.Cleanup(cut.Close)
+	a := startAgent(t, tr, nil)
+	_, err := a.Load(context.Background(), Request{Swarm: testSwarm, Seq: 3, URL: cut.URL + "/seg/3"})
+	if err == nil {
+		t.Fatal("a truncated body was accepted")
+	}
+	if a.cache.has(segKey{testSwarm, 3}) {
+		t.Fatal("the truncated segment is in the cache, where peers could get it")
+	}
+}
+
+func TestConsumeOnlyNeverUploads(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	leech := startAgent(t, tr, func(c *Config) { c.ConsumeOnly = true })
+	other := startAgent(t, tr, nil)
+	waitPeers(t, 1, leech, other)
+	ctx := context.Background()
+	if _, err := leech.Load(ctx, req(o, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := other.Load(ctx, req(o, 1, 2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Source != SourceCDN || leech.Stats().UploadBytes != 0 {
+		t.Fatalf("source %s, leech uploaded %d", r.Source, leech.Stats().UploadBytes)
+	}
+}
+
+func TestPeerConnectionLifetimeCap(t *testing.T) {
+	tr := startTracker(t)
+	a := startAgent(t, tr, func(c *Config) { c.MaxPeerConnections = 2 })
+	var others []*Agent
+	for range 4 {
+		others = append(others, startAgent(t, tr, nil))
+	}
+	waitPeers(t, 1, others...)
+	a.Join(testSwarm)
+	time.Sleep(2 * time.Second)
+	if got := a.Stats().PeerConnections; got != 2 {
+		t.Fatalf("created %d peer connections, cap 2", got)
+	}
+}

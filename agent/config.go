@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// Config is one viewer's agent configuration. DefaultConfig fills every
+// field; each documents its default.
+type Config struct {
+	// TrackerURL is the tracker's signaling WebSocket, e.g.
+	// "wss://tracker.example.com/ws". Empty: no peers, CDN only.
+	TrackerURL string
+	// Origin is sent as the Origin header by native agents so that they join
+	// the swarms of that page origin. Browsers set it themselves. Default none.
+	Origin string
+	// Token returns the join token for a content id, when the tracker
+	// requires tokens. Default nil: no token.
+	Token func(content string) string
+
+	// MaxPeers bounds connected peers per swarm. Default 8 (4 when Mobile).
+	MaxPeers int
+	// MaxPeerConnections bounds peer connections created over the agent's
+	// life: browsers cap RTCPeerConnections at 500 per tab, for its whole
+	// life, so hours of churn must stay well under. Default 300.
+	MaxPeerConnections int
+	// CacheBytes bounds the segment cache. Default 256 MiB (64 MiB when Mobile).
+	CacheBytes int64
+	// UploadBytesPerSecond caps upload to all peers. Default 0: no cap.
+	UploadBytesPerSecond int
+	// ConsumeOnly downloads from peers but never uploads (for metered
+	// networks). Default false.
+	ConsumeOnly bool
+	// Mobile picks the smaller defaults for MaxPeers and CacheBytes.
+	Mobile bool
+
+	// P2PStallTimeout aborts a peer transfer that delivers no byte for this
+	// long; the rest comes from the CDN. Default 800ms.
+	P2PStallTimeout time.Duration
+	// CDNSafety is the time always kept in reserve for a CDN fetch on top of
+	// its measured duration, so a segment falls back to the CDN early enough.
+	// Default 1s.
+	CDNSafety time.Duration
+
+	// LoopbackOnly restricts ICE to loopback addresses (tests and local load
+	// generation; native only). Default false.
+	LoopbackOnly bool
+	// ICEServers overrides the tracker's ICE servers. Default: the tracker's.
+	ICEServers []signaling.ICEServer
+
+	// HTTPClient fetches from the CDN. Default http.DefaultClient.
+	HTTPClient *http.Client
+	// Log receives the agent's logs. Default slog.Default().
+	Log *slog.Logger
+	// uploadStallAfter makes uploads stop after this many bytes of each
+	// segment without ending the request: a test's slow or vanishing peer.
+	uploadStallAfter int
+
+	// OnEvent, if set, is called for every Event, from the agent's
+	// goroutines: it must not block.
+	OnEvent func(Event)
+}
+
+// DefaultConfig returns the defaults for a desktop viewer of trackerURL.
+func DefaultConfig(trackerURL string) Config {
+	c := Config{TrackerURL: trackerURL}
+	c.fill()
+	return c
+}
+
+func (c *Config) fill() {
+	if c.MaxPeers == 0 {
+		c.MaxPeers = 8
+		if c.Mobile {
+			c.MaxPeers = 4
+		}
+	}
+	if c.MaxPeerConnections == 0 {
+		c.MaxPeerConnections = 300
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 256 << 20
+		if c.Mobile {
+			c.CacheBytes = 64 << 20
+		}
+	}
+	if c.P2PStallTimeout == 0 {
+		c.P2PStallTimeout = 800 * time.Millisecond
+	}
+	if c.CDNSafety == 0 {
+		c.CDNSafety = time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = http.DefaultClient
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("agent: config")
+
+func (c *Config) validate() error {
+	switch {
+	case c.MaxPeers < 0 || c.MaxPeers > 64:
+		return fmt.Errorf("%w: MaxPeers %d outside 0..64", ErrConfig, c.MaxPeers)
+	case c.MaxPeerConnections < 0 || c.MaxPeerConnections > 500:
+		return fmt.Errorf("%w: MaxPeerConnections %d outside 0..500 (browsers cap at 500)", ErrConfig, c.MaxPeerConnections)
+	case c.CacheBytes < 1<<20:
+		return fmt.Errorf("%w: CacheBytes %d below 1 MiB", ErrConfig, c.CacheBytes)
+	case c.UploadBytesPerSecond < 0:
+		return fmt.Errorf("%w: negative UploadBytesPerSecond", ErrConfig)
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/peercdn/peercdn/peerwire"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// Request asks for one media segment.
+type Request struct {
+	Swarm signaling.Swarm
+	Seq   uint64 // media sequence number: the segment's name in its swarm
+	URL   string // where the CDN serves it
+	// Deadline is when the player needs the segment's first byte played:
+	// now plus its buffer level. Zero means now (start-up, seeking).
+	Deadline time.Time
+}
+
+// Result is a loaded segment.
+type Result struct {
+	Data     []byte // shared with the cache: do not modify
+	Source   Source
+	Duration time.Duration
+}
+
+// ErrCDN wraps failures of the CDN, which the agent cannot work around.
+var ErrCDN = errors.New("agent: CDN fetch failed")
+
+// peerWait is how long after joining a swarm an agent without peers still
+// waits for some (within its deadline) rather than going to the CDN.
+const peerWait = 3 * time.Second
+
+// defaultCDNEstimate is assumed for a CDN fetch before one was measured.
+const defaultCDNEstimate = time.Second
+
+// Load returns segment req.Seq, from the cache, a peer or the CDN:
+//
+//   - A peer that holds it is asked while there is time: the deadline minus
+//     the time a CDN fetch is measured to take, plus CDNSafety.
+//   - A transfer that stalls (no byte for P2PStallTimeout) or would finish
+//     too late is cancelled and completed from the CDN with a range request.
+//   - If no peer holds it yet, the one viewer of the neighbourhood elected
+//     for this segment fetches it from the CDN at once and announces it as
+//     loading, then held; the others wait for it until their deadline
+//     leaves only the CDN reserve.
+func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
+	start := time.Now()
+	k := segKey{req.Swarm, req.Seq}
+	if data, ok := a.cache.get(k); ok {
+		return a.done(req, data, SourceCache, start), nil
+	}
+	a.Join(req.Swarm)
+	sw := a.swarmFor(&req.Swarm)
+	if sw == nil { // left concurrently
+		return a.loadCDN(ctx, req, nil, start)
+	}
+	tried := map[*remote]bool{}
+	for ctx.Err() == nil {
+		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cfg.CDNSafety)
+		if !time.Now().Before(giveUp) {
+			break
+		}
+		if r := sw.best(req.Seq, tried); r != nil {
+			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
+			if err == nil {
+				a.stats.p2p.Add(int64(len(data)))
+				a.store(k, data)
+				return a.done(req, data, SourceP2P, start), nil
+			}
+			tried[r] = true
+			if errors.Is(err, errAbsent) {
+				r.mu.Lock()
+				delete(r.have, req.Seq)
+				r.mu.Unlock()
+				continue
+			}
+			if !errors.Is(err, errCancelled) && r.failed() {
+				a.log.Debug("dropping failing peer", "peer", r.id)
+				r.close()
+			}
+			if len(data) > 0 && total > 0 && ctx.Err() == nil {
+				return a.completeFromCDN(ctx, req, data, total, start)
+			}
+			continue
+		}
+		if sw.connectedCount() == 0 {
+			if time.Since(sw.joined) > peerWait {
+				break // nobody to wait for
+			}
+			// Just joined: peers are on their way.
+		} else if sw.elected(a.selfID(), req.Seq) && !sw.someoneLoading(req.Seq) {
+			break // our turn to seed the swarm from the CDN
+		}
+		// Peers announce, or connect; poll too, for the tracker connection.
+		t := time.NewTimer(min(time.Until(giveUp), 250*time.Millisecond))
+		select {
+		case <-sw.wait():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	if ctx.Err() != nil {
+		return Result{}, ctx.Err()
+	}
+	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
+	return a.loadCDN(ctx, req, sw, start)
+}
+
+func (a *Agent) loadCDN(ctx context.Context, req Request, _ *swarm, start time.Time) (Result, error) {
+	data, _, err := a.fetchCDN(ctx, req.URL, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	a.store(segKey{req.Swarm, req.Seq}, data)
+	return a.done(req, data, SourceCDN, start), nil
+}
+
+// completeFromCDN fetches the bytes a peer did not deliver with a range
+// request. If the CDN's size disagrees with the peer's, the peer's bytes are
+// dropped and the whole segment comes from the CDN.
+func (a *Agent) completeFromCDN(ctx context.Context, req Request, head []byte, total int, start time.Time) (Result, error) {
+	rest, cdnTotal, err := a.fetchCDN(ctx, req.URL, len(head))
+	if err != nil {
+		return Result{}, err
+	}
+	var data []byte
+	switch {
+	case cdnTotal == total && len(head)+len(rest) == total:
+		data = append(head[:len(head):len(head)], rest...)
+		a.stats.p2p.Add(int64(len(head)))
+	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
+		data = rest
+	default:
+		data, _, err = a.fetchCDN(ctx, req.URL, 0)
+		if err != nil {
+			return Result{}, err
+		}
+	}
+	a.store(segKey{req.Swarm, req.Seq}, data)
+	return a.done(req, data, SourceMixed, start), nil
+}
+
+func (a *Agent) done(req Request, data []byte, src Source, start time.Time) Result {
+	d := time.Since(start)
+	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start}
+	if src != SourceCache {
+		a.stats.record(rec)
+	}
+	a.emit(Event{Kind: EventSegment, Segment: &rec})
+	return Result{Data: data, Source: src, Duration: d}
+}
+
+// fetchCDN gets url from byte from on. It returns the body and the whole
+// resource's size. A body cut short is an error: such bytes are never
+// cached or shared.
+func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int, error) {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrCDN, err)
+	}
+	if from > 0 {
+		req.Header.Set("Range", "bytes="+strconv.Itoa(from)+"-")
+	}
+	resp, err := a.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrCDN, err)
+	}
+	defer resp.Body.Close()
+	ttfb := time.Since(start)
+	total := -1
+	switch resp.StatusCode {
+	case http.StatusOK:
+		from = 0
+		total = int(resp.ContentLength)
+	case http.StatusPartialContent:
+		if i := strings.LastIndexByte(resp.Header.Get("Content-Range"), '/'); i >= 0 {
+			total, _ = strconv.Atoi(resp.Header.Get("Content-Range")[i+1:])
+		}
+	default:
+		return nil, 0, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, peerwire.MaxSegmentSize+1))
+	a.stats.cdn.Add(int64(len(body)))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: %v after %d bytes", ErrCDN, url, err, len(body))
+	}
+	if len(body) > peerwire.MaxSegmentSize {
+		return nil, 0, fmt.Errorf("%w: %s: larger than %d bytes", ErrCDN, url, peerwire.MaxSegmentSize)
+	}
+	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+		return nil, 0, fmt.Errorf("%w: %s: got %d of %d bytes", ErrCDN, url, len(body), resp.ContentLength)
+	}
+	if total < 0 {
+		total = from + len(body)
+	}
+	a.observeCDN(ttfb, len(body), time.Since(start))
+	return body, total, nil
+}
+
+// observeCDN folds a fetch into the CDN estimates.
+func (a *Agent) observeCDN(ttfb time.Duration, n int, d time.Duration) {
+	ewma := func(v *atomic.Int64, x int64) {
+		if old := v.Load(); old == 0 {
+			v.Store(x)
+		} else {
+			v.Store((7*old + 3*x) / 10)
+		}
+	}
+	ewma(&a.cdnRTT, int64(ttfb))
+	if body := d - ttfb; n > 0 && body > 0 {
+		ewma(&a.cdnRate, int64(float64(n)/body.Seconds()))
+	}
+	ewma(&a.segSize, int64(n))
+}
+
+// cdnEstimate is how long a CDN fetch of a typical segment takes here.
+func (a *Agent) cdnEstimate() time.Duration {
+	rtt, rate, size := a.cdnRTT.Load(), a.cdnRate.Load(), a.segSize.Load()
+	if rtt == 0 {
+		return defaultCDNEstimate
+	}
+	d := time.Duration(rtt)
+	if rate > 0 {
+		d += time.Duration(float64(size) / float64(rate) * float64(time.Second))
+	}
+	return 2 * d // the CDN varies; plan for twice the average
+}

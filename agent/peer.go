@@ -1,0 +1,460 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/peercdn/peercdn/peerwire"
+)
+
+// Flow control for uploads: a responder stops writing while the channel
+// holds more than highWater unsent bytes and resumes below lowWater.
+const (
+	highWater = 1 << 20
+	lowWater  = 256 << 10
+	// maxUploadsPerPeer bounds concurrent uploads one peer may ask for;
+	// more requests get absent.
+	maxUploadsPerPeer = 8
+	// maxFailures drops a peer after this many failed transfers.
+	maxFailures = 3
+)
+
+// Peer errors.
+var (
+	errAbsent    = errors.New("peer does not hold the segment")
+	errStalled   = errors.New("peer stalled")
+	errPeerGone  = errors.New("peer connection closed")
+	errProtocol  = errors.New("peer broke the segment protocol")
+	errCancelled = errors.New("transfer cancelled")
+)
+
+// remote is one connected (or connecting) peer in one swarm.
+type remote struct {
+	a       *Agent
+	sw      *swarm
+	id      string // the tracker's peer id
+	offerID string
+	pc      *webrtc.PeerConnection
+	dc      *webrtc.DataChannel
+
+	opened  chan struct{} // closed when the data channel opens
+	closed  chan struct{} // closed when the peer is gone
+	bufLow  chan struct{} // signalled when the send buffer drains
+	closeMu sync.Once
+
+	mu          sync.Mutex
+	have        map[uint64]bool
+	loading     map[uint64]bool
+	nextID      uint32
+	downloads   map[uint32]*transfer
+	uploads     map[uint32]context.CancelFunc
+	remoteSet   bool
+	candidates  []string // arrived before the remote description
+	throughput  float64  // bytes/s, moving average of finished transfers
+	failures    int
+	isConnected bool
+}
+
+// transfer is one download from this peer.
+type transfer struct {
+	seq      uint64
+	buf      []byte
+	got      int
+	total    int
+	lastByte time.Time
+	progress chan struct{} // signalled on every chunk
+	done     chan error    // one value: nil or why it ended
+}
+
+func newRemote(a *Agent, sw *swarm, id, offerID string, pc *webrtc.PeerConnection) *remote {
+	return &remote{
+		a: a, sw: sw, id: id, offerID: offerID, pc: pc,
+		opened:    make(chan struct{}),
+		closed:    make(chan struct{}),
+		bufLow:    make(chan struct{}, 1),
+		have:      make(map[uint64]bool),
+		loading:   make(map[uint64]bool),
+		downloads: make(map[uint32]*transfer),
+		uploads:   make(map[uint32]context.CancelFunc),
+	}
+}
+
+// attach wires a data channel (created or received) to the peer.
+func (r *remote) attach(dc *webrtc.DataChannel) {
+	r.dc = dc
+	dc.SetBufferedAmountLowThreshold(lowWater)
+	dc.OnBufferedAmountLow(func() {
+		select {
+		case r.bufLow <- struct{}{}:
+		default:
+		}
+	})
+	var once sync.Once
+	open := func() { once.Do(r.onOpen) }
+	dc.OnOpen(open)
+	if dc.ReadyState() == webrtc.DataChannelStateOpen {
+		// A channel the peer created may be open before we see it; the
+		// browser then never fires onopen.
+		go open()
+	}
+	dc.OnClose(func() { r.close() })
+	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		if msg.IsString {
+			r.a.log.Debug("peer sent text", "peer", r.id)
+			r.close()
+			return
+		}
+		r.handle(msg.Data)
+	})
+}
+
+// onOpen marks the peer usable and tells it everything we hold.
+func (r *remote) onOpen() {
+	r.mu.Lock()
+	r.isConnected = true
+	r.mu.Unlock()
+	close(r.opened)
+	r.a.emit(Event{Kind: EventPeerUp, Peer: r.id})
+	// Tell the new peer everything we hold in this swarm.
+	if !r.a.cfg.ConsumeOnly {
+		seqs := r.a.cache.seqs(r.sw.id)
+		for first := true; first || len(seqs) > 0; first = false {
+			n := min(len(seqs), peerwire.MaxHaveCount)
+			flags := uint8(peerwire.HaveAdd)
+			if first {
+				flags = peerwire.HaveReplace
+			}
+			r.send(peerwire.Have(flags, seqs[:n]))
+			seqs = seqs[n:]
+		}
+	}
+	r.sw.notify()
+}
+
+func (r *remote) send(b []byte) bool {
+	if r.dc == nil {
+		return false
+	}
+	return r.dc.Send(b) == nil
+}
+
+// connected reports whether the data channel is open.
+func (r *remote) connected() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.isConnected
+}
+
+func (r *remote) handle(b []byte) {
+	m, err := peerwire.Decode(b)
+	if err != nil {
+		r.a.log.Debug("bad peer message", "peer", r.id, "err", err)
+		r.close()
+		return
+	}
+	switch m.Type {
+	case peerwire.TypeHave:
+		r.mu.Lock()
+		if m.Flags == peerwire.HaveReplace {
+			clear(r.have)
+		}
+		for _, s := range m.Seqs {
+			if m.Flags == peerwire.HaveRemoved {
+				delete(r.have, s)
+			} else {
+				r.have[s] = true
+				delete(r.loading, s)
+			}
+		}
+		// Forget the oldest when a peer announces too much.
+		for len(r.have) > 4*peerwire.MaxHaveCount {
+			var oldest uint64 = 1<<64 - 1
+			for s := range r.have {
+				oldest = min(oldest, s)
+			}
+			delete(r.have, oldest)
+		}
+		r.mu.Unlock()
+		r.sw.notify()
+	case peerwire.TypeLoading:
+		r.mu.Lock()
+		for _, s := range m.Seqs {
+			if len(r.loading) < peerwire.MaxHaveCount {
+				r.loading[s] = true
+			}
+		}
+		r.mu.Unlock()
+		r.sw.notify()
+	case peerwire.TypeRequest:
+		r.serve(m.ID, m.Seq, m.Offset)
+	case peerwire.TypeCancel:
+		r.mu.Lock()
+		if cancel := r.uploads[m.ID]; cancel != nil {
+			cancel()
+		}
+		r.mu.Unlock()
+	case peerwire.TypeAbsent:
+		r.finish(m.ID, errAbsent)
+	case peerwire.TypeData:
+		r.mu.Lock()
+		t := r.downloads[m.ID]
+		if t == nil {
+			r.mu.Unlock()
+			return // cancelled: chunks still in flight
+		}
+		if t.total == 0 {
+			t.total = int(m.Total)
+			t.buf = make([]byte, 0, t.total)
+		}
+		if int(m.Total) != t.total || int(m.Offset) != t.got {
+			r.mu.Unlock()
+			r.finish(m.ID, fmt.Errorf("%w: chunk at %d of %d, expected %d of %d", errProtocol, m.Offset, m.Total, t.got, t.total))
+			return
+		}
+		t.buf = append(t.buf, m.Data...)
+		t.got += len(m.Data)
+		t.lastByte = time.Now()
+		complete := t.got == t.total
+		r.mu.Unlock()
+		select {
+		case t.progress <- struct{}{}:
+		default:
+		}
+		if complete {
+			r.finish(m.ID, nil)
+		}
+	}
+}
+
+// serve uploads a segment to the peer, paced by the channel's buffer and
+// the agent's upload cap, interleaved with the peer's other requests.
+func (r *remote) serve(id uint32, seq uint64, offset uint32) {
+	data, ok := r.a.cache.get(segKey{r.sw.id, seq})
+	r.mu.Lock()
+	busy := len(r.uploads) >= maxUploadsPerPeer
+	_, dup := r.uploads[id]
+	r.mu.Unlock()
+	if !ok || r.a.cfg.ConsumeOnly || busy || dup || int(offset) >= len(data) {
+		r.send(peerwire.Absent(id))
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.uploads[id] = cancel
+	r.mu.Unlock()
+	go func() {
+		defer func() {
+			cancel()
+			r.mu.Lock()
+			delete(r.uploads, id)
+			r.mu.Unlock()
+		}()
+		buf := make([]byte, 0, peerwire.MaxMessage)
+		for off := int(offset); off < len(data); {
+			n := min(peerwire.MaxChunk, len(data)-off)
+			if stall := r.a.cfg.uploadStallAfter; stall > 0 && off+n > stall {
+				<-ctx.Done() // hold the request open, send nothing more
+				return
+			}
+			if err := r.a.waitUpload(ctx, n); err != nil {
+				return
+			}
+			for r.dc.BufferedAmount() > highWater {
+				select {
+				case <-r.bufLow:
+				case <-time.After(50 * time.Millisecond):
+				case <-ctx.Done():
+					return
+				case <-r.closed:
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			buf = peerwire.AppendData(buf[:0], id, uint32(off), uint32(len(data)), data[off:off+n])
+			if r.dc.Send(buf) != nil {
+				return
+			}
+			r.a.stats.up.Add(int64(n))
+			off += n
+		}
+	}()
+}
+
+// fetch downloads segment seq from offset 0. It returns the bytes received
+// so far (all of them on success) and why it stopped. It gives up when no
+// byte arrives for stall, or when it cannot finish by giveUp at its current
+// rate.
+func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time) ([]byte, int, error) {
+	r.mu.Lock()
+	r.nextID++
+	id := r.nextID
+	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), done: make(chan error, 1)}
+	r.downloads[id] = t
+	r.mu.Unlock()
+	start := time.Now()
+	if !r.send(peerwire.Request(id, seq, 0)) {
+		r.finish(id, errPeerGone)
+	}
+	tick := time.NewTicker(stall / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-t.done:
+			r.mu.Lock()
+			buf, total := t.buf, t.total
+			r.mu.Unlock()
+			if err == nil {
+				r.observe(len(buf), time.Since(start))
+			}
+			return buf, total, err
+		case <-t.progress:
+		case <-tick.C:
+			r.mu.Lock()
+			last, got, total := t.lastByte, t.got, t.total
+			r.mu.Unlock()
+			now := time.Now()
+			late := false
+			if total > 0 && got > 0 {
+				// Projected finish at the rate so far.
+				rate := float64(got) / now.Sub(start).Seconds()
+				late = now.Add(time.Duration(float64(total-got) / rate * float64(time.Second))).After(giveUp)
+			}
+			if now.Sub(last) > stall || late || now.After(giveUp) {
+				r.cancel(id, errStalled)
+			}
+		case <-ctx.Done():
+			r.cancel(id, errCancelled)
+		case <-r.closed:
+			r.finish(id, errPeerGone)
+		}
+	}
+}
+
+// cancel stops a download and tells the peer.
+func (r *remote) cancel(id uint32, why error) {
+	r.send(peerwire.Cancel(id))
+	r.finish(id, why)
+}
+
+// finish ends download id with err (nil: complete).
+func (r *remote) finish(id uint32, err error) {
+	r.mu.Lock()
+	t := r.downloads[id]
+	delete(r.downloads, id)
+	r.mu.Unlock()
+	if t != nil {
+		t.done <- err
+	}
+}
+
+// observe folds a finished transfer into the throughput estimate.
+func (r *remote) observe(n int, d time.Duration) {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	bps := float64(n) / d.Seconds()
+	r.mu.Lock()
+	if r.throughput == 0 {
+		r.throughput = bps
+	} else {
+		r.throughput = 0.7*r.throughput + 0.3*bps
+	}
+	r.failures = 0
+	r.mu.Unlock()
+}
+
+// failed counts a failed transfer; it reports whether the peer should go.
+func (r *remote) failed() bool {
+	r.a.stats.failures.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures++
+	r.throughput /= 2
+	return r.failures >= maxFailures
+}
+
+func (r *remote) holds(seq uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.isConnected && r.have[seq]
+}
+
+func (r *remote) isLoading(seq uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.isConnected && r.loading[seq]
+}
+
+func (r *remote) rate() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.throughput
+}
+
+// addCandidate applies a trickled candidate, or keeps it until the remote
+// description is set.
+func (r *remote) addCandidate(c string) {
+	r.mu.Lock()
+	if !r.remoteSet {
+		if len(r.candidates) < 64 {
+			r.candidates = append(r.candidates, c)
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.applyCandidate(c)
+}
+
+func (r *remote) applyCandidate(c string) {
+	if c == "" {
+		return // end of candidates
+	}
+	idx := uint16(0) // data-channel-only sessions have one m-line
+	if err := r.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c, SDPMLineIndex: &idx}); err != nil {
+		r.a.log.Debug("bad candidate", "peer", r.id, "err", err)
+	}
+}
+
+// setRemote applies the peer's description and the candidates that waited.
+func (r *remote) setRemote(sdpType webrtc.SDPType, sdp string) error {
+	if err := r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: sdpType, SDP: sdp}); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.remoteSet = true
+	pending := r.candidates
+	r.candidates = nil
+	r.mu.Unlock()
+	for _, c := range pending {
+		r.applyCandidate(c)
+	}
+	return nil
+}
+
+// close tears the peer down once; its transfers fail over to the CDN.
+func (r *remote) close() {
+	r.closeMu.Do(func() {
+		close(r.closed)
+		r.mu.Lock()
+		was := r.isConnected
+		r.isConnected = false
+		for _, cancel := range r.uploads {
+			cancel()
+		}
+		r.mu.Unlock()
+		r.sw.remove(r)
+		go r.pc.Close() // may block on the network; never hold a caller for it
+		if was {
+			r.a.emit(Event{Kind: EventPeerGone, Peer: r.id})
+		}
+		r.sw.notify()
+	})
+}

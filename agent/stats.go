@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Source says where a segment's bytes came from.
+type Source string
+
+// Sources.
+const (
+	SourceCache Source = "cache"
+	SourceCDN   Source = "cdn"
+	SourceP2P   Source = "p2p"
+	SourceMixed Source = "p2p+cdn" // started from a peer, completed from the CDN
+)
+
+// Stats are the agent's counters since it started.
+type Stats struct {
+	CDNBytes    int64 `json:"cdnBytes"`
+	P2PBytes    int64 `json:"p2pBytes"`
+	UploadBytes int64 `json:"uploadBytes"`
+	Peers       int   `json:"peers"`
+	// PeerConnections counts connections created, against MaxPeerConnections.
+	PeerConnections int   `json:"peerConnections"`
+	Segments        int   `json:"segments"`
+	P2PFailures     int64 `json:"p2pFailures"`
+	Stalls          int   `json:"stalls"`
+	StallMs         int64 `json:"stallMs"`
+}
+
+// SegmentRecord is one loaded segment in the per-segment log.
+type SegmentRecord struct {
+	Seq      uint64        `json:"seq"`
+	Source   Source        `json:"source"`
+	Bytes    int           `json:"bytes"`
+	Duration time.Duration `json:"durationNs"`
+	At       time.Time     `json:"at"`
+}
+
+// Event is something a page or a load test may want to see as it happens.
+type Event struct {
+	Kind    EventKind
+	Peer    string         // peer events
+	Segment *SegmentRecord // segment events
+}
+
+// EventKind names an event.
+type EventKind string
+
+// Event kinds.
+const (
+	EventSegment  EventKind = "segment"
+	EventPeerUp   EventKind = "peer-connected"
+	EventPeerGone EventKind = "peer-gone"
+)
+
+// maxRecords bounds the per-segment log so long live sessions do not grow.
+const maxRecords = 1024
+
+type counters struct {
+	cdn, p2p, up, failures atomic.Int64
+	segments               atomic.Int64
+
+	mu      sync.Mutex
+	records []SegmentRecord
+	stalls  int
+	stallMs int64
+}
+
+func (c *counters) record(r SegmentRecord) {
+	c.segments.Add(1)
+	c.mu.Lock()
+	if len(c.records) == maxRecords {
+		copy(c.records, c.records[1:])
+		c.records = c.records[:maxRecords-1]
+	}
+	c.records = append(c.records, r)
+	c.mu.Unlock()
+}

@@ -1,0 +1,311 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/peercdn/peercdn/peerwire"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// swarm is the agent's side of one swarm: its peers, connected or not.
+type swarm struct {
+	a      *Agent
+	id     signaling.Swarm
+	joined time.Time
+
+	mu      sync.Mutex
+	peers   map[string]*remote
+	changed chan struct{} // closed and replaced whenever a peer's holdings change
+}
+
+func newSwarm(a *Agent, id signaling.Swarm) *swarm {
+	return &swarm{a: a, id: id, joined: time.Now(), peers: make(map[string]*remote), changed: make(chan struct{})}
+}
+
+// notify wakes everyone waiting for a peer to announce something.
+func (sw *swarm) notify() {
+	sw.mu.Lock()
+	close(sw.changed)
+	sw.changed = make(chan struct{})
+	sw.mu.Unlock()
+}
+
+// wait returns a channel closed at the next change.
+func (sw *swarm) wait() <-chan struct{} {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.changed
+}
+
+func (sw *swarm) peer(id string) *remote {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.peers[id]
+}
+
+func (sw *swarm) count() int {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return len(sw.peers)
+}
+
+func (sw *swarm) connected() []*remote {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	out := make([]*remote, 0, len(sw.peers))
+	for _, r := range sw.peers {
+		if r.connected() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (sw *swarm) connectedCount() int { return len(sw.connected()) }
+
+func (sw *swarm) remove(r *remote) {
+	sw.mu.Lock()
+	if sw.peers[r.id] == r {
+		delete(sw.peers, r.id)
+	}
+	sw.mu.Unlock()
+}
+
+func (sw *swarm) broadcast(b []byte) {
+	for _, r := range sw.connected() {
+		r.send(b)
+	}
+}
+
+func (sw *swarm) closeAll() {
+	sw.mu.Lock()
+	all := make([]*remote, 0, len(sw.peers))
+	for _, r := range sw.peers {
+		all = append(all, r)
+	}
+	sw.mu.Unlock()
+	for _, r := range all {
+		r.close()
+	}
+}
+
+// reserve claims a slot for peer id; false when full or already there.
+// An agent dials peers up to MaxPeers but accepts offers up to
+// maxIncoming, so that in a swarm where everyone has dialled their fill a
+// newcomer still finds room.
+func (sw *swarm) reserve(r *remote, incoming bool) bool {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	limit := sw.a.cfg.MaxPeers
+	if incoming {
+		limit = sw.a.maxIncoming()
+	}
+	if _, ok := sw.peers[r.id]; ok || len(sw.peers) >= limit {
+		return false
+	}
+	sw.peers[r.id] = r
+	return true
+}
+
+// connectTimeout frees the slot of a peer that never answers or never
+// connects (it may be full, gone, or unreachable).
+const connectTimeout = 8 * time.Second
+
+// setup wires a new peer connection's callbacks: trickle our candidates to
+// the peer, and drop the peer when the connection fails or never opens.
+func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
+	id := sw.id
+	go func() {
+		t := time.NewTimer(connectTimeout)
+		defer t.Stop()
+		select {
+		case <-r.opened:
+		case <-r.closed:
+		case <-t.C:
+			r.close()
+		}
+	}()
+	r.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID}
+		if cand != nil {
+			m.Candidate = cand.ToJSON().Candidate
+		}
+		go c.Send(ctx, m)
+	})
+	r.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateDisconnected:
+			r.close()
+		}
+	})
+}
+
+// dial offers a connection to a suggested peer.
+func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
+	if peerID == c.PeerID() || sw.count() >= sw.a.cfg.MaxPeers || sw.peer(peerID) != nil {
+		return
+	}
+	pc, err := sw.a.newPC()
+	if err != nil {
+		sw.a.log.Debug("no peer connection", "err", err)
+		return
+	}
+	r := newRemote(sw.a, sw, peerID, randomID(), pc)
+	if !sw.reserve(r, false) {
+		pc.Close()
+		return
+	}
+	sw.setup(ctx, c, r)
+	ordered := true
+	dc, err := pc.CreateDataChannel(peerwire.Label, &webrtc.DataChannelInit{Ordered: &ordered})
+	if err != nil {
+		r.close()
+		return
+	}
+	r.attach(dc)
+	offer, err := pc.CreateOffer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		sw.a.log.Debug("offer", "err", err)
+		r.close()
+		return
+	}
+	id := sw.id
+	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: offer.SDP}); err != nil {
+		r.close()
+	}
+}
+
+// accept answers a peer's offer when there is a free slot.
+func (sw *swarm) accept(ctx context.Context, c *signaling.Client, m *signaling.Message) {
+	if old := sw.peer(m.From); old != nil {
+		// Both offered at once: the smaller peer id's offer wins.
+		if c.PeerID() < m.From || old.connected() {
+			return
+		}
+		old.close()
+	}
+	if sw.count() >= sw.a.maxIncoming() {
+		return // full: the offerer's connect timeout frees its slot
+	}
+	pc, err := sw.a.newPC()
+	if err != nil {
+		return
+	}
+	r := newRemote(sw.a, sw, m.From, m.OfferID, pc)
+	if !sw.reserve(r, true) {
+		pc.Close()
+		return
+	}
+	sw.setup(ctx, c, r)
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if dc.Label() != peerwire.Label {
+			dc.Close()
+			return
+		}
+		r.attach(dc)
+	})
+	if err := r.setRemote(webrtc.SDPTypeOffer, m.SDP); err != nil {
+		sw.a.log.Debug("remote offer", "err", err)
+		r.close()
+		return
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		r.close()
+		return
+	}
+	id := sw.id
+	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: answer.SDP}); err != nil {
+		r.close()
+	}
+}
+
+func (sw *swarm) answered(m *signaling.Message) {
+	r := sw.peer(m.From)
+	if r == nil || r.offerID != m.OfferID {
+		return
+	}
+	if err := r.setRemote(webrtc.SDPTypeAnswer, m.SDP); err != nil {
+		sw.a.log.Debug("remote answer", "err", err)
+		r.close()
+	}
+}
+
+// best returns the connected peer holding seq with the best measured
+// throughput (untried peers count as average), or nil.
+func (sw *swarm) best(seq uint64, exclude map[*remote]bool) *remote {
+	var best *remote
+	bestRate := -1.0
+	for _, r := range sw.connected() {
+		if exclude[r] || !r.holds(seq) {
+			continue
+		}
+		rt := r.rate()
+		if rt == 0 {
+			rt = 1 // untried: above a failed peer, below any measured one
+		}
+		if rt > bestRate {
+			best, bestRate = r, rt
+		}
+	}
+	return best
+}
+
+// someoneLoading reports whether a connected peer is fetching seq from the
+// CDN right now.
+func (sw *swarm) someoneLoading(seq uint64) bool {
+	for _, r := range sw.connected() {
+		if r.isLoading(seq) {
+			return true
+		}
+	}
+	return false
+}
+
+// elected reports whether this agent should fetch seq from the CDN at once
+// for its neighbourhood: it ranks first among itself and its connected
+// peers by a hash of (peer id, seq). In a full mesh exactly one viewer is
+// elected per segment; elsewhere a few are, and everyone else waits for
+// them and gets the segment over P2P.
+func (sw *swarm) elected(self string, seq uint64) bool {
+	mine := rank(self, seq)
+	for _, r := range sw.connected() {
+		if rank(r.id, seq) < mine {
+			return false
+		}
+	}
+	return true
+}
+
+func rank(id string, seq uint64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	h.Write(b[:])
+	// FNV alone barely moves its high bits when only the last bytes
+	// change: without this finalizer (murmur3's fmix64) the same viewer
+	// won the election for runs of consecutive segments.
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+func randomID() string { return rand.Text()[:16] }

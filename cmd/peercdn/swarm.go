@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/peercdn/peercdn/sim"
+)
+
+// swarmCmd runs N native viewers against a tracker and a stream.
+func swarmCmd(args []string) error {
+	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
+	trackers := fs.String("tracker", "ws://127.0.0.1:8080/ws", "tracker URL; a comma-separated list spreads viewers over several nodes")
+	stream := fs.String("stream", "", "master playlist URL (default: the live demo stream of the first tracker's host)")
+	viewers := fs.Int("viewers", 10, "concurrent viewers")
+	seconds := fs.Int("seconds", 60, "how long to run")
+	spread := fs.Duration("join-spread", 5*time.Second, "viewers join evenly over this time")
+	churn := fs.Float64("churn", 0, "fraction of viewers replaced per minute (leaving mid-transfer)")
+	rendition := fs.Int("rendition", 0, "variant index in the master playlist")
+	loopback := fs.Bool("loopback", true, "keep ICE on loopback (local runs)")
+	origin := fs.String("origin", "", "Origin header the viewers send (join a browser page's swarms)")
+	asJSON := fs.Bool("json", false, "print only the JSON summary")
+	verbose := fs.Bool("v", false, "log agent debug output")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	list := strings.Split(*trackers, ",")
+	if *stream == "" {
+		u, err := url.Parse(list[0])
+		if err != nil {
+			return fmt.Errorf("--tracker: %w", err)
+		}
+		scheme := "http"
+		if u.Scheme == "wss" {
+			scheme = "https"
+		}
+		*stream = scheme + "://" + u.Host + "/demo/live/master.m3u8"
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg := sim.SwarmConfig{
+		Trackers: list, Stream: *stream, Viewers: *viewers,
+		Duration: time.Duration(*seconds) * time.Second, JoinSpread: *spread,
+		Churn: *churn, Rendition: *rendition, Loopback: *loopback, Origin: *origin,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if !*asJSON {
+		fmt.Fprintf(os.Stderr, "%d viewers of %s for %ds via %s\n", *viewers, *stream, *seconds, *trackers)
+	}
+	sum, err := sim.RunSwarm(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	if !*asJSON {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(sum)
+}

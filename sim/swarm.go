@@ -1,0 +1,222 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peercdn/peercdn/agent"
+)
+
+// SwarmConfig describes a load test: N simulated viewers in one process.
+type SwarmConfig struct {
+	Trackers   []string      // viewers are spread over these, round robin
+	Stream     string        // master playlist URL
+	Viewers    int           // concurrent viewers
+	Duration   time.Duration // how long to run
+	JoinSpread time.Duration // viewers join evenly over this time
+	// Churn is the fraction of viewers replaced per minute; a leaving
+	// viewer quits mid-transfer.
+	Churn     float64
+	Rendition int
+	// Loopback keeps ICE on loopback (default for local runs).
+	Loopback bool
+	Origin   string // Origin header the agents send
+	Log      *slog.Logger
+	// Agent, if set, adjusts each viewer's agent configuration.
+	Agent func(*agent.Config)
+}
+
+// Summary is the JSON `peercdn swarm` prints.
+type Summary struct {
+	Viewers      int     `json:"viewers"`
+	ViewersEver  int     `json:"viewersEver"`
+	Seconds      float64 `json:"seconds"`
+	CDNBytes     int64   `json:"cdnBytes"`
+	P2PBytes     int64   `json:"p2pBytes"`
+	UploadBytes  int64   `json:"uploadBytes"`
+	Offload      float64 `json:"offload"`
+	Stalls       int     `json:"stalls"`
+	StallMs      int64   `json:"stallMs"`
+	StartupMs    int64   `json:"startupMs"`    // median over viewers
+	StartupMsMax int64   `json:"startupMsMax"` // worst viewer
+	Segments     int     `json:"segments"`
+	Errors       int     `json:"errors"`
+	P2PFailures  int64   `json:"p2pFailures"`
+	// Sources counts segments by where they came from.
+	Sources map[agent.Source]int `json:"sources"`
+	// OriginSegmentBytes is what the origin itself counted (demo origin only,
+	// from /demo/stats.json), to check cdnBytes against.
+	OriginSegmentBytes int64 `json:"originSegmentBytes,omitempty"`
+}
+
+type viewer struct {
+	agent  *agent.Agent
+	cancel context.CancelFunc
+	done   chan Result
+	runs   chan struct{}
+}
+
+// RunSwarm runs the load test and sums what every viewer saw.
+func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
+	if cfg.Viewers <= 0 || len(cfg.Trackers) == 0 || cfg.Stream == "" {
+		return Summary{}, fmt.Errorf("sim: need viewers, trackers and a stream")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	originBefore, haveOrigin := originStats(cfg.Stream)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+
+	var mu sync.Mutex
+	sum := Summary{Sources: map[agent.Source]int{}}
+	var startups []int64
+	collect := func(v *viewer) {
+		r := <-v.done
+		<-v.runs
+		st := v.agent.Stats()
+		mu.Lock()
+		defer mu.Unlock()
+		sum.CDNBytes += st.CDNBytes
+		sum.P2PBytes += st.P2PBytes
+		sum.UploadBytes += st.UploadBytes
+		sum.P2PFailures += st.P2PFailures
+		sum.Stalls += r.Stalls
+		sum.StallMs += r.StallMs
+		sum.Segments += r.Segments
+		sum.Errors += r.Errors
+		for _, rec := range v.agent.Segments() {
+			sum.Sources[rec.Source]++
+		}
+		if r.Segments > 0 {
+			startups = append(startups, r.StartupMs)
+		}
+	}
+	n := 0
+	launch := func() (*viewer, error) {
+		acfg := agent.DefaultConfig(cfg.Trackers[n%len(cfg.Trackers)])
+		n++
+		acfg.LoopbackOnly = cfg.Loopback
+		acfg.Origin = cfg.Origin
+		acfg.Log = cfg.Log
+		if cfg.Agent != nil {
+			cfg.Agent(&acfg)
+		}
+		a, err := agent.New(acfg)
+		if err != nil {
+			return nil, err
+		}
+		vctx, vcancel := context.WithCancel(ctx)
+		v := &viewer{agent: a, cancel: vcancel, done: make(chan Result, 1), runs: make(chan struct{})}
+		go func() { a.Run(vctx); close(v.runs) }()
+		go func() {
+			p := &Player{Agent: a, Master: cfg.Stream, Rendition: cfg.Rendition}
+			r, err := p.Run(vctx)
+			if err != nil {
+				r.Errors++
+				cfg.Log.Warn("viewer failed", "err", err)
+			}
+			v.done <- r
+			vcancel()
+		}()
+		return v, nil
+	}
+
+	live := make([]*viewer, 0, cfg.Viewers)
+	var wg sync.WaitGroup
+	for i := range cfg.Viewers {
+		if cfg.JoinSpread > 0 && i > 0 {
+			sleep(ctx, cfg.JoinSpread/time.Duration(cfg.Viewers))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		v, err := launch()
+		if err != nil {
+			return sum, err
+		}
+		live = append(live, v)
+	}
+	if cfg.Churn > 0 {
+		every := time.Duration(float64(time.Minute) / (cfg.Churn * float64(cfg.Viewers)))
+		t := time.NewTicker(every)
+	churn:
+		for {
+			select {
+			case <-ctx.Done():
+				break churn
+			case <-t.C:
+			}
+			i := rand.IntN(len(live))
+			old := live[i]
+			old.cancel() // leaves mid-transfer
+			wg.Go(func() { collect(old) })
+			v, err := launch()
+			if err != nil {
+				return sum, err
+			}
+			live[i] = v
+		}
+		t.Stop()
+	}
+	<-ctx.Done()
+	for _, v := range live {
+		v.cancel()
+		wg.Go(func() { collect(v) })
+	}
+	wg.Wait()
+	sum.Viewers = cfg.Viewers
+	sum.ViewersEver = n
+	sum.Seconds = time.Since(start).Seconds()
+	if t := sum.CDNBytes + sum.P2PBytes; t > 0 {
+		sum.Offload = float64(sum.P2PBytes) / float64(t)
+	}
+	if len(startups) > 0 {
+		slices.Sort(startups)
+		sum.StartupMs = startups[len(startups)/2]
+		sum.StartupMsMax = startups[len(startups)-1]
+	}
+	if haveOrigin {
+		if after, ok := originStats(cfg.Stream); ok {
+			sum.OriginSegmentBytes = after - originBefore
+		}
+	}
+	return sum, nil
+}
+
+// originStats reads the demo origin's segment byte counter, if the stream
+// is served by a demo origin.
+func originStats(stream string) (int64, bool) {
+	u, err := url.Parse(stream)
+	if err != nil {
+		return 0, false
+	}
+	i := strings.Index(u.Path, "/demo/")
+	if i < 0 {
+		return 0, false
+	}
+	u.Path = u.Path[:i] + "/demo/stats.json"
+	u.RawQuery = ""
+	resp, err := http.Get(u.String())
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		SegmentBytes int64 `json:"segmentBytes"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return 0, false
+	}
+	return st.SegmentBytes, true
+}
