@@ -5,13 +5,13 @@ GO       ?= go
 BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
-FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken
+FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode
 # Debian packages the suite needs (none yet for the tracker alone).
 APT_PKGS :=
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build run test vet unit fuzz bench deps clean
+.PHONY: all build run stream swarm test vet unit fuzz bench deps clean
 
 all: build
 
@@ -19,7 +19,16 @@ build:
 	$(GO) build -o $(BIN) ./cmd/peercdn
 
 run: deps build
-	$(BIN) serve
+	$(BIN) serve --demo
+
+# stream regenerates the sample stream in examples/stream (needs ffmpeg).
+stream:
+	$(MAKE) deps APT_PKGS=ffmpeg
+	examples/make-stream.sh
+
+# swarm runs 10 native viewers for 60 s against a local `make run`.
+swarm: build
+	$(BIN) swarm --viewers 10 --seconds 60
 
 # deps installs missing Debian packages (root, or sudo when available).
 deps:
@@ -33,8 +42,8 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./signaling/...
-	GOOS=js GOARCH=wasm $(GO) build ./signaling/...
+	GOOS=js GOARCH=wasm $(GO) vet ./signaling/... ./peerwire/... ./agent/...
+	GOOS=js GOARCH=wasm $(GO) build ./signaling/... ./peerwire/... ./agent/...
 
 unit:
 	$(GO) test -race -count=1 ./...

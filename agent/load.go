@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
 	"strconv"
 	"strings"
 	"sync/atomic"

@@ -148,14 +148,17 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		live = append(live, v)
 	}
 	if cfg.Churn > 0 {
+		// Departures evenly spaced, the first half a period in, so a run of
+		// one minute sees churn*viewers of them.
 		every := time.Duration(float64(time.Minute) / (cfg.Churn * float64(cfg.Viewers)))
-		t := time.NewTicker(every)
+		t := time.NewTimer(every / 2)
 	churn:
 		for {
 			select {
 			case <-ctx.Done():
 				break churn
 			case <-t.C:
+				t.Reset(every)
 			}
 			i := rand.IntN(len(live))
 			old := live[i]
