@@ -11,14 +11,31 @@ APT_PKGS :=
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build run stream swarm test vet unit fuzz bench deps clean
+.PHONY: all build wasm vendor run stream swarm test vet unit fuzz bench deps clean
 
 all: build
 
-build:
+build: wasm
 	$(GO) build -o $(BIN) ./cmd/peercdn
 
-run: deps build
+# wasm builds the browser agent that the binary embeds and serves.
+wasm:
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o web/dist/peercdn.wasm ./wasm
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/dist/wasm_exec.js
+	$(GO) run ./web/precompress web/dist/peercdn.wasm
+
+# vendor fetches the demo pages' players (hls.js, Shaka) from npm.
+HLSJS_VERSION ?= 1.7.4
+SHAKA_VERSION ?= 5.2.12
+vendor: web/vendor/hls.min.js web/vendor/shaka-player.compiled.js
+web/vendor/hls.min.js web/vendor/shaka-player.compiled.js:
+	@command -v npm >/dev/null || $(MAKE) deps APT_PKGS="nodejs npm"
+	mkdir -p web/vendor web/npm-vendor
+	cd web/npm-vendor && { [ -f package.json ] || echo "{\"name\":\"peercdn-demo-vendor\",\"private\":true}" > package.json; } && \
+		npm install --no-audit --no-fund --loglevel=error hls.js@$(HLSJS_VERSION) shaka-player@$(SHAKA_VERSION)
+	cp web/npm-vendor/node_modules/hls.js/dist/hls.min.js web/npm-vendor/node_modules/shaka-player/dist/shaka-player.compiled.js web/vendor/
+
+run: deps vendor build
 	$(BIN) serve --demo
 
 # stream regenerates the sample stream in examples/stream (needs ffmpeg).

@@ -154,7 +154,7 @@ func jitter(d time.Duration) time.Duration {
 // asked for.
 func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := signaling.Dial(dctx, a.cfg.TrackerURL, &signaling.DialOptions{Origin: a.cfg.Origin})
+	c, err := a.cfg.Dial(dctx, a.cfg.TrackerURL, a.cfg.Origin)
 	cancel()
 	if err != nil {
 		return 0, err

@@ -1,10 +1,10 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
@@ -53,8 +53,12 @@ type Config struct {
 	// ICEServers overrides the tracker's ICE servers. Default: the tracker's.
 	ICEServers []signaling.ICEServer
 
-	// HTTPClient fetches from the CDN. Default http.DefaultClient.
-	HTTPClient *http.Client
+	// CDN fetches segments from the CDN. Default natively: net/http's
+	// default client; the browser build must set it (wasm/ uses fetch).
+	CDN CDN
+	// Dial opens the tracker connection. Default natively: signaling.Dial;
+	// the browser build must set it (wasm/ uses the page's WebSocket).
+	Dial func(ctx context.Context, url, origin string) (*signaling.Client, error)
 	// Log receives the agent's logs. Default slog.Default().
 	Log *slog.Logger
 	// uploadStallAfter makes uploads stop after this many bytes of each
@@ -95,9 +99,7 @@ func (c *Config) fill() {
 	if c.CDNSafety == 0 {
 		c.CDNSafety = time.Second
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = http.DefaultClient
-	}
+	defaultTransports(c)
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -116,6 +118,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: CacheBytes %d below 1 MiB", ErrConfig, c.CacheBytes)
 	case c.UploadBytesPerSecond < 0:
 		return fmt.Errorf("%w: negative UploadBytesPerSecond", ErrConfig)
+	case c.CDN == nil:
+		return fmt.Errorf("%w: no CDN transport: set Config.CDN", ErrConfig)
+	case c.Dial == nil && c.TrackerURL != "":
+		return fmt.Errorf("%w: no tracker transport: set Config.Dial", ErrConfig)
 	}
 	return nil
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
-	"net/http"
+	pathpkg "path"
 
 	"strconv"
 	"strings"
@@ -166,30 +167,23 @@ func (a *Agent) done(req Request, data []byte, src Source, start time.Time) Resu
 // cached or shared.
 func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int, error) {
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrCDN, err)
-	}
-	if from > 0 {
-		req.Header.Set("Range", "bytes="+strconv.Itoa(from)+"-")
-	}
-	resp, err := a.cfg.HTTPClient.Do(req)
+	resp, err := a.cfg.CDN.Get(ctx, url, from)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrCDN, err)
 	}
 	defer resp.Body.Close()
 	ttfb := time.Since(start)
 	total := -1
-	switch resp.StatusCode {
-	case http.StatusOK:
+	switch resp.Status {
+	case 200:
 		from = 0
 		total = int(resp.ContentLength)
-	case http.StatusPartialContent:
-		if i := strings.LastIndexByte(resp.Header.Get("Content-Range"), '/'); i >= 0 {
-			total, _ = strconv.Atoi(resp.Header.Get("Content-Range")[i+1:])
+	case 206:
+		if i := strings.LastIndexByte(resp.ContentRange, '/'); i >= 0 {
+			total, _ = strconv.Atoi(resp.ContentRange[i+1:])
 		}
 	default:
-		return nil, 0, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.StatusCode)
+		return nil, 0, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, peerwire.MaxSegmentSize+1))
 	a.stats.cdn.Add(int64(len(body)))
@@ -236,4 +230,26 @@ func (a *Agent) cdnEstimate() time.Duration {
 		d += time.Duration(float64(size) / float64(rate) * float64(time.Second))
 	}
 	return 2 * d // the CDN varies; plan for twice the average
+}
+
+// SegmentByURL names a segment the way browser players see it, by URL: the
+// swarm is the content id (contentID, or else the manifest URL's path) and
+// the segment's folder (one per rendition); the segment is a hash of its
+// path. Query strings and CDN hosts do not matter, so tokenized and
+// multi-CDN URLs share swarms, and hls.js and Shaka viewers meet.
+func SegmentByURL(contentID, manifestURL, segmentURL string) Request {
+	p := signaling.ContentID(segmentURL)
+	if contentID == "" {
+		contentID = signaling.ContentID(manifestURL)
+	}
+	if contentID == "" {
+		contentID = pathpkg.Dir(p)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(p))
+	return Request{
+		Swarm: signaling.Swarm{Content: contentID, Rendition: pathpkg.Dir(p)},
+		Seq:   h.Sum64(),
+		URL:   segmentURL,
+	}
 }

@@ -2,51 +2,37 @@ package signaling
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
-// DialOptions configures Dial. The zero value is usable.
-type DialOptions struct {
-	// Origin is sent as the Origin header by native agents (browsers set it
-	// themselves). The tracker keeps swarms of different origins apart, so a
-	// native load-test viewer sets the demo page's origin to join its swarms.
-	// Default: none.
-	Origin string
-	// ReadLimit bounds one incoming frame. Default: MaxFrameLen.
-	ReadLimit int64
+// Conn is a message-oriented connection to a tracker: a WebSocket. Natively
+// Dial makes one with coder/websocket; the browser build supplies a thin
+// one over the page's WebSocket, keeping net/http out of the wasm binary.
+type Conn interface {
+	// Read returns the next text frame. Cancelling ctx may close the
+	// connection (coder/websocket does).
+	Read(ctx context.Context) ([]byte, error)
+	Write(ctx context.Context, frame []byte) error
+	Close(code int, reason string) error
+	CloseNow() error
 }
 
 // Client is one agent's connection to a tracker. Send and Recv may be called
 // from different goroutines; Recv must not be called concurrently with itself.
 type Client struct {
-	conn    *websocket.Conn
+	conn    Conn
 	welcome *Message
 
-	writeMu sync.Mutex // coder/websocket allows one writer at a time
+	writeMu sync.Mutex // one writer at a time
 	closeMu sync.Mutex
 	closed  bool
 }
 
-// Dial connects to the tracker at url (ws:// or wss://, path /ws), says hello
-// and waits for the welcome. ctx bounds the whole handshake.
-func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
-	if opts == nil {
-		opts = &DialOptions{}
-	}
-	conn, err := dial(ctx, url, opts)
-	if err != nil {
-		return nil, fmt.Errorf("signaling: dial %s: %w", url, err)
-	}
-	limit := opts.ReadLimit
-	if limit <= 0 {
-		limit = MaxFrameLen
-	}
-	conn.SetReadLimit(limit)
+// NewClient says hello over conn and waits for the welcome; ctx bounds the
+// handshake.
+func NewClient(ctx context.Context, conn Conn) (*Client, error) {
 	c := &Client{conn: conn}
 	if err := c.Send(ctx, &Message{Type: TypeHello, V: Version}); err != nil {
 		conn.CloseNow()
@@ -85,7 +71,7 @@ func (c *Client) Send(ctx context.Context, m *Message) error {
 func (c *Client) SendRaw(ctx context.Context, b []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := c.conn.Write(ctx, b); err != nil {
 		return fmt.Errorf("signaling: write: %w", err)
 	}
 	return nil
@@ -94,7 +80,7 @@ func (c *Client) SendRaw(ctx context.Context, b []byte) error {
 // Recv reads the next message. A tracker error message is returned as the
 // message, not as an error: the connection stays usable.
 func (c *Client) Recv(ctx context.Context) (*Message, error) {
-	_, b, err := c.conn.Read(ctx)
+	b, err := c.conn.Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: read: %w", err)
 	}
@@ -147,8 +133,7 @@ func (c *Client) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
-	err := c.conn.Close(websocket.StatusNormalClosure, "bye")
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err := c.conn.Close(1000, "bye"); err != nil {
 		// The peer may already be gone; closing is best effort.
 		c.conn.CloseNow()
 	}
@@ -157,6 +142,3 @@ func (c *Client) Close() error {
 
 // CloseNow drops the connection without a closing handshake.
 func (c *Client) CloseNow() error { return c.conn.CloseNow() }
-
-// CloseStatus returns the WebSocket close code in err, or -1.
-func CloseStatus(err error) int { return int(websocket.CloseStatus(err)) }

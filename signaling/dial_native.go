@@ -4,19 +4,64 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/coder/websocket"
 )
 
-func dial(ctx context.Context, url string, opts *DialOptions) (*websocket.Conn, error) {
+// DialOptions configures Dial. The zero value is usable.
+type DialOptions struct {
+	// Origin is sent as the Origin header. The tracker keeps swarms of
+	// different origins apart, so a native load-test viewer sets a page's
+	// origin to join its swarms. Default: none.
+	Origin string
+	// ReadLimit bounds one incoming frame. Default: MaxFrameLen.
+	ReadLimit int64
+}
+
+// Dial connects to the tracker at url (ws:// or wss://, path /ws), says hello
+// and waits for the welcome. ctx bounds the whole handshake.
+func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
+	if opts == nil {
+		opts = &DialOptions{}
+	}
 	o := &websocket.DialOptions{}
 	if opts.Origin != "" {
 		o.HTTPHeader = http.Header{"Origin": []string{opts.Origin}}
 	}
-	c, resp, err := websocket.Dial(ctx, url, o)
+	ws, resp, err := websocket.Dial(ctx, url, o)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
-	return c, err
+	if err != nil {
+		return nil, fmt.Errorf("signaling: dial %s: %w", url, err)
+	}
+	limit := opts.ReadLimit
+	if limit <= 0 {
+		limit = MaxFrameLen
+	}
+	ws.SetReadLimit(limit)
+	return NewClient(ctx, wsConn{ws})
 }
+
+// wsConn adapts coder/websocket to Conn.
+type wsConn struct{ c *websocket.Conn }
+
+func (w wsConn) Read(ctx context.Context) ([]byte, error) {
+	_, b, err := w.c.Read(ctx)
+	return b, err
+}
+
+func (w wsConn) Write(ctx context.Context, b []byte) error {
+	return w.c.Write(ctx, websocket.MessageText, b)
+}
+
+func (w wsConn) Close(code int, reason string) error {
+	return w.c.Close(websocket.StatusCode(code), reason)
+}
+
+func (w wsConn) CloseNow() error { return w.c.CloseNow() }
+
+// CloseStatus returns the WebSocket close code in err, or -1.
+func CloseStatus(err error) int { return int(websocket.CloseStatus(err)) }

@@ -22,6 +22,7 @@ import (
 	"github.com/peercdn/peercdn/origin"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
+	"github.com/peercdn/peercdn/web"
 )
 
 // loadConfig builds the configuration from, in rising precedence: defaults,
@@ -141,8 +142,10 @@ func (f *iceFlag) Set(v string) error {
 
 func serve(args []string) error {
 	var demo bool
+	var vendor string
 	cfg, _, err := loadConfig("serve", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&demo, "demo", false, "also serve the sample stream at /demo/{live,vod}/master.m3u8, counting origin bytes at /demo/stats.json")
+		fs.BoolVar(&demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
+		fs.StringVar(&vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
 	})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -161,13 +164,12 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using it? set --listen)", cfg.Listen, err)
 	}
-	handler := srv.Handler()
+	handler, err := withAssets(srv.Handler(), reg, log, demo, vendor)
+	if err != nil {
+		return err
+	}
 	if demo {
-		handler, err = withDemo(handler, reg)
-		if err != nil {
-			return err
-		}
-		log.Info("demo stream", "live", "/demo/live/master.m3u8", "vod", "/demo/vod/master.m3u8")
+		log.Info("demo", "page", "/", "live", "/demo/live/master.m3u8", "vod", "/demo/vod/master.m3u8")
 	}
 	hs := &http.Server{
 		Handler:           handler,
@@ -197,21 +199,25 @@ func serve(args []string) error {
 	return nil
 }
 
-// withDemo mounts the demo origin at /demo/ beside the tracker's handler.
-func withDemo(tracker http.Handler, reg *prometheus.Registry) (http.Handler, error) {
-	stream, err := fs.Sub(examples.Stream, "stream")
-	if err != nil {
-		return nil, err
-	}
-	o, err := origin.New(stream)
-	if err != nil {
-		return nil, err
-	}
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "peercdn_demo_origin_bytes_total", Help: "Body bytes the demo origin sent.",
-	}, func() float64 { return float64(o.Stats().Bytes) }))
+// withAssets serves the browser loader and agent beside the tracker, and
+// with demo the demo pages and the demo origin at /demo/.
+func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger, demo bool, vendor string) (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.Handle("/demo/", http.StripPrefix("/demo", o))
+	web.New(log, vendor).Register(mux, demo)
+	if demo {
+		stream, err := fs.Sub(examples.Stream, "stream")
+		if err != nil {
+			return nil, err
+		}
+		o, err := origin.New(stream)
+		if err != nil {
+			return nil, err
+		}
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "peercdn_demo_origin_bytes_total", Help: "Body bytes the demo origin sent.",
+		}, func() float64 { return float64(o.Stats().Bytes) }))
+		mux.Handle("/demo/", http.StripPrefix("/demo", o))
+	}
 	mux.Handle("/", tracker)
 	return mux, nil
 }

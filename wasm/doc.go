@@ -1,0 +1,3 @@
+// Command wasm is the peercdn agent compiled for the browser
+// (GOOS=js GOARCH=wasm); see main_js.go. Natively it builds to nothing.
+package main

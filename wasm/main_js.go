@@ -1,0 +1,175 @@
+//go:build js && wasm
+
+// Command wasm is the agent compiled for the browser: a thin syscall/js
+// layer that the loader (peercdn.js) drives through globalThis.__peercdn.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"syscall/js"
+	"time"
+
+	"github.com/peercdn/peercdn/agent"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// options is what peercdn.js passes to start, as JSON.
+type options struct {
+	Tracker     string                `json:"tracker"`
+	CacheMB     int                   `json:"cacheMB"`
+	Upload      *bool                 `json:"upload"`
+	MaxPeers    int                   `json:"maxPeers"`
+	Mobile      bool                  `json:"mobile"`
+	ICEServers  []signaling.ICEServer `json:"iceServers"`
+	UploadLimit int                   `json:"uploadBytesPerSecond"`
+	Debug       bool                  `json:"debug"`
+}
+
+var (
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+)
+
+func main() {
+	api := js.Global().Get("Object").New()
+	api.Set("start", js.FuncOf(start))
+	api.Set("load", js.FuncOf(load))
+	api.Set("stats", js.FuncOf(stats))
+	api.Set("destroy", js.FuncOf(destroy))
+	js.Global().Set("__peercdn", api)
+	select {} // serve calls from JS forever
+}
+
+func start(_ js.Value, args []js.Value) any {
+	var o options
+	if len(args) > 0 {
+		if err := json.Unmarshal([]byte(args[0].String()), &o); err != nil {
+			return err.Error()
+		}
+	}
+	cfg := agent.Config{
+		TrackerURL:           o.Tracker,
+		MaxPeers:             o.MaxPeers,
+		Mobile:               o.Mobile,
+		ConsumeOnly:          o.Upload != nil && !*o.Upload,
+		UploadBytesPerSecond: o.UploadLimit,
+		ICEServers:           o.ICEServers,
+		CDN:                  fetchCDN{},
+		Dial:                 dialWS,
+	}
+	if o.CacheMB > 0 {
+		cfg.CacheBytes = int64(o.CacheMB) << 20
+	}
+	level := slog.LevelWarn
+	if o.Debug {
+		level = slog.LevelDebug
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(console{}, &slog.HandlerOptions{Level: level}))
+	cfg.OnEvent = func(e agent.Event) {
+		cb := js.Global().Get("__peercdnEvent")
+		if cb.Type() != js.TypeFunction {
+			return
+		}
+		b, _ := json.Marshal(e)
+		cb.Invoke(string(e.Kind), string(b))
+	}
+	var err error
+	a, err = agent.New(cfg)
+	if err != nil {
+		return err.Error()
+	}
+	var ctx context.Context
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	return nil
+}
+
+// load(reqJSON) returns a Promise of {data: Uint8Array, source}.
+func load(_ js.Value, args []js.Value) any {
+	var r struct {
+		Content    string  `json:"content"`    // site's content id, or empty
+		Manifest   string  `json:"manifest"`   // the player's manifest URL
+		URL        string  `json:"url"`        // the segment
+		DeadlineMs float64 `json:"deadlineMs"` // buffer ahead of the playhead
+	}
+	raw := args[0].String()
+	return promise(func() (any, error) {
+		if a == nil {
+			return nil, errString("peercdn: not started")
+		}
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			return nil, err
+		}
+		req := agent.SegmentByURL(r.Content, r.Manifest, r.URL)
+		req.Deadline = time.Now().Add(time.Duration(r.DeadlineMs * float64(time.Millisecond)))
+		res, err := a.Load(context.Background(), req)
+		if err != nil {
+			return nil, err
+		}
+		// A fresh buffer per call: players may transfer (detach) it.
+		data := js.Global().Get("Uint8Array").New(len(res.Data))
+		js.CopyBytesToJS(data, res.Data)
+		out := js.Global().Get("Object").New()
+		out.Set("data", data)
+		out.Set("source", string(res.Source))
+		return out, nil
+	})
+}
+
+func stats(js.Value, []js.Value) any {
+	if a == nil {
+		return "{}"
+	}
+	b, _ := json.Marshal(a.Stats())
+	return string(b)
+}
+
+func destroy(js.Value, []js.Value) any {
+	return promise(func() (any, error) {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel, a = nil, nil
+		}
+		return nil, nil
+	})
+}
+
+// promise runs f in a goroutine (blocking calls must not run on the JS
+// event loop's callback) and settles a Promise with its result.
+func promise(f func() (any, error)) js.Value {
+	var handler js.Func
+	handler = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		resolve, reject := args[0], args[1]
+		go func() {
+			defer handler.Release()
+			v, err := f()
+			if err != nil {
+				reject.Invoke(js.Global().Get("Error").New(err.Error()))
+				return
+			}
+			resolve.Invoke(v)
+		}()
+		return nil
+	})
+	return js.Global().Get("Promise").New(handler)
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// console writes slog output to the browser console.
+type console struct{}
+
+func (console) Write(p []byte) (int, error) {
+	js.Global().Get("console").Call("debug", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,185 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"syscall/js"
+
+	"github.com/peercdn/peercdn/agent"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// await blocks the calling goroutine (never the event loop) on a Promise.
+func await(p js.Value) (js.Value, error) {
+	type result struct {
+		v   js.Value
+		err error
+	}
+	ch := make(chan result, 1)
+	ok := js.FuncOf(func(_ js.Value, a []js.Value) any {
+		ch <- result{v: a[0]}
+		return nil
+	})
+	fail := js.FuncOf(func(_ js.Value, a []js.Value) any {
+		msg := "promise rejected"
+		if len(a) > 0 && a[0].Truthy() {
+			msg = a[0].Call("toString").String()
+		}
+		ch <- result{err: errors.New(msg)}
+		return nil
+	})
+	defer ok.Release()
+	defer fail.Release()
+	p.Call("then", ok, fail)
+	r := <-ch
+	return r.v, r.err
+}
+
+// fetchCDN is agent.CDN over the browser's fetch.
+type fetchCDN struct{}
+
+func (fetchCDN) Get(ctx context.Context, url string, from int) (*agent.CDNResponse, error) {
+	init := js.Global().Get("Object").New()
+	if from > 0 {
+		h := js.Global().Get("Object").New()
+		h.Set("Range", "bytes="+strconv.Itoa(from)+"-")
+		init.Set("headers", h)
+	}
+	ac := js.Global().Get("AbortController").New()
+	init.Set("signal", ac.Get("signal"))
+	stop := context.AfterFunc(ctx, func() { ac.Call("abort") })
+	defer stop()
+	resp, err := await(js.Global().Call("fetch", url, init))
+	if err != nil {
+		return nil, err
+	}
+	// arrayBuffer() rejects when the body is cut short, so a body that
+	// arrives is whole; Content-Length may count compressed bytes, so the
+	// length reported is what arrived.
+	buf, err := await(resp.Call("arrayBuffer"))
+	if err != nil {
+		return nil, err
+	}
+	u8 := js.Global().Get("Uint8Array").New(buf)
+	body := make([]byte, u8.Length())
+	js.CopyBytesToGo(body, u8)
+	cr := resp.Get("headers").Call("get", "Content-Range")
+	r := &agent.CDNResponse{Status: resp.Get("status").Int(), ContentLength: int64(len(body)),
+		Body: io.NopCloser(bytes.NewReader(body))}
+	if cr.Type() == js.TypeString {
+		r.ContentRange = cr.String()
+	}
+	return r, nil
+}
+
+// wsConn is signaling.Conn over the page's WebSocket: the tracker
+// connection without net/http in the binary.
+type wsConn struct {
+	ws     js.Value
+	funcs  []js.Func
+	mu     sync.Mutex
+	queue  [][]byte
+	ready  chan struct{} // signalled when queue gains a frame
+	closed chan struct{}
+	once   sync.Once
+	err    error
+}
+
+// maxQueued frames may wait for Read; a tracker that floods more is cut off.
+const maxQueued = 4096
+
+func dialWS(ctx context.Context, url, _ string) (*signaling.Client, error) {
+	c := &wsConn{ws: js.Global().Get("WebSocket").New(url), ready: make(chan struct{}, 1), closed: make(chan struct{})}
+	opened := make(chan struct{})
+	on := func(name string, f func(js.Value)) {
+		fn := js.FuncOf(func(_ js.Value, a []js.Value) any { f(a[0]); return nil })
+		c.funcs = append(c.funcs, fn)
+		c.ws.Set(name, fn)
+	}
+	on("onopen", func(js.Value) { close(opened) })
+	on("onmessage", func(e js.Value) {
+		d := e.Get("data")
+		if d.Type() != js.TypeString {
+			return // the protocol is text frames only
+		}
+		c.mu.Lock()
+		if len(c.queue) >= maxQueued {
+			c.mu.Unlock()
+			c.ws.Call("close", 1008, "client queue full")
+			return
+		}
+		c.queue = append(c.queue, []byte(d.String()))
+		c.mu.Unlock()
+		select {
+		case c.ready <- struct{}{}:
+		default:
+		}
+	})
+	on("onclose", func(e js.Value) {
+		c.finish(errors.New("websocket closed: " + strconv.Itoa(e.Get("code").Int()) + " " + e.Get("reason").String()))
+	})
+	select {
+	case <-opened:
+	case <-c.closed:
+		return nil, c.err
+	case <-ctx.Done():
+		c.CloseNow()
+		return nil, ctx.Err()
+	}
+	return signaling.NewClient(ctx, c)
+}
+
+func (c *wsConn) finish(err error) {
+	c.once.Do(func() {
+		c.err = err
+		close(c.closed)
+		for _, f := range c.funcs {
+			defer f.Release()
+		}
+	})
+}
+
+func (c *wsConn) Read(ctx context.Context) ([]byte, error) {
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			b := c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			return b, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-c.closed:
+			return nil, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *wsConn) Write(_ context.Context, b []byte) error {
+	select {
+	case <-c.closed:
+		return c.err
+	default:
+	}
+	c.ws.Call("send", string(b))
+	return nil
+}
+
+func (c *wsConn) Close(code int, reason string) error {
+	c.ws.Call("close", code, reason)
+	c.finish(errors.New("closed"))
+	return nil
+}
+
+func (c *wsConn) CloseNow() error { return c.Close(1000, "") }

@@ -1,0 +1,184 @@
+/* peercdn loader: add <script src="https://TRACKER/peercdn.js"></script>, then
+ *   hls.js:  const hls = new Hls(); peercdn.hlsjs(hls); hls.loadSource(url); ...
+ *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ...
+ * Options (before the script tag, or peercdn.configure({...}) before playing):
+ *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug}
+ * The player starts on the CDN at once; the agent (WebAssembly) loads in
+ * parallel and takes over segment loading when ready. If it cannot load, or
+ * the browser lacks WebRTC, everything keeps working from the CDN.
+ */
+(function () {
+  'use strict';
+  if (window.peercdn && window.peercdn.version) return;
+  var WASM = '__PEERCDN_WASM__'; // the content-hashed file name, filled in by the server
+  var script = document.currentScript;
+  var base = script ? new URL('.', script.src) : new URL('/', location.href);
+  var wsBase = (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host + '/ws';
+  var opts = Object.assign({ tracker: wsBase, upload: true, debug: false }, window.peercdnConfig || {});
+
+  var state = { ready: false, failed: null, destroyed: false, listeners: {}, cdnFallback: { cdnBytes: 0 } };
+
+  function emit(kind, detail) {
+    (state.listeners[kind] || []).slice().forEach(function (fn) {
+      try { fn(detail); } catch (e) { console.error(e); }
+    });
+  }
+  window.__peercdnEvent = function (kind, json) {
+    var e = JSON.parse(json);
+    if (kind === 'segment') emit('segment', e.Segment);
+    else emit(kind, { peer: e.Peer });
+  };
+
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      var s = document.createElement('script');
+      s.src = src; s.onload = resolve; s.onerror = function () { reject(new Error('cannot load ' + src)); };
+      document.head.appendChild(s);
+    });
+  }
+
+  var ready = (async function () {
+    if (typeof RTCPeerConnection === 'undefined') throw new Error('no WebRTC in this browser');
+    if (typeof WebAssembly === 'undefined') throw new Error('no WebAssembly in this browser');
+    if (navigator.connection && navigator.connection.saveData) opts.upload = false; // metered
+    await loadScript(new URL('wasm_exec.js', base).href);
+    var go = new Go();
+    var src = new URL(WASM, base).href;
+    var result = WebAssembly.instantiateStreaming
+      ? await WebAssembly.instantiateStreaming(fetch(src), go.importObject)
+      : await WebAssembly.instantiate(await (await fetch(src)).arrayBuffer(), go.importObject);
+    go.run(result.instance);
+    if (!window.__peercdn) throw new Error('agent did not start');
+    var err = window.__peercdn.start(JSON.stringify(opts));
+    if (err) throw new Error(err);
+    state.ready = true;
+    emit('ready', {});
+  })().catch(function (e) {
+    state.failed = e;
+    console.warn('peercdn: playing from the CDN only:', e.message);
+  });
+
+  // bufferAhead is how much media is buffered past the playhead, in ms.
+  function bufferAhead(media) {
+    if (!media || !media.buffered) return 0;
+    var t = media.currentTime, b = media.buffered;
+    for (var i = 0; i < b.length; i++) {
+      if (b.start(i) <= t + 0.1 && t < b.end(i)) return (b.end(i) - t) * 1000;
+    }
+    return 0;
+  }
+
+  function usable() { return state.ready && !state.destroyed; }
+
+  // load asks the agent for one segment; it resolves to {data, source}.
+  function load(manifestURL, url, media) {
+    var req = {
+      content: opts.contentId || '',
+      manifest: manifestURL || '',
+      url: url,
+      deadlineMs: media && !media.paused ? bufferAhead(media) : 0,
+    };
+    return window.__peercdn.load(JSON.stringify(req));
+  }
+
+  // hlsjs makes an hls.js instance load fragments through the agent.
+  function hlsjs(hls) {
+    var Base = hls.config.loader;
+    function PeerLoader(config) {
+      this.inner = new Base(config);
+      this.stats = this.inner.stats;
+      this.context = null;
+      this.aborted = false;
+    }
+    PeerLoader.prototype.load = function (context, config, callbacks) {
+      this.context = context;
+      var frag = context.frag;
+      if (!usable() || !frag || frag.sn === 'initSegment' || context.rangeStart !== undefined && context.rangeStart > 0) {
+        this.cdn(context, config, callbacks);
+        return;
+      }
+      var self = this, stats = this.stats, t0 = performance.now();
+      stats.loading.start = t0;
+      load(hls.url, context.url, hls.media).then(function (res) {
+        if (self.aborted) return;
+        var now = performance.now();
+        stats.loading.first = stats.loading.first || now;
+        stats.loading.end = now;
+        stats.loaded = stats.total = res.data.byteLength;
+        callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
+      }, function () {
+        if (self.aborted) return;
+        self.cdn(context, config, callbacks); // the CDN, as if peercdn were not there
+      });
+    };
+    // cdn loads with hls.js's own loader, counting the bytes in stats().
+    PeerLoader.prototype.cdn = function (context, config, callbacks) {
+      var onSuccess = callbacks.onSuccess;
+      var counted = Object.assign({}, callbacks, {
+        onSuccess: function (response, stats, ctx, net) {
+          if (response.data && response.data.byteLength) state.cdnFallback.cdnBytes += response.data.byteLength;
+          onSuccess(response, stats, ctx, net);
+        },
+      });
+      this.inner.load(context, config, counted);
+      this.stats = this.inner.stats;
+    };
+    PeerLoader.prototype.abort = function () { this.aborted = true; this.inner.abort(); };
+    PeerLoader.prototype.destroy = function () { this.aborted = true; this.inner.destroy(); };
+    PeerLoader.prototype.getCacheAge = function () { return null; };
+    PeerLoader.prototype.getResponseHeader = function () { return null; };
+    hls.config.fLoader = PeerLoader;
+    return hls;
+  }
+
+  // shaka routes a Shaka Player's segment requests through the agent.
+  function shakaPlayer(player) {
+    var sh = window.shaka;
+    var NE = sh.net.NetworkingEngine;
+    var plugin = function (uri, request, type, progress, headers, config) {
+      if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
+        var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
+        if (type === NE.RequestType.SEGMENT) {
+          op.promise.then(function (r) { if (r && r.data) state.cdnFallback.cdnBytes += r.data.byteLength; }, function () {});
+        }
+        return op;
+      }
+      var t0 = performance.now(), aborted = false;
+      var p = load(player.getAssetUri ? player.getAssetUri() : '', uri, player.getMediaElement()).then(function (res) {
+        return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: performance.now() - t0, fromCache: false };
+      }, function () {
+        if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
+        return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise;
+      });
+      return new sh.util.AbortableOperation(p, function () { aborted = true; return Promise.resolve(); });
+    };
+    NE.registerScheme('http', plugin, NE.PluginPriority.APPLICATION);
+    NE.registerScheme('https', plugin, NE.PluginPriority.APPLICATION);
+    return player;
+  }
+
+  window.peercdn = {
+    version: 1,
+    ready: ready,
+    configure: function (o) { Object.assign(opts, o); },
+    hlsjs: hlsjs,
+    shaka: shakaPlayer,
+    // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...}.
+    stats: function () {
+      var s = usable() ? JSON.parse(window.__peercdn.stats()) : {};
+      var out = Object.assign({ cdnBytes: 0, p2pBytes: 0, uploadBytes: 0, peers: 0 }, s);
+      out.cdnBytes += state.cdnFallback.cdnBytes; // segments loaded before the agent was ready
+      out.ready = state.ready;
+      out.error = state.failed ? state.failed.message : null;
+      return out;
+    },
+    // on('segment'|'peer-connected'|'peer-gone'|'ready', fn)
+    on: function (kind, fn) { (state.listeners[kind] = state.listeners[kind] || []).push(fn); },
+    off: function (kind, fn) { state.listeners[kind] = (state.listeners[kind] || []).filter(function (f) { return f !== fn; }); },
+    // destroy releases every peer connection; players keep going on the CDN.
+    destroy: function () {
+      state.destroyed = true;
+      return ready.then(function () { return window.__peercdn && window.__peercdn.destroy(); });
+    },
+  };
+})();
