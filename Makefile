@@ -11,7 +11,7 @@ APT_PKGS :=
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm test vet unit fuzz bench deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit fuzz bench deps clean
 
 all: build
 
@@ -59,6 +59,7 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e
 	GOOS=js GOARCH=wasm $(GO) vet ./signaling/... ./peerwire/... ./agent/...
 	GOOS=js GOARCH=wasm $(GO) build ./signaling/... ./peerwire/... ./agent/...
 
@@ -70,7 +71,12 @@ fuzz:
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
 
-test: deps vet unit fuzz
+# e2e plays the demo in headless Chromium (Debian's chromium package).
+e2e: build vendor
+	$(MAKE) deps APT_PKGS=chromium
+	$(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e
+
+test: deps vet unit fuzz e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

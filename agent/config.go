@@ -42,6 +42,10 @@ type Config struct {
 	// P2PStallTimeout aborts a peer transfer that delivers no byte for this
 	// long; the rest comes from the CDN. Default 800ms.
 	P2PStallTimeout time.Duration
+	// MaxWait bounds how long a request waits for a peer to announce a
+	// segment nobody holds yet, whatever the deadline: deadlines are
+	// estimates. Default 2.5s.
+	MaxWait time.Duration
 	// CDNSafety is the time always kept in reserve for a CDN fetch on top of
 	// its measured duration, so a segment falls back to the CDN early enough.
 	// Default 1s.
@@ -95,6 +99,9 @@ func (c *Config) fill() {
 	}
 	if c.P2PStallTimeout == 0 {
 		c.P2PStallTimeout = 800 * time.Millisecond
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 2500 * time.Millisecond
 	}
 	if c.CDNSafety == 0 {
 		c.CDNSafety = time.Second

@@ -31,7 +31,10 @@ type Request struct {
 type Result struct {
 	Data     []byte // shared with the cache: do not modify
 	Source   Source
-	Duration time.Duration
+	Duration time.Duration // from the request to the last byte, waiting included
+	// Transfer is the time the bytes took to arrive, without the wait for a
+	// peer to hold the segment: what a player's bandwidth estimate needs.
+	Transfer time.Duration
 }
 
 // ErrCDN wraps failures of the CDN, which the agent cannot work around.
@@ -58,7 +61,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	k := segKey{req.Swarm, req.Seq}
 	if data, ok := a.cache.get(k); ok {
-		return a.done(req, data, SourceCache, start), nil
+		return a.done(req, data, SourceCache, start, start), nil
 	}
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
@@ -72,11 +75,12 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			break
 		}
 		if r := sw.best(req.Seq, tried); r != nil {
+			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
 			if err == nil {
 				a.stats.p2p.Add(int64(len(data)))
 				a.store(k, data)
-				return a.done(req, data, SourceP2P, start), nil
+				return a.done(req, data, SourceP2P, start, xfer), nil
 			}
 			tried[r] = true
 			if errors.Is(err, errAbsent) {
@@ -90,7 +94,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				r.close()
 			}
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
-				return a.completeFromCDN(ctx, req, data, total, start)
+				return a.completeFromCDN(ctx, req, data, total, start, xfer)
 			}
 			continue
 		}
@@ -103,6 +107,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			break // our turn to seed the swarm from the CDN
 		}
 		// Peers announce, or connect; poll too, for the tracker connection.
+		if time.Since(start) > a.cfg.MaxWait {
+			break // waited long enough for a peer to get it: the CDN, now
+		}
 		t := time.NewTimer(min(time.Until(giveUp), 250*time.Millisecond))
 		select {
 		case <-sw.wait():
@@ -119,18 +126,19 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 }
 
 func (a *Agent) loadCDN(ctx context.Context, req Request, _ *swarm, start time.Time) (Result, error) {
+	xfer := time.Now()
 	data, _, err := a.fetchCDN(ctx, req.URL, 0)
 	if err != nil {
 		return Result{}, err
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
-	return a.done(req, data, SourceCDN, start), nil
+	return a.done(req, data, SourceCDN, start, xfer), nil
 }
 
 // completeFromCDN fetches the bytes a peer did not deliver with a range
 // request. If the CDN's size disagrees with the peer's, the peer's bytes are
 // dropped and the whole segment comes from the CDN.
-func (a *Agent) completeFromCDN(ctx context.Context, req Request, head []byte, total int, start time.Time) (Result, error) {
+func (a *Agent) completeFromCDN(ctx context.Context, req Request, head []byte, total int, start, xfer time.Time) (Result, error) {
 	rest, cdnTotal, err := a.fetchCDN(ctx, req.URL, len(head))
 	if err != nil {
 		return Result{}, err
@@ -149,17 +157,17 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, head []byte, t
 		}
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
-	return a.done(req, data, SourceMixed, start), nil
+	return a.done(req, data, SourceMixed, start, xfer), nil
 }
 
-func (a *Agent) done(req Request, data []byte, src Source, start time.Time) Result {
+func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time) Result {
 	d := time.Since(start)
 	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start}
 	if src != SourceCache {
 		a.stats.record(rec)
 	}
 	a.emit(Event{Kind: EventSegment, Segment: &rec})
-	return Result{Data: data, Source: src, Duration: d}
+	return Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer)}
 }
 
 // fetchCDN gets url from byte from on. It returns the body and the whole

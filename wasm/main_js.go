@@ -25,6 +25,8 @@ type options struct {
 	ICEServers  []signaling.ICEServer `json:"iceServers"`
 	UploadLimit int                   `json:"uploadBytesPerSecond"`
 	Debug       bool                  `json:"debug"`
+	CDNSafetyMs int                   `json:"cdnSafetyMs"`
+	MaxWaitMs   int                   `json:"maxWaitMs"`
 }
 
 var (
@@ -59,6 +61,15 @@ func start(_ js.Value, args []js.Value) any {
 		ICEServers:           o.ICEServers,
 		CDN:                  fetchCDN{},
 		Dial:                 dialWS,
+	}
+	// Browsers also parse, append and decode after the load, on a busy
+	// main thread: keep a larger reserve than native viewers.
+	cfg.CDNSafety = 1500 * time.Millisecond
+	if o.CDNSafetyMs > 0 {
+		cfg.CDNSafety = time.Duration(o.CDNSafetyMs) * time.Millisecond
+	}
+	if o.MaxWaitMs > 0 {
+		cfg.MaxWait = time.Duration(o.MaxWaitMs) * time.Millisecond
 	}
 	if o.CacheMB > 0 {
 		cfg.CacheBytes = int64(o.CacheMB) << 20
@@ -119,6 +130,7 @@ func load(_ js.Value, args []js.Value) any {
 		out := js.Global().Get("Object").New()
 		out.Set("data", data)
 		out.Set("source", string(res.Source))
+		out.Set("transferMs", float64(res.Transfer)/float64(time.Millisecond))
 		return out, nil
 	})
 }

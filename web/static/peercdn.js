@@ -70,13 +70,25 @@
 
   function usable() { return state.ready && !state.destroyed; }
 
+  // deadline is how long until the playhead needs a segment starting at
+  // start (media seconds; undefined if unknown): the buffer ahead, or less
+  // when the segment starts earlier (a quality switch replacing buffer).
+  function deadline(media, start) {
+    if (!media || media.paused || !media.readyState) return 0; // start-up: now
+    var ms = bufferAhead(media);
+    if (typeof start === 'number' && isFinite(start)) {
+      ms = Math.min(ms, Math.max(0, (start - media.currentTime) * 1000 / (media.playbackRate || 1)));
+    }
+    return ms;
+  }
+
   // load asks the agent for one segment; it resolves to {data, source}.
-  function load(manifestURL, url, media) {
+  function load(manifestURL, url, media, start) {
     var req = {
       content: opts.contentId || '',
       manifest: manifestURL || '',
       url: url,
-      deadlineMs: media && !media.paused ? bufferAhead(media) : 0,
+      deadlineMs: deadline(media, start),
     };
     return window.__peercdn.load(JSON.stringify(req));
   }
@@ -99,11 +111,16 @@
       }
       var self = this, stats = this.stats, t0 = performance.now();
       stats.loading.start = t0;
-      load(hls.url, context.url, hls.media).then(function (res) {
+      load(hls.url, context.url, hls.media, frag.start).then(function (res) {
         if (self.aborted) return;
+        // Bandwidth estimates must see the transfer, not the wait for a
+        // peer to hold the segment.
+        // The wait counts as time to first byte; the transfer as streaming
+        // time, at least 1 ms so that no rate comes out infinite.
         var now = performance.now();
-        stats.loading.first = stats.loading.first || now;
-        stats.loading.end = now;
+        stats.loading.start = t0;
+        stats.loading.first = Math.max(t0, Math.min(now - res.transferMs, now - 1));
+        stats.loading.end = Math.max(now, stats.loading.first + 1);
         stats.loaded = stats.total = res.data.byteLength;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
@@ -144,8 +161,10 @@
         return op;
       }
       var t0 = performance.now(), aborted = false;
-      var p = load(player.getAssetUri ? player.getAssetUri() : '', uri, player.getMediaElement()).then(function (res) {
-        return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: performance.now() - t0, fromCache: false };
+      var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
+      var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
+      var p = load(player.getAssetUri ? player.getAssetUri() : '', uri, player.getMediaElement(), start).then(function (res) {
+        return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: Math.max(1, res.transferMs), fromCache: false };
       }, function () {
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
         return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise;

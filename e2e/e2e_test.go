@@ -1,0 +1,332 @@
+//go:build e2e
+
+// Package e2e plays the demo in real headless Chromium: the real binary
+// serving the tracker, the demo origin and the wasm agent, real hls.js and
+// Shaka, real WebRTC data channels between browser contexts on loopback.
+// Run with `make e2e` (it builds the binary, the wasm and the vendored players).
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+var (
+	root     = ".."
+	binary   = filepath.Join(root, "bin", "peercdn")
+	chromium = "/usr/bin/chromium"
+)
+
+func TestMain(m *testing.M) {
+	for _, f := range []string{binary, filepath.Join(root, "web", "vendor", "hls.min.js"), chromium} {
+		if _, err := os.Stat(f); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s missing: run `make e2e`\n", f)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// serve runs `peercdn serve` with args on a free loopback port.
+func serve(t *testing.T, args ...string) (addr string, stop func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", addr, "--vendor-dir", filepath.Join(root, "web", "vendor")}, args...)...)
+	cmd.Stderr = &prefixWriter{t: t, prefix: "serve " + addr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return addr, stop
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve %v did not come up: %v", args, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type prefixWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if testing.Verbose() && !strings.Contains(string(b), `"level":"INFO"`) {
+		p.t.Logf("%s: %s", p.prefix, strings.TrimSpace(string(b)))
+	}
+	return len(b), nil
+}
+
+// newBrowser starts one headless Chromium for the test.
+func newBrowser(t *testing.T) context.Context {
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.NoFirstRun,
+		chromedp.Headless,
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	// Start the browser; viewers open their own browser contexts in it.
+	ctx, cancel2 := chromedp.NewContext(alloc)
+	t.Cleanup(cancel2)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("true")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// stallProbe counts, per page, every time the video waits for data after it
+// first played.
+const stallProbe = `
+window.__qa = {playing: false, stalls: 0, stallMs: 0, waitingAt: 0};
+document.addEventListener('playing', function () {
+  var q = window.__qa;
+  if (q.waitingAt) { q.stallMs += performance.now() - q.waitingAt; q.waitingAt = 0; }
+  q.playing = true;
+}, true);
+document.addEventListener('waiting', function (e) {
+  var q = window.__qa;
+  if (e.target.seeking) return; // a seek (hls.js jumping to the live edge) is not a stall
+  if (q.playing && !q.waitingAt) { q.stalls++; q.waitingAt = performance.now(); }
+}, true);
+`
+
+// viewer opens url in a fresh browser context (its own cookies, cache and
+// WebRTC identity) with camera and microphone granted, so Chromium offers
+// host candidates instead of mDNS names.
+func viewer(t *testing.T, alloc context.Context, url string) context.Context {
+	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("true")); err != nil {
+		t.Fatal(err)
+	}
+	bc := chromedp.FromContext(ctx).BrowserContextID
+	for _, p := range []string{"camera", "microphone"} {
+		if _, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: p}, Setting: browser.PermissionSettingGranted,
+			BrowserContextID: bc,
+		}); err != nil {
+			t.Fatalf("grant %s: %v", p, err)
+		}
+	}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: stallProbe}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// sample is what a page reports.
+type sample struct {
+	Time  float64 `json:"t"`
+	Stats struct {
+		CDNBytes    int64  `json:"cdnBytes"`
+		P2PBytes    int64  `json:"p2pBytes"`
+		UploadBytes int64  `json:"uploadBytes"`
+		Peers       int    `json:"peers"`
+		Ready       bool   `json:"ready"`
+		Error       string `json:"error"`
+	} `json:"s"`
+	QA struct {
+		Playing bool    `json:"playing"`
+		Stalls  int     `json:"stalls"`
+		StallMs float64 `json:"stallMs"`
+	} `json:"qa"`
+}
+
+func read(t *testing.T, ctx context.Context) sample {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	js := `JSON.stringify({t: document.querySelector('video').currentTime, s: peercdn.stats(), qa: window.__qa})`
+	raw, err := chromedp.Run(c, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatalf("reading page: %v", err)
+	}
+	var s sample
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// play opens n viewers of url a second apart, lets them play for d, and
+// returns their first and last samples. during, if set, runs at d/3.
+func play(t *testing.T, url string, n int, d time.Duration, during func()) (first, last []sample) {
+	alloc := newBrowser(t)
+	var views []context.Context
+	for i := range n {
+		views = append(views, viewer(t, alloc, url))
+		if i < n-1 {
+			time.Sleep(time.Second)
+		}
+	}
+	time.Sleep(5 * time.Second) // everyone starts playing
+	for _, v := range views {
+		first = append(first, read(t, v))
+	}
+	step := d / 6
+	for i := 1; i <= 6; i++ {
+		time.Sleep(step)
+		if i == 2 && during != nil {
+			during()
+		}
+		var line []string
+		for j, v := range views {
+			s := read(t, v)
+			line = append(line, fmt.Sprintf("v%d t=%.0f p2p=%d cdn=%d up=%d peers=%d stalls=%d %s", j, s.Time, s.Stats.P2PBytes, s.Stats.CDNBytes, s.Stats.UploadBytes, s.Stats.Peers, s.QA.Stalls, s.Stats.Error))
+			if i == 6 {
+				last = append(last, s)
+			}
+		}
+		t.Logf("after %v:\n  %s", step*time.Duration(i), strings.Join(line, "\n  "))
+	}
+	return first, last
+}
+
+// swarmFigures sums a run: offload over all viewers, and how many got bytes
+// from peers.
+func swarmFigures(t *testing.T, last []sample) (offload float64, withP2P int) {
+	var p2p, cdn int64
+	for i := range last {
+		if last[i].Stats.P2PBytes > 0 {
+			withP2P++
+		}
+		p2p += last[i].Stats.P2PBytes
+		cdn += last[i].Stats.CDNBytes
+	}
+	offload = float64(p2p) / float64(p2p+cdn)
+	t.Logf("swarm offload %.3f (p2p %d, cdn %d), %d of %d viewers got bytes from peers", offload, p2p, cdn, withP2P, len(last))
+	return offload, withP2P
+}
+
+// checkAdvance asserts every video played at least frac of the window.
+func checkAdvance(t *testing.T, first, last []sample, window time.Duration, frac float64) {
+	for i := range last {
+		if adv := last[i].Time - first[i].Time; adv < frac*window.Seconds() {
+			t.Errorf("viewer %d: video advanced %.1f s in a %v window", i, adv, window)
+		}
+	}
+}
+
+func stalls(last []sample) (n int, ms float64) {
+	for _, s := range last {
+		n += s.QA.Stalls
+		ms += s.QA.StallMs
+	}
+	return
+}
+
+// TestHlsjsLiveSwarm: 4 viewers in their own browser contexts play the live
+// demo through hls.js for 60 s and exchange segments. Known gap (see
+// docs/benchmarks.md): with hls.js, viewers still stall a few times a
+// minute where plain hls.js on the same page does not (TestHlsjsBaseline);
+// the stalls are logged, and the test asserts what holds today.
+func TestHlsjsLiveSwarm(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	first, last := play(t, "http://"+addr+"/", 4, 60*time.Second, nil)
+	checkAdvance(t, first, last, 60*time.Second, 0.75)
+	offload, withP2P := swarmFigures(t, last)
+	if withP2P < 3 {
+		t.Errorf("%d viewers got bytes from peers, want at least 3", withP2P)
+	}
+	if offload < 0.25 {
+		t.Errorf("offload %.3f, want at least 0.25", offload)
+	}
+	n, ms := stalls(last)
+	t.Logf("stalls: %d, %.0f ms in all (not yet asserted for hls.js)", n, ms)
+}
+
+// TestHlsjsBaseline plays the same page without peercdn: what the machine
+// manages with plain hls.js, to compare against.
+func TestHlsjsBaseline(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	first, last := play(t, "http://"+addr+"/?peercdn=off", 4, 60*time.Second, nil)
+	checkAdvance(t, first, last, 60*time.Second, 0.75)
+	n, ms := stalls(last)
+	t.Logf("plain hls.js stalls: %d, %.0f ms in all", n, ms)
+}
+
+// TestShakaLiveSwarm: the same with Shaka Player: every video advances, at
+// least 3 of 4 viewers get bytes from peers, offload >= 0.5, no stall.
+func TestShakaLiveSwarm(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	first, last := play(t, "http://"+addr+"/shaka.html", 4, 60*time.Second, nil)
+	checkAdvance(t, first, last, 60*time.Second, 0.75)
+	offload, withP2P := swarmFigures(t, last)
+	if withP2P < 3 {
+		t.Errorf("%d viewers got bytes from peers, want at least 3", withP2P)
+	}
+	if offload < 0.5 {
+		t.Errorf("offload %.3f, want at least 0.5", offload)
+	}
+	for i := range last {
+		if last[i].QA.Stalls > 0 {
+			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
+		}
+	}
+}
+
+// TestTrackerStopped: the tracker dies mid-play; every viewer keeps playing
+// (from peers already connected, and the CDN) without a stall.
+func TestTrackerStopped(t *testing.T) {
+	origin, _ := serve(t, "--demo")
+	tracker, stopTracker := serve(t)
+	url := "http://" + origin + "/shaka.html?tracker=ws://" + tracker + "/ws"
+	first, last := play(t, url, 3, 48*time.Second, func() {
+		t.Log("stopping the tracker")
+		stopTracker()
+	})
+	for i := range last {
+		if adv := last[i].Time - first[i].Time; adv < 40 {
+			t.Errorf("viewer %d: video advanced only %.1f s", i, adv)
+		}
+		if last[i].QA.Stalls > 0 {
+			t.Errorf("viewer %d stalled %d times after the tracker stopped", i, last[i].QA.Stalls)
+		}
+	}
+}
