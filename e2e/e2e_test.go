@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -328,5 +329,31 @@ func TestTrackerStopped(t *testing.T) {
 		if last[i].QA.Stalls > 0 {
 			t.Errorf("viewer %d stalled %d times after the tracker stopped", i, last[i].QA.Stalls)
 		}
+	}
+}
+
+// TestScreenshot writes the README's picture of the demo when E2E_SCREENSHOT
+// names a file: two viewers play for 30 s, then the first page is captured.
+func TestScreenshot(t *testing.T) {
+	out := os.Getenv("E2E_SCREENSHOT")
+	if out == "" {
+		t.Skip("set E2E_SCREENSHOT=docs/demo.png to refresh the README's screenshot")
+	}
+	addr, _ := serve(t, "--demo")
+	alloc := newBrowser(t)
+	v := viewer(t, alloc, "http://"+addr+"/")
+	viewer(t, alloc, "http://"+addr+"/")
+	viewer(t, alloc, "http://"+addr+"/")
+	time.Sleep(30 * time.Second)
+	if _, err := chromedp.Call(v, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 1280, Height: 720, DeviceScaleFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	png, err := chromedp.Run(v, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

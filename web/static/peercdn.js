@@ -82,6 +82,12 @@
     return ms;
   }
 
+  // guardMs is how long a player waits for the agent before going to the
+  // CDN itself: the deadline less a reserve, between 0.5 s and 4 s.
+  function guardMs(deadlineMs) {
+    return Math.min(4000, Math.max(500, deadlineMs - 1500));
+  }
+
   // load asks the agent for one segment; it resolves to {data, source}.
   function load(manifestURL, url, media, start) {
     var req = {
@@ -109,10 +115,21 @@
         this.cdn(context, config, callbacks);
         return;
       }
-      var self = this, stats = this.stats, t0 = performance.now();
+      var self = this, stats = this.stats, t0 = performance.now(), settled = false;
       stats.loading.start = t0;
+      var dl = deadline(hls.media, frag.start);
+      // Whatever happens inside the agent, the player gets its segment: if
+      // the agent has not answered when only the CDN reserve is left, the
+      // CDN serves it.
+      var guard = setTimeout(function () {
+        if (settled || self.aborted) return;
+        settled = true;
+        self.cdn(context, config, callbacks);
+      }, guardMs(dl));
       load(hls.url, context.url, hls.media, frag.start).then(function (res) {
-        if (self.aborted) return;
+        clearTimeout(guard);
+        if (self.aborted || settled) return;
+        settled = true;
         // Bandwidth estimates must see the transfer, not the wait for a
         // peer to hold the segment.
         // The wait counts as time to first byte; the transfer as streaming
@@ -124,7 +141,9 @@
         stats.loaded = stats.total = res.data.byteLength;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
-        if (self.aborted) return;
+        clearTimeout(guard);
+        if (self.aborted || settled) return;
+        settled = true;
         self.cdn(context, config, callbacks); // the CDN, as if peercdn were not there
       });
     };
@@ -163,11 +182,21 @@
       var t0 = performance.now(), aborted = false;
       var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
       var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
-      var p = load(player.getAssetUri ? player.getAssetUri() : '', uri, player.getMediaElement(), start).then(function (res) {
+      var media = player.getMediaElement();
+      var agentLoad = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start).then(function (res) {
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: Math.max(1, res.transferMs), fromCache: false };
-      }, function () {
+      });
+      var guard;
+      var late = new Promise(function (_, reject) {
+        guard = setTimeout(function () { reject(new Error('agent too slow')); }, guardMs(deadline(media, start)));
+      });
+      var p = Promise.race([agentLoad, late]).then(function (r) { clearTimeout(guard); return r; }, function () {
+        clearTimeout(guard);
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
-        return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise;
+        return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise.then(function (r) {
+          if (r && r.data) state.cdnFallback.cdnBytes += r.data.byteLength; // count the CDN bytes in stats()
+          return r;
+        });
       });
       return new sh.util.AbortableOperation(p, function () { aborted = true; return Promise.resolve(); });
     };
