@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,9 +123,10 @@ func newBrowser(t *testing.T) context.Context {
 // stallProbe counts, per page, every time the video waits for data after it
 // first played.
 const stallProbe = `
-window.__qa = {playing: false, stalls: 0, stallMs: 0, waitingAt: 0};
+window.__qa = {playing: false, stalls: 0, stallMs: 0, waitingAt: 0, firstFrameMs: 0};
 document.addEventListener('playing', function () {
   var q = window.__qa;
+  if (!q.firstFrameMs) q.firstFrameMs = performance.now();
   if (q.waitingAt) { q.stallMs += performance.now() - q.waitingAt; q.waitingAt = 0; }
   q.playing = true;
 }, true);
@@ -174,9 +176,10 @@ type sample struct {
 		Error       string `json:"error"`
 	} `json:"s"`
 	QA struct {
-		Playing bool    `json:"playing"`
-		Stalls  int     `json:"stalls"`
-		StallMs float64 `json:"stallMs"`
+		Playing      bool    `json:"playing"`
+		Stalls       int     `json:"stalls"`
+		StallMs      float64 `json:"stallMs"`
+		FirstFrameMs float64 `json:"firstFrameMs"`
 	} `json:"qa"`
 }
 
@@ -356,4 +359,45 @@ func TestScreenshot(t *testing.T) {
 	if err := os.WriteFile(out, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTimeToFirstFrame measures the time from navigation to the first
+// 'playing' event with and without peercdn on the same page, alternating,
+// 5 loads each in fresh browser contexts. It logs the medians and their
+// ratio (recorded in docs/benchmarks.md); it asserts only that both play.
+func TestTimeToFirstFrame(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	alloc := newBrowser(t)
+	var with, without []float64
+	for i := range 10 {
+		url := "http://" + addr + "/"
+		if i%2 == 0 {
+			url += "?peercdn=off"
+		}
+		v := viewer(t, alloc, url)
+		var s sample
+		for range 100 {
+			time.Sleep(100 * time.Millisecond)
+			if s = read(t, v); s.QA.FirstFrameMs > 0 {
+				break
+			}
+		}
+		if s.QA.FirstFrameMs == 0 {
+			t.Fatalf("%s: no frame within 10 s", url)
+		}
+		if i%2 == 0 {
+			without = append(without, s.QA.FirstFrameMs)
+		} else {
+			with = append(with, s.QA.FirstFrameMs)
+		}
+		chromedp.Cancel(v)
+	}
+	mw, mo := median(with), median(without)
+	t.Logf("time to first frame: with peercdn %.0f ms (runs %v), without %.0f ms (runs %v), ratio %.3f", mw, with, mo, without, mw/mo)
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
