@@ -32,10 +32,11 @@ type Agent struct {
 	stats counters
 	up    *rate.Limiter // nil: no upload cap
 
-	pcCreated atomic.Int64
-	cdnRate   atomic.Int64 // bytes/s moving average of CDN fetches
-	cdnRTT    atomic.Int64 // ns moving average of time to first byte
-	segSize   atomic.Int64 // bytes moving average of CDN segments
+	pcCreated   atomic.Int64
+	prefetching atomic.Bool
+	cdnRate     atomic.Int64 // bytes/s moving average of CDN fetches
+	cdnRTT      atomic.Int64 // ns moving average of time to first byte
+	segSize     atomic.Int64 // bytes moving average of CDN segments
 
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected
@@ -71,6 +72,7 @@ func (a *Agent) Stats() Stats {
 		PeerConnections: int(a.pcCreated.Load()),
 		Segments:        int(a.stats.segments.Load()),
 		P2PFailures:     a.stats.failures.Load(),
+		Prefetched:      a.stats.prefetched.Load(),
 	}
 	a.mu.Lock()
 	for _, sw := range a.swarms {

@@ -257,3 +257,31 @@ func TestPeerConnectionLifetimeCap(t *testing.T) {
 		t.Fatalf("created %d peer connections, cap 2", got)
 	}
 }
+
+func TestPrefetchUsesPeersOnly(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	seeder, viewer := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	waitPeers(t, 1, seeder, viewer)
+	ctx := context.Background()
+	if _, err := seeder.Load(ctx, req(o, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitHolds(t, viewer, 5)
+	before := o.sent.Load()
+	if viewer.Prefetch(ctx, req(o, 6, 0)) {
+		t.Fatal("prefetched a segment no peer holds")
+	}
+	if !viewer.Prefetch(ctx, req(o, 5, 0)) {
+		t.Fatal("prefetch of a segment a peer holds failed")
+	}
+	if o.sent.Load() != before {
+		t.Fatalf("prefetch cost %d CDN bytes", o.sent.Load()-before)
+	}
+	r, err := viewer.Load(ctx, req(o, 5, 0))
+	if err != nil || r.Source != SourceCache || !bytes.Equal(r.Data, segment(5)) {
+		t.Fatalf("after prefetch: source %s, err %v", r.Source, err)
+	}
+	if viewer.Stats().Prefetched != 1 {
+		t.Fatalf("stats: %+v", viewer.Stats())
+	}
+}

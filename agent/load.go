@@ -261,3 +261,40 @@ func SegmentByURL(contentID, manifestURL, segmentURL string) Request {
 		URL:   segmentURL,
 	}
 }
+
+// Prefetch fetches a segment the player will need later, from peers only:
+// it never costs CDN bytes. It reports whether the segment is now cached.
+// Players call it for upcoming segments (VOD) while their buffer is
+// healthy; at most one prefetch runs at a time per agent.
+func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
+	k := segKey{req.Swarm, req.Seq}
+	if a.cache.has(k) {
+		return true
+	}
+	if !a.prefetching.CompareAndSwap(false, true) {
+		return false
+	}
+	defer a.prefetching.Store(false)
+	sw := a.swarmFor(&req.Swarm)
+	if sw == nil {
+		return false
+	}
+	r := sw.best(req.Seq, nil)
+	if r == nil {
+		return false
+	}
+	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
+	if err != nil {
+		if !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r.failed() {
+			r.close()
+		}
+		return false
+	}
+	a.stats.p2p.Add(int64(len(data)))
+	a.stats.prefetched.Add(1)
+	a.store(k, data)
+	return true
+}
+
+// prefetchBudget bounds one prefetch: nothing waits for it.
+const prefetchBudget = 10 * time.Second

@@ -27,6 +27,7 @@ type Stats struct {
 	PeerConnections int   `json:"peerConnections"`
 	Segments        int   `json:"segments"`
 	P2PFailures     int64 `json:"p2pFailures"`
+	Prefetched      int64 `json:"prefetched"` // segments fetched ahead from peers
 	Stalls          int   `json:"stalls"`
 	StallMs         int64 `json:"stallMs"`
 }
@@ -61,8 +62,8 @@ const (
 const maxRecords = 1024
 
 type counters struct {
-	cdn, p2p, up, failures atomic.Int64
-	segments               atomic.Int64
+	cdn, p2p, up, failures, prefetched atomic.Int64
+	segments                           atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

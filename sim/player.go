@@ -189,6 +189,14 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 		clk.add(time.Now(), seg.Duration)
 		res.Segments++
 		next++
+		// With a healthy buffer, fetch the next segments ahead from peers
+		// (never from the CDN): later loads then hit the cache.
+		if pl.Closed && clk.level(time.Now()) > 4*time.Second {
+			for ahead := next; ahead < next+2 && ahead <= lastSeq; ahead++ {
+				s := segs[ahead-firstSeq]
+				go p.Agent.Prefetch(ctx, agent.Request{Swarm: sw, Seq: ahead, URL: resolve(mediaURL, s.URI)})
+			}
+		}
 		if !pl.Closed && firstSeq > 0 {
 			p.Agent.EvictBefore(sw, firstSeq-min(firstSeq, 2))
 		}

@@ -51,6 +51,7 @@ type Summary struct {
 	Segments     int     `json:"segments"`
 	Errors       int     `json:"errors"`
 	P2PFailures  int64   `json:"p2pFailures"`
+	Prefetched   int64   `json:"prefetched"` // segments fetched ahead from peers
 	// Sources counts segments by where they came from.
 	Sources map[agent.Source]int `json:"sources"`
 	// OriginSegmentBytes is what the origin itself counted (demo origin only,
@@ -91,6 +92,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.P2PBytes += st.P2PBytes
 		sum.UploadBytes += st.UploadBytes
 		sum.P2PFailures += st.P2PFailures
+		sum.Prefetched += st.Prefetched
 		sum.Stalls += r.Stalls
 		sum.StallMs += r.StallMs
 		sum.Segments += r.Segments
