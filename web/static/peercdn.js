@@ -82,6 +82,18 @@
     return ms;
   }
 
+  // verify (debug option) compares what the agent returned with the CDN.
+  function verify(url, res) {
+    var mine = res.data.slice();
+    window.__verify = window.__verify || { ok: 0, bad: [] };
+    fetch(url).then(function (r) { return r.arrayBuffer(); }).then(function (b) {
+      var cdn = new Uint8Array(b), same = cdn.length === mine.length;
+      for (var i = 0; same && i < cdn.length; i++) if (cdn[i] !== mine[i]) same = false;
+      if (same) window.__verify.ok++;
+      else window.__verify.bad.push({ url: url, source: res.source, got: mine.length, want: cdn.length });
+    });
+  }
+
   // guardMs is how long a player waits for the agent before going to the
   // CDN itself: the deadline less a reserve, between 0.5 s and 4 s.
   function guardMs(deadlineMs) {
@@ -139,6 +151,7 @@
         stats.loading.first = Math.max(t0, Math.min(now - res.transferMs, now - 1));
         stats.loading.end = Math.max(now, stats.loading.first + 1);
         stats.loaded = stats.total = res.data.byteLength;
+        if (opts.verify) verify(context.url, res);
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
         clearTimeout(guard);
