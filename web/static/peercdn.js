@@ -128,9 +128,6 @@
         return;
       }
       var self = this, stats = this.stats, t0 = performance.now(), settled = false;
-      // abort() must settle the load as hls.js's own loaders do (onAbort),
-      // or hls.js waits for a fragment that never comes.
-      this.pending = { callbacks: callbacks, context: context, settle: function () { var was = settled; settled = true; return !was; } };
       stats.loading.start = t0;
       var dl = deadline(hls.media, frag.start);
       // Whatever happens inside the agent, the player gets its segment: if
@@ -145,9 +142,10 @@
         clearTimeout(guard);
         if (self.aborted || settled) return;
         settled = true;
-        // Bandwidth estimates must see the transfer, not the wait for a peer:
-        // the wait counts as time to first byte, the transfer as streaming
-        // time (at least 1 ms, so that no rate comes out infinite).
+        // Bandwidth estimates must see the transfer, not the wait for a
+        // peer to hold the segment.
+        // The wait counts as time to first byte; the transfer as streaming
+        // time, at least 1 ms so that no rate comes out infinite.
         var now = performance.now();
         stats.loading.start = t0;
         stats.loading.first = Math.max(t0, Math.min(now - res.transferMs, now - 1));
@@ -164,7 +162,6 @@
     };
     // cdn loads with hls.js's own loader, counting the bytes in stats().
     PeerLoader.prototype.cdn = function (context, config, callbacks) {
-      this.pending = null; // hls.js's own loader answers abort from here on
       var onSuccess = callbacks.onSuccess;
       var counted = Object.assign({}, callbacks, {
         onSuccess: function (response, stats, ctx, net) {
@@ -175,16 +172,7 @@
       this.inner.load(context, config, counted);
       this.stats = this.inner.stats;
     };
-    PeerLoader.prototype.abort = function () {
-      this.aborted = true;
-      var p = this.pending;
-      if (p && p.settle()) {
-        this.stats.aborted = true;
-        if (p.callbacks.onAbort) p.callbacks.onAbort(this.stats, p.context, null);
-        return;
-      }
-      this.inner.abort();
-    };
+    PeerLoader.prototype.abort = function () { this.aborted = true; this.inner.abort(); };
     PeerLoader.prototype.destroy = function () { this.aborted = true; this.inner.destroy(); };
     PeerLoader.prototype.getCacheAge = function () { return null; };
     PeerLoader.prototype.getResponseHeader = function () { return null; };
