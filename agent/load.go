@@ -66,7 +66,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
 	if sw == nil { // left concurrently
-		return a.loadCDN(ctx, req, nil, start)
+		return a.loadCDN(ctx, req, start)
 	}
 	tried := map[*remote]bool{}
 	for ctx.Err() == nil {
@@ -122,10 +122,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
-	return a.loadCDN(ctx, req, sw, start)
+	return a.loadCDN(ctx, req, start)
 }
 
-func (a *Agent) loadCDN(ctx context.Context, req Request, _ *swarm, start time.Time) (Result, error) {
+func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Result, error) {
 	xfer := time.Now()
 	data, _, err := a.fetchCDN(ctx, req.URL, 0)
 	if err != nil {

@@ -82,19 +82,6 @@ func New(log *slog.Logger, vendorDir string) *Assets {
 	return a
 }
 
-// WasmURL is the content-hashed name of the agent binary.
-func (a *Assets) WasmURL() string { return a.wasmURL }
-
-// Sizes reports the wasm's size raw, gzip and brotli (0 until compressed).
-func (a *Assets) Sizes() (raw, gz, br int) {
-	if a.wasm == nil {
-		return 0, 0, 0
-	}
-	a.wasm.mu.Lock()
-	defer a.wasm.mu.Unlock()
-	return len(a.wasm.raw), len(a.wasm.gz), len(a.wasm.br)
-}
-
 func (x *asset) compress(log *slog.Logger) {
 	start := time.Now()
 	var gz bytes.Buffer
