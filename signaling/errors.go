@@ -24,6 +24,7 @@ const (
 	CodeBadToken           Code = "bad_token"           // join token missing, malformed or not for this content
 	CodeTokenExpired       Code = "token_expired"       // fetch a fresh token from the site
 	CodeDraining           Code = "draining"            // node shutting down; reconnect elsewhere
+	CodeUnavailable        Code = "unavailable"         // the peer is on another tracker node that cannot be reached now; try other peers
 	CodeInternal           Code = "internal"            // tracker bug; retry later
 )
 

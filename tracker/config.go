@@ -100,6 +100,18 @@ type Config struct {
 	// StatsSwarms bounds the swarms listed in /stats.json (largest first).
 	// Default 1000.
 	StatsSwarms int `yaml:"stats_swarms"`
+
+	// Redis, when set, joins this node to every node using the same Redis:
+	// swarms span nodes and relays cross them. redis://[user:pass@]host:port
+	// (rediss:// for TLS). Default empty: a single node, in memory.
+	Redis string `yaml:"redis"`
+	// RedisCluster says Redis is a Redis Cluster; further seed nodes go in
+	// the URL as ?addr=host:port. Default false.
+	RedisCluster bool `yaml:"redis_cluster"`
+	// MemberTTL is how long a node's peers outlive its last refresh in the
+	// shared store: a crashed node's viewers leave other nodes' swarms
+	// within it. Nodes refresh every MemberTTL/3. Default 15s.
+	MemberTTL time.Duration `yaml:"member_ttl"`
 }
 
 // DefaultConfig returns the configuration `peercdn serve` runs with when
@@ -127,6 +139,7 @@ func DefaultConfig() Config {
 		DrainTimeout:        15 * time.Second,
 		RetrySpread:         5 * time.Second,
 		StatsSwarms:         1000,
+		MemberTTL:           15 * time.Second,
 	}
 }
 
@@ -170,6 +183,9 @@ func (c *Config) Validate() error {
 			return bad("trusted_proxies", "%q is not a CIDR", p)
 		}
 	}
+	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
+		return bad("redis", "want redis://host:port or rediss://host:port, got %q", c.Redis)
+	}
 	ints := []struct {
 		name      string
 		v, lo, hi int
@@ -209,6 +225,7 @@ func (c *Config) Validate() error {
 		{"write_timeout", c.WriteTimeout, 100 * time.Millisecond},
 		{"drain_timeout", c.DrainTimeout, 0},
 		{"retry_spread", c.RetrySpread, 0},
+		{"member_ttl", c.MemberTTL, 3 * time.Second},
 	}
 	for _, d := range durs {
 		if d.v < d.lo {

@@ -79,7 +79,9 @@ func (c *conn) serve() {
 	defer func() {
 		c.timer.Stop()
 		if c.peer != nil {
+			keys := c.s.hub.swarmsOf(c.peer)
 			c.s.hub.remove(c.peer)
+			c.s.clusterLeave(c.peer, keys)
 		}
 		if c.closing.Load() {
 			// The close code and the frames queued before it get out first,
@@ -140,9 +142,16 @@ func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
 	case signaling.TypeLeave:
 		if code := c.s.hub.leave(c.peer, c.key(m)); code != "" {
 			c.sendError(code, m.Ref, "not in that swarm")
+			break
 		}
+		c.s.clusterLeave(c.peer, []swarmKey{c.key(m)})
 	case signaling.TypePeers:
-		ids, code := c.s.hub.suggest(c.peer, c.key(m), now)
+		k := c.key(m)
+		var remote []Member
+		if c.s.hub.isMember(c.peer, k) {
+			remote = c.s.clusterJoin(c.peer, k, false)
+		}
+		ids, code := c.s.hub.suggest(c.peer, k, now, remote)
 		if code != "" {
 			c.sendError(code, m.Ref, "join the swarm first")
 			break
@@ -192,12 +201,9 @@ func (c *conn) hello(m *signaling.Message) bool {
 		return false
 	}
 	c.s.m.messages.WithLabelValues(string(m.Type)).Inc()
-	p := &peer{
-		id:     rand.Text(), // 128 random bits: unguessable, never chosen by the client
-		conn:   c,
-		swarms: make(map[swarmKey]struct{}),
-		offers: make(map[offerKey]time.Time),
-	}
+	// The node's id, then 128 random bits: unguessable, never chosen by the
+	// client, and any node can tell where to relay to.
+	p := newPeer(c.s.hub.node+rand.Text(), c)
 	if m.Slots != nil {
 		p.slots = *m.Slots
 	}
@@ -241,7 +247,13 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 	if m.Slots != nil {
 		c.s.hub.setSlots(c.peer, *m.Slots)
 	}
-	ids, code := c.s.hub.join(c.peer, c.key(m), now)
+	k := c.key(m)
+	code := c.s.hub.join(c.peer, k)
+	var ids []string
+	if code == "" {
+		remote := c.s.clusterJoin(c.peer, k, true)
+		ids, code = c.s.hub.suggest(c.peer, k, time.Now(), remote)
+	}
 	if code != "" {
 		text := map[signaling.Code]string{
 			signaling.CodeTooManySwarms: "in max_swarms swarms already: leave one first",
@@ -260,11 +272,18 @@ func (c *conn) reply(code signaling.Code, ref, text string) {
 }
 
 func (c *conn) relay(m *signaling.Message, now time.Time) {
-	target, code := c.s.hub.route(c.peer, c.key(m), m.Type, m.To, m.OfferID, now)
+	k := c.key(m)
+	target, node, code := c.s.hub.route(c.peer, k, m.Type, m.To, m.OfferID, now)
 	if code != "" {
 		c.reply(code, m.Ref, "cannot relay "+string(m.Type)+" to "+truncate(m.To, 40))
 		// Relaying to strangers is how floods look: it counts as a strike.
 		c.strike(code)
+		return
+	}
+	if target == nil {
+		if code := c.s.clusterRelay(c.peer, node, k, m, now); code != "" {
+			c.reply(code, m.Ref, "peer "+truncate(m.To, 40)+" is on a node this one cannot reach now")
+		}
 		return
 	}
 	out := &signaling.Message{Type: m.Type, Swarm: m.Swarm, From: c.peer.id, OfferID: m.OfferID,

@@ -29,17 +29,36 @@ type peer struct {
 	load   float64
 	loadAt time.Time
 
-	// offers this peer sent that the tracker relayed: who may answer, and
-	// which pair may trickle candidates, until the expiry.
-	offers map[offerKey]time.Time
+	// sent are the offers this peer sent that the tracker relayed, keyed by
+	// (target, offer id); recv the offers relayed to it, keyed by (sender,
+	// offer id). Each node checks its own peer's side of an exchange, so an
+	// answer or candidate crossing nodes is checked on both without a lookup:
+	// only the target of an offer may answer it, and only the pair of a live
+	// offer may trickle candidates, until the expiry.
+	sent map[offerKey]time.Time
+	recv map[offerKey]time.Time
 }
 
-type offerKey struct{ to, id string }
+// offerKey is one offer as one side sees it: the other peer and the offer id.
+type offerKey struct{ other, id string }
+
+// maxRecvFactor bounds the offers one peer may have received and not yet
+// answered, as a multiple of MaxPendingOffers: each sender is bounded by its
+// own pending limit, this bounds many senders aiming at one target.
+const maxRecvFactor = 4
 
 type swarm struct {
 	members []*peer
 	index   map[*peer]int
 	joins   uint64
+}
+
+// remoteLoad is the suggestion load this node charged to a peer of another
+// node; each node spreads its own suggestions, which is enough to keep one
+// seeder from being handed to every newcomer.
+type remoteLoad struct {
+	load   float64
+	loadAt time.Time
 }
 
 const (
@@ -54,21 +73,41 @@ const (
 type hub struct {
 	cfg *Config
 	m   *metrics
+	// node prefixes the ids of this node's peers; clustered says whether
+	// ids of other nodes may be routed to.
+	node      string
+	clustered bool
 
 	mu     sync.Mutex
 	peers  map[string]*peer
 	swarms map[swarmKey]*swarm
+	remote map[string]*remoteLoad
 	rng    *rand.Rand
 }
 
-func newHub(cfg *Config, m *metrics) *hub {
+func newHub(cfg *Config, m *metrics, node string, clustered bool) *hub {
 	return &hub{
-		cfg:    cfg,
-		m:      m,
-		peers:  make(map[string]*peer),
-		swarms: make(map[swarmKey]*swarm),
-		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		cfg:       cfg,
+		m:         m,
+		node:      node,
+		clustered: clustered,
+		peers:     make(map[string]*peer),
+		swarms:    make(map[swarmKey]*swarm),
+		remote:    make(map[string]*remoteLoad),
+		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+}
+
+func newPeer(id string, c *conn) *peer {
+	return &peer{id: id, conn: c, swarms: make(map[swarmKey]struct{}),
+		sent: make(map[offerKey]time.Time), recv: make(map[offerKey]time.Time)}
+}
+
+func (h *hub) isMember(p *peer, k swarmKey) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, in := p.swarms[k]
+	return in
 }
 
 func (h *hub) add(p *peer) {
@@ -87,30 +126,37 @@ func (h *hub) remove(p *peer) {
 	delete(h.peers, p.id)
 }
 
-// join adds p to swarm k and returns up to K suggestions.
-func (h *hub) join(p *peer, k swarmKey, now time.Time) ([]string, signaling.Code) {
+// join adds p to swarm k. Suggestions are a separate step (suggest), so a
+// clustered node can fetch other nodes' members between the two without
+// holding the lock.
+func (h *hub) join(p *peer, k swarmKey) signaling.Code {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	sw := h.swarms[k]
-	if _, in := p.swarms[k]; !in {
-		if len(p.swarms) >= h.cfg.MaxSwarmsPerConn {
-			return nil, signaling.CodeTooManySwarms
-		}
-		if sw == nil {
-			sw = &swarm{index: make(map[*peer]int)}
-			h.swarms[k] = sw
-			h.m.swarms.Inc()
-		}
-		if len(sw.members) >= h.cfg.MaxPeersPerSwarm {
-			return nil, signaling.CodeSwarmFull
-		}
-		sw.index[p] = len(sw.members)
-		sw.members = append(sw.members, p)
-		sw.joins++
-		p.swarms[k] = struct{}{}
-		h.m.members.Inc()
+	if _, in := p.swarms[k]; in {
+		return ""
 	}
-	return h.suggestLocked(sw, p, now), ""
+	if len(p.swarms) >= h.cfg.MaxSwarmsPerConn {
+		return signaling.CodeTooManySwarms
+	}
+	sw := h.swarms[k]
+	if sw == nil {
+		sw = &swarm{index: make(map[*peer]int)}
+		h.swarms[k] = sw
+		h.m.swarms.Inc()
+	}
+	if len(sw.members) >= h.cfg.MaxPeersPerSwarm {
+		if len(sw.members) == 0 {
+			delete(h.swarms, k)
+			h.m.swarms.Dec()
+		}
+		return signaling.CodeSwarmFull
+	}
+	sw.index[p] = len(sw.members)
+	sw.members = append(sw.members, p)
+	sw.joins++
+	p.swarms[k] = struct{}{}
+	h.m.members.Inc()
+	return ""
 }
 
 func (h *hub) leave(p *peer, k swarmKey) signaling.Code {
@@ -146,49 +192,71 @@ func (h *hub) leaveLocked(p *peer, k swarmKey) {
 	}
 }
 
-// suggest returns fresh suggestions for a member of k.
-func (h *hub) suggest(p *peer, k swarmKey, now time.Time) ([]string, signaling.Code) {
+// candidate is a peer that may be suggested: one of this node's, or one
+// another node holds (from the cluster).
+type candidate struct {
+	id    string
+	slots int
+	load  *float64
+	at    *time.Time
+}
+
+// suggest returns up to K other members of k for p: this node's and, when
+// clustered, those of other nodes in remote. It prefers peers with free
+// slots and few recent suggestions, and charges each pick to its load.
+func (h *hub) suggest(p *peer, k swarmKey, now time.Time, remote []Member) ([]string, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
 		return nil, signaling.CodeNotInSwarm
 	}
-	return h.suggestLocked(h.swarms[k], p, now), ""
+	return h.suggestLocked(h.swarms[k], p, now, remote), ""
 }
 
-// suggestLocked picks up to K other members, preferring those with free
-// slots and few recent suggestions, and charges each pick to its load.
-func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time) []string {
+func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Member) []string {
 	k := h.cfg.Suggestions
+	want := sampleFactor * k
+	cand := make([]candidate, 0, min(len(sw.members)-1, want)+len(remote))
 	n := len(sw.members)
-	var cand []*peer
-	if n-1 <= sampleFactor*k {
-		cand = make([]*peer, 0, n-1)
+	if n-1 <= want {
 		for _, q := range sw.members {
 			if q != self {
-				cand = append(cand, q)
+				cand = append(cand, q.candidate())
 			}
 		}
 	} else {
 		// Sample without replacement from a random start with a random
 		// stride coprime to n: distinct members, no O(n) shuffle.
-		want := sampleFactor * k
-		cand = make([]*peer, 0, want)
 		start := h.rng.IntN(n)
 		stride := coprimeStride(h.rng, n)
 		for i := 0; len(cand) < want && i < n; i++ {
 			q := sw.members[(start+i*stride)%n]
 			if q != self {
-				cand = append(cand, q)
+				cand = append(cand, q.candidate())
 			}
 		}
 	}
-	h.rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-	scores := make(map[*peer]float64, len(cand))
-	for _, q := range cand {
-		scores[q] = q.score(now)
+	for _, m := range remote {
+		if m.ID == self.id || nodeOf(m.ID) == h.node {
+			continue // this node's members are sampled above, with their load
+		}
+		rl := h.remote[m.ID]
+		if rl == nil {
+			rl = &remoteLoad{loadAt: now}
+			h.remote[m.ID] = rl
+		}
+		cand = append(cand, candidate{id: m.ID, slots: m.Slots, load: &rl.load, at: &rl.loadAt})
 	}
-	slices.SortStableFunc(cand, func(a, b *peer) int {
+	h.rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	scores := make([]float64, len(cand))
+	for i := range cand {
+		scores[i] = cand[i].score(now)
+	}
+	idx := make([]int, len(cand))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
 		sa, sb := scores[a], scores[b]
 		switch {
 		case sa > sb:
@@ -198,40 +266,59 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time) []string {
 		}
 		return 0
 	})
-	if len(cand) > k {
-		cand = cand[:k]
+	if len(idx) > k {
+		idx = idx[:k]
 	}
-	ids := make([]string, len(cand))
-	for i, q := range cand {
-		ids[i] = q.id
-		q.decayLoad(now)
-		q.load++
+	ids := make([]string, len(idx))
+	for i, j := range idx {
+		c := cand[j]
+		ids[i] = c.id
+		decay(c.load, c.at, now)
+		*c.load++
 	}
 	return ids
 }
 
+func (p *peer) candidate() candidate {
+	return candidate{id: p.id, slots: p.slots, load: &p.load, at: &p.loadAt}
+}
+
+// sweepRemote forgets the load of other nodes' peers once it has decayed
+// to nothing, so the map only holds recently suggested peers.
+func (h *hub) sweepRemote(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, rl := range h.remote {
+		decay(&rl.load, &rl.loadAt, now)
+		if rl.load < 0.01 {
+			delete(h.remote, id)
+		}
+	}
+}
+
 // score ranks a candidate: any free slot beats none, then more free slots
 // net of recent suggestions.
-func (p *peer) score(now time.Time) float64 {
-	p.decayLoad(now)
-	s := float64(min(p.slots, 16)) - p.load
-	if p.slots > 0 {
+func (c candidate) score(now time.Time) float64 {
+	decay(c.load, c.at, now)
+	s := float64(min(c.slots, 16)) - *c.load
+	if c.slots > 0 {
 		s += 1000
 	}
 	return s
 }
 
-func (p *peer) decayLoad(now time.Time) {
-	if p.load == 0 {
-		p.loadAt = now
+// decay halves a load every loadHalfLife since at.
+func decay(load *float64, at *time.Time, now time.Time) {
+	if *load == 0 {
+		*at = now
 		return
 	}
-	dt := now.Sub(p.loadAt)
+	dt := now.Sub(*at)
 	if dt <= 0 {
 		return
 	}
-	p.load *= math.Exp2(-float64(dt) / float64(loadHalfLife))
-	p.loadAt = now
+	*load *= math.Exp2(-float64(dt) / float64(loadHalfLife))
+	*at = now
 }
 
 func coprimeStride(rng *rand.Rand, n int) int {
@@ -250,6 +337,19 @@ func gcd(a, b int) int {
 	return a
 }
 
+// peer returns this node's peer with that id, or nil.
+func (h *hub) peer(id string) *peer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peers[id]
+}
+
+func (p *peer) slotsNow(h *hub) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return p.slots
+}
+
 func (h *hub) setSlots(p *peer, slots int) {
 	h.mu.Lock()
 	p.slots = slots
@@ -257,60 +357,148 @@ func (h *hub) setSlots(p *peer, slots int) {
 }
 
 // route checks that from may send a relayed message of type t to the peer
-// named to in swarm k, records or refreshes the offer it belongs to, and
-// returns the target.
-func (h *hub) route(from *peer, k swarmKey, t signaling.Type, to, offerID string, now time.Time) (*peer, signaling.Code) {
+// named to in swarm k and records or refreshes the offer it belongs to. A
+// target on this node is checked and updated too (deliverLocked) and
+// returned; a target on another node is returned as its node id, and that
+// node checks its side when the envelope arrives.
+func (h *hub) route(from *peer, k swarmKey, t signaling.Type, to, offerID string, now time.Time) (*peer, string, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := from.swarms[k]; !in {
-		return nil, signaling.CodeNotInSwarm
+		return nil, "", signaling.CodeNotInSwarm
+	}
+	if to == from.id {
+		return nil, "", signaling.CodeUnknownPeer
 	}
 	target := h.peers[to]
-	if target == nil || target == from {
+	node := ""
+	if target == nil {
+		node = nodeOf(to)
+		if !h.clustered || node == "" || node == h.node {
+			return nil, "", signaling.CodeUnknownPeer
+		}
+	} else if _, in := target.swarms[k]; !in {
+		return nil, "", signaling.CodeUnknownPeer
+	}
+	if code := h.checkSenderLocked(from, t, to, offerID, now); code != "" {
+		return nil, "", code
+	}
+	if target != nil {
+		if code := h.deliverLocked(target, t, from.id, offerID, now); code != "" {
+			return nil, "", code
+		}
+	}
+	return target, node, ""
+}
+
+// checkSenderLocked is the sender's side of a relay.
+func (h *hub) checkSenderLocked(from *peer, t signaling.Type, to, offerID string, now time.Time) signaling.Code {
+	key := offerKey{to, offerID}
+	expiry := now.Add(h.cfg.OfferTTL)
+	switch t {
+	case signaling.TypeOffer:
+		if _, exists := from.sent[key]; !exists && len(from.sent) >= h.cfg.MaxPendingOffers {
+			expireOffers(from.sent, now)
+			if len(from.sent) >= h.cfg.MaxPendingOffers {
+				return signaling.CodeTooManyOffers
+			}
+		}
+		from.sent[key] = expiry
+	case signaling.TypeAnswer:
+		// Only the peer an offer went to may answer it.
+		if !offerValid(from.recv, key, now) {
+			return signaling.CodeUnknownOffer
+		}
+		from.recv[key] = expiry
+	case signaling.TypeCandidate:
+		if !offerValid(from.sent, key, now) && !offerValid(from.recv, key, now) {
+			return signaling.CodeUnknownOffer
+		}
+	}
+	return ""
+}
+
+// deliver is the target's side of a relay that arrived from another node:
+// the target must be this node's and in swarm k, and the message must
+// belong to an offer it has a part in.
+func (h *hub) deliver(k swarmKey, t signaling.Type, to, from, offerID string, now time.Time) (*peer, signaling.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	target := h.peers[to]
+	if target == nil {
 		return nil, signaling.CodeUnknownPeer
 	}
 	if _, in := target.swarms[k]; !in {
 		return nil, signaling.CodeUnknownPeer
 	}
-	expiry := now.Add(h.cfg.OfferTTL)
-	switch t {
-	case signaling.TypeOffer:
-		key := offerKey{to, offerID}
-		if _, exists := from.offers[key]; !exists && len(from.offers) >= h.cfg.MaxPendingOffers {
-			from.expireOffers(now)
-			if len(from.offers) >= h.cfg.MaxPendingOffers {
-				return nil, signaling.CodeTooManyOffers
-			}
-		}
-		from.offers[key] = expiry
-	case signaling.TypeAnswer:
-		// Only the peer an offer went to may answer it.
-		if !target.offerValid(offerKey{from.id, offerID}, now) {
-			return nil, signaling.CodeUnknownOffer
-		}
-		target.offers[offerKey{from.id, offerID}] = expiry
-	case signaling.TypeCandidate:
-		switch {
-		case from.offerValid(offerKey{to, offerID}, now):
-		case target.offerValid(offerKey{from.id, offerID}, now):
-		default:
-			return nil, signaling.CodeUnknownOffer
-		}
+	if code := h.deliverLocked(target, t, from, offerID, now); code != "" {
+		return nil, code
 	}
 	return target, ""
 }
 
-func (p *peer) offerValid(k offerKey, now time.Time) bool {
-	exp, ok := p.offers[k]
+func (h *hub) deliverLocked(target *peer, t signaling.Type, from, offerID string, now time.Time) signaling.Code {
+	key := offerKey{from, offerID}
+	expiry := now.Add(h.cfg.OfferTTL)
+	switch t {
+	case signaling.TypeOffer:
+		if _, exists := target.recv[key]; !exists && len(target.recv) >= maxRecvFactor*h.cfg.MaxPendingOffers {
+			expireOffers(target.recv, now)
+			if len(target.recv) >= maxRecvFactor*h.cfg.MaxPendingOffers {
+				return signaling.CodeTooManyOffers
+			}
+		}
+		target.recv[key] = expiry
+	case signaling.TypeAnswer:
+		if !offerValid(target.sent, key, now) {
+			return signaling.CodeUnknownOffer
+		}
+		target.sent[key] = expiry
+	case signaling.TypeCandidate:
+		if !offerValid(target.sent, key, now) && !offerValid(target.recv, key, now) {
+			return signaling.CodeUnknownOffer
+		}
+	}
+	return ""
+}
+
+func offerValid(m map[offerKey]time.Time, k offerKey, now time.Time) bool {
+	exp, ok := m[k]
 	return ok && now.Before(exp)
 }
 
-func (p *peer) expireOffers(now time.Time) {
-	for k, exp := range p.offers {
+func expireOffers(m map[offerKey]time.Time, now time.Time) {
+	for k, exp := range m {
 		if !now.Before(exp) {
-			delete(p.offers, k)
+			delete(m, k)
 		}
 	}
+}
+
+// snapshot lists every member this node holds, by swarm, for Refresh.
+func (h *hub) snapshot() map[swarmKey][]Member {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[swarmKey][]Member, len(h.swarms))
+	for k, sw := range h.swarms {
+		ms := make([]Member, len(sw.members))
+		for i, p := range sw.members {
+			ms[i] = Member{ID: p.id, Slots: p.slots}
+		}
+		out[k] = ms
+	}
+	return out
+}
+
+// swarmsOf lists the swarms p is in.
+func (h *hub) swarmsOf(p *peer) []swarmKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]swarmKey, 0, len(p.swarms))
+	for k := range p.swarms {
+		out = append(out, k)
+	}
+	return out
 }
 
 // SwarmStats is one swarm in /stats.json.
@@ -324,6 +512,10 @@ type SwarmStats struct {
 
 // Stats is /stats.json.
 type Stats struct {
+	Node string `json:"node"`
+	// Cluster is "up" or "degraded" on a clustered node, empty on a single
+	// node. The figures below are this node's.
+	Cluster    string       `json:"cluster,omitempty"`
 	Peers      int          `json:"peers"`
 	Swarms     int          `json:"swarms"`
 	Members    int          `json:"members"`

@@ -135,19 +135,18 @@ func BenchmarkRelay(b *testing.B) {
 // checks, without sockets.
 func BenchmarkRoute(b *testing.B) {
 	cfg := DefaultConfig()
-	h := newHub(&cfg, newMetrics(newRegistry()))
+	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
 	k := swarmKey{swarm: live}
-	p1 := &peer{id: "a", swarms: map[swarmKey]struct{}{}, offers: map[offerKey]time.Time{}}
-	p2 := &peer{id: "b", swarms: map[swarmKey]struct{}{}, offers: map[offerKey]time.Time{}}
+	p1, p2 := newPeer("a", nil), newPeer("b", nil)
 	h.add(p1)
 	h.add(p2)
 	now := time.Now()
-	h.join(p1, k, now)
-	h.join(p2, k, now)
+	h.join(p1, k)
+	h.join(p2, k)
 	h.route(p1, k, signaling.TypeOffer, "b", "o", now)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, code := h.route(p2, k, signaling.TypeCandidate, "a", "o", now); code != "" {
+		if _, _, code := h.route(p2, k, signaling.TypeCandidate, "a", "o", now); code != "" {
 			b.Fatal(code)
 		}
 	}
@@ -155,15 +154,14 @@ func BenchmarkRoute(b *testing.B) {
 
 func TestRouteDoesNotAllocate(t *testing.T) {
 	cfg := DefaultConfig()
-	h := newHub(&cfg, newMetrics(newRegistry()))
+	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
 	k := swarmKey{swarm: live}
-	p1 := &peer{id: "a", swarms: map[swarmKey]struct{}{}, offers: map[offerKey]time.Time{}}
-	p2 := &peer{id: "b", swarms: map[swarmKey]struct{}{}, offers: map[offerKey]time.Time{}}
+	p1, p2 := newPeer("a", nil), newPeer("b", nil)
 	h.add(p1)
 	h.add(p2)
 	now := time.Now()
-	h.join(p1, k, now)
-	h.join(p2, k, now)
+	h.join(p1, k)
+	h.join(p2, k)
 	h.route(p1, k, signaling.TypeOffer, "b", "o", now)
 	allocs := testing.AllocsPerRun(100, func() {
 		h.route(p2, k, signaling.TypeCandidate, "a", "o", now)

@@ -13,6 +13,11 @@ type metrics struct {
 	rejects  *prometheus.CounterVec
 	relay    prometheus.Histogram
 	ready    prometheus.Gauge
+
+	clusterUp     prometheus.Gauge
+	clusterIn     prometheus.Counter
+	clusterOut    prometheus.Counter
+	clusterErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,8 +39,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "peercdn_tracker_ready", Help: "1 when the node takes new connections, 0 while draining."}),
+		clusterUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peercdn_tracker_cluster_up",
+			Help: "1 when the shared store (Redis) answers, 0 when degraded to this node's viewers; -1 on a single node."}),
+		clusterIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_cluster_received_total", Help: "Envelopes received from other nodes."}),
+		clusterOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_cluster_published_total", Help: "Relayed messages handed to the bus for other nodes."}),
+		clusterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peercdn_tracker_cluster_errors_total", Help: "Failed calls to the shared store, by operation."}, []string{"op"}),
 	}
-	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready)
+	m.clusterUp.Set(-1)
+	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
+		m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors)
+	for _, op := range []string{"join", "leave", "refresh", "publish"} {
+		m.clusterErrors.WithLabelValues(op)
+	}
 	// Known label values exist from the start, so dashboards show zeros.
 	for _, t := range []string{"hello", "join", "leave", "peers", "offer", "answer", "candidate", "ping"} {
 		m.messages.WithLabelValues(t)

@@ -37,6 +37,12 @@ type Server struct {
 
 	draining atomic.Bool
 
+	// cluster is nil on a single node. clusterStop ends its loops.
+	cluster     Cluster
+	clusterStop chan struct{}
+	clusterWG   sync.WaitGroup
+	closeOnce   sync.Once
+
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	ips   map[string]*ipEntry
@@ -49,9 +55,30 @@ type ipEntry struct {
 	limiter *rate.Limiter
 }
 
-// New validates cfg and builds a node. Metrics go to a fresh registry unless
-// reg is given.
+// New validates cfg and builds a node: a single node in memory, or a node
+// of the cluster that shares cfg.Redis. Metrics go to a fresh registry
+// unless reg is given. Close releases what a clustered node holds.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var cl Cluster
+	if cfg.Redis != "" {
+		rc, err := NewRedisCluster(RedisOptions{URL: cfg.Redis, Cluster: cfg.RedisCluster, MemberTTL: cfg.MemberTTL, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		cl = rc
+	}
+	return NewClustered(cfg, log, reg, cl)
+}
+
+// NewClustered builds a node that shares swarms through cl (nil: a single
+// node). The node owns cl and closes it in Close.
+func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Cluster) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -75,7 +102,18 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	}
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
-	s.hub = newHub(&s.cfg, s.m)
+	node := newNodeID()
+	if cl != nil {
+		node = cl.Node()
+	}
+	s.hub = newHub(&s.cfg, s.m, node, cl != nil)
+	if cl != nil {
+		s.cluster = cl
+		s.clusterStop = make(chan struct{})
+		s.clusterWG.Add(2)
+		go s.clusterInbox()
+		go s.clusterMaintain()
+	}
 	if len(cfg.AllowedOrigins) == 0 {
 		s.log.Warn("allowed_origins is empty: pages of any origin may use this tracker")
 	}
@@ -100,12 +138,27 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
+		if s.cluster != nil && !s.cluster.Up() {
+			// Still 200: every node shares the store, so failing readiness
+			// would take the whole fleet out of the load balancer while each
+			// node can still serve its own viewers.
+			w.Header().Set("X-Peercdn-Degraded", "redis")
+			w.Write([]byte("degraded: shared store unreachable, matching this node's viewers only\n"))
+			return
+		}
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
 		st := s.hub.stats(s.cfg.StatsSwarms)
 		st.Draining = s.draining.Load()
+		st.Node = s.hub.node
+		if s.cluster != nil {
+			st.Cluster = "up"
+			if !s.cluster.Up() {
+				st.Cluster = "degraded"
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(st)

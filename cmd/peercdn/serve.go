@@ -104,6 +104,8 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is trusted")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time a new connection has to say hello")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, wait this long for clients to leave")
 	return path
 }

@@ -1,0 +1,194 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// MemoryCluster joins Servers of one process into a cluster, with the same
+// semantics as RedisCluster (member expiry, at-most-once bus, outages). It is
+// how the cross-node logic is tested without a network, and a reference for
+// other stores.
+type MemoryCluster struct {
+	ttl time.Duration
+
+	mu     sync.Mutex
+	down   bool
+	swarms map[swarmKey]map[string]memMember
+	inbox  map[string]chan *Envelope
+}
+
+type memMember struct {
+	slots  int
+	expiry time.Time
+}
+
+// ErrClusterDown is returned by a MemoryCluster switched off with SetDown.
+var ErrClusterDown = errors.New("tracker: cluster store unreachable")
+
+// NewMemoryCluster returns an empty cluster whose members expire ttl after
+// their last refresh.
+func NewMemoryCluster(ttl time.Duration) *MemoryCluster {
+	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope)}
+}
+
+// SetDown simulates the shared store going away (true) and coming back
+// empty (false), as a restarted Redis without persistence does.
+func (mc *MemoryCluster) SetDown(down bool) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	mc.down = down
+	if !down {
+		mc.swarms = make(map[swarmKey]map[string]memMember)
+	}
+}
+
+// Node returns a handle for one new node.
+func (mc *MemoryCluster) Node() Cluster {
+	id := newNodeID()
+	ch := make(chan *Envelope, 4096)
+	mc.mu.Lock()
+	mc.inbox[id] = ch
+	mc.mu.Unlock()
+	return &memNode{mc: mc, id: id, ch: ch}
+}
+
+type memNode struct {
+	mc   *MemoryCluster
+	id   string
+	ch   chan *Envelope
+	once sync.Once
+}
+
+func (n *memNode) Node() string { return n.id }
+
+func (n *memNode) Up() bool {
+	n.mc.mu.Lock()
+	defer n.mc.mu.Unlock()
+	return !n.mc.down
+}
+
+func (n *memNode) Join(ctx context.Context, k swarmKey, m Member, want int) ([]Member, error) {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return nil, ErrClusterDown
+	}
+	sw := mc.swarms[k]
+	if sw == nil {
+		sw = make(map[string]memMember)
+		mc.swarms[k] = sw
+	}
+	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), expiry: time.Now().Add(mc.ttl)}
+	return mc.sampleLocked(k, want, m.ID), nil
+}
+
+func (n *memNode) Sample(ctx context.Context, k swarmKey, want int) ([]Member, error) {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return nil, ErrClusterDown
+	}
+	return mc.sampleLocked(k, want, ""), nil
+}
+
+func (mc *MemoryCluster) sampleLocked(k swarmKey, want int, skip string) []Member {
+	now := time.Now()
+	var out []Member
+	for id, m := range mc.swarms[k] { // map order is random: a fair sample
+		if id == skip || !now.Before(m.expiry) {
+			continue
+		}
+		out = append(out, Member{ID: id, Slots: m.slots})
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if len(out) > want {
+		out = out[:want]
+	}
+	return out
+}
+
+func (n *memNode) Leave(ctx context.Context, k swarmKey, id string) error {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return ErrClusterDown
+	}
+	if sw := mc.swarms[k]; sw != nil {
+		delete(sw, id)
+		if len(sw) == 0 {
+			delete(mc.swarms, k)
+		}
+	}
+	return nil
+}
+
+func (n *memNode) Refresh(ctx context.Context, members map[swarmKey][]Member) error {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return ErrClusterDown
+	}
+	now := time.Now()
+	exp := now.Add(mc.ttl)
+	for k, ms := range members {
+		sw := mc.swarms[k]
+		if sw == nil {
+			sw = make(map[string]memMember)
+			mc.swarms[k] = sw
+		}
+		for _, m := range ms {
+			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), expiry: exp}
+		}
+	}
+	for k, sw := range mc.swarms {
+		for id, m := range sw {
+			if !now.Before(m.expiry) {
+				delete(sw, id)
+			}
+		}
+		if len(sw) == 0 {
+			delete(mc.swarms, k)
+		}
+	}
+	return nil
+}
+
+func (n *memNode) Publish(ctx context.Context, node string, e *Envelope) error {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return ErrClusterDown
+	}
+	ch := mc.inbox[node]
+	if ch == nil {
+		return nil // a node that is gone: lost, like any at-most-once message
+	}
+	select {
+	case ch <- e:
+	default: // inbox full: dropped, as Redis drops for a slow subscriber
+	}
+	return nil
+}
+
+func (n *memNode) Inbox() <-chan *Envelope { return n.ch }
+
+// Close removes the node; its members stay until they expire, as a crashed
+// node's would.
+func (n *memNode) Close() error {
+	n.once.Do(func() {
+		n.mc.mu.Lock()
+		delete(n.mc.inbox, n.id)
+		n.mc.mu.Unlock()
+		close(n.ch)
+	})
+	return nil
+}

@@ -1,0 +1,174 @@
+package tracker
+
+import (
+	"context"
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// clusterInbox delivers what other nodes relay to this node's peers, and
+// tells the sender's node when that fails.
+func (s *Server) clusterInbox() {
+	defer s.clusterWG.Done()
+	for {
+		select {
+		case <-s.clusterStop:
+			return
+		case e, ok := <-s.cluster.Inbox():
+			if !ok {
+				return
+			}
+			s.deliverEnvelope(e)
+		}
+	}
+}
+
+func (s *Server) deliverEnvelope(e *Envelope) {
+	now := time.Now()
+	s.m.clusterIn.Inc()
+	if e.Code != "" {
+		// A relay of ours failed on the target's node: tell the sender.
+		if p := s.hub.peer(e.From); p != nil {
+			p.conn.reply(e.Code, e.Ref, "cannot relay "+string(e.Type)+" to "+truncate(e.To, 40))
+		}
+		return
+	}
+	if nodeOf(e.From) == "" || !validType(e.Type) {
+		return // not from a node of ours: ignore
+	}
+	k := e.Swarm.key()
+	target, code := s.hub.deliver(k, e.Type, e.To, e.From, e.OfferID, now)
+	if code != "" {
+		s.m.rejects.WithLabelValues(string(code)).Inc()
+		back := &Envelope{Swarm: e.Swarm, Type: e.Type, From: e.From, To: e.To, Ref: e.Ref, Code: code, SentUnix: now.UnixNano()}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		s.cluster.Publish(ctx, nodeOf(e.From), back)
+		cancel()
+		return
+	}
+	sw := signaling.Swarm{Content: e.Swarm.Content, Rendition: e.Swarm.Rendition}
+	b, err := signaling.Encode(&signaling.Message{Type: e.Type, Swarm: &sw, From: e.From, OfferID: e.OfferID,
+		SDP: e.SDP, Candidate: e.Cand})
+	if err != nil {
+		return
+	}
+	read := time.Unix(0, e.SentUnix)
+	if d := now.Sub(read); d < 0 || d > time.Minute {
+		read = now // clocks of two machines disagree: measure this node's share only
+	}
+	target.conn.enqueue(frame{b: b, read: read})
+}
+
+func validType(t signaling.Type) bool {
+	return t == signaling.TypeOffer || t == signaling.TypeAnswer || t == signaling.TypeCandidate
+}
+
+// clusterMaintain refreshes this node's members every MemberTTL/3, and at
+// once when the store comes back (a restarted Redis may have lost them),
+// and keeps the cluster gauge current.
+func (s *Server) clusterMaintain() {
+	defer s.clusterWG.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	every := s.cfg.MemberTTL / 3
+	var last time.Time
+	wasUp := false
+	for {
+		up := s.cluster.Up()
+		if up {
+			s.m.clusterUp.Set(1)
+		} else {
+			s.m.clusterUp.Set(0)
+		}
+		now := time.Now()
+		if up && (!wasUp || now.Sub(last) >= every) {
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			err := s.cluster.Refresh(ctx, s.hub.snapshot())
+			cancel()
+			if err != nil {
+				s.m.clusterErrors.WithLabelValues("refresh").Inc()
+				s.log.Warn("cluster refresh failed", "err", err)
+				up = false
+			} else {
+				last = now
+			}
+			s.hub.sweepRemote(now)
+		}
+		wasUp = up
+		select {
+		case <-s.clusterStop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// clusterJoin records p in k across the cluster and returns members of
+// other nodes to suggest. When the store is down or slow it returns none,
+// and the node matches from its own peers.
+func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
+	if s.cluster == nil || !s.cluster.Up() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	n := sampleFactor * s.cfg.Suggestions
+	var ms []Member
+	var err error
+	if join {
+		ms, err = s.cluster.Join(ctx, k, Member{ID: p.id, Slots: p.slotsNow(s.hub)}, n)
+	} else {
+		ms, err = s.cluster.Sample(ctx, k, n)
+	}
+	if err != nil {
+		s.m.clusterErrors.WithLabelValues("join").Inc()
+		return nil
+	}
+	return ms
+}
+
+// clusterLeave removes p from the given swarms across the cluster; if the
+// store is down they expire by themselves.
+func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
+	if s.cluster == nil || !s.cluster.Up() || len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	for _, k := range keys {
+		if err := s.cluster.Leave(ctx, k, p.id); err != nil {
+			s.m.clusterErrors.WithLabelValues("leave").Inc()
+			return
+		}
+	}
+}
+
+// clusterRelay hands a relayed message for a peer of another node to the
+// bus.
+func (s *Server) clusterRelay(from *peer, node string, k swarmKey, m *signaling.Message, now time.Time) signaling.Code {
+	e := &Envelope{Swarm: k.wire(), Type: m.Type, From: from.id, To: m.To, OfferID: m.OfferID,
+		SDP: m.SDP, Cand: m.Candidate, Ref: m.Ref, SentUnix: now.UnixNano()}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := s.cluster.Publish(ctx, node, e); err != nil {
+		s.m.clusterErrors.WithLabelValues("publish").Inc()
+		return signaling.CodeUnavailable
+	}
+	s.m.clusterOut.Inc()
+	return ""
+}
+
+// Close stops a clustered node's loops and its store client; the node's
+// members expire from the store by themselves. Call it after Drain.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cluster == nil {
+			return
+		}
+		close(s.clusterStop)
+		s.clusterWG.Wait()
+		s.cluster.Close()
+	})
+	return nil
+}

@@ -1,0 +1,315 @@
+package tracker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisCluster shares swarms between nodes through Redis (standalone or
+// Redis Cluster). Keys, all documented in docs/operations.md:
+//
+//	peercdn:{s:<swarm hash>}:m  sorted set of a swarm's members; the score
+//	                            is expiryMs*64 + free slots (0..63), so one
+//	                            ZADD refreshes both and expired members sort
+//	                            first for ZREMRANGEBYSCORE
+//	peercdn:{n:<node id>}       sharded pub/sub channel: the node's inbox
+//
+// The {…} hash tags keep each swarm's keys, and each inbox, in one slot.
+// Relayed messages go over sharded pub/sub (SPUBLISH): fire and forget, no
+// storage, one hop; a message for a node that is gone is worthless anyway.
+type RedisCluster struct {
+	rdb  redis.UniversalClient
+	node string
+	ttl  time.Duration
+	log  *slog.Logger
+
+	up     atomic.Bool
+	out    chan pub
+	inbox  chan *Envelope
+	sub    *redis.PubSub
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+type pub struct {
+	channel string
+	payload []byte
+}
+
+// RedisOptions configure NewRedisCluster.
+type RedisOptions struct {
+	// URL is redis://[user:pass@]host:port[/db] (rediss:// for TLS). With
+	// Cluster, extra seed nodes go in ?addr=host:port&addr=...
+	URL     string
+	Cluster bool
+	// MemberTTL is how long a member outlives its node's last refresh.
+	MemberTTL time.Duration
+	Log       *slog.Logger
+}
+
+// publishQueue bounds relayed messages waiting for the publisher; a node
+// that cannot hand them to Redis fast enough drops (and reports) the excess.
+const publishQueue = 8192
+
+// NewRedisCluster connects lazily: it returns at once even when Redis is
+// unreachable, and the node runs degraded until Redis answers.
+func NewRedisCluster(o RedisOptions) (*RedisCluster, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{o.Log.With("component", "go-redis")}) })
+	var rdb redis.UniversalClient
+	if o.Cluster {
+		opt, err := redis.ParseClusterURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis: %v", ErrConfig, err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+		rdb = redis.NewClusterClient(opt)
+	} else {
+		opt, err := redis.ParseURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis: %v", ErrConfig, err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+		rdb = redis.NewClient(opt)
+	}
+	rc := &RedisCluster{
+		rdb: rdb, node: newNodeID(), ttl: o.MemberTTL, log: o.Log.With("component", "redis"),
+		out: make(chan pub, publishQueue), inbox: make(chan *Envelope, 4096), stop: make(chan struct{}),
+	}
+	rc.sub = rdb.SSubscribe(context.Background(), inboxChannel(rc.node))
+	rc.wg.Add(3)
+	go rc.health()
+	go rc.publisher()
+	go rc.receiver()
+	return rc, nil
+}
+
+var quietRedisOnce sync.Once
+
+// redisLogger sends go-redis's own messages (reconnect attempts, which
+// repeat every few ms while Redis is down) to debug: the node logs the
+// outage once, from its health check.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...))
+}
+
+func swarmMembersKey(k swarmKey) string {
+	h := sha256.New()
+	h.Write([]byte(k.origin))
+	h.Write([]byte{0})
+	h.Write([]byte(k.swarm.Content))
+	h.Write([]byte{0})
+	h.Write([]byte(k.swarm.Rendition))
+	return "peercdn:{s:" + hex.EncodeToString(h.Sum(nil)[:12]) + "}:m"
+}
+
+func inboxChannel(node string) string { return "peercdn:{n:" + node + "}" }
+
+func (rc *RedisCluster) Node() string { return rc.node }
+func (rc *RedisCluster) Up() bool     { return rc.up.Load() }
+
+func memberScore(expiry time.Time, slots int) float64 {
+	return float64(expiry.UnixMilli()*64 + int64(min(max(slots, 0), maxSlots)))
+}
+
+func liveFrom(now time.Time) float64 { return float64(now.UnixMilli() * 64) }
+
+func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) ([]Member, error) {
+	now := time.Now()
+	key := swarmMembersKey(k)
+	var rnd *redis.ZSliceCmd
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: memberScore(now.Add(rc.ttl), m.Slots), Member: m.ID})
+		p.PExpire(ctx, key, 2*rc.ttl)
+		rnd = p.ZRandMemberWithScores(ctx, key, 2*n+1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pickLive(rnd.Val(), now, m.ID, n), nil
+}
+
+func (rc *RedisCluster) Sample(ctx context.Context, k swarmKey, n int) ([]Member, error) {
+	now := time.Now()
+	zs, err := rc.rdb.ZRandMemberWithScores(ctx, swarmMembersKey(k), 2*n).Result()
+	if err != nil {
+		return nil, err
+	}
+	return pickLive(zs, now, "", n), nil
+}
+
+// pickLive keeps up to n members that have not expired; ZRANDMEMBER samples
+// without filtering, so the caller asks for twice as many.
+func pickLive(zs []redis.Z, now time.Time, skip string, n int) []Member {
+	live := liveFrom(now)
+	out := make([]Member, 0, min(len(zs), n))
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		if id == "" || id == skip || z.Score < live {
+			continue
+		}
+		out = append(out, Member{ID: id, Slots: int(int64(z.Score) % 64)})
+		if len(out) == n {
+			break
+		}
+	}
+	return out
+}
+
+func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, id string) error {
+	return rc.rdb.ZRem(ctx, swarmMembersKey(k), id).Err()
+}
+
+// refreshChunk bounds the members of one ZADD.
+const refreshChunk = 512
+
+func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Member) error {
+	now := time.Now()
+	exp := now.Add(rc.ttl)
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, ms := range members {
+			key := swarmMembersKey(k)
+			for i := 0; i < len(ms); i += refreshChunk {
+				chunk := ms[i:min(i+refreshChunk, len(ms))]
+				zs := make([]redis.Z, len(chunk))
+				for j, m := range chunk {
+					zs[j] = redis.Z{Score: memberScore(exp, m.Slots), Member: m.ID}
+				}
+				p.ZAdd(ctx, key, zs...)
+			}
+			// Members of nodes that stopped refreshing: gone for good.
+			p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatFloat(liveFrom(now), 'f', 0, 64))
+			p.PExpire(ctx, key, 2*rc.ttl)
+		}
+		return nil
+	})
+	return err
+}
+
+// ErrPublishQueueFull is returned when relayed messages arrive faster than
+// Redis takes them.
+var ErrPublishQueueFull = errors.New("tracker: cluster publish queue full")
+
+func (rc *RedisCluster) Publish(ctx context.Context, node string, e *Envelope) error {
+	if !rc.up.Load() {
+		return ErrClusterDown
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	select {
+	case rc.out <- pub{inboxChannel(node), b}:
+		return nil
+	default:
+		return ErrPublishQueueFull
+	}
+}
+
+// publisher sends queued messages in pipelines: under load one round trip
+// carries many, at rest each goes out at once.
+func (rc *RedisCluster) publisher() {
+	defer rc.wg.Done()
+	batch := make([]pub, 0, 256)
+	for {
+		select {
+		case <-rc.stop:
+			return
+		case p := <-rc.out:
+			batch = append(batch[:0], p)
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case p := <-rc.out:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := rc.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, p := range batch {
+				pl.SPublish(ctx, p.channel, p.payload)
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			rc.log.Debug("publish failed", "messages", len(batch), "err", err)
+		}
+	}
+}
+
+func (rc *RedisCluster) receiver() {
+	defer rc.wg.Done()
+	defer close(rc.inbox)
+	ch := rc.sub.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second),
+		redis.WithChannelSendTimeout(time.Second))
+	for msg := range ch {
+		e := new(Envelope)
+		if err := json.Unmarshal([]byte(msg.Payload), e); err != nil {
+			rc.log.Warn("undecodable envelope", "err", err)
+			continue
+		}
+		select {
+		case rc.inbox <- e:
+		case <-rc.stop:
+			return
+		}
+	}
+}
+
+func (rc *RedisCluster) Inbox() <-chan *Envelope { return rc.inbox }
+
+// health pings Redis every second; Up reflects the last answer.
+func (rc *RedisCluster) health() {
+	defer rc.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := rc.rdb.Ping(ctx).Err()
+		cancel()
+		was := rc.up.Swap(err == nil)
+		switch {
+		case err != nil && was:
+			rc.log.Warn("redis unreachable: serving this node's viewers only", "err", err)
+		case err == nil && !was:
+			rc.log.Info("redis reachable: cross-node matching on")
+		}
+		select {
+		case <-rc.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the loops and the client. Members stay until they expire.
+func (rc *RedisCluster) Close() error {
+	rc.closed.Do(func() {
+		close(rc.stop)
+		rc.sub.Close()
+		rc.wg.Wait()
+		rc.rdb.Close()
+	})
+	return nil
+}

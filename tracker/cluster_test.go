@@ -1,0 +1,260 @@
+package tracker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peercdn/peercdn/internal/redistest"
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// store is one shared-store implementation the cluster tests run against:
+// the in-process MemoryCluster and a real redis-server.
+type store struct {
+	name    string
+	node    func(t testing.TB, cfg *Config) Cluster
+	down    func()
+	up      func()
+	restart time.Duration // how long the store takes to be seen again
+}
+
+func stores(t *testing.T) []store {
+	mc := NewMemoryCluster(3 * time.Second)
+	mem := store{
+		name: "memory",
+		node: func(t testing.TB, cfg *Config) Cluster { return mc.Node() },
+		down: func() { mc.SetDown(true) },
+		up:   func() { mc.SetDown(false) },
+	}
+	var rs *redistest.Server
+	red := store{
+		name: "redis",
+		node: func(t testing.TB, cfg *Config) Cluster {
+			if rs == nil {
+				rs = redistest.Start(t)
+			}
+			rc, err := NewRedisCluster(RedisOptions{URL: rs.URL(), MemberTTL: cfg.MemberTTL,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rc
+		},
+		down: func() { rs.Stop() },
+		up:   func() { rs.Restart() },
+	}
+	return []store{mem, red}
+}
+
+// startClustered starts a node of st's cluster with a 3 s member expiry.
+func startClustered(t testing.TB, st store) *testNode {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MemberTTL = 3 * time.Second
+	srv, err := NewClustered(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, st.node(t, &cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+		hs.Close()
+		srv.Close()
+	})
+	eventually(t, 5*time.Second, "cluster store up", srv.cluster.Up)
+	return &testNode{srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+}
+
+// askPeers requests suggestions for sw and returns them.
+func askPeers(t testing.TB, c *client, sw signaling.Swarm) []string {
+	t.Helper()
+	send(t, c, &signaling.Message{Type: signaling.TypePeers, Swarm: &sw})
+	return expect(t, c, signaling.TypePeers, "").Peers
+}
+
+func TestClusterMatchesAndRelaysAcrossNodes(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			n1, n2 := startClustered(t, st), startClustered(t, st)
+			a := n1.dial(t, "")
+			b := n2.dial(t, "")
+			c := n2.dial(t, "")
+			if nodeOf(a.PeerID()) != n1.srv.hub.node || nodeOf(b.PeerID()) != n2.srv.hub.node {
+				t.Fatalf("peer ids %s %s do not name their nodes", a.PeerID(), b.PeerID())
+			}
+			join(t, a, live, "")
+			if m := join(t, b, live, ""); !slices.Contains(m.Peers, a.PeerID()) {
+				t.Fatalf("b on node 2 was offered %v, not a on node 1", m.Peers)
+			}
+			// Suggestions go both ways.
+			if ps := askPeers(t, a, live); !slices.Contains(ps, b.PeerID()) {
+				t.Fatalf("a was offered %v, not b", ps)
+			}
+			// A full exchange across nodes: offer, answer, candidates.
+			send(t, b, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: a.PeerID(), OfferID: "o1", SDP: "v=0 offer"})
+			got := expect(t, a, signaling.TypeOffer, "")
+			if got.From != b.PeerID() || got.SDP != "v=0 offer" || got.OfferID != "o1" || *got.Swarm != live {
+				t.Fatalf("offer arrived as %+v", got)
+			}
+			send(t, a, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &live, To: b.PeerID(), OfferID: "o1", SDP: "v=0 answer"})
+			if got := expect(t, b, signaling.TypeAnswer, ""); got.From != a.PeerID() || got.SDP != "v=0 answer" {
+				t.Fatalf("answer arrived as %+v", got)
+			}
+			send(t, a, &signaling.Message{Type: signaling.TypeCandidate, Swarm: &live, To: b.PeerID(), OfferID: "o1", Candidate: "candidate:1"})
+			expect(t, b, signaling.TypeCandidate, "")
+			send(t, b, &signaling.Message{Type: signaling.TypeCandidate, Swarm: &live, To: a.PeerID(), OfferID: "o1", Candidate: "candidate:2"})
+			expect(t, a, signaling.TypeCandidate, "")
+
+			// c (node 2) never got an offer from a: it cannot answer one in
+			// a's name, nor can it answer b's offer to a. Checked on c's node.
+			join(t, c, live, "")
+			send(t, c, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &live, To: a.PeerID(), OfferID: "o1", SDP: "forged"})
+			expect(t, c, signaling.TypeError, signaling.CodeUnknownOffer)
+			// a answering an offer c never made: refused on a's node.
+			send(t, a, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &live, To: c.PeerID(), OfferID: "o9", SDP: "forged"})
+			expect(t, a, signaling.TypeError, signaling.CodeUnknownOffer)
+			expectNothing(t, c, 300*time.Millisecond)
+
+			// An offer to a peer of another swarm is refused by the target's
+			// node, and the error comes back to the sender.
+			other := signaling.Swarm{Content: "/other.m3u8"}
+			d := n1.dial(t, "")
+			join(t, d, other, "")
+			send(t, b, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: d.PeerID(), OfferID: "o2", SDP: "x", Ref: "r2"})
+			if e := expect(t, b, signaling.TypeError, signaling.CodeUnknownPeer); e.Ref != "r2" {
+				t.Fatalf("error ref %q, want r2", e.Ref)
+			}
+			expectNothing(t, d, 300*time.Millisecond)
+
+			// Origins scope swarms across nodes too.
+			e := n2.dial(t, "https://other.example")
+			if m := join(t, e, live, ""); len(m.Peers) != 0 {
+				t.Fatalf("a page of another origin was offered %v", m.Peers)
+			}
+		})
+	}
+}
+
+func TestClusterLeaveAndExpiry(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			n1, n2 := startClustered(t, st), startClustered(t, st)
+			a, a2 := n1.dial(t, ""), n1.dial(t, "")
+			b := n2.dial(t, "")
+			join(t, a, live, "")
+			join(t, a2, live, "")
+			join(t, b, live, "")
+			// A leave is seen by the other node at once.
+			send(t, a2, &signaling.Message{Type: signaling.TypeLeave, Swarm: &live})
+			slowly(t, 2*time.Second, "a2 gone from node 2's view", func() bool {
+				return !slices.Contains(askPeers(t, b, live), a2.PeerID())
+			})
+			// Node 1 dies without a word (its refresh stops; connections
+			// stay open as a frozen process's would): its peers leave node
+			// 2's swarm within the 3 s expiry.
+			if ps := askPeers(t, b, live); !slices.Contains(ps, a.PeerID()) {
+				t.Fatalf("b was offered %v before the crash, not a", ps)
+			}
+			killed := time.Now()
+			n1.srv.Close()
+			slowly(t, 5*time.Second, "node 1's peers expired", func() bool {
+				return !slices.Contains(askPeers(t, b, live), a.PeerID())
+			})
+			if d := time.Since(killed); d > 3*time.Second+time.Second {
+				t.Fatalf("node 1's peer outlived it by %v (expiry 3s, refresh 1s)", d)
+			}
+		})
+	}
+}
+
+func TestClusterStoreOutage(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			n1, n2 := startClustered(t, st), startClustered(t, st)
+			a := n1.dial(t, "")
+			b := n2.dial(t, "")
+			join(t, a, live, "")
+			join(t, b, live, "")
+
+			st.down()
+			eventually(t, 5*time.Second, "node 1 sees the outage", func() bool { return !n1.srv.cluster.Up() })
+			eventually(t, 5*time.Second, "node 2 sees the outage", func() bool { return !n2.srv.cluster.Up() })
+			// Health stays green; readiness says degraded but keeps the node
+			// in rotation; the gauge says 0.
+			if code, body := get(t, n1.hs.URL+"/healthz"); code != 200 || body != "ok\n" {
+				t.Fatalf("/healthz %d %q", code, body)
+			}
+			if code, body := get(t, n1.hs.URL+"/readyz"); code != 200 || !strings.HasPrefix(body, "degraded") {
+				t.Fatalf("/readyz %d %q", code, body)
+			}
+			eventually(t, 3*time.Second, "/metrics says peercdn_tracker_cluster_up 0", func() bool {
+				_, body := get(t, n1.hs.URL+"/metrics")
+				return strings.Contains(body, "peercdn_tracker_cluster_up 0")
+			})
+			// Local matching and relay go on.
+			a2 := n1.dial(t, "")
+			if m := join(t, a2, live, ""); !slices.Contains(m.Peers, a.PeerID()) {
+				t.Fatalf("local match during the outage: a2 offered %v", m.Peers)
+			}
+			send(t, a2, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: a.PeerID(), OfferID: "o", SDP: "x"})
+			expect(t, a, signaling.TypeOffer, "")
+			// A relay to the other node fails with a clear code.
+			send(t, a, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: b.PeerID(), OfferID: "o", SDP: "x"})
+			expect(t, a, signaling.TypeError, signaling.CodeUnavailable)
+
+			back := time.Now()
+			st.up() // empty: the nodes must re-announce their members
+			slowly(t, 30*time.Second, "cross-node matching back", func() bool {
+				return slices.Contains(askPeers(t, b, live), a.PeerID())
+			})
+			t.Logf("cross-node matching back %v after the store", time.Since(back).Round(100*time.Millisecond))
+			if code, body := get(t, n1.hs.URL+"/readyz"); code != 200 || body != "ready\n" {
+				t.Fatalf("/readyz after the outage %d %q", code, body)
+			}
+			send(t, b, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: a.PeerID(), OfferID: "o3", SDP: "y"})
+			slowly(t, 10*time.Second, "relay across nodes again", func() bool {
+				for _, m := range drain(a, 200*time.Millisecond) {
+					if m.Type == signaling.TypeOffer && m.From == b.PeerID() {
+						return true
+					}
+				}
+				send(t, b, &signaling.Message{Type: signaling.TypeOffer, Swarm: &live, To: a.PeerID(), OfferID: "o3", SDP: "y"})
+				return false
+			})
+		})
+	}
+}
+
+// slowly is eventually for conditions that cost a tracker request: it polls
+// every 250 ms, well within the message rate limit.
+func slowly(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
