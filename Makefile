@@ -6,8 +6,8 @@ BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
 FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode
-# Debian packages the suite needs (none yet for the tracker alone).
-APT_PKGS :=
+# Debian packages the unit tests need: a real redis-server for the cluster tests.
+APT_PKGS := redis-server
 
 export GOFLAGS := -mod=mod
 
