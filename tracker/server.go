@@ -123,6 +123,9 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	return s, nil
 }
 
+// Node returns the node's id, the prefix of its peers' ids.
+func (s *Server) Node() string { return s.hub.node }
+
 // Config returns the configuration the node runs with.
 func (s *Server) Config() Config { return s.cfg }
 

@@ -105,6 +105,7 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time a new connection has to say hello")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
+	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, wait this long for clients to leave")
 	return path
@@ -178,7 +179,12 @@ func serve(args []string) error {
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "ws", "/ws", "protocol", signaling.Version)
+	mode := "single node, in memory"
+	if cfg.Redis != "" {
+		mode = "cluster via redis"
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "ws", "/ws", "protocol", signaling.Version, "mode", mode,
+		"node", srv.Node())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -194,6 +200,7 @@ func serve(args []string) error {
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	srv.Drain(dctx)
+	srv.Close()
 	sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel2()
 	hs.Shutdown(sctx)
