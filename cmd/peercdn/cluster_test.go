@@ -4,17 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/internal/redistest"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim"
@@ -172,16 +178,26 @@ func (c *sigClient) ask(typ signaling.Type, sw signaling.Swarm) []string {
 	}
 }
 
-// TestTwoNodeSwarm: native viewers spread over two nodes that share Redis
-// reach the offload they reach on one node, and relays cross nodes.
+// TestTwoNodeSwarm runs docker-compose.yml's topology as processes on
+// loopback: Redis, two `peercdn serve --redis` nodes behind a load balancer,
+// and a static CDN. Viewers spread over the nodes reach the offload they
+// reach on one node, and relays cross nodes.
 func TestTwoNodeSwarm(t *testing.T) {
 	rs := redistest.Start(t)
-	n1 := startServe(t, "--demo", "--redis", rs.URL())
-	n2 := startServe(t, "--demo", "--redis", rs.URL())
-	stream := n1.http() + "/demo/live/master.m3u8"
-	run := func(trackers ...string) sim.Summary {
+	n1 := startServe(t, "--redis", rs.URL())
+	n2 := startServe(t, "--redis", rs.URL())
+	lb := httptest.NewServer(roundRobin(t, n1, n2))
+	defer lb.Close()
+	st, err := fs.Sub(examples.Stream, "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdn := httptest.NewServer(http.StripPrefix("/stream/", http.FileServerFS(st)))
+	defer cdn.Close()
+	stream := cdn.URL + "/stream/master.m3u8"
+	run := func(tracker string) sim.Summary {
 		sum, err := sim.RunSwarm(context.Background(), sim.SwarmConfig{
-			Trackers: trackers, Stream: stream, Viewers: 6,
+			Trackers: []string{tracker}, Stream: stream, Viewers: 6,
 			Duration: 20 * time.Second, JoinSpread: 3 * time.Second, Loopback: true,
 		})
 		if err != nil {
@@ -190,8 +206,9 @@ func TestTwoNodeSwarm(t *testing.T) {
 		return sum
 	}
 	one := run(n1.ws())
-	two := run(n1.ws(), n2.ws())
-	t.Logf("one node: offload %.3f stalls %d; two nodes: offload %.3f stalls %d", one.Offload, one.Stalls, two.Offload, two.Stalls)
+	two := run("ws" + strings.TrimPrefix(lb.URL, "http") + "/ws")
+	t.Logf("one node: offload %.3f stalls %d; two nodes behind the balancer: offload %.3f stalls %d",
+		one.Offload, one.Stalls, two.Offload, two.Stalls)
 	if one.Stalls+two.Stalls+one.Errors+two.Errors != 0 {
 		t.Errorf("stalls %d/%d, errors %d/%d", one.Stalls, two.Stalls, one.Errors, two.Errors)
 	}
@@ -203,6 +220,23 @@ func TestTwoNodeSwarm(t *testing.T) {
 			t.Errorf("node %d published nothing to the other: viewers did not meet across nodes", i+1)
 		}
 	}
+}
+
+// roundRobin is the load balancer of the compose file, in process: each new
+// request (a WebSocket upgrade included) goes to the next node.
+func roundRobin(t *testing.T, nodes ...*node) http.Handler {
+	proxies := make([]*httputil.ReverseProxy, len(nodes))
+	for i, n := range nodes {
+		u, err := url.Parse(n.http())
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxies[i] = httputil.NewSingleHostReverseProxy(u)
+	}
+	var next atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxies[next.Add(1)%uint64(len(proxies))].ServeHTTP(w, r)
+	})
 }
 
 // TestKilledNodeExpires: a node killed with SIGKILL says nothing; its

@@ -143,13 +143,18 @@ func (f *iceFlag) Set(v string) error {
 	return nil
 }
 
+// serveFlags binds the flags serve has beyond the tracker's Config.
+func serveFlags(demo *bool, vendor *string) func(*flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.BoolVar(demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
+		fs.StringVar(vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
+	}
+}
+
 func serve(args []string) error {
 	var demo bool
 	var vendor string
-	cfg, _, err := loadConfig("serve", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
-		fs.StringVar(&vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
-	})
+	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
