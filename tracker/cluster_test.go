@@ -25,7 +25,7 @@ type store struct {
 	restart time.Duration // how long the store takes to be seen again
 }
 
-func stores(t *testing.T) []store {
+func stores(outer testing.TB) []store {
 	mc := NewMemoryCluster(3 * time.Second)
 	mem := store{
 		name: "memory",
@@ -37,8 +37,11 @@ func stores(t *testing.T) []store {
 	red := store{
 		name: "redis",
 		node: func(t testing.TB, cfg *Config) Cluster {
+			redistest.Need(t)
 			if rs == nil {
-				rs = redistest.Start(t)
+				// Owned by the outer test: a benchmark runs its function
+				// several times, each with a new (and cleaned up) b.
+				rs = redistest.Start(outer)
 			}
 			rc, err := NewRedisCluster(RedisOptions{URL: rs.URL(), MemberTTL: cfg.MemberTTL,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -54,11 +57,14 @@ func stores(t *testing.T) []store {
 }
 
 // startClustered starts a node of st's cluster with a 3 s member expiry.
-func startClustered(t testing.TB, st store) *testNode {
+func startClustered(t testing.TB, st store, mutate ...func(*Config)) *testNode {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MemberTTL = 3 * time.Second
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	srv, err := NewClustered(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, st.node(t, &cfg))
 	if err != nil {
 		t.Fatal(err)

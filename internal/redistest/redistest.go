@@ -25,16 +25,23 @@ type Server struct {
 // (failing instead under CI=true, where the Makefile must have installed it).
 func Start(t testing.TB) *Server {
 	t.Helper()
+	Need(t)
+	s := &Server{t: t, port: freePort(t), dir: t.TempDir()}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Need skips t when redis-server is not installed, or fails it under
+// CI=true, where the Makefile must have installed it.
+func Need(t testing.TB) {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server not installed: `make deps` installs it")
 		}
 		t.Skip("redis-server not installed (make deps installs it)")
 	}
-	s := &Server{t: t, port: freePort(t), dir: t.TempDir()}
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
 }
 
 // URL is redis://127.0.0.1:<port>.
