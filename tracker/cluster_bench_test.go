@@ -66,7 +66,7 @@ func benchRelay(b *testing.B, a, from *client) {
 func BenchmarkClusterJoin(b *testing.B) {
 	b.Run("single-node", func(b *testing.B) { benchJoin(b, startNode(b, unlimited)) })
 	for _, st := range stores(b) {
-		b.Run(st.name+"-cluster", func(b *testing.B) {
+		b.Run(st.name+"-store", func(b *testing.B) {
 			n := startClustered(b, st, unlimited)
 			startClustered(b, st, unlimited) // a second node: a real cluster
 			benchJoin(b, n)
