@@ -17,8 +17,8 @@ import (
 
 // Server is one redis-server process (or none, while stopped).
 type Server struct {
-	t    testing.TB
-	port int
+	t     testing.TB
+	port  int
 	dir   string
 	cmd   *exec.Cmd
 	extra []string // more redis-server arguments
