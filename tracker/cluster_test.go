@@ -284,3 +284,33 @@ func get(t testing.TB, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestRedisUnreachableAtStart: a node whose Redis is not there yet starts,
+// serves its own viewers degraded, and joins the cluster by itself once
+// Redis answers.
+func TestRedisUnreachableAtStart(t *testing.T) {
+	rs := redistest.Stopped(t)
+	start := func() *testNode {
+		return startNode(t, func(c *Config) { c.Redis = rs.URL(); c.MemberTTL = 3 * time.Second })
+	}
+	n1, n2 := start(), start()
+	t.Cleanup(func() { n1.srv.Close(); n2.srv.Close() })
+	if n1.srv.cluster.Up() {
+		t.Fatal("up with no Redis")
+	}
+	if code, body := get(t, n1.hs.URL+"/readyz"); code != 200 || !strings.HasPrefix(body, "degraded") {
+		t.Fatalf("/readyz %d %q", code, body)
+	}
+	a, a2, b := n1.dial(t, ""), n1.dial(t, ""), n2.dial(t, "")
+	join(t, a, live, "")
+	if m := join(t, a2, live, ""); !slices.Contains(m.Peers, a.PeerID()) {
+		t.Fatalf("local matching without Redis: %v", m.Peers)
+	}
+	join(t, b, live, "")
+	rs.Restart()
+	back := time.Now()
+	slowly(t, 30*time.Second, "cross-node matching once Redis is there", func() bool {
+		return slices.Contains(askPeers(t, b, live), a.PeerID())
+	})
+	t.Logf("matched across nodes %v after Redis came up", time.Since(back).Round(100*time.Millisecond))
+}

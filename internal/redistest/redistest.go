@@ -28,9 +28,17 @@ type Server struct {
 // (failing instead under CI=true, where the Makefile must have installed it).
 func Start(t testing.TB) *Server {
 	t.Helper()
+	s := Stopped(t)
+	s.Restart()
+	return s
+}
+
+// Stopped reserves a port for a server that is not running yet: Restart
+// starts it. For tests of a store that is unreachable at first.
+func Stopped(t testing.TB) *Server {
+	t.Helper()
 	Need(t)
 	s := &Server{t: t, port: freePort(t), dir: t.TempDir()}
-	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
 }
