@@ -162,6 +162,11 @@
     };
     // cdn loads with hls.js's own loader, counting the bytes in stats().
     PeerLoader.prototype.cdn = function (context, config, callbacks) {
+      // hls.js made frag.stats this very object, and its own loaders refuse
+      // a second load once loading.start is set ("Loader can only be used
+      // once"): after an agent attempt, clear it so the CDN load can start
+      // and time itself.
+      this.inner.stats.loading.start = 0;
       var onSuccess = callbacks.onSuccess;
       var counted = Object.assign({}, callbacks, {
         onSuccess: function (response, stats, ctx, net) {
