@@ -41,6 +41,8 @@ type rendition struct {
 	target    int     // EXT-X-TARGETDURATION
 	period    float64 // sum of durations: one loop of the live view
 	step      time.Duration
+	// timescales of the init segment's tracks, to shift decode times.
+	timescales map[uint32]uint32
 }
 
 // New reads the stream's playlists from fsys.
@@ -87,6 +89,16 @@ func New(fsys fs.FS) (*Origin, error) {
 		// The live view assumes equal segment durations, as packagers make
 		// them for live; it uses the target duration as the step.
 		r.step = time.Duration(r.target) * time.Second
+		if r.period != float64(int(r.period)) {
+			return nil, fmt.Errorf("origin: %s lasts %.3f s: the live loop needs whole seconds", v.URI, r.period)
+		}
+		init, err := fs.ReadFile(fsys, path.Join(name, "init.mp4"))
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		if r.timescales, err = timescales(init); err != nil {
+			return nil, fmt.Errorf("origin: %s/init.mp4: %w", name, err)
+		}
 		o.renditions[name] = r
 	}
 	return o, nil
@@ -163,7 +175,8 @@ func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request, name, as stri
 }
 
 // serveLive maps the live view onto the VOD files: live segment n is VOD
-// segment n mod len, so the title loops, with a discontinuity at each loop.
+// segment n mod len with its decode times moved forward by the loops since
+// liveEpoch, so the title loops in one continuous timeline.
 func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) {
 	if rest == "master.m3u8" {
 		o.serveFile(w, r, rest, rest)
@@ -189,10 +202,27 @@ func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) 
 			http.NotFound(w, r) // not made yet: a real live origin 404s too
 			return
 		}
-		o.serveFile(w, r, name+"/"+rd.segments[n%uint64(len(rd.segments))], file)
+		o.serveLiveSegment(w, r, rd, name, n, file)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+func (o *Origin) serveLiveSegment(w http.ResponseWriter, r *http.Request, rd *rendition, name string, n uint64, as string) {
+	count := uint64(len(rd.segments))
+	b, err := fs.ReadFile(o.fsys, name+"/"+rd.segments[n%count])
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	loops := n/count - o.epochLoops(rd)
+	if b, err = shiftDecodeTime(b, rd.timescales, loops*uint64(rd.period)); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "video/iso.segment")
+	w.Header().Set("Cache-Control", "max-age=86400")
+	http.ServeContent(w, r, as, time.Time{}, bytes.NewReader(b))
 }
 
 // newest is the live edge: the last segment whose time has fully passed.
@@ -202,8 +232,8 @@ func (o *Origin) newest(rd *rendition, now time.Time) uint64 {
 	return uint64(now.UnixNano()/int64(rd.step)) - 1
 }
 
-// liveEpoch is when the demo's live loop is taken to have started, for its
-// discontinuity sequence (1,440 loops a day from here).
+// liveEpoch is when the demo's live loop is taken to have started: decode
+// times count from here, so they stay small.
 var liveEpoch = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
 func (o *Origin) epochLoops(rd *rendition) uint64 {
@@ -213,21 +243,16 @@ func (o *Origin) epochLoops(rd *rendition) uint64 {
 func (o *Origin) livePlaylist(rd *rendition, now time.Time) []byte {
 	newest := o.newest(rd, now)
 	first := newest - LiveWindow + 1
-	n := uint64(len(rd.segments))
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:%d\n", rd.target)
-	// The discontinuity sequence counts loops since liveEpoch, not since
-	// 1970: hls.js walks its per-discontinuity array from 0 to this number
-	// on every playlist load (a sparse array: 0.8 s of main-thread time per
-	// load at the 30 million loops since 1970, which stalled every player on
-	// the page).
-	disc := first/n - o.epochLoops(rd)
-	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", first, disc)
+	// No discontinuities: decode times continue across loops. (An earlier
+	// version counted a discontinuity per loop since 1970; hls.js walks its
+	// per-discontinuity array from 0 to the discontinuity sequence on every
+	// playlist load, 0.8 s of main-thread time at 30 million, which stalled
+	// every player on the page.)
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", first)
 	b.WriteString("#EXT-X-MAP:URI=\"init.mp4\"\n")
 	for s := first; s <= newest; s++ {
-		if s%n == 0 && s != first {
-			b.WriteString("#EXT-X-DISCONTINUITY\n")
-		}
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%d.m4s\n", rd.step.Seconds(), s)
 	}
 	return b.Bytes()

@@ -1,0 +1,103 @@
+package origin
+
+import (
+	"encoding/binary"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peercdn/peercdn/examples"
+)
+
+func demoOrigin(t *testing.T, now time.Time) *httptest.Server {
+	st, err := fs.Sub(examples.Stream, "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.now = func() time.Time { return now }
+	hs := httptest.NewServer(o)
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+func fetch(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return b
+}
+
+// decodeTimes returns each track's tfdt in a media segment.
+func decodeTimes(t *testing.T, seg []byte) map[uint32]uint64 {
+	out := map[uint32]uint64{}
+	var track uint32
+	var walk func(b []byte) error
+	walk = func(b []byte) error {
+		return boxes(b, func(typ string, s, e int) error {
+			p := b[s:e]
+			switch typ {
+			case "moof", "traf":
+				return walk(p)
+			case "tfhd":
+				track = binary.BigEndian.Uint32(p[4:])
+			case "tfdt":
+				out[track] = binary.BigEndian.Uint64(p[4:])
+			}
+			return nil
+		})
+	}
+	if err := walk(seg); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLiveTimelineIsContinuous: the live view loops the title without a
+// discontinuity; the segment after a loop's last one starts 60 s (one
+// loop) after the loop's first, for every track, and playlists carry no
+// discontinuity tags.
+func TestLiveTimelineIsContinuous(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 1, 0, time.UTC)
+	hs := demoOrigin(t, now)
+	pl := string(fetch(t, hs.URL+"/live/180p/index.m3u8"))
+	if strings.Contains(pl, "DISCONTINUITY") {
+		t.Fatalf("live playlist has discontinuities:\n%s", pl)
+	}
+	newest := uint64(now.Unix()/2) - 1
+	loopStart := newest - newest%30 // a segment that begins a loop
+	if loopStart+30 > newest {
+		loopStart -= 30
+	}
+	get := func(n uint64) map[uint32]uint64 {
+		return decodeTimes(t, fetch(t, hs.URL+"/live/180p/"+strconv.FormatUint(n, 10)+".m4s"))
+	}
+	a, b, last := get(loopStart), get(loopStart+30), get(loopStart+29)
+	scales := map[uint32]uint64{1: 12800, 2: 48000}
+	for track, scale := range scales {
+		if b[track]-a[track] != 60*scale {
+			t.Errorf("track %d: one loop later the decode time moved %d, want %d", track, b[track]-a[track], 60*scale)
+		}
+		if b[track] <= last[track] {
+			t.Errorf("track %d: decode time went back across the loop: %d after %d", track, b[track], last[track])
+		}
+	}
+	if vod := decodeTimes(t, fetch(t, hs.URL+"/vod/180p/000.m4s")); vod[1] != 0 {
+		t.Errorf("VOD segment shifted: %v", vod)
+	}
+}
