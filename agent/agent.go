@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/webrtc/v4"
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/peerwire"
@@ -27,7 +26,7 @@ import (
 type Agent struct {
 	cfg   Config
 	log   *slog.Logger
-	api   *webrtc.API
+	api   rtcAPI
 	cache *cache
 	stats counters
 	up    *rate.Limiter // nil: no upload cap
@@ -40,7 +39,7 @@ type Agent struct {
 
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected
-	ice    []webrtc.ICEServer
+	ice    []signaling.ICEServer
 	swarms map[signaling.Swarm]*swarm
 }
 
@@ -167,7 +166,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	}
 	a.mu.Lock()
 	a.sig = c
-	a.ice = toICE(ice)
+	a.ice = ice
 	joined := make([]*swarm, 0, len(a.swarms))
 	for _, sw := range a.swarms {
 		joined = append(joined, sw)
@@ -247,14 +246,6 @@ func (a *Agent) topUp(ctx context.Context, c *signaling.Client) {
 			c.Send(ctx, &signaling.Message{Type: signaling.TypePeers, Swarm: &id})
 		}
 	}
-}
-
-func toICE(servers []signaling.ICEServer) []webrtc.ICEServer {
-	out := make([]webrtc.ICEServer, 0, len(servers))
-	for _, s := range servers {
-		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	return out
 }
 
 // maxIncoming is how many peers a swarm accepts, counting offers it answers.
@@ -347,7 +338,7 @@ func (a *Agent) closeAll() {
 }
 
 // newPC creates a peer connection within the lifetime cap.
-func (a *Agent) newPC() (*webrtc.PeerConnection, error) {
+func (a *Agent) newPC() (peerConn, error) {
 	if a.pcCreated.Add(1) > int64(a.cfg.MaxPeerConnections) {
 		a.pcCreated.Add(-1)
 		return nil, fmt.Errorf("agent: %d peer connections created: lifetime cap reached", a.cfg.MaxPeerConnections)
@@ -355,7 +346,7 @@ func (a *Agent) newPC() (*webrtc.PeerConnection, error) {
 	a.mu.Lock()
 	ice := a.ice
 	a.mu.Unlock()
-	return a.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})
+	return a.api.NewPeerConnection(ice)
 }
 
 // announce tells a swarm's peers what changed in the cache.

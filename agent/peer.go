@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/peercdn/peercdn/peerwire"
 )
 
@@ -39,8 +37,8 @@ type remote struct {
 	sw      *swarm
 	id      string // the tracker's peer id
 	offerID string
-	pc      *webrtc.PeerConnection
-	dc      *webrtc.DataChannel
+	pc      peerConn
+	dc      dataChannel
 
 	opened  chan struct{} // closed when the data channel opens
 	closed  chan struct{} // closed when the peer is gone
@@ -71,7 +69,7 @@ type transfer struct {
 	done     chan error    // one value: nil or why it ended
 }
 
-func newRemote(a *Agent, sw *swarm, id, offerID string, pc *webrtc.PeerConnection) *remote {
+func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
 	return &remote{
 		a: a, sw: sw, id: id, offerID: offerID, pc: pc,
 		opened:    make(chan struct{}),
@@ -85,7 +83,7 @@ func newRemote(a *Agent, sw *swarm, id, offerID string, pc *webrtc.PeerConnectio
 }
 
 // attach wires a data channel (created or received) to the peer.
-func (r *remote) attach(dc *webrtc.DataChannel) {
+func (r *remote) attach(dc dataChannel) {
 	r.dc = dc
 	dc.SetBufferedAmountLowThreshold(lowWater)
 	dc.OnBufferedAmountLow(func() {
@@ -97,19 +95,19 @@ func (r *remote) attach(dc *webrtc.DataChannel) {
 	var once sync.Once
 	open := func() { once.Do(r.onOpen) }
 	dc.OnOpen(open)
-	if dc.ReadyState() == webrtc.DataChannelStateOpen {
+	if dc.IsOpen() {
 		// A channel the peer created may be open before we see it; the
 		// browser then never fires onopen.
 		go open()
 	}
 	dc.OnClose(func() { r.close() })
-	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
-		if msg.IsString {
+	dc.OnMessage(func(data []byte, text bool) {
+		if text {
 			r.a.log.Debug("peer sent text", "peer", r.id)
 			r.close()
 			return
 		}
-		r.handle(msg.Data)
+		r.handle(data)
 	})
 }
 
@@ -417,15 +415,14 @@ func (r *remote) applyCandidate(c string) {
 	if c == "" {
 		return // end of candidates
 	}
-	idx := uint16(0) // data-channel-only sessions have one m-line
-	if err := r.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c, SDPMLineIndex: &idx}); err != nil {
+	if err := r.pc.AddICECandidate(c); err != nil {
 		r.a.log.Debug("bad candidate", "peer", r.id, "err", err)
 	}
 }
 
 // setRemote applies the peer's description and the candidates that waited.
-func (r *remote) setRemote(sdpType webrtc.SDPType, sdp string) error {
-	if err := r.pc.SetRemoteDescription(webrtc.SessionDescription{Type: sdpType, SDP: sdp}); err != nil {
+func (r *remote) setRemote(offer bool, sdp string) error {
+	if err := r.pc.SetRemoteDescription(offer, sdp); err != nil {
 		return err
 	}
 	r.mu.Lock()

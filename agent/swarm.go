@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/peercdn/peercdn/peerwire"
 	"github.com/peercdn/peercdn/signaling"
 )
@@ -132,19 +130,11 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 			r.close()
 		}
 	}()
-	r.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID}
-		if cand != nil {
-			m.Candidate = cand.ToJSON().Candidate
-		}
+	r.pc.OnICECandidate(func(cand string) {
+		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID, Candidate: cand}
 		go c.Send(ctx, m)
 	})
-	r.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		switch s {
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateDisconnected:
-			r.close()
-		}
-	})
+	r.pc.OnGone(func() { r.close() })
 }
 
 // dial offers a connection to a suggested peer.
@@ -163,24 +153,20 @@ func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
 		return
 	}
 	sw.setup(ctx, c, r)
-	ordered := true
-	dc, err := pc.CreateDataChannel(peerwire.Label, &webrtc.DataChannelInit{Ordered: &ordered})
+	dc, err := pc.CreateDataChannel(peerwire.Label)
 	if err != nil {
 		r.close()
 		return
 	}
 	r.attach(dc)
-	offer, err := pc.CreateOffer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(offer)
-	}
+	offer, err := pc.CreateOffer()
 	if err != nil {
 		sw.a.log.Debug("offer", "err", err)
 		r.close()
 		return
 	}
 	id := sw.id
-	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: offer.SDP}); err != nil {
+	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: offer}); err != nil {
 		r.close()
 	}
 }
@@ -207,28 +193,25 @@ func (sw *swarm) accept(ctx context.Context, c *signaling.Client, m *signaling.M
 		return
 	}
 	sw.setup(ctx, c, r)
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+	pc.OnDataChannel(func(dc dataChannel) {
 		if dc.Label() != peerwire.Label {
 			dc.Close()
 			return
 		}
 		r.attach(dc)
 	})
-	if err := r.setRemote(webrtc.SDPTypeOffer, m.SDP); err != nil {
+	if err := r.setRemote(true, m.SDP); err != nil {
 		sw.a.log.Debug("remote offer", "err", err)
 		r.close()
 		return
 	}
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
+	answer, err := pc.CreateAnswer()
 	if err != nil {
 		r.close()
 		return
 	}
 	id := sw.id
-	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: answer.SDP}); err != nil {
+	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: answer}); err != nil {
 		r.close()
 	}
 }
@@ -238,7 +221,7 @@ func (sw *swarm) answered(m *signaling.Message) {
 	if r == nil || r.offerID != m.OfferID {
 		return
 	}
-	if err := r.setRemote(webrtc.SDPTypeAnswer, m.SDP); err != nil {
+	if err := r.setRemote(false, m.SDP); err != nil {
 		sw.a.log.Debug("remote answer", "err", err)
 		r.close()
 	}
