@@ -36,6 +36,10 @@ type Agent struct {
 	cdnRate     atomic.Int64 // bytes/s moving average of CDN fetches
 	cdnRTT      atomic.Int64 // ns moving average of time to first byte
 	segSize     atomic.Int64 // bytes moving average of CDN segments
+	quorum      atomic.Int64 // the tracker's hash quorum; 0: no integrity
+
+	hmu    sync.Mutex
+	hashes hashes
 
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected
@@ -55,6 +59,7 @@ func New(cfg Config) (*Agent, error) {
 		api:    newAPI(&cfg),
 		cache:  newCache(cfg.CacheBytes),
 		swarms: make(map[signaling.Swarm]*swarm),
+		hashes: hashes{m: make(map[segKey][32]byte)},
 	}
 	if cfg.UploadBytesPerSecond > 0 {
 		a.up = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), max(cfg.UploadBytesPerSecond, peerwire.MaxChunk))
@@ -72,6 +77,7 @@ func (a *Agent) Stats() Stats {
 		Segments:        int(a.stats.segments.Load()),
 		P2PFailures:     a.stats.failures.Load(),
 		Prefetched:      a.stats.prefetched.Load(),
+		Corrupt:         a.stats.corrupt.Load(),
 	}
 	a.mu.Lock()
 	for _, sw := range a.swarms {
@@ -164,6 +170,11 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	if ice == nil {
 		ice = c.Welcome().ICEServers
 	}
+	if l := c.Welcome().Limits; l != nil {
+		a.quorum.Store(int64(l.HashQuorum))
+	} else {
+		a.quorum.Store(0)
+	}
 	a.mu.Lock()
 	a.sig = c
 	a.ice = ice
@@ -217,6 +228,8 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 					r.addCandidate(m.Candidate)
 				}
 			}
+		case signaling.TypeHash:
+			a.learnHash(m)
 		case signaling.TypeError:
 			a.log.Debug("tracker error", "code", m.Code, "message", m.Text, "ref", m.Ref)
 		}
@@ -315,6 +328,9 @@ func (a *Agent) swarmFor(s *signaling.Swarm) *swarm {
 	defer a.mu.Unlock()
 	return a.swarms[*s]
 }
+
+// PeerID is the id the tracker gave this agent, or "" while disconnected.
+func (a *Agent) PeerID() string { return a.selfID() }
 
 func (a *Agent) selfID() string {
 	a.mu.Lock()

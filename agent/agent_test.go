@@ -63,6 +63,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 func startTracker(t testing.TB) string {
 	cfg := tracker.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.HashDistinctNetworks = false // every agent here is 127.0.0.1
+	// Two agents: one CDN copy must do to vouch for a hash (the quorum
+	// itself is tested in the tracker and with hostile swarms in sim).
+	cfg.HashQuorum = 1
 	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +271,13 @@ func TestPrefetchUsesPeersOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHolds(t, viewer, 5)
+	r5 := req(o, 5, 0)
+	for deadline := time.Now().Add(5 * time.Second); !viewer.mayTakeFromPeers(segKey{r5.Swarm, r5.Seq}); {
+		if time.Now().After(deadline) {
+			t.Fatal("the tracker never vouched for segment 5's hash")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := o.sent.Load()
 	if viewer.Prefetch(ctx, req(o, 6, 0)) {
 		t.Fatal("prefetched a segment no peer holds")

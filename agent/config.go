@@ -65,6 +65,9 @@ type Config struct {
 	Dial func(ctx context.Context, url, origin string) (*signaling.Client, error)
 	// Log receives the agent's logs. Default slog.Default().
 	Log *slog.Logger
+	// Adversary makes this agent hostile, for load tests only.
+	Adversary *Adversary
+
 	// uploadStallAfter makes uploads stop after this many bytes of each
 	// segment without ending the request: a test's slow or vanishing peer.
 	uploadStallAfter int

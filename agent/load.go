@@ -74,9 +74,14 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		if !time.Now().Before(giveUp) {
 			break
 		}
-		if r := sw.best(req.Seq, tried); r != nil {
+		if r := sw.best(req.Seq, tried); r != nil && a.mayTakeFromPeers(k) {
 			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
+			if err == nil && !a.verified(k, data) {
+				a.badPeer(sw, r, k)
+				tried[r] = true
+				continue
+			}
 			if err == nil {
 				a.stats.p2p.Add(int64(len(data)))
 				a.store(k, data)
@@ -94,7 +99,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				r.close()
 			}
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
-				return a.completeFromCDN(ctx, req, data, total, start, xfer)
+				return a.completeFromCDN(ctx, req, sw, r, data, total, start, xfer)
 			}
 			continue
 		}
@@ -103,8 +108,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
-		} else if sw.elected(a.selfID(), req.Seq) && !sw.someoneLoading(req.Seq) {
-			break // our turn to seed the swarm from the CDN
+		} else if sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < max(1, int(a.quorum.Load())) {
+			break // our turn to seed the swarm from the CDN (one of quorum copies)
 		}
 		// Peers announce, or connect; poll too, for the tracker connection.
 		if time.Since(start) > a.cfg.MaxWait {
@@ -131,30 +136,40 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	a.store(segKey{req.Swarm, req.Seq}, data)
+	k := segKey{req.Swarm, req.Seq}
+	a.store(k, data)
+	a.reportHash(k, data)
 	return a.done(req, data, SourceCDN, start, xfer), nil
 }
 
 // completeFromCDN fetches the bytes a peer did not deliver with a range
 // request. If the CDN's size disagrees with the peer's, the peer's bytes are
-// dropped and the whole segment comes from the CDN.
-func (a *Agent) completeFromCDN(ctx context.Context, req Request, head []byte, total int, start, xfer time.Time) (Result, error) {
+// dropped and the whole segment comes from the CDN; so they are when the
+// whole fails verification (and the peer r is dropped).
+func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *remote, head []byte, total int, start, xfer time.Time) (Result, error) {
 	rest, cdnTotal, err := a.fetchCDN(ctx, req.URL, len(head))
 	if err != nil {
 		return Result{}, err
 	}
 	var data []byte
 	switch {
-	case cdnTotal == total && len(head)+len(rest) == total:
+	case cdnTotal == total && len(head)+len(rest) == total && a.verified(segKey{req.Swarm, req.Seq}, append(head[:len(head):len(head)], rest...)):
 		data = append(head[:len(head):len(head)], rest...)
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
 		data = rest
 	default:
+		if cdnTotal == total && len(head)+len(rest) == total {
+			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
+		}
 		data, _, err = a.fetchCDN(ctx, req.URL, 0)
 		if err != nil {
 			return Result{}, err
 		}
+		k := segKey{req.Swarm, req.Seq}
+		a.store(k, data)
+		a.reportHash(k, data)
+		return a.done(req, data, SourceCDN, start, xfer), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
 	return a.done(req, data, SourceMixed, start, xfer), nil
@@ -280,10 +295,14 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 		return false
 	}
 	r := sw.best(req.Seq, nil)
-	if r == nil {
+	if r == nil || !a.mayTakeFromPeers(k) {
 		return false
 	}
 	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
+	if err == nil && !a.verified(k, data) {
+		a.badPeer(sw, r, k)
+		return false
+	}
 	if err != nil {
 		if !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r.failed() {
 			r.close()

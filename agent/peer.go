@@ -241,6 +241,9 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 		r.send(peerwire.Absent(id))
 		return
 	}
+	if adv := r.a.cfg.Adversary; adv != nil && (adv.CorruptUploads || adv.LieHashes) {
+		data = corrupt(data)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.mu.Lock()
 	r.uploads[id] = cancel

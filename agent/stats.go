@@ -28,8 +28,11 @@ type Stats struct {
 	Segments        int   `json:"segments"`
 	P2PFailures     int64 `json:"p2pFailures"`
 	Prefetched      int64 `json:"prefetched"` // segments fetched ahead from peers
-	Stalls          int   `json:"stalls"`
-	StallMs         int64 `json:"stallMs"`
+	// Corrupt counts segments from peers that failed verification (each
+	// dropped its sender).
+	Corrupt int64 `json:"corrupt"`
+	Stalls  int   `json:"stalls"`
+	StallMs int64 `json:"stallMs"`
 }
 
 // SegmentRecord is one loaded segment in the per-segment log.
@@ -56,14 +59,16 @@ const (
 	EventSegment  EventKind = "segment"
 	EventPeerUp   EventKind = "peer-connected"
 	EventPeerGone EventKind = "peer-gone"
+	// EventPeerDropped: a peer sent a segment that failed verification.
+	EventPeerDropped EventKind = "peer-dropped"
 )
 
 // maxRecords bounds the per-segment log so long live sessions do not grow.
 const maxRecords = 1024
 
 type counters struct {
-	cdn, p2p, up, failures, prefetched atomic.Int64
-	segments                           atomic.Int64
+	cdn, p2p, up, failures, prefetched, corrupt atomic.Int64
+	segments                                    atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

@@ -20,7 +20,8 @@ type swarm struct {
 
 	mu      sync.Mutex
 	peers   map[string]*remote
-	changed chan struct{} // closed and replaced whenever a peer's holdings change
+	changed chan struct{}   // closed and replaced whenever a peer's holdings change
+	banned  map[string]bool // peers that sent corrupt bytes: never again
 }
 
 func newSwarm(a *Agent, id signaling.Swarm) *swarm {
@@ -105,11 +106,21 @@ func (sw *swarm) reserve(r *remote, incoming bool) bool {
 	if incoming {
 		limit = sw.a.maxIncoming()
 	}
-	if _, ok := sw.peers[r.id]; ok || len(sw.peers) >= limit {
+	if _, ok := sw.peers[r.id]; ok || len(sw.peers) >= limit || sw.banned[r.id] {
 		return false
 	}
 	sw.peers[r.id] = r
 	return true
+}
+
+// ban keeps a peer that sent corrupt bytes out of this swarm for good.
+func (sw *swarm) ban(id string) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.banned == nil {
+		sw.banned = map[string]bool{}
+	}
+	sw.banned[id] = true
 }
 
 // connectTimeout frees the slot of a peer that never answers or never
@@ -247,27 +258,33 @@ func (sw *swarm) best(seq uint64, exclude map[*remote]bool) *remote {
 	return best
 }
 
-// someoneLoading reports whether a connected peer is fetching seq from the
-// CDN right now.
-func (sw *swarm) someoneLoading(seq uint64) bool {
+// loadingCount counts the connected peers fetching seq from the CDN now.
+func (sw *swarm) loadingCount(seq uint64) int {
+	n := 0
 	for _, r := range sw.connected() {
 		if r.isLoading(seq) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // elected reports whether this agent should fetch seq from the CDN at once
-// for its neighbourhood: it ranks first among itself and its connected
-// peers by a hash of (peer id, seq). In a full mesh exactly one viewer is
-// elected per segment; elsewhere a few are, and everyone else waits for
-// them and gets the segment over P2P.
+// for its neighbourhood: it ranks among the first q of itself and its
+// connected peers by a hash of (peer id, seq), where q is the tracker's
+// hash quorum (1 without integrity): q independent CDN copies make a hash
+// trusted. In a full mesh exactly q viewers are elected per segment;
+// elsewhere a few more are, and everyone else waits for them and gets the
+// segment over P2P.
 func (sw *swarm) elected(self string, seq uint64) bool {
+	q := max(1, int(sw.a.quorum.Load()))
 	mine := rank(self, seq)
+	ahead := 0
 	for _, r := range sw.connected() {
 		if rank(r.id, seq) < mine {
-			return false
+			if ahead++; ahead >= q {
+				return false
+			}
 		}
 	}
 	return true

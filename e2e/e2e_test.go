@@ -334,7 +334,7 @@ func TestShakaLiveSwarm(t *testing.T) {
 // (from peers already connected, and the CDN) without a stall.
 func TestTrackerStopped(t *testing.T) {
 	origin, _ := serve(t, "--demo")
-	tracker, stopTracker := serve(t)
+	tracker, stopTracker := serve(t, "--hash-distinct-networks=false")
 	url := "http://" + origin + "/shaka.html?tracker=ws://" + tracker + "/ws"
 	first, last := play(t, url, 3, 48*time.Second, func() {
 		t.Log("stopping the tracker")

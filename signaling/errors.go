@@ -25,6 +25,7 @@ const (
 	CodeTokenExpired       Code = "token_expired"       // fetch a fresh token from the site
 	CodeDraining           Code = "draining"            // node shutting down; reconnect elsewhere
 	CodeUnavailable        Code = "unavailable"         // the peer is on another tracker node that cannot be reached now; try other peers
+	CodeBanned             Code = "banned"              // removed from this swarm: peers reported its bytes as corrupt
 	CodeInternal           Code = "internal"            // tracker bug; retry later
 )
 

@@ -56,6 +56,13 @@ const (
 	// TypeCandidate carries one trickled ICE candidate (empty = end of candidates).
 	TypeCandidate Type = "candidate" // {swarm, to, offer_id, candidate}
 	TypePing      Type = "ping"      // keepalive, optionally updating {slots}
+	// TypeHash reports the SHA-256 of a segment the agent fetched whole from
+	// the CDN {swarm, segment, sha256}; from the tracker, it announces a
+	// trusted hash (agreed by hash_quorum independent reporters).
+	TypeHash Type = "hash"
+	// TypeReport tells the tracker that peer "to" sent bytes of {segment}
+	// that did not match the trusted hash {swarm, to, segment}.
+	TypeReport Type = "report"
 )
 
 // Messages from the tracker to the agent.
@@ -82,6 +89,7 @@ const (
 	MaxReasonLen    = 256       // bytes of goaway/error text
 	MaxICEServers   = 16        // ICE servers in a welcome
 	MaxFrameLen     = 256 << 10 // hard upper bound any decoder accepts
+	MaxSegmentLen   = 20        // decimal digits of a segment number (uint64)
 )
 
 // Swarm identifies a group of viewers holding the same segments.
@@ -111,6 +119,11 @@ type Limits struct {
 	MaxSwarms         int     `json:"max_swarms"`
 	MessagesPerSecond float64 `json:"messages_per_second"`
 	Suggestions       int     `json:"suggestions"`
+	// HashQuorum is how many independent CDN reports make a segment hash
+	// trusted; agents then take a peer's bytes only when they match one.
+	// 0: this tracker vouches for no hash, and agents take peers' bytes
+	// unverified.
+	HashQuorum int `json:"hash_quorum,omitempty"`
 }
 
 // Message is every protocol message; Type says which fields are meaningful.
@@ -136,6 +149,9 @@ type Message struct {
 	OfferID   string `json:"offer_id,omitempty"`
 	SDP       string `json:"sdp,omitempty"`
 	Candidate string `json:"candidate,omitempty"`
+
+	Segment string `json:"segment,omitempty"` // hash, report: decimal segment number
+	SHA256  string `json:"sha256,omitempty"`  // hash: 64 lowercase hex digits
 
 	Code    Code   `json:"code,omitempty"`     // error
 	Text    string `json:"message,omitempty"`  // error, goaway reason
@@ -234,6 +250,22 @@ func (m *Message) Validate() error {
 			return bad("candidate longer than %d bytes", MaxCandidateLen)
 		}
 		return relay()
+	case TypeHash:
+		if err := validSegment(m.Segment); err != nil {
+			return bad("%v", err)
+		}
+		if !validSHA256(m.SHA256) {
+			return bad("sha256 must be 64 lowercase hex digits")
+		}
+		return needSwarm()
+	case TypeReport:
+		if err := validSegment(m.Segment); err != nil {
+			return bad("%v", err)
+		}
+		if m.To == "" || len(m.To) > MaxPeerIDLen {
+			return bad("to must be 1..%d bytes", MaxPeerIDLen)
+		}
+		return needSwarm()
 	case TypePing, TypePong:
 	case TypeGoAway:
 		if len(m.Text) > MaxReasonLen || m.RetryMs < 0 {
@@ -280,4 +312,29 @@ func ContentID(manifestURL string) string {
 		return s
 	}
 	return u.Path
+}
+
+func validSegment(s string) error {
+	if s == "" || len(s) > MaxSegmentLen {
+		return fmt.Errorf("segment must be 1..%d decimal digits", MaxSegmentLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return fmt.Errorf("segment must be decimal digits")
+		}
+	}
+	return nil
+}
+
+func validSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -32,12 +32,16 @@ type Player struct {
 	// BufferTarget stops fetching ahead (VOD) beyond this much buffer.
 	// Default 30s.
 	BufferTarget time.Duration
+	// Check, if set, is given every segment handed to the player; false
+	// counts it in Result.Corrupt.
+	Check func(url string, data []byte) bool
 }
 
 // Result is what one viewer saw.
 type Result struct {
 	StartupMs int64   `json:"startupMs"` // start to first frame (first segment loaded)
 	Stalls    int     `json:"stalls"`
+	Corrupt   int     `json:"corrupt"` // segments that differed from the origin's (Check)
 	StallMs   int64   `json:"stallMs"`
 	Segments  int     `json:"segments"`
 	Played    float64 `json:"playedSeconds"`
@@ -175,7 +179,11 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 		if clk.started {
 			deadline = now.Add(level)
 		}
-		_, err := p.Agent.Load(ctx, agent.Request{Swarm: sw, Seq: next, URL: resolve(mediaURL, seg.URI), Deadline: deadline})
+		segURL := resolve(mediaURL, seg.URI)
+		got, err := p.Agent.Load(ctx, agent.Request{Swarm: sw, Seq: next, URL: segURL, Deadline: deadline})
+		if err == nil && p.Check != nil && !p.Check(segURL, got.Data) {
+			res.Corrupt++
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				res.Errors++

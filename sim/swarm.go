@@ -2,8 +2,10 @@ package sim
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -33,6 +35,12 @@ type SwarmConfig struct {
 	Log      *slog.Logger
 	// Agent, if set, adjusts each viewer's agent configuration.
 	Agent func(*agent.Config)
+	// Hostile viewers (the first ones launched) attack with Attack:
+	// "corrupt" (upload corrupted segments) or "lie" (report false hashes
+	// and upload matching corrupt bytes). With hostile viewers, every
+	// segment an honest player gets is checked against the origin's bytes.
+	Hostile int
+	Attack  string
 }
 
 // Summary is the JSON `peercdn swarm` prints.
@@ -54,16 +62,25 @@ type Summary struct {
 	Prefetched   int64   `json:"prefetched"` // segments fetched ahead from peers
 	// Sources counts segments by where they came from.
 	Sources map[agent.Source]int `json:"sources"`
+	// CorruptAccepted counts segments honest players were handed that
+	// differ from the origin's bytes (checked only with hostile viewers).
+	CorruptAccepted int `json:"corruptAccepted"`
+	// CorruptRejected counts segments honest agents rejected on
+	// verification; HostileDropped the (honest viewer, hostile peer) pairs
+	// where the viewer dropped the hostile peer.
+	CorruptRejected int64 `json:"corruptRejected"`
+	HostileDropped  int   `json:"hostileDropped"`
 	// OriginSegmentBytes is what the origin itself counted (demo origin only,
 	// from /demo/stats.json), to check cdnBytes against.
 	OriginSegmentBytes int64 `json:"originSegmentBytes,omitempty"`
 }
 
 type viewer struct {
-	agent  *agent.Agent
-	cancel context.CancelFunc
-	done   chan Result
-	runs   chan struct{}
+	hostile bool
+	agent   *agent.Agent
+	cancel  context.CancelFunc
+	done    chan Result
+	runs    chan struct{}
 }
 
 // RunSwarm runs the load test and sums what every viewer saw.
@@ -73,6 +90,26 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	var adv *agent.Adversary
+	switch cfg.Attack {
+	case "":
+		if cfg.Hostile > 0 {
+			return Summary{}, fmt.Errorf("sim: --hostile needs --attack")
+		}
+	case "corrupt":
+		adv = &agent.Adversary{CorruptUploads: true}
+	case "lie":
+		adv = &agent.Adversary{LieHashes: true}
+	default:
+		return Summary{}, fmt.Errorf("sim: unknown attack %q (corrupt, lie)", cfg.Attack)
+	}
+	var check func(string, []byte) bool
+	var hostileIDs sync.Map // peer id -> true
+	var dropMu sync.Mutex
+	dropped := map[[2]string]bool{}
+	if cfg.Hostile > 0 {
+		check = originChecker()
 	}
 	originBefore, haveOrigin := originStats(cfg.Stream)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -97,6 +134,10 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.StallMs += r.StallMs
 		sum.Segments += r.Segments
 		sum.Errors += r.Errors
+		if !v.hostile {
+			sum.CorruptAccepted += r.Corrupt
+			sum.CorruptRejected += st.Corrupt
+		}
 		for _, rec := range v.agent.Segments() {
 			sum.Sources[rec.Source]++
 		}
@@ -114,15 +155,46 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		if cfg.Agent != nil {
 			cfg.Agent(&acfg)
 		}
+		hostile := n <= cfg.Hostile
+		var self *agent.Agent
+		if hostile {
+			acfg.Adversary = adv
+		} else if cfg.Hostile > 0 {
+			acfg.OnEvent = func(e agent.Event) {
+				if e.Kind != agent.EventPeerDropped {
+					return
+				}
+				if _, bad := hostileIDs.Load(e.Peer); bad && self != nil {
+					dropMu.Lock()
+					dropped[[2]string{self.PeerID(), e.Peer}] = true
+					dropMu.Unlock()
+				}
+			}
+		}
 		a, err := agent.New(acfg)
+		self = a
 		if err != nil {
 			return nil, err
 		}
 		vctx, vcancel := context.WithCancel(ctx)
 		v := &viewer{agent: a, cancel: vcancel, done: make(chan Result, 1), runs: make(chan struct{})}
+		v.hostile = hostile
 		go func() { a.Run(vctx); close(v.runs) }()
+		if hostile {
+			go func() {
+				for vctx.Err() == nil {
+					if id := a.PeerID(); id != "" {
+						hostileIDs.Store(id, true)
+					}
+					sleep(vctx, 100*time.Millisecond)
+				}
+			}()
+		}
 		go func() {
 			p := &Player{Agent: a, Master: cfg.Stream, Rendition: cfg.Rendition}
+			if !hostile {
+				p.Check = check
+			}
 			r, err := p.Run(vctx)
 			if err != nil {
 				r.Errors++
@@ -180,6 +252,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		wg.Go(func() { collect(v) })
 	}
 	wg.Wait()
+	sum.HostileDropped = len(dropped)
 	sum.Viewers = cfg.Viewers
 	sum.ViewersEver = n
 	sum.Seconds = time.Since(start).Seconds()
@@ -224,4 +297,33 @@ func originStats(stream string) (int64, bool) {
 		return 0, false
 	}
 	return st.SegmentBytes, true
+}
+
+// originChecker compares a segment with the origin's own bytes, fetched
+// once per URL outside any agent.
+func originChecker() func(string, []byte) bool {
+	var mu sync.Mutex
+	sums := map[string][32]byte{}
+	client := &http.Client{Timeout: 10 * time.Second}
+	return func(url string, data []byte) bool {
+		mu.Lock()
+		want, ok := sums[url]
+		mu.Unlock()
+		if !ok {
+			resp, err := client.Get(url)
+			if err != nil {
+				return true // cannot tell: not counted
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				return true
+			}
+			want = sha256.Sum256(b)
+			mu.Lock()
+			sums[url] = want
+			mu.Unlock()
+		}
+		return sha256.Sum256(data) == want
+	}
 }

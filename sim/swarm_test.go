@@ -28,7 +28,9 @@ func demo(t *testing.T) (trackerURL, stream string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := tracker.New(tracker.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	cfg := tracker.DefaultConfig()
+	cfg.HashDistinctNetworks = false // every viewer here is 127.0.0.1
+	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +66,11 @@ func TestLiveSwarm(t *testing.T) {
 	if sum.Stalls != 0 || sum.Errors != 0 {
 		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
 	}
-	// 6 viewers: at best 5/6 of the bytes over P2P; start-up segments come
-	// from the CDN, so over 20 s expect well above half.
-	if sum.Offload < 0.6 {
-		t.Errorf("offload %.2f, want >= 0.6", sum.Offload)
+	// 6 viewers with integrity (hash quorum 2: two CDN copies of each
+	// segment) at best 4/6 of the bytes over P2P; start-up segments come
+	// from the CDN, so over 20 s expect at least half.
+	if sum.Offload < 0.5 {
+		t.Errorf("offload %.2f, want >= 0.5", sum.Offload)
 	}
 	if diff := math.Abs(float64(sum.OriginSegmentBytes-sum.CDNBytes)) / float64(sum.CDNBytes); diff > 0.02 {
 		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff)
@@ -94,5 +97,45 @@ func TestChurnDoesNotStall(t *testing.T) {
 	}
 	if sum.Stalls != 0 || sum.Errors != 0 {
 		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
+	}
+}
+
+// TestHostileViewers: one of 6 viewers attacks. Its bad bytes never reach
+// an honest player (every segment is checked against the origin's), each
+// honest viewer that gets one drops the attacker after that first bad
+// segment, and nobody stalls.
+func TestHostileViewers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays 20 s of live video, twice")
+	}
+	for _, attack := range []string{"corrupt", "lie"} {
+		t.Run(attack, func(t *testing.T) {
+			tr, stream := demo(t)
+			sum, err := RunSwarm(context.Background(), SwarmConfig{
+				Trackers: []string{tr}, Stream: stream, Viewers: 6, Hostile: 1, Attack: attack,
+				Duration: 20 * time.Second, JoinSpread: 3 * time.Second, Loopback: true,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("offload %.3f, stalls %d, corrupt accepted %d, rejected %d, hostile dropped %d",
+				sum.Offload, sum.Stalls, sum.CorruptAccepted, sum.CorruptRejected, sum.HostileDropped)
+			if sum.CorruptAccepted != 0 {
+				t.Errorf("%d corrupt segments reached honest players", sum.CorruptAccepted)
+			}
+			if sum.Stalls != 0 || sum.Errors != 0 {
+				t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
+			}
+			const honest = 5
+			if sum.CorruptRejected > honest {
+				t.Errorf("honest viewers rejected %d corrupt segments: more than one each", sum.CorruptRejected)
+			}
+			if sum.CorruptRejected != int64(sum.HostileDropped) {
+				t.Errorf("%d rejections but %d drops of the attacker", sum.CorruptRejected, sum.HostileDropped)
+			}
+			if attack == "corrupt" && sum.HostileDropped == 0 {
+				t.Error("nobody caught the attacker")
+			}
+		})
 	}
 }

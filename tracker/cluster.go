@@ -36,6 +36,9 @@ type Cluster interface {
 	// a node that is gone is lost, as a relayed message to a peer that just
 	// left is.
 	Publish(ctx context.Context, node string, e *Envelope) error
+	// Broadcast hands e to every other node (hash reports: each node counts
+	// every vote). At most once, like Publish.
+	Broadcast(ctx context.Context, e *Envelope) error
 	// Inbox yields the envelopes published to this node until Close.
 	Inbox() <-chan *Envelope
 	// Up reports whether the shared store answered its last health check.
@@ -82,6 +85,12 @@ type Envelope struct {
 	Ref      string         `json:"r,omitempty"`    // the sender's ref, for errors sent back
 	Code     signaling.Code `json:"code,omitempty"` // set on errors sent back to From's node
 	SentUnix int64          `json:"at"`             // unix ns when the first node read it
+	// Hash votes (Type hash): the segment, its SHA-256, the reporter's
+	// network key, and the node that sent the vote (skipped by itself).
+	Segment string `json:"seg,omitempty"`
+	SHA256  string `json:"sha,omitempty"`
+	Net     string `json:"net,omitempty"`
+	Node    string `json:"node,omitempty"`
 }
 
 // EnvelopeSwarm is a swarmKey on the wire.

@@ -179,6 +179,25 @@ func (n *memNode) Publish(ctx context.Context, node string, e *Envelope) error {
 	return nil
 }
 
+func (n *memNode) Broadcast(ctx context.Context, e *Envelope) error {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return ErrClusterDown
+	}
+	for id, ch := range mc.inbox {
+		if id == n.id {
+			continue
+		}
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+	return nil
+}
+
 func (n *memNode) Inbox() <-chan *Envelope { return n.ch }
 
 // Close removes the node; its members stay until they expire, as a crashed

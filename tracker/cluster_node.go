@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
@@ -31,6 +32,17 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		// A relay of ours failed on the target's node: tell the sender.
 		if p := s.hub.peer(e.From); p != nil {
 			p.conn.reply(e.Code, e.Ref, "cannot relay "+string(e.Type)+" to "+truncate(e.To, 40))
+		}
+		return
+	}
+	if e.Type == signaling.TypeHash {
+		seg, err := strconv.ParseUint(e.Segment, 10, 64)
+		if err != nil || !validHash(e.SHA256) || e.From == "" || e.Net == "" {
+			return
+		}
+		k := e.Swarm.key()
+		if sum := s.hub.remoteVote(k, e.From, e.Net, seg, e.SHA256); sum != "" {
+			s.pushHash(k, seg, sum)
 		}
 		return
 	}
@@ -141,6 +153,20 @@ func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
 			s.m.clusterErrors.WithLabelValues("leave").Inc()
 			return
 		}
+	}
+}
+
+// clusterVote shares a viewer's hash report with every other node.
+func (s *Server) clusterVote(p *peer, k swarmKey, m *signaling.Message) {
+	if s.cluster == nil || !s.cluster.Up() {
+		return
+	}
+	e := &Envelope{Swarm: k.wire(), Type: signaling.TypeHash, From: p.id, Segment: m.Segment,
+		SHA256: m.SHA256, Net: s.hub.network(p), Node: s.hub.node, SentUnix: time.Now().UnixNano()}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := s.cluster.Broadcast(ctx, e); err != nil {
+		s.m.clusterErrors.WithLabelValues("publish").Inc()
 	}
 }
 

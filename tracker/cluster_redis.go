@@ -38,6 +38,7 @@ type RedisCluster struct {
 	out    chan pub
 	inbox  chan *Envelope
 	sub    *redis.PubSub
+	all    *redis.PubSub // broadcast channel, every node
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
@@ -91,10 +92,12 @@ func NewRedisCluster(o RedisOptions) (*RedisCluster, error) {
 		out: make(chan pub, publishQueue), inbox: make(chan *Envelope, 4096), stop: make(chan struct{}),
 	}
 	rc.sub = rdb.SSubscribe(context.Background(), inboxChannel(rc.node))
-	rc.wg.Add(3)
+	rc.all = rdb.Subscribe(context.Background(), broadcastChannel)
+	rc.wg.Add(4)
 	go rc.health()
 	go rc.publisher()
-	go rc.receiver()
+	go rc.receiver(rc.sub)
+	go rc.receiver(rc.all)
 	return rc, nil
 }
 
@@ -120,6 +123,18 @@ func swarmMembersKey(k swarmKey) string {
 }
 
 func inboxChannel(node string) string { return "peercdn:{n:" + node + "}" }
+
+// broadcastChannel reaches every node (classic pub/sub: in Redis Cluster it
+// is forwarded to every shard, which is what a broadcast needs).
+const broadcastChannel = "peercdn:all"
+
+// channelFor is a node's inbox, or the broadcast channel for "".
+func channelFor(node string) string {
+	if node == "" {
+		return broadcastChannel
+	}
+	return inboxChannel(node)
+}
 
 func (rc *RedisCluster) Node() string { return rc.node }
 func (rc *RedisCluster) Up() bool     { return rc.up.Load() }
@@ -216,7 +231,7 @@ func (rc *RedisCluster) Publish(ctx context.Context, node string, e *Envelope) e
 		return err
 	}
 	select {
-	case rc.out <- pub{inboxChannel(node), b}:
+	case rc.out <- pub{channelFor(node), b}:
 		return nil
 	default:
 		return ErrPublishQueueFull
@@ -247,7 +262,11 @@ func (rc *RedisCluster) publisher() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := rc.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 			for _, p := range batch {
-				pl.SPublish(ctx, p.channel, p.payload)
+				if p.channel == broadcastChannel {
+					pl.Publish(ctx, p.channel, p.payload)
+				} else {
+					pl.SPublish(ctx, p.channel, p.payload)
+				}
 			}
 			return nil
 		})
@@ -258,16 +277,23 @@ func (rc *RedisCluster) publisher() {
 	}
 }
 
-func (rc *RedisCluster) receiver() {
+// Broadcast queues e for every node; the node itself skips its own.
+func (rc *RedisCluster) Broadcast(ctx context.Context, e *Envelope) error {
+	return rc.Publish(ctx, "", e)
+}
+
+func (rc *RedisCluster) receiver(sub *redis.PubSub) {
 	defer rc.wg.Done()
-	defer close(rc.inbox)
-	ch := rc.sub.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second),
+	ch := sub.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second),
 		redis.WithChannelSendTimeout(time.Second))
 	for msg := range ch {
 		e := new(Envelope)
 		if err := json.Unmarshal([]byte(msg.Payload), e); err != nil {
 			rc.log.Warn("undecodable envelope", "err", err)
 			continue
+		}
+		if e.Node == rc.node {
+			continue // our own broadcast
 		}
 		select {
 		case rc.inbox <- e:
@@ -308,7 +334,9 @@ func (rc *RedisCluster) Close() error {
 	rc.closed.Do(func() {
 		close(rc.stop)
 		rc.sub.Close()
+		rc.all.Close()
 		rc.wg.Wait()
+		close(rc.inbox)
 		rc.rdb.Close()
 	})
 	return nil

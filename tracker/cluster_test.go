@@ -79,6 +79,7 @@ func startClustered(t testing.TB, st store, mutate ...func(*Config)) *testNode {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MemberTTL = 3 * time.Second
+	cfg.HashDistinctNetworks = false // every client here is 127.0.0.1
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -313,4 +314,24 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		return slices.Contains(askPeers(t, b, live), a.PeerID())
 	})
 	t.Logf("matched across nodes %v after Redis came up", time.Since(back).Round(100*time.Millisecond))
+}
+
+// TestClusterHashQuorum: hash reports made on different nodes count toward
+// one quorum, and every node's viewers hear the trusted hash.
+func TestClusterHashQuorum(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			n1, n2 := startClustered(t, st), startClustered(t, st)
+			a, b, c := n1.dial(t, ""), n2.dial(t, ""), n2.dial(t, "")
+			for _, x := range []*client{a, b, c} {
+				join(t, x, live, "")
+			}
+			reportHash(t, a, "5", hashA)
+			time.Sleep(200 * time.Millisecond) // the vote crosses to node 2
+			reportHash(t, b, "5", hashA)
+			for _, x := range []*client{a, b, c} {
+				expectHash(t, x, "5", hashA)
+			}
+		})
+	}
 }

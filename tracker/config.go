@@ -101,6 +101,20 @@ type Config struct {
 	// Default 1000.
 	StatsSwarms int `yaml:"stats_swarms"`
 
+	// HashQuorum is how many independent viewers must report the same
+	// SHA-256 for a segment they fetched from the CDN before the tracker
+	// vouches for it; agents take a peer's bytes only when they match a
+	// vouched hash. 0 turns integrity off (agents then trust peers' bytes:
+	// do not). Default 2.
+	HashQuorum int `yaml:"hash_quorum"`
+	// HashDistinctNetworks counts reporters of one /24 (IPv4) or /48 (IPv6)
+	// as one. Default true; `serve --demo` turns it off, as every viewer of
+	// a local demo shares 127.0.0.1.
+	HashDistinctNetworks bool `yaml:"hash_distinct_networks"`
+	// BadPeerReports is how many distinct peers must report a peer's bytes
+	// as corrupt before it is removed from the swarm for good. Default 2.
+	BadPeerReports int `yaml:"bad_peer_reports"`
+
 	// Redis, when set, joins this node to every node using the same Redis:
 	// swarms span nodes and relays cross them. redis://[user:pass@]host:port
 	// (rediss:// for TLS). Default empty: a single node, in memory.
@@ -118,28 +132,31 @@ type Config struct {
 // nothing is set.
 func DefaultConfig() Config {
 	return Config{
-		Listen:              ":8080",
-		Suggestions:         8,
-		MaxMessageBytes:     64 << 10,
-		MaxSwarmsPerConn:    16,
-		MaxPeersPerSwarm:    20000,
-		MaxPendingOffers:    64,
-		OfferTTL:            60 * time.Second,
-		MessagesPerSecond:   20,
-		MessageBurst:        60,
-		IPMessagesPerSecond: 200,
-		IPMessageBurst:      600,
-		MaxStrikes:          50,
-		MaxConnsPerIP:       64,
-		MaxConns:            100000,
-		HandshakeTimeout:    10 * time.Second,
-		IdleTimeout:         60 * time.Second,
-		WriteTimeout:        10 * time.Second,
-		SendQueue:           256,
-		DrainTimeout:        15 * time.Second,
-		RetrySpread:         5 * time.Second,
-		StatsSwarms:         1000,
-		MemberTTL:           15 * time.Second,
+		Listen:               ":8080",
+		Suggestions:          8,
+		MaxMessageBytes:      64 << 10,
+		MaxSwarmsPerConn:     16,
+		MaxPeersPerSwarm:     20000,
+		MaxPendingOffers:     64,
+		OfferTTL:             60 * time.Second,
+		MessagesPerSecond:    20,
+		MessageBurst:         60,
+		IPMessagesPerSecond:  200,
+		IPMessageBurst:       600,
+		MaxStrikes:           50,
+		MaxConnsPerIP:        64,
+		MaxConns:             100000,
+		HandshakeTimeout:     10 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		WriteTimeout:         10 * time.Second,
+		SendQueue:            256,
+		DrainTimeout:         15 * time.Second,
+		RetrySpread:          5 * time.Second,
+		StatsSwarms:          1000,
+		MemberTTL:            15 * time.Second,
+		HashQuorum:           2,
+		HashDistinctNetworks: true,
+		BadPeerReports:       2,
 	}
 }
 
@@ -202,6 +219,8 @@ func (c *Config) Validate() error {
 		{"max_conns", c.MaxConns, 1, 100_000_000},
 		{"send_queue", c.SendQueue, 1, 100_000},
 		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
+		{"hash_quorum", c.HashQuorum, 0, 16},
+		{"bad_peer_reports", c.BadPeerReports, 1, 1000},
 	}
 	for _, f := range ints {
 		if f.v < f.lo || f.v > f.hi {

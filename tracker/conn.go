@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,6 +160,10 @@ func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
 		c.sendMsg(&signaling.Message{Type: signaling.TypePeers, Ref: m.Ref, Swarm: m.Swarm, Peers: ids})
 	case signaling.TypeOffer, signaling.TypeAnswer, signaling.TypeCandidate:
 		c.relay(m, now)
+	case signaling.TypeHash:
+		c.hash(m)
+	case signaling.TypeReport:
+		c.report(m)
 	case signaling.TypePing:
 		if m.Slots != nil {
 			c.s.hub.setSlots(c.peer, *m.Slots)
@@ -220,6 +225,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 			MaxSwarms:         c.s.cfg.MaxSwarmsPerConn,
 			MessagesPerSecond: c.s.cfg.MessagesPerSecond,
 			Suggestions:       c.s.cfg.Suggestions,
+			HashQuorum:        c.s.cfg.HashQuorum,
 		},
 	})
 	return true
@@ -258,11 +264,68 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 		text := map[signaling.Code]string{
 			signaling.CodeTooManySwarms: "in max_swarms swarms already: leave one first",
 			signaling.CodeSwarmFull:     "swarm is full: load from the CDN only",
+			signaling.CodeBanned:        "removed from this swarm: peers reported corrupt segments from you",
 		}[code]
 		c.reply(code, m.Ref, text)
 		return
 	}
 	c.sendMsg(&signaling.Message{Type: signaling.TypePeers, Ref: m.Ref, Swarm: m.Swarm, Peers: ids})
+	for _, h := range c.s.hub.recent(k) {
+		c.sendMsg(h)
+	}
+}
+
+// hash takes a viewer's report of a segment's SHA-256; one that completes
+// the quorum is pushed to every member of the swarm on this node.
+func (c *conn) hash(m *signaling.Message) {
+	if c.s.cfg.HashQuorum == 0 {
+		return
+	}
+	seg, err := strconv.ParseUint(m.Segment, 10, 64)
+	if err != nil || !validHash(m.SHA256) {
+		c.reply(signaling.CodeBadMessage, m.Ref, "bad segment or sha256")
+		return
+	}
+	k := c.key(m)
+	accepted, lie, code := c.s.hub.reportHash(c.peer, k, seg, m.SHA256)
+	if code == "" && !lie {
+		c.s.clusterVote(c.peer, k, m)
+	}
+	switch {
+	case code != "":
+		c.reply(code, m.Ref, "join the swarm first")
+	case lie:
+		// Against a hash the quorum agreed on: a lie or a corrupt copy.
+		c.s.m.rejects.WithLabelValues("hash_mismatch").Inc()
+		c.strike(signaling.CodeBadMessage)
+	case accepted != "":
+		c.s.pushHash(k, seg, accepted)
+	}
+}
+
+// pushHash tells every member of k on this node that seg's hash is trusted.
+func (s *Server) pushHash(k swarmKey, seg uint64, sum string) {
+	b, err := signaling.Encode(hashMessage(k, seg, sum))
+	if err != nil {
+		return
+	}
+	for _, p := range s.hub.membersOf(k) {
+		p.conn.enqueue(frame{b: b})
+	}
+}
+
+// report takes a viewer's complaint that a peer sent corrupt bytes.
+func (c *conn) report(m *signaling.Message) {
+	k := c.key(m)
+	removed, code := c.s.hub.reportPeer(c.peer, k, m.To)
+	if code != "" {
+		c.reply(code, m.Ref, "cannot report "+truncate(m.To, 40))
+		return
+	}
+	if removed != nil {
+		c.s.clusterLeave(removed, []swarmKey{k})
+		removed.conn.reply(signaling.CodeBanned, "", "removed from "+k.swarm.String()+": peers reported corrupt segments from you")
+	}
 }
 
 // reply sends an error for a refused request and counts it.

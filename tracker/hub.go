@@ -37,6 +37,11 @@ type peer struct {
 	// offer may trickle candidates, until the expiry.
 	sent map[offerKey]time.Time
 	recv map[offerKey]time.Time
+
+	// reports: who complained about this peer's bytes, per swarm; banned:
+	// swarms it was removed from for them.
+	reports map[swarmKey]map[string]bool
+	banned  map[swarmKey]bool
 }
 
 // offerKey is one offer as one side sees it: the other peer and the offer id.
@@ -51,6 +56,7 @@ type swarm struct {
 	members []*peer
 	index   map[*peer]int
 	joins   uint64
+	hashes  *hashBook
 }
 
 // remoteLoad is the suggestion load this node charged to a peer of another
@@ -134,6 +140,9 @@ func (h *hub) join(p *peer, k swarmKey) signaling.Code {
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; in {
 		return ""
+	}
+	if p.banned[k] {
+		return signaling.CodeBanned
 	}
 	if len(p.swarms) >= h.cfg.MaxSwarmsPerConn {
 		return signaling.CodeTooManySwarms

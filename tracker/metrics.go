@@ -14,6 +14,9 @@ type metrics struct {
 	relay    prometheus.Histogram
 	ready    prometheus.Gauge
 
+	hashes prometheus.Counter
+	banned prometheus.Counter
+
 	clusterUp     prometheus.Gauge
 	clusterIn     prometheus.Counter
 	clusterOut    prometheus.Counter
@@ -39,6 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "peercdn_tracker_ready", Help: "1 when the node takes new connections, 0 while draining."}),
+		hashes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_hashes_accepted_total", Help: "Segment hashes that reached the quorum and were pushed to their swarm."}),
+		banned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm after distinct peers reported their bytes as corrupt."}),
 		clusterUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "peercdn_tracker_cluster_up",
 			Help: "1 when the shared store (Redis) answers, 0 when degraded to this node's viewers; -1 on a single node."}),
@@ -51,12 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.clusterUp.Set(-1)
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors)
+		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors)
 	for _, op := range []string{"join", "leave", "refresh", "publish"} {
 		m.clusterErrors.WithLabelValues(op)
 	}
 	// Known label values exist from the start, so dashboards show zeros.
-	for _, t := range []string{"hello", "join", "leave", "peers", "offer", "answer", "candidate", "ping"} {
+	for _, t := range []string{"hello", "join", "leave", "peers", "offer", "answer", "candidate", "ping", "hash", "report"} {
 		m.messages.WithLabelValues(t)
 	}
 	return m

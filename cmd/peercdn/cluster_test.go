@@ -83,7 +83,8 @@ func startServe(t *testing.T, args ...string) *node {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(binary(t), append([]string{"serve", "--listen", addr}, args...)...)
+	// Every viewer here is on 127.0.0.1: count hash reporters per peer.
+	cmd := exec.Command(binary(t), append([]string{"serve", "--listen", addr, "--hash-distinct-networks=false"}, args...)...)
 	cmd.Stderr = io.Discard
 	if testing.Verbose() && os.Getenv("PEERCDN_TEST_LOGS") != "" {
 		cmd.Stderr = os.Stderr

@@ -104,6 +104,8 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is trusted")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time a new connection has to say hello")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
+	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (0: integrity off)")
+	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "hash reporters must come from distinct /24 (/48) networks (off for loopback tests)")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
 	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
@@ -162,6 +164,11 @@ func serve(args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if demo && cfg.HashDistinctNetworks {
+		// Every viewer of a local demo comes from 127.0.0.1.
+		cfg.HashDistinctNetworks = false
+		log.Info("demo: segment hash reporters need not come from distinct networks")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := tracker.New(cfg, log, reg)

@@ -29,6 +29,8 @@ func swarmCmd(args []string) error {
 	rendition := fs.Int("rendition", 0, "variant index in the master playlist")
 	loopback := fs.Bool("loopback", true, "keep ICE on loopback (local runs)")
 	origin := fs.String("origin", "", "Origin header the viewers send (join a browser page's swarms)")
+	hostile := fs.Int("hostile", 0, "how many of the viewers attack the others (see --attack)")
+	attack := fs.String("attack", "", "what hostile viewers do: corrupt (upload corrupted segments) or lie (report false hashes, upload matching corrupt bytes)")
 	asJSON := fs.Bool("json", false, "print only the JSON summary")
 	verbose := fs.Bool("v", false, "log agent debug output")
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +59,7 @@ func swarmCmd(args []string) error {
 	defer stop()
 	cfg := sim.SwarmConfig{
 		Trackers: list, Stream: *stream, Viewers: *viewers,
+		Hostile: *hostile, Attack: *attack,
 		Duration: time.Duration(*seconds) * time.Second, JoinSpread: *spread,
 		Churn: *churn, Rendition: *rendition, Loopback: *loopback, Origin: *origin,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),

@@ -1,0 +1,134 @@
+package tracker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+const (
+	hashA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	hashB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+func reportHash(t *testing.T, c *client, seg, sum string) {
+	t.Helper()
+	send(t, c, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: seg, SHA256: sum})
+}
+
+// expectHash waits for the tracker to vouch for seg's hash.
+func expectHash(t *testing.T, c *client, seg, sum string) {
+	t.Helper()
+	for {
+		m := recv(t, c)
+		if m.Type == signaling.TypeHash {
+			if m.Segment != seg || m.SHA256 != sum || *m.Swarm != live {
+				t.Fatalf("tracker vouched for %+v, want segment %s = %s", m, seg, sum)
+			}
+			return
+		}
+	}
+}
+
+func noHash(t *testing.T, c *client, d time.Duration) {
+	t.Helper()
+	for _, m := range drain(c, d) {
+		if m.Type == signaling.TypeHash {
+			t.Fatalf("tracker vouched for %s = %s too early", m.Segment, m.SHA256)
+		}
+	}
+}
+
+// TestHashQuorum: one report makes nothing trusted; the second matching
+// one (quorum 2) does, and the whole swarm hears it; a lone liar can
+// neither make its hash trusted nor block an honest majority; a newcomer
+// gets recent trusted hashes on join.
+func TestHashQuorum(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.HashDistinctNetworks = false })
+	a, b, c, liar := n.dial(t, ""), n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	for _, x := range []*client{a, b, c, liar} {
+		join(t, x, live, "")
+	}
+	reportHash(t, a, "7", hashA)
+	reportHash(t, a, "7", hashA) // one vote per viewer
+	noHash(t, c, 200*time.Millisecond)
+	reportHash(t, b, "7", hashA)
+	for _, x := range []*client{a, b, c, liar} {
+		expectHash(t, x, "7", hashA)
+	}
+
+	// The liar reports first; one honest report ties it: nothing trusted.
+	reportHash(t, liar, "8", hashB)
+	reportHash(t, a, "8", hashA)
+	noHash(t, c, 200*time.Millisecond)
+	reportHash(t, b, "8", hashA) // 2 against 1
+	expectHash(t, c, "8", hashA)
+
+	// Reporting against a trusted hash is a strike (silent).
+	drain(liar, 100*time.Millisecond)
+	reportHash(t, liar, "7", hashB)
+	expectNothing(t, liar, 100*time.Millisecond)
+
+	d := n.dial(t, "")
+	join(t, d, live, "")
+	got := map[string]string{}
+	for _, m := range drain(d, 200*time.Millisecond) {
+		if m.Type == signaling.TypeHash {
+			got[m.Segment] = m.SHA256
+		}
+	}
+	if got["7"] != hashA || got["8"] != hashA {
+		t.Fatalf("newcomer got hashes %v", got)
+	}
+}
+
+// TestHashQuorumNeedsDistinctNetworks: two viewers from one /24 count once.
+func TestHashQuorumNeedsDistinctNetworks(t *testing.T) {
+	n := startNode(t, nil) // distinct networks required; all clients are 127.0.0.1
+	a, b, c := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	for _, x := range []*client{a, b, c} {
+		join(t, x, live, "")
+	}
+	reportHash(t, a, "1", hashA)
+	reportHash(t, b, "1", hashA)
+	noHash(t, c, 300*time.Millisecond)
+}
+
+// TestReportedPeerIsBanned: two distinct peers reporting a peer's bytes
+// remove it from the swarm; it cannot rejoin and is no longer suggested.
+func TestReportedPeerIsBanned(t *testing.T) {
+	n := startNode(t, nil)
+	bad, a, b := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	for _, x := range []*client{bad, a, b} {
+		join(t, x, live, "")
+	}
+	rep := func(c *client) {
+		send(t, c, &signaling.Message{Type: signaling.TypeReport, Swarm: &live, To: bad.PeerID(), Segment: "3"})
+	}
+	rep(a)
+	rep(a) // the same reporter twice counts once
+	expectNothing(t, bad, 200*time.Millisecond)
+	rep(b)
+	expect(t, bad, signaling.TypeError, signaling.CodeBanned)
+	send(t, bad, &signaling.Message{Type: signaling.TypeJoin, Swarm: &live})
+	expect(t, bad, signaling.TypeError, signaling.CodeBanned)
+	if ps := askPeers(t, a, live); len(ps) != 1 || ps[0] != b.PeerID() {
+		t.Fatalf("after the ban a is offered %v", ps)
+	}
+	// Reports about strangers are refused.
+	send(t, a, &signaling.Message{Type: signaling.TypeReport, Swarm: &live, To: "nobody", Segment: "3"})
+	expect(t, a, signaling.TypeError, signaling.CodeUnknownPeer)
+}
+
+func TestNetworkKey(t *testing.T) {
+	cfg := DefaultConfig()
+	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
+	key := func(ip string) string { return h.network(&peer{id: ip, conn: &conn{ip: ip}}) }
+	if key("203.0.113.7") != key("203.0.113.200") || key("203.0.113.7") == key("203.0.114.7") {
+		t.Error("IPv4 reporters must be grouped by /24")
+	}
+	if key("2001:db8:1:2::1") != key("2001:db8:1:ffff::9") || key("2001:db8:1::1") == key("2001:db8:2::1") {
+		t.Error("IPv6 reporters must be grouped by /48")
+	}
+}
