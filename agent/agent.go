@@ -38,8 +38,9 @@ type Agent struct {
 	segSize     atomic.Int64 // bytes moving average of CDN segments
 	quorum      atomic.Int64 // the tracker's hash quorum; 0: no integrity
 
-	hmu    sync.Mutex
-	hashes hashes
+	hmu       sync.Mutex
+	hashes    hashes
+	manifests manifests
 
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected

@@ -74,19 +74,24 @@ func (a *Agent) learnHash(m *signaling.Message) {
 	if err != nil || len(b) != 32 {
 		return
 	}
-	k := segKey{*m.Swarm, seq}
-	a.hmu.Lock()
-	if _, ok := a.hashes.m[k]; !ok {
-		a.hashes.m[k] = [32]byte(b)
-		a.hashes.order = append(a.hashes.order, k)
-		if len(a.hashes.order) > maxHashes {
-			delete(a.hashes.m, a.hashes.order[0])
-			a.hashes.order = a.hashes.order[1:]
-		}
-	}
-	a.hmu.Unlock()
+	a.addTrusted(segKey{*m.Swarm, seq}, [32]byte(b))
 	if sw := a.swarmFor(m.Swarm); sw != nil {
 		sw.notify()
+	}
+}
+
+// addTrusted remembers a hash from the tracker or the origin's manifest.
+func (a *Agent) addTrusted(k segKey, sum [32]byte) {
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	if _, ok := a.hashes.m[k]; ok {
+		return
+	}
+	a.hashes.m[k] = sum
+	a.hashes.order = append(a.hashes.order, k)
+	if len(a.hashes.order) > maxHashes {
+		delete(a.hashes.m, a.hashes.order[0])
+		a.hashes.order = a.hashes.order[1:]
 	}
 }
 

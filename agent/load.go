@@ -74,7 +74,11 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		if !time.Now().Before(giveUp) {
 			break
 		}
-		if r := sw.best(req.Seq, tried); r != nil && a.mayTakeFromPeers(k) {
+		r := sw.best(req.Seq, tried)
+		if r != nil && !a.mayTakeFromPeers(k) {
+			a.manifestHash(ctx, sw, k, req.URL)
+		}
+		if r != nil && a.mayTakeFromPeers(k) {
 			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
 			if err == nil && !a.verified(k, data) {
@@ -108,7 +112,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
-		} else if sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < max(1, int(a.quorum.Load())) {
+		} else if sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
 			break // our turn to seed the swarm from the CDN (one of quorum copies)
 		}
 		// Peers announce, or connect; poll too, for the tracker connection.
@@ -295,6 +299,9 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 		return false
 	}
 	r := sw.best(req.Seq, nil)
+	if r != nil && !a.mayTakeFromPeers(k) {
+		a.manifestHash(ctx, sw, k, req.URL)
+	}
 	if r == nil || !a.mayTakeFromPeers(k) {
 		return false
 	}

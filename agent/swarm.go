@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peercdn/peercdn/peerwire"
@@ -22,6 +23,9 @@ type swarm struct {
 	peers   map[string]*remote
 	changed chan struct{}   // closed and replaced whenever a peer's holdings change
 	banned  map[string]bool // peers that sent corrupt bytes: never again
+	// hasManifest: the origin publishes hashes for this swarm, so one CDN
+	// copy per segment is enough (no tracker quorum).
+	hasManifest atomic.Bool
 }
 
 func newSwarm(a *Agent, id signaling.Swarm) *swarm {
@@ -277,7 +281,7 @@ func (sw *swarm) loadingCount(seq uint64) int {
 // elsewhere a few more are, and everyone else waits for them and gets the
 // segment over P2P.
 func (sw *swarm) elected(self string, seq uint64) bool {
-	q := max(1, int(sw.a.quorum.Load()))
+	q := sw.quorum()
 	mine := rank(self, seq)
 	ahead := 0
 	for _, r := range sw.connected() {
@@ -288,6 +292,15 @@ func (sw *swarm) elected(self string, seq uint64) bool {
 		}
 	}
 	return true
+}
+
+// quorum is how many CDN copies of a segment the neighbourhood needs: the
+// tracker's hash quorum, or one when the origin publishes hashes.
+func (sw *swarm) quorum() int {
+	if sw.hasManifest.Load() {
+		return 1
+	}
+	return max(1, int(sw.a.quorum.Load()))
 }
 
 func rank(id string, seq uint64) uint64 {

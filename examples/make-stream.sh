@@ -44,4 +44,7 @@ cat > "$out/master.m3u8" <<'M3U'
 #EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"
 360p/index.m3u8
 M3U
+# The hash manifests agents verify peers' bytes against (VOD; the demo
+# origin computes the live window's on the fly).
+(cd .. && go run ./cmd/peercdn hash "examples/$out")
 du -sh "$out"

@@ -14,10 +14,13 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/grafov/m3u8"
+
+	"github.com/peercdn/peercdn/hashfile"
 )
 
 // LiveWindow is how many segments the live playlist lists.
@@ -29,6 +32,9 @@ type Origin struct {
 	fsys       fs.FS
 	renditions map[string]*rendition
 	now        func() time.Time
+
+	hmu    sync.Mutex
+	hashes map[string]string // live segment hashes, by rendition/seq
 
 	bytes    atomic.Int64 // body bytes sent
 	segBytes atomic.Int64 // of which media segments
@@ -47,7 +53,7 @@ type rendition struct {
 
 // New reads the stream's playlists from fsys.
 func New(fsys fs.FS) (*Origin, error) {
-	o := &Origin{fsys: fsys, renditions: map[string]*rendition{}, now: time.Now}
+	o := &Origin{fsys: fsys, renditions: map[string]*rendition{}, now: time.Now, hashes: map[string]string{}}
 	master, err := fs.ReadFile(fsys, "master.m3u8")
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
@@ -196,6 +202,15 @@ func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) 
 		http.ServeContent(w, r, "index.m3u8", time.Time{}, bytes.NewReader(b))
 	case file == "init.mp4":
 		o.serveFile(w, r, name+"/init.mp4", file)
+	case file == hashfile.Name:
+		b, err := o.liveHashes(rd, name, o.now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=1")
+		http.ServeContent(w, r, file, time.Time{}, bytes.NewReader(b))
 	case strings.HasSuffix(file, ".m4s"):
 		n, err := strconv.ParseUint(strings.TrimSuffix(file, ".m4s"), 10, 64)
 		if err != nil || n > o.newest(rd, o.now()) {
@@ -208,15 +223,49 @@ func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) 
 	}
 }
 
-func (o *Origin) serveLiveSegment(w http.ResponseWriter, r *http.Request, rd *rendition, name string, n uint64, as string) {
+// liveSegment is live segment n's bytes: the looped VOD segment with its
+// decode times moved forward.
+func (o *Origin) liveSegment(rd *rendition, name string, n uint64) ([]byte, error) {
 	count := uint64(len(rd.segments))
 	b, err := fs.ReadFile(o.fsys, name+"/"+rd.segments[n%count])
 	if err != nil {
-		http.NotFound(w, r)
-		return
+		return nil, err
 	}
 	loops := n/count - o.epochLoops(rd)
-	if b, err = shiftDecodeTime(b, rd.timescales, loops*uint64(rd.period)); err != nil {
+	return shiftDecodeTime(b, rd.timescales, loops*uint64(rd.period))
+}
+
+// liveHashes is the live window's hash manifest, as a packager that
+// publishes one would write it.
+func (o *Origin) liveHashes(rd *rendition, name string, now time.Time) ([]byte, error) {
+	newest := o.newest(rd, now)
+	m := &hashfile.Manifest{SHA256: map[string]string{}}
+	for s := newest - LiveWindow + 1; s <= newest; s++ {
+		key := name + "/" + strconv.FormatUint(s, 10)
+		o.hmu.Lock()
+		sum, ok := o.hashes[key]
+		o.hmu.Unlock()
+		if !ok {
+			b, err := o.liveSegment(rd, name, s)
+			if err != nil {
+				return nil, err
+			}
+			sum = hashfile.Sum(b)
+			o.hmu.Lock()
+			if len(o.hashes) > 256 {
+				clear(o.hashes)
+			}
+			o.hashes[key] = sum
+			o.hmu.Unlock()
+		}
+		m.SHA256[strconv.FormatUint(s, 10)+".m4s"] = sum
+	}
+	return m.Encode()
+}
+
+func (o *Origin) serveLiveSegment(w http.ResponseWriter, r *http.Request, rd *rendition, name string, n uint64, as string) {
+	b, err := o.liveSegment(rd, name, n)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

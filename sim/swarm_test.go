@@ -66,11 +66,12 @@ func TestLiveSwarm(t *testing.T) {
 	if sum.Stalls != 0 || sum.Errors != 0 {
 		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
 	}
-	// 6 viewers with integrity (hash quorum 2: two CDN copies of each
-	// segment) at best 4/6 of the bytes over P2P; start-up segments come
-	// from the CDN, so over 20 s expect at least half.
-	if sum.Offload < 0.5 {
-		t.Errorf("offload %.2f, want >= 0.5", sum.Offload)
+	// 6 viewers: at best 5/6 of the bytes over P2P (the demo origin
+	// publishes hash manifests, so one CDN copy per segment is verified
+	// enough); start-up segments come from the CDN, so over 20 s expect
+	// well above half.
+	if sum.Offload < 0.6 {
+		t.Errorf("offload %.2f, want >= 0.6", sum.Offload)
 	}
 	if diff := math.Abs(float64(sum.OriginSegmentBytes-sum.CDNBytes)) / float64(sum.CDNBytes); diff > 0.02 {
 		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff)

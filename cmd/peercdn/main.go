@@ -3,6 +3,7 @@
 //	peercdn serve   run a tracker node
 //	peercdn swarm   run native load-test viewers
 //	peercdn token   mint a join token for a content id
+//	peercdn hash    write segment hash manifests for an origin's folders
 //	peercdn version print the protocol version
 package main
 
@@ -17,6 +18,7 @@ commands:
   serve    run a tracker node (peercdn serve --help)
   swarm    run N native viewers against a tracker and a stream (peercdn swarm --help)
   token    mint a signed join token (peercdn token --help)
+  hash     write peercdn-hashes.json for segment folders or playlists (peercdn hash --help)
   version  print the signaling protocol version
 `
 
@@ -33,6 +35,8 @@ func main() {
 		err = swarmCmd(args)
 	case "token":
 		err = token(args)
+	case "hash":
+		err = hashCmd(args, os.Stdout)
 	case "version":
 		err = version()
 	case "-h", "--help", "help":

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net/url"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/peercdn/peercdn/hashfile"
+)
+
+// Hash manifests: when the origin publishes peercdn-hashes.json next to
+// its segments, a peer's copy is checked against it, as trusted as the CDN
+// itself, without waiting for the tracker's quorum (and with one CDN copy
+// per segment per neighbourhood instead of a quorum of them).
+
+type manifests struct {
+	mu   sync.Mutex
+	dirs map[string]*dirHashes // by manifest URL
+}
+
+type dirHashes struct {
+	fetched  time.Time
+	missing  bool // the origin publishes none here (404)
+	inflight bool
+	sums     map[string][32]byte
+}
+
+const (
+	// manifestRefresh: a live manifest gains a segment every target
+	// duration; fetch it at most this often per folder.
+	manifestRefresh = time.Second
+	// manifestMissingRetry: a folder without a manifest is asked again
+	// after this long.
+	manifestMissingRetry = 5 * time.Minute
+	manifestTimeout      = 2 * time.Second
+)
+
+// manifestURL is the manifest next to a segment, and the segment's name.
+func manifestURL(segURL string) (string, string, bool) {
+	u, err := url.Parse(segURL)
+	if err != nil || u.Path == "" {
+		return "", "", false
+	}
+	name := path.Base(u.Path)
+	u.Path = path.Join(path.Dir(u.Path), hashfile.Name)
+	u.RawPath = ""
+	return u.String(), name, true
+}
+
+// manifestHash looks segment k (at segURL) up in its folder's manifest,
+// fetching the manifest when unknown or stale, and trusts the hash found.
+// It reports whether k now has a trusted hash.
+func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL string) bool {
+	murl, name, ok := manifestURL(segURL)
+	if !ok {
+		return false
+	}
+	m := &a.manifests
+	m.mu.Lock()
+	if m.dirs == nil {
+		m.dirs = map[string]*dirHashes{}
+	}
+	d := m.dirs[murl]
+	if d == nil {
+		d = &dirHashes{}
+		m.dirs[murl] = d
+	}
+	if sum, ok := d.sums[name]; ok {
+		m.mu.Unlock()
+		a.addTrusted(k, sum)
+		return true
+	}
+	wait := manifestRefresh
+	if d.missing {
+		wait = manifestMissingRetry
+	}
+	if d.inflight || time.Since(d.fetched) < wait {
+		m.mu.Unlock()
+		return false
+	}
+	d.inflight = true
+	m.mu.Unlock()
+
+	sums, missing := a.fetchManifest(ctx, murl)
+	m.mu.Lock()
+	d.inflight = false
+	d.fetched = time.Now()
+	d.missing = missing
+	if sums != nil {
+		d.sums = sums
+	}
+	sum, ok := d.sums[name]
+	m.mu.Unlock()
+	if sums != nil {
+		sw.hasManifest.Store(true)
+	}
+	if ok {
+		a.addTrusted(k, sum)
+	}
+	return ok
+}
+
+// fetchManifest gets and decodes a manifest; missing means the origin has
+// none there (as opposed to a failed fetch).
+func (a *Agent) fetchManifest(ctx context.Context, murl string) (map[string][32]byte, bool) {
+	ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
+	defer cancel()
+	resp, err := a.cfg.CDN.Get(ctx, murl, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	if resp.Status != 200 {
+		return nil, resp.Status == 404 || resp.Status == 403
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, hashfile.MaxSize+1))
+	if err != nil {
+		return nil, false
+	}
+	sums, err := hashfile.Decode(b)
+	if err != nil {
+		a.log.Warn("bad hash manifest", "url", murl, "err", err)
+		return nil, true
+	}
+	return sums, false
+}
