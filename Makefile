@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
-FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode
+FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode ./hashfile:FuzzDecode
 # Debian packages the unit tests need: a real redis-server for the cluster tests.
 APT_PKGS := redis-server
 
