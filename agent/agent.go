@@ -79,6 +79,7 @@ func (a *Agent) Stats() Stats {
 		P2PFailures:     a.stats.failures.Load(),
 		Prefetched:      a.stats.prefetched.Load(),
 		Corrupt:         a.stats.corrupt.Load(),
+		Flooders:        a.stats.flooders.Load(),
 	}
 	a.mu.Lock()
 	for _, sw := range a.swarms {

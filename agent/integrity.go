@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"time"
 
+	"github.com/peercdn/peercdn/peerwire"
 	"github.com/peercdn/peercdn/signaling"
 )
 
@@ -32,6 +34,10 @@ type Adversary struct {
 	// LieHashes reports the hash of a corrupted copy of each CDN segment,
 	// and uploads that corrupted copy: a consistent liar.
 	LieHashes bool
+	// FloodRequests sends each connected peer 1,000 requests a second.
+	FloodRequests bool
+	// SlowUploads trickles uploads at about 2 KB/s.
+	SlowUploads bool
 }
 
 // integrity reports whether the tracker vouches for hashes, so that peers'
@@ -139,4 +145,20 @@ func corrupt(b []byte) []byte {
 		out[i] ^= 0x5a
 	}
 	return out
+}
+
+// flood sends the peer 1,000 requests a second until it goes (Adversary).
+func (r *remote) flood() {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for id := uint32(1 << 31); ; id++ {
+		select {
+		case <-r.closed:
+			return
+		case <-t.C:
+			if !r.send(peerwire.Request(id, uint64(id), 0)) {
+				return
+			}
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/peercdn/peercdn/peerwire"
 )
 
@@ -56,7 +58,23 @@ type remote struct {
 	throughput  float64  // bytes/s, moving average of finished transfers
 	failures    int
 	isConnected bool
+
+	// limit throttles the messages a peer sends unasked (everything but
+	// data for our own requests); excess is dropped and counted, and a peer
+	// that keeps it up is disconnected.
+	limit   *rate.Limiter
+	excess  int
+	flooded bool
 }
+
+// Peer-side limits: a well-behaved peer sends a few control messages a
+// second (have, loading, requests for what it plays).
+const (
+	peerMessagesPerSecond = 100
+	peerMessageBurst      = 200
+	// peerExcessLimit messages over the rate get a peer disconnected.
+	peerExcessLimit = 200
+)
 
 // transfer is one download from this peer.
 type transfer struct {
@@ -75,6 +93,7 @@ func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
 		opened:    make(chan struct{}),
 		closed:    make(chan struct{}),
 		bufLow:    make(chan struct{}, 1),
+		limit:     rate.NewLimiter(peerMessagesPerSecond, peerMessageBurst),
 		have:      make(map[uint64]bool),
 		loading:   make(map[uint64]bool),
 		downloads: make(map[uint32]*transfer),
@@ -118,6 +137,9 @@ func (r *remote) onOpen() {
 	r.mu.Unlock()
 	close(r.opened)
 	r.a.emit(Event{Kind: EventPeerUp, Peer: r.id})
+	if adv := r.a.cfg.Adversary; adv != nil && adv.FloodRequests {
+		go r.flood()
+	}
 	// Tell the new peer everything we hold in this swarm.
 	if !r.a.cfg.ConsumeOnly {
 		seqs := r.a.cache.seqs(r.sw.id)
@@ -153,6 +175,9 @@ func (r *remote) handle(b []byte) {
 	if err != nil {
 		r.a.log.Debug("bad peer message", "peer", r.id, "err", err)
 		r.close()
+		return
+	}
+	if !r.allow(&m) {
 		return
 	}
 	switch m.Type {
@@ -229,6 +254,39 @@ func (r *remote) handle(b []byte) {
 	}
 }
 
+// allow applies the peer-side message limit: data for a download of ours
+// passes; anything else over the rate is dropped (a request gets absent),
+// and past peerExcessLimit drops the peer is disconnected.
+func (r *remote) allow(m *peerwire.Message) bool {
+	if m.Type == peerwire.TypeData {
+		r.mu.Lock()
+		_, ours := r.downloads[m.ID]
+		r.mu.Unlock()
+		if ours {
+			return true
+		}
+	}
+	if r.limit.Allow() {
+		return true
+	}
+	r.mu.Lock()
+	r.excess++
+	over := r.excess > peerExcessLimit && !r.flooded
+	if over {
+		r.flooded = true
+	}
+	r.mu.Unlock()
+	// Throttled requests get no answer: answering a flood would double it.
+	if over {
+		r.a.log.Warn("peer flooding: dropped", "peer", r.id)
+		r.a.stats.flooders.Add(1)
+		r.sw.ban(r.id)
+		r.a.emit(Event{Kind: EventPeerDropped, Peer: r.id})
+		go r.close()
+	}
+	return false
+}
+
 // serve uploads a segment to the peer, paced by the channel's buffer and
 // the agent's upload cap, interleaved with the peer's other requests.
 func (r *remote) serve(id uint32, seq uint64, offset uint32) {
@@ -284,6 +342,14 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			}
 			r.a.stats.up.Add(int64(n))
 			off += n
+			if adv := r.a.cfg.Adversary; adv != nil && adv.SlowUploads {
+				// About 2 KB/s: a tenth of the demo's lowest bitrate.
+				select {
+				case <-time.After(8 * time.Second):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
 	}()
 }

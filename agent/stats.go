@@ -31,8 +31,10 @@ type Stats struct {
 	// Corrupt counts segments from peers that failed verification (each
 	// dropped its sender).
 	Corrupt int64 `json:"corrupt"`
-	Stalls  int   `json:"stalls"`
-	StallMs int64 `json:"stallMs"`
+	// Flooders counts peers dropped for sending over the peer-side limits.
+	Flooders int64 `json:"flooders"`
+	Stalls   int   `json:"stalls"`
+	StallMs  int64 `json:"stallMs"`
 }
 
 // SegmentRecord is one loaded segment in the per-segment log.
@@ -67,8 +69,8 @@ const (
 const maxRecords = 1024
 
 type counters struct {
-	cdn, p2p, up, failures, prefetched, corrupt atomic.Int64
-	segments                                    atomic.Int64
+	cdn, p2p, up, failures, prefetched, corrupt, flooders atomic.Int64
+	segments                                              atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

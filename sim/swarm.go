@@ -101,8 +101,14 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		adv = &agent.Adversary{CorruptUploads: true}
 	case "lie":
 		adv = &agent.Adversary{LieHashes: true}
+	case "flood":
+		adv = &agent.Adversary{FloodRequests: true}
+	case "slow":
+		adv = &agent.Adversary{SlowUploads: true}
+	case "truncate":
+		adv = &agent.Adversary{} // an honest agent whose CDN cuts responses in half
 	default:
-		return Summary{}, fmt.Errorf("sim: unknown attack %q (corrupt, lie)", cfg.Attack)
+		return Summary{}, fmt.Errorf("sim: unknown attack %q (corrupt, lie, flood, slow, truncate)", cfg.Attack)
 	}
 	var check func(string, []byte) bool
 	var hostileIDs sync.Map // peer id -> true
@@ -159,6 +165,13 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		var self *agent.Agent
 		if hostile {
 			acfg.Adversary = adv
+			if cfg.Attack == "truncate" {
+				inner := acfg.CDN
+				if inner == nil {
+					inner = agent.HTTPCDN{Client: http.DefaultClient}
+				}
+				acfg.CDN = truncatingCDN{inner}
+			}
 		} else if cfg.Hostile > 0 {
 			acfg.OnEvent = func(e agent.Event) {
 				if e.Kind != agent.EventPeerDropped {
@@ -326,4 +339,24 @@ func originChecker() func(string, []byte) bool {
 		}
 		return sha256.Sum256(data) == want
 	}
+}
+
+// truncatingCDN cuts every response in half and hides its length, as a
+// broken proxy or a dropped connection with chunked encoding would: the
+// agent cannot tell, so its peers' verification must.
+type truncatingCDN struct{ inner agent.CDN }
+
+func (t truncatingCDN) Get(ctx context.Context, url string, from int) (*agent.CDNResponse, error) {
+	resp, err := t.inner.Get(ctx, url, from)
+	if err != nil || resp.ContentLength <= 0 {
+		return resp, err
+	}
+	half := resp.ContentLength / 2
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(resp.Body, half), resp.Body}
+	resp.ContentLength = -1
+	resp.ContentRange = ""
+	return resp, nil
 }

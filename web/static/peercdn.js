@@ -2,7 +2,9 @@
  *   hls.js:  const hls = new Hls(); peercdn.hlsjs(hls); hls.loadSource(url); ...
  *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ...
  * Options (before the script tag, or peercdn.configure({...}) before playing):
- *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug}
+ *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug, consent}
+ * consent: true waits for peercdn.consent(true) before any peer connection
+ * (peers see each other's IP addresses); CDN only until then.
  * The player starts on the CDN at once; the agent (WebAssembly) loads in
  * parallel and takes over segment loading when ready. If it cannot load, or
  * the browser lacks WebRTC, everything keeps working from the CDN.
@@ -37,7 +39,18 @@
     });
   }
 
+  // With {consent: true} nothing starts (no tracker connection, no WebRTC,
+  // so no address is shown to other viewers) until the site calls
+  // peercdn.consent(true) after asking the viewer; until then, and after
+  // consent(false), everything plays from the CDN.
+  var consented = new Promise(function (resolve) {
+    state.grant = resolve;
+    if (!opts.consent) resolve();
+  });
+
   var ready = (async function () {
+    await consented;
+    if (state.destroyed) throw new Error('consent withdrawn');
     if (typeof RTCPeerConnection === 'undefined') throw new Error('no WebRTC in this browser');
     if (typeof WebAssembly === 'undefined') throw new Error('no WebAssembly in this browser');
     if (navigator.connection && navigator.connection.saveData) opts.upload = false; // metered
@@ -244,7 +257,14 @@
     // destroy releases every peer connection; players keep going on the CDN.
     destroy: function () {
       state.destroyed = true;
+      state.grant(); // a pending consent ends too
       return ready.then(function () { return window.__peercdn && window.__peercdn.destroy(); });
+    },
+    // consent(true) starts peer-to-peer delivery when the page was loaded
+    // with {consent: true}; consent(false) stops it for good (as destroy).
+    consent: function (yes) {
+      if (yes) { state.grant(); return ready; }
+      return window.peercdn.destroy();
     },
   };
 })();
