@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -415,4 +416,55 @@ func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestConsent: with {consent: true} the page connects to nothing (no
+// tracker connection, no agent) and plays from the CDN until
+// peercdn.consent(true); then the agent starts.
+func TestConsent(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	alloc := newBrowser(t)
+	v := viewer(t, alloc, "http://"+addr+"/?consent=1")
+	time.Sleep(8 * time.Second)
+	s := read(t, v)
+	if s.Stats.Ready || s.Time < 1 || s.Stats.CDNBytes == 0 {
+		t.Fatalf("before consent: ready %v, video at %.1f s, CDN bytes %d", s.Stats.Ready, s.Time, s.Stats.CDNBytes)
+	}
+	if n := trackerConnections(t, addr); n != 0 {
+		t.Fatalf("%v tracker connections before consent", n)
+	}
+	if _, err := chromedp.Run(v, chromedp.Evaluate[bool]("peercdn.consent(true).then(() => true)", chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !read(t, v).Stats.Ready {
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready 15 s after consent")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for trackerConnections(t, addr) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no tracker connection after consent")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func trackerConnections(t *testing.T, addr string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "peercdn_tracker_connections "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	t.Fatal("no peercdn_tracker_connections in /metrics")
+	return 0
 }
