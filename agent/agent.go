@@ -202,6 +202,9 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 		a.sendJoin(sctx, c, sw)
 	}
 	go a.topUp(sctx, c)
+	if adv := a.cfg.Adversary; adv != nil && adv.FloodRequests {
+		go a.floodTracker(sctx, c)
+	}
 	for {
 		m, err := c.Recv(sctx)
 		if err != nil {

@@ -34,7 +34,8 @@ type Adversary struct {
 	// LieHashes reports the hash of a corrupted copy of each CDN segment,
 	// and uploads that corrupted copy: a consistent liar.
 	LieHashes bool
-	// FloodRequests sends each connected peer 1,000 requests a second.
+	// FloodRequests sends each connected peer 1,000 requests a second, and
+	// the tracker offers to made-up peers, forged answers and candidates.
 	FloodRequests bool
 	// SlowUploads trickles uploads at about 2 KB/s.
 	SlowUploads bool
@@ -159,6 +160,35 @@ func (r *remote) flood() {
 			if !r.send(peerwire.Request(id, uint64(id), 0)) {
 				return
 			}
+		}
+	}
+}
+
+// floodTracker sends the tracker 1,000 bogus relays a second (Adversary):
+// offers to made-up peer ids, answers and candidates for offers never made.
+func (a *Agent) floodTracker(ctx context.Context, c *signaling.Client) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	types := []signaling.Type{signaling.TypeOffer, signaling.TypeAnswer, signaling.TypeCandidate}
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		var sw *signaling.Swarm
+		for id := range a.swarms {
+			sw = &id
+			break
+		}
+		a.mu.Unlock()
+		if sw == nil {
+			continue
+		}
+		m := &signaling.Message{Type: types[i%3], Swarm: sw, To: randomID() + randomID(), OfferID: randomID(), SDP: "v=0", Candidate: "candidate:0"}
+		if c.Send(ctx, m) != nil {
+			return // cut off
 		}
 	}
 }
