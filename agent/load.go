@@ -141,6 +141,18 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 		return Result{}, err
 	}
 	k := segKey{req.Swarm, req.Seq}
+	if _, known := a.trustedHash(k); !known && a.integrity() {
+		if sw := a.swarmFor(&req.Swarm); sw != nil {
+			a.manifestHash(ctx, sw, k, req.URL) // check our own copy too, if the origin lists it
+		}
+	}
+	if _, known := a.trustedHash(k); known && !a.verified(k, data) {
+		// The CDN's bytes disagree with the trusted hash (a response cut
+		// short without a length, a broken proxy): the player gets them,
+		// as it would without peercdn, but they are neither kept nor shared.
+		a.log.Warn("CDN bytes do not match the trusted hash: not shared", "url", req.URL)
+		return a.done(req, data, SourceCDN, start, xfer), nil
+	}
 	a.store(k, data)
 	a.reportHash(k, data)
 	return a.done(req, data, SourceCDN, start, xfer), nil

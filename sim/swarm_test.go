@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -111,7 +112,7 @@ func TestHostileViewers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays 20 s of live video per attack")
 	}
-	for _, attack := range []string{"corrupt", "lie", "truncate", "flood", "slow"} {
+	for _, attack := range attacks() {
 		t.Run(attack, func(t *testing.T) {
 			tr, stream := demo(t)
 			sum, err := RunSwarm(context.Background(), SwarmConfig{
@@ -141,4 +142,12 @@ func TestHostileViewers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// attacks are TestHostileViewers' attacks; SIM_ATTACK picks one.
+func attacks() []string {
+	if a := os.Getenv("SIM_ATTACK"); a != "" {
+		return []string{a}
+	}
+	return []string{"corrupt", "lie", "truncate", "flood", "slow"}
 }
