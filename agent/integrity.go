@@ -104,7 +104,7 @@ func (a *Agent) addTrusted(k segKey, sum [32]byte) {
 
 // reportHash tells the tracker the hash of a segment fetched whole from
 // the CDN, toward the quorum.
-func (a *Agent) reportHash(k segKey, data []byte) {
+func (a *Agent) reportHash(k segKey, data []byte, url string) {
 	if !a.integrity() {
 		return
 	}
@@ -113,7 +113,7 @@ func (a *Agent) reportHash(k segKey, data []byte) {
 		sum = sha256.Sum256(corrupt(data))
 	}
 	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm,
-		Segment: strconv.FormatUint(k.seq, 10), SHA256: hex.EncodeToString(sum[:])})
+		Segment: strconv.FormatUint(k.seq, 10), SHA256: hex.EncodeToString(sum[:]), URL: url})
 }
 
 // badPeer drops a peer whose bytes failed verification, for good, and

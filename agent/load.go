@@ -154,7 +154,7 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 		return a.done(req, data, SourceCDN, start, xfer), nil
 	}
 	a.store(k, data)
-	a.reportHash(k, data)
+	a.reportHash(k, data, req.URL)
 	return a.done(req, data, SourceCDN, start, xfer), nil
 }
 
@@ -184,7 +184,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		}
 		k := segKey{req.Swarm, req.Seq}
 		a.store(k, data)
-		a.reportHash(k, data)
+		a.reportHash(k, data, req.URL)
 		return a.done(req, data, SourceCDN, start, xfer), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)

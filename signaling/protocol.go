@@ -90,6 +90,7 @@ const (
 	MaxICEServers   = 16        // ICE servers in a welcome
 	MaxFrameLen     = 256 << 10 // hard upper bound any decoder accepts
 	MaxSegmentLen   = 20        // decimal digits of a segment number (uint64)
+	MaxURLLen       = 2048      // bytes of a segment URL in a hash report
 )
 
 // Swarm identifies a group of viewers holding the same segments.
@@ -152,6 +153,7 @@ type Message struct {
 
 	Segment string `json:"segment,omitempty"` // hash, report: decimal segment number
 	SHA256  string `json:"sha256,omitempty"`  // hash: 64 lowercase hex digits
+	URL     string `json:"url,omitempty"`     // hash (agent): where the CDN served the segment
 
 	Code    Code   `json:"code,omitempty"`     // error
 	Text    string `json:"message,omitempty"`  // error, goaway reason
@@ -256,6 +258,9 @@ func (m *Message) Validate() error {
 		}
 		if !validSHA256(m.SHA256) {
 			return bad("sha256 must be 64 lowercase hex digits")
+		}
+		if len(m.URL) > MaxURLLen {
+			return bad("url longer than %d bytes", MaxURLLen)
 		}
 		return needSwarm()
 	case TypeReport:

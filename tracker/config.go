@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -115,6 +116,14 @@ type Config struct {
 	// as corrupt before it is removed from the swarm for good. Default 2.
 	BadPeerReports int `yaml:"bad_peer_reports"`
 
+	// NotaryOrigins are URL prefixes ("https://cdn.example.com/live/") from
+	// which the tracker may fetch a segment whose reported hashes conflict,
+	// to settle it and ban the viewers that lied. Only URLs under these
+	// prefixes are ever fetched (no redirects), so viewers cannot aim the
+	// tracker elsewhere. Default empty: no notary; a contested segment
+	// comes from the CDN until one hash leads.
+	NotaryOrigins []string `yaml:"notary_origins"`
+
 	// Redis, when set, joins this node to every node using the same Redis:
 	// swarms span nodes and relays cross them. redis://[user:pass@]host:port
 	// (rediss:// for TLS). Default empty: a single node, in memory.
@@ -202,6 +211,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return bad("redis", "want redis://host:port or rediss://host:port, got %q", c.Redis)
+	}
+	for _, p := range c.NotaryOrigins {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !strings.HasSuffix(u.Path, "/") {
+			return bad("notary_origins", "%q: want http(s)://host/path/ ending in /", p)
+		}
 	}
 	ints := []struct {
 		name      string

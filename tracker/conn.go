@@ -300,6 +300,10 @@ func (c *conn) hash(m *signaling.Message) {
 		c.strike(signaling.CodeBadMessage)
 	case accepted != "":
 		c.s.pushHash(k, seg, accepted)
+	case len(c.s.cfg.NotaryOrigins) > 0:
+		if url := c.s.hub.contested(k, seg, m.URL); url != "" {
+			c.s.notarize(k, seg, url)
+		}
 	}
 }
 

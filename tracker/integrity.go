@@ -3,7 +3,9 @@ package tracker
 import (
 	"encoding/hex"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/peercdn/peercdn/signaling"
 )
@@ -31,7 +33,9 @@ const recentHashes = 32
 type hashEntry struct {
 	accepted string                     // hex, once trusted
 	votes    map[string]map[string]bool // hash -> reporter networks (or ids)
-	voters   map[string]bool            // peer ids that reported, one vote each
+	voters   map[string]string          // peer id -> the hash it reported (one vote each)
+	url      string                     // where a reporter got it, under notary_origins
+	notary   bool                       // a notary fetch was started
 }
 
 // network is what counts as one independent reporter: the /24 (IPv4) or
@@ -64,6 +68,86 @@ func (h *hub) reportHash(p *peer, k swarmKey, seg uint64, sum string) (accepted 
 	return accepted, lie, ""
 }
 
+// contested returns the URL to notarize seg from when its reports
+// conflict, no hash is trusted, a reporter gave an allow-listed URL, and no
+// notary fetch was started yet (it marks one started).
+func (h *hub) contested(k swarmKey, seg uint64, url string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.swarms[k]
+	if sw == nil || sw.hashes == nil {
+		return ""
+	}
+	e := sw.hashes.entries[seg]
+	if e == nil || e.accepted != "" || e.notary {
+		return ""
+	}
+	if e.url == "" && h.notaryAllows(url) {
+		e.url = url
+	}
+	if len(e.votes) < 2 || e.url == "" {
+		return ""
+	}
+	e.notary = true
+	return e.url
+}
+
+// settle makes the notary's hash trusted and returns the local peers that
+// reported another one, removed from the swarm for good.
+func (h *hub) settle(k swarmKey, seg uint64, sum string) (accepted bool, liars []*peer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.swarms[k]
+	if sw == nil || sw.hashes == nil {
+		return false, nil
+	}
+	e := sw.hashes.entries[seg]
+	if e == nil || e.accepted != "" {
+		return false, nil
+	}
+	e.accepted = sum
+	h.m.hashes.Inc()
+	for id, reported := range e.voters {
+		if reported == sum {
+			continue
+		}
+		if p := h.peers[id]; p != nil {
+			if _, in := p.swarms[k]; in {
+				h.leaveLocked(p, k)
+			}
+			if p.banned == nil {
+				p.banned = map[swarmKey]bool{}
+			}
+			p.banned[k] = true
+			h.m.banned.Inc()
+			liars = append(liars, p)
+		}
+	}
+	return true, liars
+}
+
+// notaryAllows says whether raw lies under one of notary_origins: same
+// scheme and host, path under the prefix, no user info, no "..".
+func (h *hub) notaryAllows(raw string) bool {
+	if raw == "" || len(h.cfg.NotaryOrigins) == 0 {
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Host == "" || strings.Contains(u.Path, "..") {
+		return false
+	}
+	for _, p := range h.cfg.NotaryOrigins {
+		a, err := url.Parse(p)
+		if err != nil {
+			continue
+		}
+		if a.Scheme == u.Scheme && a.Host == u.Host && strings.HasPrefix(u.Path, a.Path) {
+			return true
+		}
+	}
+	return false
+}
+
 // remoteVote records a report another node received (clustered nodes
 // share every report, so each reaches the quorum on the same votes). It
 // returns the hash if the vote made it trusted here.
@@ -85,7 +169,7 @@ func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum strin
 	b := sw.hashes
 	e := b.entries[seg]
 	if e == nil {
-		e = &hashEntry{votes: map[string]map[string]bool{}, voters: map[string]bool{}}
+		e = &hashEntry{votes: map[string]map[string]bool{}, voters: map[string]string{}}
 		b.entries[seg] = e
 		b.order = append(b.order, seg)
 		if len(b.order) > hashBookSize {
@@ -96,10 +180,10 @@ func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum strin
 	if e.accepted != "" {
 		return "", sum != e.accepted
 	}
-	if e.voters[voter] {
+	if _, voted := e.voters[voter]; voted {
 		return "", false // one vote per viewer per segment
 	}
-	e.voters[voter] = true
+	e.voters[voter] = sum
 	if e.votes[sum] == nil {
 		e.votes[sum] = map[string]bool{}
 	}

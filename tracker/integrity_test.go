@@ -1,6 +1,11 @@
 package tracker
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,5 +135,57 @@ func TestNetworkKey(t *testing.T) {
 	}
 	if key("2001:db8:1:2::1") != key("2001:db8:1:ffff::9") || key("2001:db8:1::1") == key("2001:db8:2::1") {
 		t.Error("IPv6 reporters must be grouped by /48")
+	}
+}
+
+// TestNotarySettlesContestedSegment: a liar and an honest viewer disagree;
+// the tracker fetches the segment once from the allow-listed origin,
+// trusts the true hash, bans the liar, and never fetches a URL outside the
+// allow-list.
+func TestNotarySettlesContestedSegment(t *testing.T) {
+	body := []byte("the segment's true bytes")
+	var hits, strayHits atomic.Int32
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(body)
+	}))
+	defer origin.Close()
+	stray := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		strayHits.Add(1)
+	}))
+	defer stray.Close()
+	n := startNode(t, func(c *Config) {
+		c.HashDistinctNetworks = false
+		c.NotaryOrigins = []string{origin.URL + "/live/"}
+	})
+	honest, liar, watcher := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	for _, x := range []*client{honest, liar, watcher} {
+		join(t, x, live, "")
+	}
+	sum := sha256.Sum256(body)
+	truth := hex.EncodeToString(sum[:])
+
+	// Outside the allow-list (another host, a path escape): never fetched.
+	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashB, URL: stray.URL + "/live/9.m4s"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashA, URL: origin.URL + "/live/../admin"})
+	noHash(t, watcher, 300*time.Millisecond)
+	if strayHits.Load()+hits.Load() != 0 {
+		t.Fatalf("notary fetched outside the allow-list: %d + %d", strayHits.Load(), hits.Load())
+	}
+
+	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "10", SHA256: hashB, URL: origin.URL + "/live/10.m4s"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "10", SHA256: truth, URL: origin.URL + "/live/10.m4s"})
+	expectHash(t, watcher, "10", truth)
+	for {
+		m := recv(t, liar)
+		if m.Type == signaling.TypeError {
+			if m.Code != signaling.CodeBanned {
+				t.Fatalf("liar got %s", m.Code)
+			}
+			break
+		}
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("notary fetched %d times, want once", hits.Load())
 	}
 }

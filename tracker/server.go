@@ -37,6 +37,9 @@ type Server struct {
 
 	draining atomic.Bool
 
+	notaryClient *http.Client
+	notarySem    chan struct{}
+
 	// cluster is nil on a single node. clusterStop ends its loops.
 	cluster     Cluster
 	clusterStop chan struct{}
@@ -100,6 +103,8 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 		_, n, _ := net.ParseCIDR(p) // Validate checked it
 		s.proxies = append(s.proxies, n)
 	}
+	s.notaryClient = newNotaryClient()
+	s.notarySem = make(chan struct{}, notaryInFlight)
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
 	node := newNodeID()

@@ -106,6 +106,7 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
 	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (0: integrity off)")
 	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "hash reporters must come from distinct /24 (/48) networks (off for loopback tests)")
+	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the tracker may fetch contested segments from (empty: no notary)")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
 	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
