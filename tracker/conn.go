@@ -30,7 +30,8 @@ type conn struct {
 	// quiet suppresses repeated rate_limited errors until a message passes.
 	quiet bool
 
-	peer     *peer // nil until hello; owned by the handler goroutine
+	peer     *peer   // nil until hello; owned by the handler goroutine
+	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
 	out      chan frame
 	timer    *time.Timer // handshake, then idle timeout
@@ -79,6 +80,9 @@ func (c *conn) serve() {
 	}()
 	defer func() {
 		c.timer.Stop()
+		if c.wt != nil {
+			c.s.wt.leave(c)
+		}
 		if c.peer != nil {
 			keys := c.s.hub.swarmsOf(c.peer)
 			c.s.hub.remove(c.peer)
@@ -104,7 +108,7 @@ func (c *conn) serve() {
 			}
 			return
 		}
-		if c.peer != nil {
+		if c.welcomed.Load() {
 			c.timer.Reset(c.s.cfg.IdleTimeout)
 		}
 		if !c.handleFrame(typ, b) {
@@ -123,6 +127,13 @@ func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
 		return c.strike(signaling.CodeRateLimited)
 	}
 	c.quiet = false
+	if c.wt != nil {
+		if typ != websocket.MessageText {
+			c.enqueue(frame{b: wtFailure("binary frames are not part of the protocol", "")})
+			return c.strike("wt_bad_message")
+		}
+		return c.handleWT(b)
+	}
 	if typ != websocket.MessageText {
 		c.sendError(signaling.CodeBadMessage, "", "binary frames are not part of the protocol")
 		return c.strike(signaling.CodeBadMessage)

@@ -31,6 +31,7 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	hub     *hub
+	wt      *wtHub
 	gather  prometheus.Gatherer
 	proxies []*net.IPNet
 	secret  []byte
@@ -112,6 +113,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 		node = cl.Node()
 	}
 	s.hub = newHub(&s.cfg, s.m, node, cl != nil)
+	s.wt = newWTHub(&s.cfg)
 	if cl != nil {
 		s.cluster = cl
 		s.clusterStop = make(chan struct{})
@@ -138,6 +140,8 @@ func (s *Server) Config() Config { return s.cfg }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /announce", s.serveWS) // WebTorrent tracker protocol
+	mux.HandleFunc("GET /announce/", s.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -213,6 +217,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(int64(s.cfg.MaxMessageBytes))
 	c := newConn(s, ws, ip, origin, ipe)
+	if strings.HasPrefix(r.URL.Path, "/announce") {
+		c.wt = &wtConn{peers: map[wtKey]*wtPeer{}}
+	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)

@@ -1,0 +1,353 @@
+package tracker
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// The WebTorrent tracker protocol at /announce, as bittorrent-tracker's
+// client and p2p-media-loader speak it: JSON over WebSocket, 20-byte ids as
+// JavaScript "binary strings". The tracker hands each offer of an announce
+// to a distinct peer of the swarm and relays an answer only from the peer
+// the offer went to, back to the peer that made it. Same admission, limits,
+// origin allow-list and metrics as /ws. Stricter than bittorrent-tracker: a
+// peer_id belongs to one socket per swarm, answers need a matching offer,
+// and bad messages count as strikes.
+
+// wtMsg is every message of the protocol; Action says which fields count.
+type wtMsg struct {
+	Action   string          `json:"action"`
+	InfoHash json.RawMessage `json:"info_hash"` // a string, or a list (scrape)
+	PeerID   string          `json:"peer_id"`
+	NumWant  *int            `json:"numwant"`
+	Event    string          `json:"event"`
+	Offers   []struct {
+		Offer   json.RawMessage `json:"offer"`
+		OfferID string          `json:"offer_id"`
+	} `json:"offers"`
+	Answer   json.RawMessage `json:"answer"`
+	OfferID  string          `json:"offer_id"`
+	ToPeerID string          `json:"to_peer_id"`
+}
+
+// wtMaxOffers bounds the offers of one announce (clients send up to 10).
+const wtMaxOffers = 10
+
+// wtMaxScrape bounds the info hashes of one scrape.
+const wtMaxScrape = 64
+
+type wtKey struct{ origin, infoHash string }
+
+type wtPeer struct {
+	id       string
+	c        *conn
+	complete bool
+	idx      int // in wtSwarm.list
+}
+
+type wtSwarm struct {
+	peers    map[string]*wtPeer
+	list     []*wtPeer
+	complete int
+}
+
+type wtOfferKey struct {
+	swarm   wtKey
+	offerID string
+	to      string // the peer it was handed to
+}
+
+type wtOffer struct {
+	from *wtPeer
+	exp  time.Time
+}
+
+// wtHub holds this node's WebTorrent swarms.
+type wtHub struct {
+	cfg    *Config
+	mu     sync.Mutex
+	swarms map[wtKey]*wtSwarm
+	offers map[wtOfferKey]wtOffer
+	rng    *rand.Rand
+}
+
+func newWTHub(cfg *Config) *wtHub {
+	return &wtHub{cfg: cfg, swarms: map[wtKey]*wtSwarm{}, offers: map[wtOfferKey]wtOffer{},
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+// wtConn is a socket's WebTorrent state: its peer in each swarm.
+type wtConn struct {
+	peers   map[wtKey]*wtPeer
+	pending int // offers handed out for this socket, not yet answered or expired
+}
+
+// validID reports whether s is a 20-byte binary string (runes 0..255).
+func validID(s string) bool {
+	n := 0
+	for _, r := range s {
+		if r > 0xff || r == utf8.RuneError {
+			return false
+		}
+		n++
+	}
+	return n == 20
+}
+
+func wtFailure(reason string, infoHash string) []byte {
+	m := map[string]any{"failure reason": reason}
+	if infoHash != "" {
+		m["info_hash"] = infoHash
+		m["action"] = "announce"
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// handleWT processes one WebTorrent frame; false ends the connection.
+func (c *conn) handleWT(b []byte) bool {
+	var m wtMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		c.enqueue(frame{b: wtFailure("invalid JSON", "")})
+		return c.strike("wt_bad_message")
+	}
+	c.s.m.messages.WithLabelValues("wt_" + wtActionLabel(m.Action)).Inc()
+	switch m.Action {
+	case "announce":
+		return c.wtAnnounce(&m)
+	case "scrape":
+		return c.wtScrape(&m)
+	}
+	c.enqueue(frame{b: wtFailure("invalid action", "")})
+	return c.strike("wt_bad_message")
+}
+
+func wtActionLabel(a string) string {
+	if a == "announce" || a == "scrape" {
+		return a
+	}
+	return "other"
+}
+
+func (c *conn) wtAnnounce(m *wtMsg) bool {
+	var ih string
+	if json.Unmarshal(m.InfoHash, &ih) != nil || !validID(ih) || !validID(m.PeerID) {
+		c.enqueue(frame{b: wtFailure("info_hash and peer_id must be 20-byte strings", "")})
+		return c.strike("wt_bad_message")
+	}
+	if c.s.draining.Load() {
+		c.enqueue(frame{b: wtFailure("tracker node draining: reconnect elsewhere", ih)})
+		return true
+	}
+	c.welcomed.Store(true)
+	k := wtKey{c.origin, ih}
+	h := c.s.wt
+	now := time.Now()
+
+	if m.Answer != nil {
+		return c.wtAnswer(k, m, now)
+	}
+
+	h.mu.Lock()
+	sw := h.swarms[k]
+	self := c.wt.peers[k]
+	switch {
+	case self != nil && self.id != m.PeerID:
+		h.mu.Unlock()
+		c.enqueue(frame{b: wtFailure("one peer_id per socket and swarm", ih)})
+		return c.strike("wt_peer_id")
+	case self == nil:
+		if sw != nil && sw.peers[m.PeerID] != nil {
+			h.mu.Unlock()
+			c.enqueue(frame{b: wtFailure("peer_id in use by another socket", ih)})
+			return c.strike("wt_peer_id")
+		}
+		if m.Event == "stopped" {
+			h.mu.Unlock()
+			return true
+		}
+		if len(c.wt.peers) >= c.s.cfg.MaxSwarmsPerConn {
+			h.mu.Unlock()
+			c.enqueue(frame{b: wtFailure("in max_swarms_per_conn swarms already", ih)})
+			return true
+		}
+		if sw == nil {
+			sw = &wtSwarm{peers: map[string]*wtPeer{}}
+			h.swarms[k] = sw
+			c.s.m.swarms.Inc()
+		}
+		if len(sw.list) >= c.s.cfg.MaxPeersPerSwarm {
+			h.mu.Unlock()
+			c.enqueue(frame{b: wtFailure("swarm full", ih)})
+			return true
+		}
+		self = &wtPeer{id: m.PeerID, c: c, idx: len(sw.list)}
+		sw.peers[m.PeerID] = self
+		sw.list = append(sw.list, self)
+		c.wt.peers[k] = self
+		c.s.m.members.Inc()
+	}
+	if m.Event == "stopped" {
+		h.removeLocked(k, self)
+		delete(c.wt.peers, k)
+		h.mu.Unlock()
+		return true
+	}
+	if m.Event == "completed" && !self.complete {
+		self.complete = true
+		sw.complete++
+	}
+	// Hand each offer to a distinct other peer, chosen at random.
+	want := len(m.Offers)
+	if want > wtMaxOffers {
+		want = wtMaxOffers
+	}
+	if m.NumWant != nil && *m.NumWant < want {
+		want = max(*m.NumWant, 0)
+	}
+	type out struct {
+		to  *wtPeer
+		msg []byte
+	}
+	var sends []out
+	if want > 0 && len(sw.list) > 1 {
+		picked := map[*wtPeer]bool{self: true}
+		start := h.rng.IntN(len(sw.list))
+		for i := 0; i < len(sw.list) && len(sends) < want; i++ {
+			q := sw.list[(start+i)%len(sw.list)]
+			if picked[q] {
+				continue
+			}
+			o := m.Offers[len(sends)]
+			if !validID(o.OfferID) || len(o.Offer) == 0 {
+				break
+			}
+			if c.wt.pending >= c.s.cfg.MaxPendingOffers {
+				h.expireLocked(now)
+				if c.wt.pending >= c.s.cfg.MaxPendingOffers {
+					break
+				}
+			}
+			picked[q] = true
+			h.offers[wtOfferKey{k, o.OfferID, q.id}] = wtOffer{from: self, exp: now.Add(c.s.cfg.OfferTTL)}
+			c.wt.pending++
+			b, _ := json.Marshal(map[string]any{"action": "announce", "offer": o.Offer, "offer_id": o.OfferID,
+				"peer_id": self.id, "info_hash": ih})
+			sends = append(sends, out{q, b})
+		}
+	}
+	complete, incomplete := sw.complete, len(sw.list)-sw.complete
+	h.mu.Unlock()
+	for _, s := range sends {
+		s.to.c.enqueue(frame{b: s.msg, read: now})
+	}
+	resp, _ := json.Marshal(map[string]any{"action": "announce", "interval": int(c.s.cfg.IdleTimeout / 2 / time.Second),
+		"info_hash": ih, "complete": complete, "incomplete": incomplete})
+	c.enqueue(frame{b: resp})
+	return true
+}
+
+// wtAnswer relays an answer to the peer whose offer it answers, only from
+// the peer that offer was handed to.
+func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
+	h := c.s.wt
+	h.mu.Lock()
+	self := c.wt.peers[k]
+	key := wtOfferKey{k, m.OfferID, m.PeerID}
+	o, ok := h.offers[key]
+	if self == nil || self.id != m.PeerID || !ok || now.After(o.exp) || o.from.id != m.ToPeerID || o.from.c.closing.Load() {
+		h.mu.Unlock()
+		c.enqueue(frame{b: wtFailure("answer for no offer this tracker handed you", k.infoHash)})
+		return c.strike("wt_unknown_offer")
+	}
+	delete(h.offers, key)
+	o.from.c.wt.pending--
+	h.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"action": "announce", "answer": m.Answer, "offer_id": m.OfferID,
+		"peer_id": self.id, "info_hash": k.infoHash})
+	o.from.c.enqueue(frame{b: b, read: now})
+	return true
+}
+
+func (c *conn) wtScrape(m *wtMsg) bool {
+	var list []string
+	var one string
+	if json.Unmarshal(m.InfoHash, &one) == nil {
+		list = []string{one}
+	} else if json.Unmarshal(m.InfoHash, &list) != nil || len(list) > wtMaxScrape {
+		c.enqueue(frame{b: wtFailure("info_hash must be a string or a list of up to 64", "")})
+		return c.strike("wt_bad_message")
+	}
+	files := map[string]any{}
+	h := c.s.wt
+	h.mu.Lock()
+	for _, ih := range list {
+		if !validID(ih) {
+			continue
+		}
+		cpl, inc := 0, 0
+		if sw := h.swarms[wtKey{c.origin, ih}]; sw != nil {
+			cpl, inc = sw.complete, len(sw.list)-sw.complete
+		}
+		files[ih] = map[string]int{"complete": cpl, "incomplete": inc, "downloaded": cpl}
+	}
+	h.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"action": "scrape", "files": files})
+	c.enqueue(frame{b: b})
+	return true
+}
+
+func (h *wtHub) removeLocked(k wtKey, p *wtPeer) {
+	sw := h.swarms[k]
+	if sw == nil || sw.peers[p.id] != p {
+		return
+	}
+	last := len(sw.list) - 1
+	sw.list[p.idx] = sw.list[last]
+	sw.list[p.idx].idx = p.idx
+	sw.list[last] = nil
+	sw.list = sw.list[:last]
+	delete(sw.peers, p.id)
+	if p.complete {
+		sw.complete--
+	}
+	p.c.s.m.members.Dec()
+	if len(sw.list) == 0 {
+		delete(h.swarms, k)
+		p.c.s.m.swarms.Dec()
+	}
+}
+
+// expireLocked forgets offers past their TTL.
+func (h *wtHub) expireLocked(now time.Time) {
+	for k, o := range h.offers {
+		if now.After(o.exp) {
+			delete(h.offers, k)
+			o.from.c.wt.pending--
+		}
+	}
+}
+
+// leave removes a closing socket's peers and the offers it made.
+func (h *wtHub) leave(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, p := range c.wt.peers {
+		h.removeLocked(k, p)
+	}
+	for k, o := range h.offers {
+		if o.from.c == c {
+			delete(h.offers, k)
+		}
+	}
+}
+
+// counts returns swarms and pending offers, for leak checks.
+func (h *wtHub) counts() (swarms, offers int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.swarms), len(h.offers)
+}
