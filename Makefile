@@ -6,12 +6,12 @@ BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
 FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode ./hashfile:FuzzDecode
-# Debian packages the unit tests need: a real redis-server for the cluster tests.
-APT_PKGS := redis-server
+# Debian packages the tests need: redis-server (cluster tests), iproute2 (loopback-only namespaces).
+APT_PKGS := redis-server iproute2
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit fuzz bench deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench deps clean
 
 all: build
 
@@ -66,6 +66,13 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# interop runs clients nobody here wrote against the tracker (module
+# interop/), in a network namespace with only loopback: built first,
+# since nothing downloads in there.
+interop:
+	cd interop && $(GO) vet ./... && $(GO) test -c -o ../bin/interop.test .
+	unshare -n sh -c 'ip link set lo up && exec bin/interop.test -test.count=1 -test.v'
+
 fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
@@ -76,7 +83,7 @@ e2e: build vendor
 	$(MAKE) deps APT_PKGS=chromium
 	$(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e
 
-test: deps vet unit fuzz e2e
+test: deps vet unit interop fuzz e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -242,6 +242,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	complete, incomplete := sw.complete, len(sw.list)-sw.complete
 	h.mu.Unlock()
 	for _, s := range sends {
+		c.s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 		s.to.c.enqueue(frame{b: s.msg, read: now})
 	}
 	resp, _ := json.Marshal(map[string]any{"action": "announce", "interval": int(c.s.cfg.IdleTimeout / 2 / time.Second),
@@ -268,6 +269,7 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 	h.mu.Unlock()
 	b, _ := json.Marshal(map[string]any{"action": "announce", "answer": m.Answer, "offer_id": m.OfferID,
 		"peer_id": self.id, "info_hash": k.infoHash})
+	c.s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
 	o.from.c.enqueue(frame{b: b, read: now})
 	return true
 }
