@@ -88,11 +88,6 @@ func (s *Server) clusterMaintain() {
 	wasUp := false
 	for {
 		up := s.cluster.Up()
-		if up {
-			s.m.clusterUp.Set(1)
-		} else {
-			s.m.clusterUp.Set(0)
-		}
 		now := time.Now()
 		if up && (!wasUp || now.Sub(last) >= every) {
 			ctx, cancel := context.WithTimeout(context.Background(), every)

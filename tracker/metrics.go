@@ -1,6 +1,8 @@
 package tracker
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -17,7 +19,10 @@ type metrics struct {
 	hashes prometheus.Counter
 	banned prometheus.Counter
 
-	clusterUp     prometheus.Gauge
+	clusterUp prometheus.GaugeFunc
+	// clusterState backs clusterUp: read at scrape time, so the gauge is
+	// right even while a refresh waits on an unreachable Redis.
+	clusterState  atomic.Pointer[func() float64]
 	clusterIn     prometheus.Counter
 	clusterOut    prometheus.Counter
 	clusterErrors *prometheus.CounterVec
@@ -46,9 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "peercdn_tracker_hashes_accepted_total", Help: "Segment hashes that reached the quorum and were pushed to their swarm."}),
 		banned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm after distinct peers reported their bytes as corrupt."}),
-		clusterUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "peercdn_tracker_cluster_up",
-			Help: "1 when the shared store (Redis) answers, 0 when degraded to this node's viewers; -1 on a single node."}),
+		clusterUp: nil, // below: it reads m
 		clusterIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_cluster_received_total", Help: "Envelopes received from other nodes."}),
 		clusterOut: prometheus.NewCounter(prometheus.CounterOpts{
@@ -56,7 +59,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		clusterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peercdn_tracker_cluster_errors_total", Help: "Failed calls to the shared store, by operation."}, []string{"op"}),
 	}
-	m.clusterUp.Set(-1)
+	m.clusterUp = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "peercdn_tracker_cluster_up",
+		Help: "1 when the shared store (Redis) answers, 0 when degraded to this node's viewers; -1 on a single node."},
+		func() float64 {
+			if f := m.clusterState.Load(); f != nil {
+				return (*f)()
+			}
+			return -1
+		})
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
 		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors)
 	for _, op := range []string{"join", "leave", "refresh", "publish"} {

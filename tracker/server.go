@@ -115,6 +115,13 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	s.hub = newHub(&s.cfg, s.m, node, cl != nil)
 	s.wt = newWTHub(&s.cfg)
 	if cl != nil {
+		state := func() float64 {
+			if cl.Up() {
+				return 1
+			}
+			return 0
+		}
+		s.m.clusterState.Store(&state)
 		s.cluster = cl
 		s.clusterStop = make(chan struct{})
 		s.clusterWG.Add(2)
