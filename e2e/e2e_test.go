@@ -277,9 +277,19 @@ func stalls(last []sample) (n int, ms float64) {
 // E2E_QUERY adds a query to the page URL for diagnosis, e.g. "?verify=1"
 // (compare every segment the agent returns with the CDN's) or
 // "?maxWaitMs=1" (do not wait for peers).
+//
+// The viewers play one rendition (the page's ?level=0): with 4 viewers on
+// 2 renditions, hls.js's ABR sometimes leaves one viewer alone in a
+// rendition (a swarm of one: 0.477 in one CI run, 0.67-0.71 otherwise),
+// which measures hls.js's choice, not peercdn. ABR with peercdn is
+// exercised by TestShakaLiveSwarm and by this page's default.
 func TestHlsjsLiveSwarm(t *testing.T) {
 	addr, _ := serve(t, "--demo")
-	first, last := play(t, "http://"+addr+"/"+os.Getenv("E2E_QUERY"), 4, 60*time.Second, nil)
+	query := os.Getenv("E2E_QUERY")
+	if query == "" {
+		query = "?level=0"
+	}
+	first, last := play(t, "http://"+addr+"/"+query, 4, 60*time.Second, nil)
 	checkAdvance(t, first, last, 60*time.Second, 0.75)
 	offload, withP2P := swarmFigures(t, last)
 	if withP2P < 3 {
