@@ -167,15 +167,19 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 	if err != nil {
 		return Result{}, err
 	}
-	var data []byte
+	var data, joined []byte
+	sizesAgree := cdnTotal == total && len(head)+len(rest) == total
+	if sizesAgree {
+		joined = append(head[:len(head):len(head)], rest...)
+	}
 	switch {
-	case cdnTotal == total && len(head)+len(rest) == total && a.verified(segKey{req.Swarm, req.Seq}, append(head[:len(head):len(head)], rest...)):
-		data = append(head[:len(head):len(head)], rest...)
+	case sizesAgree && a.verified(segKey{req.Swarm, req.Seq}, joined):
+		data = joined
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
 		data = rest
 	default:
-		if cdnTotal == total && len(head)+len(rest) == total {
+		if sizesAgree {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
 		}
 		data, _, err = a.fetchCDN(ctx, req.URL, 0)

@@ -1,11 +1,9 @@
 package tracker
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -87,16 +85,9 @@ func startClustered(t testing.TB, st store, mutate ...func(*Config)) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-		srv.Close()
-	})
+	n := serveNode(t, srv)
 	eventually(t, 5*time.Second, "cluster store up", srv.cluster.Up)
-	return &testNode{srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	return n
 }
 
 // askPeers requests suggestions for sw and returns them.
@@ -295,7 +286,6 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		return startNode(t, func(c *Config) { c.Redis = rs.URL(); c.MemberTTL = 3 * time.Second })
 	}
 	n1, n2 := start(), start()
-	t.Cleanup(func() { n1.srv.Close(); n2.srv.Close() })
 	if n1.srv.cluster.Up() {
 		t.Fatal("up with no Redis")
 	}

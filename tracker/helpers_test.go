@@ -33,12 +33,20 @@ func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveNode(t, srv)
+}
+
+// serveNode serves srv on a loopback httptest server, drained and closed
+// at the end of the test.
+func serveNode(t testing.TB, srv *Server) *testNode {
+	t.Helper()
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Drain(ctx)
 		hs.Close()
+		srv.Close()
 	})
 	return &testNode{srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 }
