@@ -50,7 +50,8 @@ type Config struct {
 	// Default 20000.
 	MaxPeersPerSwarm int `yaml:"max_peers_per_swarm"`
 	// MaxPendingOffers bounds the unanswered offers one connection has
-	// outstanding. Default 64.
+	// outstanding (on /announce: the offers it may hand out per offer_ttl).
+	// Default 64.
 	MaxPendingOffers int `yaml:"max_pending_offers"`
 	// OfferTTL is how long an offer may be answered, and how long after the
 	// last answer or candidate its pair may still trickle candidates.
@@ -85,6 +86,11 @@ type Config struct {
 	// IdleTimeout closes a connection that sent nothing for this long.
 	// Agents ping every IdleTimeout/3. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// AnnounceInterval is the interval WebTorrent clients on /announce are
+	// told to announce at. They cannot ping, so their sockets are closed
+	// after two missed announces (2*AnnounceInterval + idle_timeout/2) rather
+	// than after idle_timeout. Default 120s, as bittorrent-tracker's.
+	AnnounceInterval time.Duration `yaml:"announce_interval"`
 	// WriteTimeout bounds one write to a client; a client that cannot take
 	// a frame within it is closed. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -157,6 +163,7 @@ func DefaultConfig() Config {
 		MaxConns:             100000,
 		HandshakeTimeout:     10 * time.Second,
 		IdleTimeout:          60 * time.Second,
+		AnnounceInterval:     120 * time.Second,
 		WriteTimeout:         10 * time.Second,
 		SendQueue:            256,
 		DrainTimeout:         15 * time.Second,
@@ -256,6 +263,7 @@ func (c *Config) Validate() error {
 		{"offer_ttl", c.OfferTTL, time.Second},
 		{"handshake_timeout", c.HandshakeTimeout, 100 * time.Millisecond},
 		{"idle_timeout", c.IdleTimeout, time.Second},
+		{"announce_interval", c.AnnounceInterval, time.Second},
 		{"write_timeout", c.WriteTimeout, 100 * time.Millisecond},
 		{"drain_timeout", c.DrainTimeout, 0},
 		{"retry_spread", c.RetrySpread, 0},

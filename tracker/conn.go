@@ -15,9 +15,11 @@ import (
 	"github.com/peercdn/peercdn/signaling"
 )
 
-// conn is one agent's WebSocket. Its handler goroutine reads and dispatches;
-// a writer goroutine drains the send queue, so a slow client never blocks
-// the peers relaying to it.
+// conn is one agent's WebSocket. Its goroutine reads and dispatches;
+// frames for it queue in a bounded slice that a writer goroutine drains, so
+// a slow client never blocks the peers relaying to it. The writer runs only
+// while the queue has frames: an idle connection holds one goroutine and no
+// queue, which is most of what a node with 20k viewers holds.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
@@ -33,12 +35,20 @@ type conn struct {
 	peer     *peer   // nil until hello; owned by the handler goroutine
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
-	out      chan frame
 	timer    *time.Timer // handshake, then idle timeout
+
+	ctx    context.Context // ends writes when the connection is torn down
+	cancel context.CancelFunc
+
+	qmu     sync.Mutex
+	queue   []frame
+	writing bool // a writer goroutine is draining queue
+	dead    bool // the writer is finished for good: frames are dropped
+	writers sync.WaitGroup
 
 	closeOnce sync.Once
 	closing   atomic.Bool
-	closed    chan struct{} // closed when a close started by close() is over
+	finished  chan struct{} // closed when the writer is finished for good
 }
 
 // frame is a queued outgoing message; relayed frames carry when they were
@@ -54,11 +64,13 @@ type frame struct {
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe,
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
-		out:     make(chan frame, s.cfg.SendQueue),
-		closed:  make(chan struct{}),
+		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
+		ctx:      ctx,
+		cancel:   cancel,
+		finished: make(chan struct{}),
 	}
 }
 
@@ -72,12 +84,6 @@ func (c *conn) serve() {
 		c.s.m.rejects.WithLabelValues("idle_timeout").Inc()
 		c.close(websocket.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop(ctx)
-	}()
 	defer func() {
 		c.timer.Stop()
 		if c.wt != nil {
@@ -91,15 +97,14 @@ func (c *conn) serve() {
 		if c.closing.Load() {
 			// The close code and the frames queued before it get out first,
 			// unless the writer already died on a write error.
-			select {
-			case <-c.closed:
-			case <-writerDone:
-			}
+			<-c.finished
 		}
-		cancel()
-		<-writerDone
+		c.cancel()
+		c.setDead()
+		c.writers.Wait()
 		c.ws.CloseNow()
 	}()
+	ctx := c.ctx
 	for {
 		typ, b, err := c.ws.Read(ctx)
 		if err != nil {
@@ -109,12 +114,20 @@ func (c *conn) serve() {
 			return
 		}
 		if c.welcomed.Load() {
-			c.timer.Reset(c.s.cfg.IdleTimeout)
+			c.timer.Reset(c.idleTimeout())
 		}
 		if !c.handleFrame(typ, b) {
 			return
 		}
 	}
+}
+
+// idleTimeout is how long the connection may stay silent once welcomed.
+func (c *conn) idleTimeout() time.Duration {
+	if c.wt != nil {
+		return 2*c.s.cfg.AnnounceInterval + c.s.cfg.IdleTimeout/2
+	}
+	return c.s.cfg.IdleTimeout
 }
 
 // handleFrame processes one frame; false ends the connection.
@@ -400,35 +413,79 @@ func (c *conn) enqueue(f frame) {
 	if c.closing.Load() {
 		return
 	}
-	select {
-	case c.out <- f:
-	default:
+	c.qmu.Lock()
+	if len(c.queue) >= c.s.cfg.SendQueue {
+		c.qmu.Unlock()
 		c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
 		go c.close(websocket.StatusPolicyViolation, "too slow to read: send queue full")
+		return
+	}
+	c.pushLocked(f)
+	c.qmu.Unlock()
+}
+
+// pushLocked queues f and starts a writer if none is running.
+func (c *conn) pushLocked(f frame) {
+	if c.dead {
+		return
+	}
+	c.queue = append(c.queue, f)
+	if !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.writeLoop()
 	}
 }
 
-func (c *conn) writeLoop(ctx context.Context) {
+// next pops the next frame, or ends the writer when the queue is empty.
+func (c *conn) next() (frame, bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.queue) == 0 || c.dead {
+		c.writing = false
+		c.queue = nil // an idle connection keeps no queue
+		return frame{}, false
+	}
+	f := c.queue[0]
+	c.queue[0] = frame{}
+	c.queue = c.queue[1:]
+	return f, true
+}
+
+// setDead drops queued frames and refuses new ones; the first call marks
+// the writer finished.
+func (c *conn) setDead() {
+	c.qmu.Lock()
+	was := c.dead
+	c.dead, c.queue = true, nil
+	c.qmu.Unlock()
+	if !was {
+		close(c.finished)
+	}
+}
+
+func (c *conn) writeLoop() {
+	defer c.writers.Done()
 	for {
-		select {
-		case <-ctx.Done():
+		f, ok := c.next()
+		if !ok {
 			return
-		case f := <-c.out:
-			if f.close {
-				c.ws.Close(f.closeCode, f.closeReason) // waits up to 5s for the client's close frame
-				close(c.closed)
-				return
-			}
-			wctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, f.b)
-			cancel()
-			if err != nil {
-				c.ws.CloseNow()
-				return
-			}
-			if !f.read.IsZero() {
-				c.s.m.relay.Observe(time.Since(f.read).Seconds())
-			}
+		}
+		if f.close {
+			c.ws.Close(f.closeCode, f.closeReason) // waits up to 5s for the client's close frame
+			c.setDead()
+			return
+		}
+		wctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
+		err := c.ws.Write(wctx, websocket.MessageText, f.b)
+		cancel()
+		if err != nil {
+			c.ws.CloseNow()
+			c.setDead()
+			return
+		}
+		if !f.read.IsZero() {
+			c.s.m.relay.Observe(time.Since(f.read).Seconds())
 		}
 	}
 }
@@ -443,13 +500,12 @@ func (c *conn) goAway(retryMs int) {
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
-		select {
-		case c.out <- frame{close: true, closeCode: code, closeReason: reason}:
-		default: // queue full: the client is not reading anyway
-			go func() {
-				c.ws.Close(code, reason)
-				close(c.closed)
-			}()
+		c.qmu.Lock()
+		dead := c.dead
+		c.pushLocked(frame{close: true, closeCode: code, closeReason: reason})
+		c.qmu.Unlock()
+		if dead {
+			c.ws.CloseNow() // the writer died: nothing can be said any more
 		}
 	})
 }

@@ -216,7 +216,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, status, reason, "too many connections: "+reason)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
 	if err != nil {
 		s.release(ip, nil)
 		s.m.rejects.WithLabelValues("upgrade").Inc()
@@ -232,12 +232,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.m.conns.Inc()
-	defer func() {
-		s.release(ip, c)
-		s.m.conns.Dec()
-		s.wg.Done()
+	// A fresh goroutine reads, and net/http's returns: its stack, grown deep
+	// by the upgrade, would otherwise stay with the connection for its life.
+	go func() {
+		defer func() {
+			s.release(ip, c)
+			s.m.conns.Dec()
+			s.wg.Done()
+		}()
+		c.serve()
 	}()
-	c.serve()
 }
 
 // admit counts a new connection against the node and IP limits.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/time/rate"
 )
 
 // The WebTorrent tracker protocol at /announce, as bittorrent-tracker's
@@ -46,6 +48,41 @@ type wtPeer struct {
 	c        *conn
 	complete bool
 	idx      int // in wtSwarm.list
+	// inbox holds the offers handed to this peer that it may answer: the
+	// last wtInbox of them, each for offer_ttl. A browser answers within
+	// seconds; keeping them per target bounds the memory without a sweep.
+	inbox []wtHanded
+	next  int // the inbox slot to overwrite once it is full
+}
+
+// wtInbox is how many offers handed to one peer stay answerable.
+const wtInbox = 16
+
+type wtHanded struct {
+	offerID string
+	from    string // the offering peer's id
+	exp     int64  // unix nanoseconds
+}
+
+func (p *wtPeer) hand(e wtHanded) {
+	if len(p.inbox) < wtInbox {
+		p.inbox = append(p.inbox, e)
+		return
+	}
+	p.inbox[p.next] = e
+	p.next = (p.next + 1) % wtInbox
+}
+
+// take removes and reports the offer offerID from peer from, if it is
+// still answerable.
+func (p *wtPeer) take(offerID, from string, now int64) bool {
+	for i, e := range p.inbox {
+		if e.offerID == offerID && e.from == from {
+			p.inbox[i] = wtHanded{}
+			return e.exp > now
+		}
+	}
+	return false
 }
 
 type wtSwarm struct {
@@ -54,35 +91,25 @@ type wtSwarm struct {
 	complete int
 }
 
-type wtOfferKey struct {
-	swarm   wtKey
-	offerID string
-	to      string // the peer it was handed to
-}
-
-type wtOffer struct {
-	from *wtPeer
-	exp  time.Time
-}
-
 // wtHub holds this node's WebTorrent swarms.
 type wtHub struct {
 	cfg    *Config
 	mu     sync.Mutex
 	swarms map[wtKey]*wtSwarm
-	offers map[wtOfferKey]wtOffer
 	rng    *rand.Rand
 }
 
 func newWTHub(cfg *Config) *wtHub {
-	return &wtHub{cfg: cfg, swarms: map[wtKey]*wtSwarm{}, offers: map[wtOfferKey]wtOffer{},
+	return &wtHub{cfg: cfg, swarms: map[wtKey]*wtSwarm{},
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }
 
 // wtConn is a socket's WebTorrent state: its peer in each swarm.
 type wtConn struct {
-	peers   map[wtKey]*wtPeer
-	pending int // offers handed out for this socket, not yet answered or expired
+	peers map[wtKey]*wtPeer
+	// offers bounds the offers this socket has handed out: max_pending_offers
+	// per offer_ttl. Made on its first offer.
+	offers *rate.Limiter
 }
 
 // validID reports whether s is a 20-byte binary string (runes 0..255).
@@ -142,7 +169,10 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		c.enqueue(frame{b: wtFailure("tracker node draining: reconnect elsewhere", ih)})
 		return true
 	}
-	c.welcomed.Store(true)
+	if !c.welcomed.Load() {
+		c.welcomed.Store(true)
+		c.timer.Reset(c.idleTimeout())
+	}
 	k := wtKey{c.origin, ih}
 	h := c.s.wt
 	now := time.Now()
@@ -225,15 +255,14 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			if !validID(o.OfferID) || len(o.Offer) == 0 {
 				break
 			}
-			if c.wt.pending >= c.s.cfg.MaxPendingOffers {
-				h.expireLocked(now)
-				if c.wt.pending >= c.s.cfg.MaxPendingOffers {
-					break
-				}
+			if c.wt.offers == nil {
+				c.wt.offers = rate.NewLimiter(rate.Limit(float64(c.s.cfg.MaxPendingOffers)/c.s.cfg.OfferTTL.Seconds()), c.s.cfg.MaxPendingOffers)
+			}
+			if !c.wt.offers.AllowN(now, 1) {
+				break
 			}
 			picked[q] = true
-			h.offers[wtOfferKey{k, o.OfferID, q.id}] = wtOffer{from: self, exp: now.Add(c.s.cfg.OfferTTL)}
-			c.wt.pending++
+			q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
 			b, _ := json.Marshal(map[string]any{"action": "announce", "offer": o.Offer, "offer_id": o.OfferID,
 				"peer_id": self.id, "info_hash": ih})
 			sends = append(sends, out{q, b})
@@ -245,7 +274,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		c.s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 		s.to.c.enqueue(frame{b: s.msg, read: now})
 	}
-	resp, _ := json.Marshal(map[string]any{"action": "announce", "interval": int(c.s.cfg.IdleTimeout / 2 / time.Second),
+	resp, _ := json.Marshal(map[string]any{"action": "announce", "interval": int(c.s.cfg.AnnounceInterval / time.Second),
 		"info_hash": ih, "complete": complete, "incomplete": incomplete})
 	c.enqueue(frame{b: resp})
 	return true
@@ -257,20 +286,20 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 	h := c.s.wt
 	h.mu.Lock()
 	self := c.wt.peers[k]
-	key := wtOfferKey{k, m.OfferID, m.PeerID}
-	o, ok := h.offers[key]
-	if self == nil || self.id != m.PeerID || !ok || now.After(o.exp) || o.from.id != m.ToPeerID || o.from.c.closing.Load() {
+	var to *wtPeer
+	if sw := h.swarms[k]; sw != nil {
+		to = sw.peers[m.ToPeerID]
+	}
+	if self == nil || self.id != m.PeerID || to == nil || !self.take(m.OfferID, m.ToPeerID, now.UnixNano()) || to.c.closing.Load() {
 		h.mu.Unlock()
 		c.enqueue(frame{b: wtFailure("answer for no offer this tracker handed you", k.infoHash)})
 		return c.strike("wt_unknown_offer")
 	}
-	delete(h.offers, key)
-	o.from.c.wt.pending--
 	h.mu.Unlock()
 	b, _ := json.Marshal(map[string]any{"action": "announce", "answer": m.Answer, "offer_id": m.OfferID,
 		"peer_id": self.id, "info_hash": k.infoHash})
 	c.s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
-	o.from.c.enqueue(frame{b: b, read: now})
+	to.c.enqueue(frame{b: b, read: now})
 	return true
 }
 
@@ -323,33 +352,29 @@ func (h *wtHub) removeLocked(k wtKey, p *wtPeer) {
 	}
 }
 
-// expireLocked forgets offers past their TTL.
-func (h *wtHub) expireLocked(now time.Time) {
-	for k, o := range h.offers {
-		if now.After(o.exp) {
-			delete(h.offers, k)
-			o.from.c.wt.pending--
-		}
-	}
-}
-
-// leave removes a closing socket's peers and the offers it made.
+// leave removes a closing socket's peers; the offers they were handed go
+// with them.
 func (h *wtHub) leave(c *conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, p := range c.wt.peers {
 		h.removeLocked(k, p)
 	}
-	for k, o := range h.offers {
-		if o.from.c == c {
-			delete(h.offers, k)
-		}
-	}
 }
 
-// counts returns swarms and pending offers, for leak checks.
+// counts returns swarms and answerable offers, for leak checks.
 func (h *wtHub) counts() (swarms, offers int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.swarms), len(h.offers)
+	now := time.Now().UnixNano()
+	for _, sw := range h.swarms {
+		for _, p := range sw.list {
+			for _, e := range p.inbox {
+				if e.exp > now {
+					offers++
+				}
+			}
+		}
+	}
+	return len(h.swarms), offers
 }

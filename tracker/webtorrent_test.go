@@ -177,3 +177,27 @@ func TestWebTorrentRejectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+// A WebTorrent client cannot ping: after its first announce its socket
+// lives as long as two missed announces, not the handshake timeout.
+func TestWebTorrentSocketOutlivesHandshakeTimeout(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.HandshakeTimeout = 200 * time.Millisecond
+		c.IdleTimeout = time.Second
+		c.AnnounceInterval = time.Second // closed after 2.5 s of silence
+	})
+	a := n.wtDial(t)
+	a.send(map[string]any{"action": "announce", "info_hash": id20("ih"), "peer_id": id20("peer-a"), "numwant": 0})
+	if r := a.next(); r["interval"] != 1.0 {
+		t.Fatalf("announce response %v, want interval 1", r)
+	}
+	a.quiet(time.Second) // well past the handshake timeout: still open
+	select {
+	case _, ok := <-a.in:
+		if ok {
+			t.Fatal("unexpected message")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("still open 4 s after the last announce: idle timeout not applied")
+	}
+}

@@ -41,7 +41,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	var demo bool
 	var vendor string
-	cfg, _, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor))
+	cfg, _, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string)))
 	if err != nil {
 		t.Fatalf("the tracker's flags do not parse: %v", err)
 	}

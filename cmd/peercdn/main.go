@@ -2,6 +2,7 @@
 //
 //	peercdn serve   run a tracker node
 //	peercdn swarm   run native load-test viewers
+//	peercdn bench   load-test a tracker (bench tracker)
 //	peercdn token   mint a join token for a content id
 //	peercdn hash    write segment hash manifests for an origin's folders
 //	peercdn version print the protocol version
@@ -17,6 +18,7 @@ const usage = `usage: peercdn <command> [flags]
 commands:
   serve    run a tracker node (peercdn serve --help)
   swarm    run N native viewers against a tracker and a stream (peercdn swarm --help)
+  bench    load-test a tracker, either protocol (peercdn bench tracker --help)
   token    mint a signed join token (peercdn token --help)
   hash     write peercdn-hashes.json for segment folders or playlists (peercdn hash --help)
   version  print the signaling protocol version
@@ -33,6 +35,8 @@ func main() {
 		err = serve(args)
 	case "swarm":
 		err = swarmCmd(args)
+	case "bench":
+		err = bench(args, os.Stdout)
 	case "token":
 		err = token(args)
 	case "hash":

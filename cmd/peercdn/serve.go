@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -94,6 +95,8 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.IntVar(&c.Suggestions, "suggestions", c.Suggestions, "peers suggested to a newcomer")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest frame accepted (bigger: close 1009)")
 	fs.IntVar(&c.MaxSwarmsPerConn, "max-swarms-per-conn", c.MaxSwarmsPerConn, "swarms one connection may be in")
+	fs.IntVar(&c.MaxPendingOffers, "max-pending-offers", c.MaxPendingOffers, "unanswered offers per connection (/announce: offers handed out per offer_ttl)")
+	fs.DurationVar(&c.AnnounceInterval, "announce-interval", c.AnnounceInterval, "interval WebTorrent clients are told to announce at")
 	fs.IntVar(&c.MaxPeersPerSwarm, "max-peers-per-swarm", c.MaxPeersPerSwarm, "peers one swarm may hold")
 	fs.Float64Var(&c.MessagesPerSecond, "messages-per-second", c.MessagesPerSecond, "message rate per connection")
 	fs.IntVar(&c.MessageBurst, "message-burst", c.MessageBurst, "message burst per connection")
@@ -147,8 +150,9 @@ func (f *iceFlag) Set(v string) error {
 }
 
 // serveFlags binds the flags serve has beyond the tracker's Config.
-func serveFlags(demo *bool, vendor *string) func(*flag.FlagSet) {
+func serveFlags(demo *bool, vendor *string, pprofAddr *string) func(*flag.FlagSet) {
 	return func(fs *flag.FlagSet) {
+		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
 		fs.BoolVar(demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
 		fs.StringVar(vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
 	}
@@ -156,8 +160,8 @@ func serveFlags(demo *bool, vendor *string) func(*flag.FlagSet) {
 
 func serve(args []string) error {
 	var demo bool
-	var vendor string
-	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor))
+	var vendor, pprofAddr string
+	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor, &pprofAddr))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -199,6 +203,20 @@ func serve(args []string) error {
 	log.Info("serving", "addr", ln.Addr().String(), "ws", "/ws", "protocol", signaling.Version, "mode", mode,
 		"node", srv.Node())
 
+	if pprofAddr != "" {
+		// Its own listener and mux: profiles never share the public port.
+		pl, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return fmt.Errorf("pprof listen on %s: %w", pprofAddr, err)
+		}
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go http.Serve(pl, pm)
+		log.Info("pprof", "addr", pl.Addr().String())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)

@@ -1,0 +1,209 @@
+package loadgen
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// nativeClient is one peercdn agent's signaling, without WebRTC.
+type nativeClient struct {
+	g      *gen
+	ws     *websocket.Conn
+	rng    *rand.Rand
+	t0     time.Time
+	limits signaling.Limits
+
+	mu     sync.Mutex
+	sent   map[string]time.Time // offer_id -> when sent
+	joined map[string]bool
+	list   []string // joined swarms, for picking one
+}
+
+func (c *nativeClient) send(m *signaling.Message) error {
+	b, err := signaling.Encode(m)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.g.c.requests.Add(1)
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+func (c *nativeClient) read(ctx context.Context) (*signaling.Message, error) {
+	_, b, err := c.ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	m, err := signaling.Decode(b)
+	if err != nil {
+		c.g.c.got("garbage")
+		return &signaling.Message{}, nil
+	}
+	c.g.c.got(string(m.Type))
+	switch m.Type {
+	case signaling.TypeError:
+		c.g.c.errors.Add(1)
+	case signaling.TypeOffer:
+		c.g.c.offersRecv.Add(1)
+	case signaling.TypeAnswer:
+		c.g.c.answersRecv.Add(1)
+		c.mu.Lock()
+		at, ok := c.sent[m.OfferID]
+		delete(c.sent, m.OfferID)
+		c.mu.Unlock()
+		if ok && c.g.cfg.Mode == Realistic {
+			c.g.lat.Record(now.Sub(at))
+		}
+	}
+	return m, nil
+}
+
+// offerTo sends one offer to each listed peer, up to Offers.
+func (c *nativeClient) offerTo(m *signaling.Message) error {
+	for i, to := range m.Peers {
+		if i >= c.g.cfg.Offers {
+			break
+		}
+		id := randID(c.rng)
+		c.mu.Lock()
+		c.sent[id] = time.Now()
+		c.mu.Unlock()
+		c.g.c.offersSent.Add(1)
+		c.g.c.offersExpected.Add(1)
+		if err := c.send(&signaling.Message{Type: signaling.TypeOffer, Swarm: m.Swarm, To: to, OfferID: id, SDP: c.g.sdp}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *nativeClient) answer(m *signaling.Message) error {
+	c.g.c.answersSent.Add(1)
+	return c.send(&signaling.Message{Type: signaling.TypeAnswer, Swarm: m.Swarm, To: m.From, OfferID: m.OfferID, SDP: c.g.sdp})
+}
+
+// join joins swarm i, or asks for more peers when already in it (or in as
+// many swarms as the tracker allows).
+func (c *nativeClient) join(i int) error {
+	name := c.g.picker.names[i]
+	slots := 8
+	if c.joined[name] || (c.limits.MaxSwarms > 0 && len(c.list) >= c.limits.MaxSwarms) {
+		if !c.joined[name] {
+			name = c.list[c.rng.IntN(len(c.list))]
+		}
+		return c.send(&signaling.Message{Type: signaling.TypePeers, Swarm: &signaling.Swarm{Content: name}})
+	}
+	c.joined[name] = true
+	c.list = append(c.list, name)
+	return c.send(&signaling.Message{Type: signaling.TypeJoin, Swarm: &signaling.Swarm{Content: name}, Slots: &slots})
+}
+
+func (c *nativeClient) run(ctx context.Context) bool {
+	c.sent = map[string]time.Time{}
+	c.joined = map[string]bool{}
+	slots := 8
+	if c.send(&signaling.Message{Type: signaling.TypeHello, V: signaling.Version, Slots: &slots}) != nil {
+		return true
+	}
+	w, err := c.read(ctx)
+	if err != nil || w.Type != signaling.TypeWelcome {
+		return true
+	}
+	c.g.hs.Record(time.Since(c.t0))
+	if w.Limits != nil {
+		c.limits = *w.Limits
+	}
+	heartbeat := time.Duration(max(w.HeartbeatMs, 1000)) * time.Millisecond
+	if c.g.cfg.Mode == Compat {
+		return c.closedLoop(ctx, heartbeat)
+	}
+	swarm := c.g.picker.pick(c.rng)
+	if c.join(swarm) != nil {
+		return true
+	}
+	go func() {
+		ping, again := time.NewTicker(heartbeat), time.NewTicker(c.g.cfg.Interval)
+		defer ping.Stop()
+		defer again.Stop()
+		for {
+			var err error
+			select {
+			case <-ping.C:
+				err = c.send(&signaling.Message{Type: signaling.TypePing})
+			case <-again.C:
+				if !c.g.stopped() {
+					err = c.send(&signaling.Message{Type: signaling.TypePeers, Swarm: &signaling.Swarm{Content: c.g.picker.names[swarm]}})
+				}
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		m, err := c.read(ctx)
+		if err != nil {
+			return true
+		}
+		switch m.Type {
+		case signaling.TypePeers:
+			err = c.offerTo(m)
+		case signaling.TypeOffer:
+			err = c.answer(m)
+		}
+		if err != nil {
+			return true
+		}
+	}
+}
+
+// closedLoop mirrors the WebTorrent compat mix: a join (or a request for
+// peers) for a gamma-drawn swarm, offers to the peers it returns, an answer
+// to an offer received; the next request when any message arrives.
+func (c *nativeClient) closedLoop(ctx context.Context, heartbeat time.Duration) bool {
+	var pending, peers *signaling.Message
+	lastPing := time.Now()
+	for {
+		var err error
+		sentAt := time.Now()
+		switch {
+		case c.g.stopped():
+		case time.Since(lastPing) > heartbeat:
+			lastPing = time.Now()
+			err = c.send(&signaling.Message{Type: signaling.TypePing})
+		case pending != nil:
+			err = c.answer(pending)
+		case peers != nil:
+			err = c.offerTo(peers)
+		default:
+			err = c.join(c.g.picker.pick(c.rng))
+		}
+		if err != nil {
+			return true
+		}
+		m, err := c.read(ctx)
+		if err != nil {
+			return true
+		}
+		c.g.lat.Record(time.Since(sentAt))
+		pending, peers = nil, nil
+		switch m.Type {
+		case signaling.TypeOffer:
+			pending = m
+		case signaling.TypePeers:
+			if len(m.Peers) > 0 {
+				peers = m
+			}
+		}
+	}
+}
