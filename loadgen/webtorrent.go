@@ -1,13 +1,16 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // wtClient is one WebTorrent tracker client (bittorrent-tracker's, as
@@ -23,89 +26,104 @@ type wtClient struct {
 	sent   map[string]time.Time // offer_id -> when its announce was sent
 	rngMu  sync.Mutex           // rng is used by the reader and the announcer
 	hsDone bool
-}
-
-type wtOfferOut struct {
-	OfferID string          `json:"offer_id"`
-	Offer   json.RawMessage `json:"offer"`
-}
-
-type wtAnnounce struct {
-	Action     string          `json:"action"`
-	InfoHash   string          `json:"info_hash"`
-	PeerID     string          `json:"peer_id"`
-	NumWant    int             `json:"numwant"`
-	Event      string          `json:"event,omitempty"`
-	Uploaded   int             `json:"uploaded"`
-	Downloaded int             `json:"downloaded"`
-	Left       int             `json:"left"`
-	Offers     []wtOfferOut    `json:"offers,omitempty"`
-	Answer     json.RawMessage `json:"answer,omitempty"`
-	OfferID    string          `json:"offer_id,omitempty"`
-	ToPeerID   string          `json:"to_peer_id,omitempty"`
+	buf    bytes.Buffer // the message being read
 }
 
 type wtIn struct {
-	Action     string          `json:"action"`
-	Interval   *int            `json:"interval"`
-	Complete   *int            `json:"complete"`
-	Incomplete *int            `json:"incomplete"`
-	Offer      json.RawMessage `json:"offer"`
-	Answer     json.RawMessage `json:"answer"`
-	OfferID    string          `json:"offer_id"`
-	PeerID     string          `json:"peer_id"`
-	InfoHash   string          `json:"info_hash"`
-	Failure    *string         `json:"failure reason"`
+	Action     string         `json:"action"`
+	Interval   *int           `json:"interval"`
+	Complete   *int           `json:"complete"`
+	Incomplete *int           `json:"incomplete"`
+	Offer      jsontext.Value `json:"offer"`
+	Answer     jsontext.Value `json:"answer"`
+	OfferID    string         `json:"offer_id"`
+	PeerID     string         `json:"peer_id"`
+	InfoHash   string         `json:"info_hash"`
+	Failure    *string        `json:"failure reason"`
 }
 
-func (c *wtClient) send(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+func (c *wtClient) send(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c.g.c.requests.Add(1)
 	return c.ws.Write(ctx, websocket.MessageText, b)
 }
 
+// The generator shares the cores with the server it measures, so it
+// builds its messages by appending (ids are alphanumeric, see randID).
 func (c *wtClient) announce(ih, event string) error {
 	c.rngMu.Lock()
-	left := 50
+	left := "50"
 	if c.g.cfg.Mode == Compat && c.rng.Float64() < 0.25 {
-		event, left = "completed", 0 // aquatic's seeders
+		event, left = "completed", "0" // aquatic's seeders
 	}
-	m := wtAnnounce{Action: "announce", InfoHash: ih, PeerID: c.peerID, NumWant: c.g.cfg.Offers,
-		Event: event, Left: left, Offers: make([]wtOfferOut, c.g.cfg.Offers)}
-	for i := range m.Offers {
-		m.Offers[i] = wtOfferOut{OfferID: randID(c.rng), Offer: c.g.offerJSON}
+	ids := make([]string, c.g.cfg.Offers)
+	for i := range ids {
+		ids[i] = randID(c.rng)
 	}
 	c.rngMu.Unlock()
+	b := make([]byte, 0, 256+len(ids)*(len(c.g.offerJSON)+48))
+	b = append(b, `{"action":"announce","info_hash":"`...)
+	b = append(b, ih...)
+	b = append(b, `","peer_id":"`...)
+	b = append(b, c.peerID...)
+	b = append(b, `","numwant":`...)
+	b = strconv.AppendInt(b, int64(c.g.cfg.Offers), 10)
+	if event != "" {
+		b = append(b, `,"event":"`...)
+		b = append(b, event...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"uploaded":0,"downloaded":0,"left":`...)
+	b = append(b, left...)
+	b = append(b, `,"offers":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"offer_id":"`...)
+		b = append(b, id...)
+		b = append(b, `","offer":`...)
+		b = append(b, c.g.offerJSON...)
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
 	now := time.Now()
 	c.mu.Lock()
-	for _, o := range m.Offers {
-		c.sent[o.OfferID] = now
+	for _, id := range ids {
+		c.sent[id] = now
 	}
 	c.mu.Unlock()
-	c.g.c.offersSent.Add(int64(len(m.Offers)))
-	return c.send(&m)
+	c.g.c.offersSent.Add(int64(len(ids)))
+	return c.send(b)
 }
 
 func (c *wtClient) answer(in *wtIn) error {
 	c.g.c.answersSent.Add(1)
-	return c.send(&wtAnnounce{Action: "announce", InfoHash: in.InfoHash, PeerID: c.peerID,
-		OfferID: in.OfferID, ToPeerID: in.PeerID, Answer: c.g.answerJSON})
+	b := make([]byte, 0, 160+len(c.g.answerJSON))
+	b = append(b, `{"action":"announce","info_hash":`...)
+	b, _ = jsontext.AppendQuote(b, in.InfoHash)
+	b = append(b, `,"peer_id":"`...)
+	b = append(b, c.peerID...)
+	b = append(b, `","to_peer_id":`...)
+	b, _ = jsontext.AppendQuote(b, in.PeerID)
+	b = append(b, `,"offer_id":`...)
+	b, _ = jsontext.AppendQuote(b, in.OfferID)
+	b = append(b, `,"answer":`...)
+	b = append(b, c.g.answerJSON...)
+	b = append(b, '}')
+	return c.send(b)
 }
 
 // read reads and tallies one message; it returns the parsed message.
 func (c *wtClient) read(ctx context.Context) (*wtIn, error) {
-	_, b, err := c.ws.Read(ctx)
+	b, err := readMessage(ctx, c.ws, &c.buf)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	var in wtIn
-	if json.Unmarshal(b, &in) != nil {
+	if jsonv2.Unmarshal(b, &in) != nil {
 		c.g.c.got("garbage")
 		return &in, nil
 	}
@@ -209,4 +227,17 @@ func (c *wtClient) closedLoop(ctx context.Context) bool {
 			pending = in
 		}
 	}
+}
+
+// readMessage reads one message into buf, reused across messages.
+func readMessage(ctx context.Context, ws *websocket.Conn, buf *bytes.Buffer) ([]byte, error) {
+	_, r, err := ws.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,7 @@ type conn struct {
 	ctx    context.Context // ends writes when the connection is torn down
 	cancel context.CancelFunc
 
+	bw      *batchWriter // under ws: the writer sends queued frames in one syscall
 	qmu     sync.Mutex
 	queue   []frame
 	writing bool // a writer goroutine is draining queue
@@ -104,23 +107,43 @@ func (c *conn) serve() {
 		c.writers.Wait()
 		c.ws.CloseNow()
 	}()
-	ctx := c.ctx
 	for {
-		typ, b, err := c.ws.Read(ctx)
+		// Frames are read into a pooled buffer, taken only once one has
+		// started: an idle connection holds none. Handlers copy what they
+		// keep (JSON decoding does), so it goes back after each frame.
+		c.bw.waitReadable()
+		// No context: a read ends when the connection is closed, and a
+		// cancellable one costs an allocation per message.
+		typ, r, err := c.ws.Reader(context.Background())
+		var buf *bytes.Buffer
+		if err == nil {
+			buf = readPool.Get().(*bytes.Buffer)
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
 				c.s.m.rejects.WithLabelValues("too_big").Inc()
+			}
+			if buf != nil {
+				readPool.Put(buf)
 			}
 			return
 		}
 		if c.welcomed.Load() {
 			c.timer.Reset(c.idleTimeout())
 		}
-		if !c.handleFrame(typ, b) {
+		ok := c.handleFrame(typ, buf.Bytes())
+		if buf.Cap() <= maxPooledBatch {
+			readPool.Put(buf)
+		}
+		if !ok {
 			return
 		}
 	}
 }
+
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // idleTimeout is how long the connection may stay silent once welcomed.
 func (c *conn) idleTimeout() time.Duration {
@@ -437,19 +460,23 @@ func (c *conn) pushLocked(f frame) {
 	}
 }
 
-// next pops the next frame, or ends the writer when the queue is empty.
-func (c *conn) next() (frame, bool) {
+// maxBatch bounds the frames one syscall carries.
+const maxBatch = 64
+
+// take pops up to maxBatch frames, or ends the writer when the queue is
+// empty.
+func (c *conn) take(into []frame) []frame {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if len(c.queue) == 0 || c.dead {
 		c.writing = false
 		c.queue = nil // an idle connection keeps no queue
-		return frame{}, false
+		return into[:0]
 	}
-	f := c.queue[0]
-	c.queue[0] = frame{}
-	c.queue = c.queue[1:]
-	return f, true
+	n := copy(into[:cap(into)], c.queue)
+	clear(c.queue[:n])
+	c.queue = c.queue[n:]
+	return into[:n]
 }
 
 // setDead drops queued frames and refuses new ones; the first call marks
@@ -466,26 +493,49 @@ func (c *conn) setDead() {
 
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
+	batch := make([]frame, 0, maxBatch)
 	for {
-		f, ok := c.next()
-		if !ok {
+		// Let the goroutines that are about to queue more for this client
+		// run first: under load that turns several syscalls into one.
+		runtime.Gosched()
+		batch = c.take(batch)
+		if len(batch) == 0 {
 			return
 		}
-		if f.close {
-			c.ws.Close(f.closeCode, f.closeReason) // waits up to 5s for the client's close frame
-			c.setDead()
-			return
+		c.bw.begin()
+		var closing *frame
+		var err error
+		for i := range batch {
+			if batch[i].close {
+				closing = &batch[i]
+				break
+			}
+			// Into the batch, in memory: no deadline needed here; end
+			// bounds the real write.
+			if err = c.ws.Write(context.Background(), websocket.MessageText, batch[i].b); err != nil {
+				break
+			}
 		}
-		wctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, f.b)
-		cancel()
+		if err == nil {
+			err = c.bw.end(true, c.s.cfg.WriteTimeout)
+		} else {
+			c.bw.end(false, 0)
+		}
 		if err != nil {
 			c.ws.CloseNow()
 			c.setDead()
 			return
 		}
-		if !f.read.IsZero() {
-			c.s.m.relay.Observe(time.Since(f.read).Seconds())
+		now := time.Now()
+		for _, f := range batch {
+			if !f.read.IsZero() {
+				c.s.m.relay.Observe(now.Sub(f.read).Seconds())
+			}
+		}
+		if closing != nil {
+			c.ws.Close(closing.closeCode, closing.closeReason) // waits up to 5s for the client's close frame
+			c.setDead()
+			return
 		}
 	}
 }

@@ -6,21 +6,29 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"time"
 )
 
-// readBufSize and writeBufSize are each WebSocket's buffers. net/http
-// hands a hijacked connection 4 KiB of each, which the WebSocket keeps for
-// its life: 8 KiB for a viewer that sends a few hundred bytes a minute.
-// Reads of payloads larger than the buffer go straight into the message;
-// the write buffer holds a relayed offer (about 1.1 KiB) in one syscall.
+// Each WebSocket's buffers. net/http hands a hijacked connection 4 KiB for
+// reading and 4 KiB for writing, which the WebSocket keeps for its life:
+// 8 KiB for a viewer that sends a few hundred bytes a minute. Reads of
+// payloads larger than readBufSize go straight into the message. Writes go
+// through a batchWriter, which holds memory only while the writer drains
+// the send queue; the WebSocket's own write buffer then only has to hold a
+// whole control frame (at most 131 bytes), so that every write outside a
+// batch is one complete frame.
 const (
 	readBufSize  = 1 << 10
-	writeBufSize = 2 << 10
+	writeBufSize = 256
 )
 
-// smallBuffers gives the WebSocket upgrade connBufSize buffers instead of
-// net/http's.
-type smallBuffers struct{ http.ResponseWriter }
+// smallBuffers gives the WebSocket upgrade small buffers instead of
+// net/http's, and routes its writes through bw.
+type smallBuffers struct {
+	http.ResponseWriter
+	bw *batchWriter
+}
 
 func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
@@ -29,9 +37,16 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := brw.Writer.Flush(); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	w.bw.nc = nc
 	n := brw.Reader.Buffered()
 	if n > readBufSize {
-		return nc, brw, nil // more than fits: keep net/http's buffers
+		// More than fits: keep net/http's reader.
+		w.bw.br = brw.Reader
+		return nc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.bw, writeBufSize)), nil
 	}
 	br := bufio.NewReaderSize(nc, readBufSize)
 	if n > 0 {
@@ -45,9 +60,58 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	if err := brw.Writer.Flush(); err != nil {
-		nc.Close()
-		return nil, nil, err
+	w.bw.br = br
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.bw, writeBufSize)), nil
+}
+
+// batchWriter sits under the WebSocket's write buffer. Between begin and
+// end it collects every frame the connection's writer writes and sends
+// them in one syscall: under load a client's queue holds several frames,
+// and a syscall per frame was a third of the tracker's CPU. Outside a
+// batch (control frames: pongs, close) it writes through.
+type batchWriter struct {
+	nc  net.Conn
+	br  *bufio.Reader // the WebSocket's read buffer, for waitReadable
+	mu  sync.Mutex
+	buf *[]byte // non-nil inside a batch
+}
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooledBatch keeps one client's burst from pinning a large buffer.
+const maxPooledBatch = 64 << 10
+
+func (b *batchWriter) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf != nil {
+		*b.buf = append(*b.buf, p...)
+		return len(p), nil
 	}
-	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, writeBufSize)), nil
+	return b.nc.Write(p)
+}
+
+func (b *batchWriter) begin() {
+	b.mu.Lock()
+	b.buf = batchPool.Get().(*[]byte)
+	b.mu.Unlock()
+}
+
+// end writes the batch, within timeout; with send false it drops it.
+func (b *batchWriter) end(send bool, timeout time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	buf := b.buf
+	b.buf = nil
+	var err error
+	if send && len(*buf) > 0 {
+		b.nc.SetWriteDeadline(time.Now().Add(timeout))
+		_, err = b.nc.Write(*buf)
+		b.nc.SetWriteDeadline(time.Time{})
+	}
+	if cap(*buf) <= maxPooledBatch {
+		*buf = (*buf)[:0]
+		batchPool.Put(buf)
+	}
+	return err
 }

@@ -216,7 +216,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, status, reason, "too many connections: "+reason)
 		return
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
+	bw := &batchWriter{}
+	ws, err := websocket.Accept(smallBuffers{w, bw}, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
 	if err != nil {
 		s.release(ip, nil)
 		s.m.rejects.WithLabelValues("upgrade").Inc()
@@ -224,6 +225,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(int64(s.cfg.MaxMessageBytes))
 	c := newConn(s, ws, ip, origin, ipe)
+	c.bw = bw
 	if strings.HasPrefix(r.URL.Path, "/announce") {
 		c.wt = &wtConn{peers: map[wtKey]*wtPeer{}}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // wtClient speaks the WebTorrent tracker protocol over a raw WebSocket.
@@ -105,14 +106,13 @@ func TestWebTorrentAnnounce(t *testing.T) {
 	}
 	a.quiet(200 * time.Millisecond)
 
-	// c joins and forges a's answer: refused (and c gets the failure).
+	// c joins and forges a's answer: dropped, counted, not relayed.
 	c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "offers": []any{}})
 	c.next()
 	c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "to_peer_id": id20("peer-b"),
 		"offer_id": id20("offer-1"), "answer": map[string]any{"type": "answer", "sdp": "forged"}})
-	if r := c.next(); r["failure reason"] == nil {
-		t.Fatalf("forged answer accepted: %v", r)
-	}
+	b.quiet(200 * time.Millisecond)
+	c.quiet(0)
 	// c claims a's peer_id: refused.
 	c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-a"), "offers": []any{}})
 	if r := c.next(); r["failure reason"] == nil {
@@ -128,8 +128,9 @@ func TestWebTorrentAnnounce(t *testing.T) {
 	// The same answer again: the offer is used up.
 	a.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-a"), "to_peer_id": id20("peer-b"),
 		"offer_id": id20("offer-1"), "answer": map[string]any{"type": "answer", "sdp": "v=0 a"}})
-	if r := a.next(); r["failure reason"] == nil {
-		t.Fatalf("second answer accepted: %v", r)
+	b.quiet(200 * time.Millisecond)
+	if got := testutil.ToFloat64(n.srv.m.rejects.WithLabelValues("wt_unknown_offer")); got != 2 {
+		t.Fatalf("wt_unknown_offer rejects = %v, want 2 (the forged and the repeated answer)", got)
 	}
 
 	a.send(map[string]any{"action": "scrape", "info_hash": []string{ih}})

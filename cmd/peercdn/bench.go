@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -53,10 +54,22 @@ func benchTracker(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	sourceNet := fs.Int("source-net", 10, "second octet of the source addresses 127.N.x.y")
 	child := fs.Bool("child", false, "internal: run as one of --procs processes")
+	cpuProfile := fs.String("cpuprofile", "", "write the generator's CPU profile here (it shares the cores with the server)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg.Duration = time.Duration(*seconds * float64(time.Second))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.SourceNet = byte(*sourceNet)
 	if cfg.URL == "" {
 		cfg.URL = "ws://127.0.0.1:8080/announce"

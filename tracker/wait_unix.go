@@ -1,0 +1,32 @@
+//go:build unix
+
+package tracker
+
+import "syscall"
+
+// waitReadable blocks until the connection has bytes to read, without
+// reading them. A goroutine parked here has a shallow stack, which the
+// runtime shrinks at the next GC; parked deep inside the WebSocket's frame
+// reader it kept 8 KiB. Idle viewers are most of a node's connections, so
+// this is a third of its memory per connection.
+func (b *batchWriter) waitReadable() {
+	if b.br == nil || b.br.Buffered() > 0 {
+		return
+	}
+	sc, ok := b.nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var one [1]byte
+	rc.Read(func(fd uintptr) bool {
+		// Peek without blocking: the poller only waits after "would block"
+		// (its readiness is edge-triggered). Errors, EOF included, return
+		// at once and surface in the WebSocket's own read that follows.
+		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN && err != syscall.EINTR
+	})
+}
