@@ -3,7 +3,6 @@ package tracker
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -42,26 +41,29 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.bw.nc = nc
-	n := brw.Reader.Buffered()
-	if n > readBufSize {
-		// More than fits: keep net/http's reader.
-		w.bw.br = brw.Reader
-		return nc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.bw, writeBufSize)), nil
-	}
 	br := bufio.NewReaderSize(nc, readBufSize)
-	if n > 0 {
-		// Bytes the client sent before the upgrade finished. They must end
-		// up buffered in br: the WebSocket takes what br holds and then
-		// reads nc directly.
-		b, _ := brw.Reader.Peek(n)
-		br.Reset(io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc))
-		if _, err := br.Peek(n); err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-	}
 	w.bw.br = br
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent before the upgrade finished: the WebSocket
+		// reads them first, through the conn it is given.
+		b, _ := brw.Reader.Peek(n)
+		w.bw.prefix = bytes.NewReader(bytes.Clone(b))
+		return &prefixConn{nc, w.bw.prefix}, bufio.NewReadWriter(br, bufio.NewWriterSize(w.bw, writeBufSize)), nil
+	}
 	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.bw, writeBufSize)), nil
+}
+
+// prefixConn reads prefix before the connection.
+type prefixConn struct {
+	net.Conn
+	prefix *bytes.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.prefix.Len() > 0 {
+		return c.prefix.Read(p)
+	}
+	return c.Conn.Read(p)
 }
 
 // batchWriter sits under the WebSocket's write buffer. Between begin and
@@ -70,10 +72,11 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // and a syscall per frame was a third of the tracker's CPU. Outside a
 // batch (control frames: pongs, close) it writes through.
 type batchWriter struct {
-	nc  net.Conn
-	br  *bufio.Reader // the WebSocket's read buffer, for waitReadable
-	mu  sync.Mutex
-	buf *[]byte // non-nil inside a batch
+	nc     net.Conn
+	br     *bufio.Reader // the WebSocket's read buffer, for waitReadable
+	prefix *bytes.Reader // bytes read with the upgrade request, if any
+	mu     sync.Mutex
+	buf    *[]byte // non-nil inside a batch
 }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}

@@ -10,7 +10,7 @@ import "syscall"
 // reader it kept 8 KiB. Idle viewers are most of a node's connections, so
 // this is a third of its memory per connection.
 func (b *batchWriter) waitReadable() {
-	if b.br == nil || b.br.Buffered() > 0 {
+	if b.br == nil || b.br.Buffered() > 0 || (b.prefix != nil && b.prefix.Len() > 0) {
 		return
 	}
 	sc, ok := b.nc.(syscall.Conn)
