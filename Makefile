@@ -11,7 +11,7 @@ APT_PKGS := redis-server iproute2
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers deps clean
 
 all: build
 
@@ -46,6 +46,18 @@ stream:
 # swarm runs 10 native viewers for 60 s against a local `make run`.
 swarm: build
 	$(BIN) swarm --viewers 10 --seconds 60
+
+# bench-trackers measures `peercdn serve` against bittorrent-tracker's
+# server (npm, Node) with `peercdn bench tracker`, side by side
+# (docs/benchmarks.md). Installed with --ignore-scripts: nothing of it runs
+# at install time.
+BITTORRENT_TRACKER_VERSION ?= 11.2.3
+bench-trackers: build bench/node_modules/bittorrent-tracker
+	bench/trackers.sh
+bench/node_modules/bittorrent-tracker:
+	@command -v npm >/dev/null || $(MAKE) deps APT_PKGS="nodejs npm"
+	cd bench && { [ -f package.json ] || echo '{"name":"peercdn-bench","private":true}' > package.json; } && \
+		npm install --ignore-scripts --no-audit --no-fund --loglevel=error bittorrent-tracker@$(BITTORRENT_TRACKER_VERSION)
 
 # deps installs missing Debian packages (root, or sudo when available).
 deps:

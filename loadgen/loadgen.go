@@ -149,8 +149,10 @@ type Result struct {
 	// P50Ms and P99Ms: offer->answer in the realistic mode (announce sent
 	// to the answer back, through a peer that answers at once); request to
 	// the next message in the compat mode.
-	P50Ms          float64 `json:"p50Ms"`
-	P99Ms          float64 `json:"p99Ms"`
+	P50Ms float64 `json:"p50Ms"`
+	P99Ms float64 `json:"p99Ms"`
+	// Handshake: connect and upgrade, and in the realistic mode until the
+	// first answer (welcome, or the first announce's response).
 	HandshakeP50Ms float64 `json:"handshakeP50Ms"`
 	HandshakeP99Ms float64 `json:"handshakeP99Ms"`
 	Latency        *Hist   `json:"latency"`
@@ -230,12 +232,15 @@ func (c *counters) snapshot() map[string]int64 {
 
 // gen is one run.
 type gen struct {
-	cfg     Config
-	c       counters
-	lat     Hist
-	hs      Hist
-	picker  *hashPicker
-	stop    chan struct{} // closed at the end of the window: no new requests
+	cfg    Config
+	c      counters
+	lat    Hist
+	hs     Hist
+	picker *hashPicker
+	stop   chan struct{} // closed at the end of the window: no new requests
+	// open is closed once every connection has opened or failed: compat
+	// connections wait for it, so the flood meets all of them open.
+	open    chan struct{}
 	clients []*http.Client
 	sdp     string
 	// offerJSON and answerJSON are the WebTorrent offer and answer objects.
@@ -249,7 +254,7 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	g := &gen{cfg: cfg, picker: newHashPicker(cfg.Seed, cfg.Hashes), stop: make(chan struct{})}
+	g := &gen{cfg: cfg, picker: newHashPicker(cfg.Seed, cfg.Hashes), stop: make(chan struct{}), open: make(chan struct{})}
 	g.sdp = fakeSDP(cfg.SDPBytes)
 	g.offerJSON, _ = json.Marshal(map[string]string{"type": "offer", "sdp": g.sdp})
 	g.answerJSON, _ = json.Marshal(map[string]string{"type": "answer", "sdp": g.sdp})
@@ -283,11 +288,22 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 			g.conn(runCtx, i)
 		}()
 	}
-	// The window starts a second after the storm, and ends Duration later.
+	go func() {
+		for g.c.opened.Load()+g.c.failed.Load() < int64(cfg.Conns) && runCtx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(g.open)
+	}()
+	// The window starts a second after the storm (compat: after every
+	// connection is open), and ends Duration later.
 	select {
 	case <-time.After(time.Until(start.Add(cfg.Storm + time.Second))):
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if cfg.Mode == Compat {
+		<-g.open
+		time.Sleep(time.Second)
 	}
 	if onWindow != nil {
 		onWindow(true)
@@ -343,6 +359,11 @@ func (g *gen) conn(ctx context.Context, i int) {
 	ws.SetReadLimit(1 << 20)
 	defer ws.CloseNow()
 	g.c.opened.Add(1)
+	if g.cfg.Mode == Compat {
+		// Compat connections wait for each other before their first
+		// request: their handshake ends at the upgrade.
+		g.hs.Record(time.Since(t0))
+	}
 	rng := rand.New(rand.NewPCG(uint64(i), uint64(t0.UnixNano())))
 	var lost bool
 	if g.cfg.Protocol == WebTorrent {

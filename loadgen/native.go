@@ -117,7 +117,9 @@ func (c *nativeClient) run(ctx context.Context) bool {
 	if err != nil || w.Type != signaling.TypeWelcome {
 		return true
 	}
-	c.g.hs.Record(time.Since(c.t0))
+	if c.g.cfg.Mode == Realistic {
+		c.g.hs.Record(time.Since(c.t0))
+	}
 	if w.Limits != nil {
 		c.limits = *w.Limits
 	}
@@ -171,6 +173,11 @@ func (c *nativeClient) run(ctx context.Context) bool {
 // peers) for a gamma-drawn swarm, offers to the peers it returns, an answer
 // to an offer received; the next request when any message arrives.
 func (c *nativeClient) closedLoop(ctx context.Context, heartbeat time.Duration) bool {
+	select {
+	case <-c.g.open:
+	case <-ctx.Done():
+		return false
+	}
 	var pending, peers *signaling.Message
 	lastPing := time.Now()
 	for {

@@ -26,6 +26,11 @@ type Usage struct {
 	// CPUShare is the server's CPU time over wall time in the window (1 = a
 	// whole core).
 	CPUShare float64 `json:"cpuShare"`
+	// RunCPUSeconds is the server's CPU time from before the first
+	// connection to the end of the window (the join storm included), and
+	// RunCPUPerConnMs the same per connection opened.
+	RunCPUSeconds   float64 `json:"runCpuSeconds"`
+	RunCPUPerConnMs float64 `json:"runCpuPerConnMs"`
 }
 
 // Sample is one reading of a process's RSS and CPU time.
@@ -72,6 +77,10 @@ func (u *Usage) Fill(base, start, end Sample, r *Result) {
 		u.RSSPerConnKB = float64(end.RSSKB-base.RSSKB) / float64(r.Opened-r.Lost)
 	}
 	u.CPUSeconds = end.CPUSec - start.CPUSec
+	u.RunCPUSeconds = end.CPUSec - base.CPUSec
+	if r.Opened > 0 {
+		u.RunCPUPerConnMs = u.RunCPUSeconds * 1000 / float64(r.Opened)
+	}
 	if wall := end.At.Sub(start.At).Seconds(); wall > 0 {
 		u.CPUShare = u.CPUSeconds / wall
 	}

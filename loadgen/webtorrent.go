@@ -152,7 +152,7 @@ func (c *wtClient) read(ctx context.Context) (*wtIn, error) {
 			others := *in.Complete + *in.Incomplete - 1
 			c.g.c.offersExpected.Add(int64(max(min(c.g.cfg.Offers, others), 0)))
 		}
-		if !c.hsDone {
+		if !c.hsDone && c.g.cfg.Mode == Realistic {
 			c.hsDone = true
 			c.g.hs.Record(now.Sub(c.t0))
 		}
@@ -203,6 +203,11 @@ func (c *wtClient) run(ctx context.Context) bool {
 // closedLoop is aquatic_ws's load test: one request in flight; any message
 // that arrives lets the next one go; an offer is answered in it.
 func (c *wtClient) closedLoop(ctx context.Context) bool {
+	select {
+	case <-c.g.open:
+	case <-ctx.Done():
+		return false
+	}
 	var pending *wtIn
 	for {
 		var err error

@@ -46,6 +46,10 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		}
 		return
 	}
+	if e.Type == envWTOffer || e.Type == envWTAnswer {
+		s.deliverWT(e, now)
+		return
+	}
 	if nodeOf(e.From) == "" || !validType(e.Type) {
 		return // not from a node of ours: ignore
 	}
@@ -91,7 +95,9 @@ func (s *Server) clusterMaintain() {
 		now := time.Now()
 		if up && (!wasUp || now.Sub(last) >= every) {
 			ctx, cancel := context.WithTimeout(context.Background(), every)
-			err := s.cluster.Refresh(ctx, s.hub.snapshot())
+			snap := s.hub.snapshot()
+			s.wt.members(s.hub.node, snap)
+			err := s.cluster.Refresh(ctx, snap)
 			cancel()
 			if err != nil {
 				s.m.clusterErrors.WithLabelValues("refresh").Inc()

@@ -325,3 +325,51 @@ func TestClusterHashQuorum(t *testing.T) {
 		})
 	}
 }
+
+// WebTorrent swarms span nodes too: an offer made on one node reaches a
+// peer on the other, its answer comes back, and a forged answer does not.
+func TestClusterWebTorrentAcrossNodes(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			n1, n2 := startClustered(t, st), startClustered(t, st)
+			ih := id20("cluster-ih")
+			a, b, c := n1.wtDial(t), n2.wtDial(t), n2.wtDial(t)
+			a.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-a"), "numwant": 5, "offers": []any{}})
+			a.next()
+			b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-b"), "numwant": 5,
+				"offers": []any{map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0 b"}, "offer_id": id20("offer-1")}}})
+			b.next()
+			got := a.next()
+			if got["peer_id"] != id20("peer-b") || got["offer_id"] != id20("offer-1") || got["info_hash"] != ih ||
+				got["offer"].(map[string]any)["sdp"] != "v=0 b" {
+				t.Fatalf("a on node 1 got %v", got)
+			}
+			// c, on b's node, forges a's answer: dropped on c's node.
+			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "offers": []any{}})
+			c.next()
+			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "to_peer_id": id20("peer-b"),
+				"offer_id": id20("offer-1"), "answer": map[string]any{"type": "answer", "sdp": "forged"}})
+			b.quiet(300 * time.Millisecond)
+			a.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-a"), "to_peer_id": id20("peer-b"),
+				"offer_id": id20("offer-1"), "answer": map[string]any{"type": "answer", "sdp": "v=0 a"}})
+			ans := b.next()
+			if ans["peer_id"] != id20("peer-a") || ans["offer_id"] != id20("offer-1") || ans["answer"].(map[string]any)["sdp"] != "v=0 a" {
+				t.Fatalf("b got %v", ans)
+			}
+			// a leaves: its membership goes from the store, so b's next
+			// offers reach only c.
+			a.ws.CloseNow()
+			eventually(t, 5*time.Second, "a gone from node 1", func() bool { s, _ := n1.srv.wt.counts(); return s == 0 })
+			b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-b"), "numwant": 5,
+				"offers": []any{
+					map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0 b2"}, "offer_id": id20("offer-2")},
+					map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0 b3"}, "offer_id": id20("offer-3")},
+				}})
+			b.next()
+			if got := c.next(); got["peer_id"] != id20("peer-b") {
+				t.Fatalf("c got %v", got)
+			}
+			c.quiet(300 * time.Millisecond) // one other peer: one offer
+		})
+	}
+}

@@ -39,9 +39,6 @@ type conn struct {
 	welcomed atomic.Bool
 	timer    *time.Timer // handshake, then idle timeout
 
-	ctx    context.Context // ends writes when the connection is torn down
-	cancel context.CancelFunc
-
 	bw      *batchWriter // under ws: the writer sends queued frames in one syscall
 	qmu     sync.Mutex
 	queue   []frame
@@ -67,12 +64,9 @@ type frame struct {
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe,
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
-		ctx:      ctx,
-		cancel:   cancel,
 		finished: make(chan struct{}),
 	}
 }
@@ -90,7 +84,7 @@ func (c *conn) serve() {
 	defer func() {
 		c.timer.Stop()
 		if c.wt != nil {
-			c.s.wt.leave(c)
+			c.s.wtClusterLeave(c.s.wt.leave(c))
 		}
 		if c.peer != nil {
 			keys := c.s.hub.swarmsOf(c.peer)
@@ -102,7 +96,6 @@ func (c *conn) serve() {
 			// unless the writer already died on a write error.
 			<-c.finished
 		}
-		c.cancel()
 		c.setDead()
 		c.writers.Wait()
 		c.ws.CloseNow()

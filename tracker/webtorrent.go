@@ -86,6 +86,7 @@ const wtInbox = 16
 type wtHanded struct {
 	offerID string
 	from    string // the offering peer's id
+	node    string // the offering peer's node when not this one (Redis)
 	exp     int64  // unix nanoseconds
 }
 
@@ -98,16 +99,16 @@ func (p *wtPeer) hand(e wtHanded) {
 	p.next = (p.next + 1) % wtInbox
 }
 
-// take removes and reports the offer offerID from peer from, if it is
+// take removes and returns the offer offerID from peer from, if it is
 // still answerable.
-func (p *wtPeer) take(offerID, from string, now int64) bool {
+func (p *wtPeer) take(offerID, from string, now int64) (wtHanded, bool) {
 	for i, e := range p.inbox {
 		if e.offerID == offerID && e.from == from {
 			p.inbox[i] = wtHanded{}
-			return e.exp > now
+			return e, e.exp > now
 		}
 	}
-	return false
+	return wtHanded{}, false
 }
 
 type wtSwarm struct {
@@ -209,6 +210,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	h.mu.Lock()
 	sw := h.swarms[k]
 	self := c.wt.peers[k]
+	isNew := false
 	switch {
 	case self != nil && self.id != m.PeerID:
 		h.mu.Unlock()
@@ -239,6 +241,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			c.enqueue(frame{b: wtFailure("swarm full", ih)})
 			return true
 		}
+		isNew = true
 		self = &wtPeer{id: m.PeerID, c: c, idx: len(sw.list)}
 		sw.peers[m.PeerID] = self
 		sw.list = append(sw.list, self)
@@ -249,13 +252,13 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		h.removeLocked(k, self)
 		delete(c.wt.peers, k)
 		h.mu.Unlock()
+		c.s.wtClusterLeave(map[wtKey]string{k: self.id})
 		return true
 	}
 	if m.Event == "completed" && !self.complete {
 		self.complete = true
 		sw.complete++
 	}
-	// Hand each offer to a distinct other peer, chosen at random.
 	want := len(m.Offers)
 	if want > wtMaxOffers {
 		want = wtMaxOffers
@@ -263,40 +266,99 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	if m.NumWant != nil && *m.NumWant < want {
 		want = max(*m.NumWant, 0)
 	}
+	h.mu.Unlock()
+
+	// With a shared store, the swarm is sampled there, across nodes (and
+	// a newcomer recorded); offers then go to the sample first.
+	var sample []Member
+	if c.s.cluster != nil && (isNew || want > 0) {
+		sample = c.s.wtClusterJoin(k, self.id, 2*want)
+	}
+
+	h.mu.Lock()
+	if h.swarms[k] != sw || sw.peers[self.id] != self {
+		h.mu.Unlock() // left meanwhile (socket closed)
+		return true
+	}
+	// Hand each offer to a distinct other peer, chosen at random.
 	type out struct {
-		to  *wtPeer
-		msg []byte
+		to     *wtPeer // a peer of this node, or
+		member string  // one of another node
+		msg    []byte
+		offer  []byte
+		id     string
 	}
 	var sends []out
-	if want > 0 && len(sw.list) > 1 {
-		picked := map[*wtPeer]bool{self: true}
+	picked := map[string]bool{self.id: true}
+	take := func(id string) bool {
+		o := m.Offers[len(sends)]
+		if !validID(o.OfferID) || len(o.Offer) == 0 {
+			return false
+		}
+		if c.wt.offers == nil {
+			c.wt.offers = rate.NewLimiter(rate.Limit(float64(c.s.cfg.MaxPendingOffers)/c.s.cfg.OfferTTL.Seconds()), c.s.cfg.MaxPendingOffers)
+		}
+		return c.wt.offers.AllowN(now, 1)
+	}
+	for _, mb := range sample {
+		if len(sends) >= want {
+			break
+		}
+		node, pid, ok := wtPeerOf(mb.ID)
+		if !ok || picked[mb.ID] {
+			continue
+		}
+		if node == c.s.hub.node {
+			q := sw.peers[pid]
+			if q == nil || picked[pid] {
+				continue
+			}
+			if !take(pid) {
+				want = 0
+				break
+			}
+			picked[pid] = true
+			o := m.Offers[len(sends)]
+			q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
+			b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Offer: o.Offer, OfferID: o.OfferID, PeerID: self.id, InfoHash: ih})
+			sends = append(sends, out{to: q, msg: b})
+			continue
+		}
+		if !take(mb.ID) {
+			want = 0
+			break
+		}
+		picked[mb.ID] = true
+		o := m.Offers[len(sends)]
+		sends = append(sends, out{member: mb.ID, offer: o.Offer, id: o.OfferID})
+	}
+	// The rest (no store, or a short sample) from this node's peers.
+	if len(sends) < want && len(sw.list) > 1 {
 		start := h.rng.IntN(len(sw.list))
 		for i := 0; i < len(sw.list) && len(sends) < want; i++ {
 			q := sw.list[(start+i)%len(sw.list)]
-			if picked[q] {
+			if picked[q.id] {
 				continue
 			}
+			if !take(q.id) {
+				break
+			}
+			picked[q.id] = true
 			o := m.Offers[len(sends)]
-			if !validID(o.OfferID) || len(o.Offer) == 0 {
-				break
-			}
-			if c.wt.offers == nil {
-				c.wt.offers = rate.NewLimiter(rate.Limit(float64(c.s.cfg.MaxPendingOffers)/c.s.cfg.OfferTTL.Seconds()), c.s.cfg.MaxPendingOffers)
-			}
-			if !c.wt.offers.AllowN(now, 1) {
-				break
-			}
-			picked[q] = true
 			q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
 			b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Offer: o.Offer, OfferID: o.OfferID, PeerID: self.id, InfoHash: ih})
-			sends = append(sends, out{q, b})
+			sends = append(sends, out{to: q, msg: b})
 		}
 	}
 	complete, incomplete := sw.complete, len(sw.list)-sw.complete
 	h.mu.Unlock()
-	for _, s := range sends {
+	for _, o := range sends {
+		if o.to == nil {
+			c.s.wtPublish(envWTOffer, k, self.id, o.member, o.id, o.offer, now)
+			continue
+		}
 		c.s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
-		s.to.c.enqueue(frame{b: s.msg, read: now})
+		o.to.c.enqueue(frame{b: o.msg, read: now})
 	}
 	resp, _ := jsonv2.Marshal(&wtAnnounceResponse{Action: "announce", Interval: int(c.s.cfg.AnnounceInterval / time.Second),
 		InfoHash: ih, Complete: complete, Incomplete: incomplete})
@@ -310,12 +372,20 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 	h := c.s.wt
 	h.mu.Lock()
 	self := c.wt.peers[k]
-	var to *wtPeer
-	if sw := h.swarms[k]; sw != nil {
-		to = sw.peers[m.ToPeerID]
+	var e wtHanded
+	ok := self != nil && self.id == m.PeerID
+	if ok {
+		e, ok = self.take(m.OfferID, m.ToPeerID, now.UnixNano())
 	}
-	if self == nil || self.id != m.PeerID || to == nil || !self.take(m.OfferID, m.ToPeerID, now.UnixNano()) || to.c.closing.Load() {
-		h.mu.Unlock()
+	var to *wtPeer
+	if ok && e.node == "" {
+		if sw := h.swarms[k]; sw != nil {
+			to = sw.peers[m.ToPeerID]
+		}
+		ok = to != nil && !to.c.closing.Load()
+	}
+	h.mu.Unlock()
+	if !ok {
 		// Dropped without a reply or a strike, as bittorrent-tracker does:
 		// under load an honest peer's offer may have been forgotten (each
 		// peer keeps its last wtInbox). The rate limit bounds what spraying
@@ -323,7 +393,10 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 		c.s.m.rejects.WithLabelValues("wt_unknown_offer").Inc()
 		return true
 	}
-	h.mu.Unlock()
+	if e.node != "" { // the offer came from a peer of another node
+		c.s.wtPublish(envWTAnswer, k, self.id, wtMemberID(e.node, m.ToPeerID), m.OfferID, m.Answer, now)
+		return true
+	}
 	b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Answer: m.Answer, OfferID: m.OfferID, PeerID: self.id, InfoHash: k.infoHash})
 	c.s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
 	to.c.enqueue(frame{b: b, read: now})
@@ -380,13 +453,16 @@ func (h *wtHub) removeLocked(k wtKey, p *wtPeer) {
 }
 
 // leave removes a closing socket's peers; the offers they were handed go
-// with them.
-func (h *wtHub) leave(c *conn) {
+// with them. It returns what they left, for the shared store.
+func (h *wtHub) leave(c *conn) map[wtKey]string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	left := make(map[wtKey]string, len(c.wt.peers))
 	for k, p := range c.wt.peers {
 		h.removeLocked(k, p)
+		left[k] = p.id
 	}
+	return left
 }
 
 // counts returns swarms and answerable offers, for leak checks.

@@ -54,11 +54,24 @@ func benchTracker(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	sourceNet := fs.Int("source-net", 10, "second octet of the source addresses 127.N.x.y")
 	child := fs.Bool("child", false, "internal: run as one of --procs processes")
+	summary := fs.String("summary", "", "print the summary of a result saved with --json, and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write the generator's CPU profile here (it shares the cores with the server)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg.Duration = time.Duration(*seconds * float64(time.Second))
+	if *summary != "" {
+		b, err := os.ReadFile(*summary)
+		if err != nil {
+			return err
+		}
+		var r loadgen.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", *summary, err)
+		}
+		printResult(stdout, &r)
+		return nil
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -210,7 +223,7 @@ func printResult(w io.Writer, r *loadgen.Result) {
 	fmt.Fprintf(w, "offers sent %d expected %d received %d; answers sent %d received %d; errors %d; dropped %d\n",
 		r.OffersSent, r.OffersExpected, r.OffersReceived, r.AnswersSent, r.AnswersReceived, r.Errors, r.Dropped)
 	if u := r.Server; u != nil {
-		fmt.Fprintf(w, "server pid %d: RSS %d KB (%d KB before), %.1f KB per connection; CPU %.1f s (%.2f cores), %.0f responses per CPU-second\n",
-			u.PID, u.RSSKB, u.RSSBaseKB, u.RSSPerConnKB, u.CPUSeconds, u.CPUShare, u.ResponsesPerCPUSec)
+		fmt.Fprintf(w, "server pid %d: RSS %d KB (%d KB before), %.1f KB per connection; window CPU %.1f s (%.2f cores), %.0f responses per CPU-second; whole run CPU %.1f s, %.2f ms per connection\n",
+			u.PID, u.RSSKB, u.RSSBaseKB, u.RSSPerConnKB, u.CPUSeconds, u.CPUShare, u.ResponsesPerCPUSec, u.RunCPUSeconds, u.RunCPUPerConnMs)
 	}
 }

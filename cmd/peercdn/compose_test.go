@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 )
@@ -41,7 +42,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	var demo bool
 	var vendor string
-	cfg, _, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string)))
+	cfg, _, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string), new(time.Duration)))
 	if err != nil {
 		t.Fatalf("the tracker's flags do not parse: %v", err)
 	}

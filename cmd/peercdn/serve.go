@@ -150,8 +150,9 @@ func (f *iceFlag) Set(v string) error {
 }
 
 // serveFlags binds the flags serve has beyond the tracker's Config.
-func serveFlags(demo *bool, vendor *string, pprofAddr *string) func(*flag.FlagSet) {
+func serveFlags(demo *bool, vendor *string, pprofAddr *string, trim *time.Duration) func(*flag.FlagSet) {
 	return func(fs *flag.FlagSet) {
+		fs.DurationVar(trim, "trim-memory", 15*time.Second, "after a quiet period this long, collect garbage and return memory to the OS (0: never)")
 		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
 		fs.BoolVar(demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
 		fs.StringVar(vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
@@ -161,7 +162,8 @@ func serveFlags(demo *bool, vendor *string, pprofAddr *string) func(*flag.FlagSe
 func serve(args []string) error {
 	var demo bool
 	var vendor, pprofAddr string
-	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor, &pprofAddr))
+	var trim time.Duration
+	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor, &pprofAddr, &trim))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -219,6 +221,9 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if trim > 0 {
+		go trimMemory(ctx, trim)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Side by side: `peercdn bench tracker` against bittorrent-tracker's server
+# (npm, Node) and against `peercdn serve`, each fresh for every run, on this
+# machine's cores (the generator shares them). Results: $OUT/*.json and the
+# summaries on stdout. Run by `make bench-trackers`.
+set -eu
+cd "$(dirname "$0")/.."
+BIN=bin/peercdn
+OUT=${OUT:-bench/out}
+CONNS_COMPAT=${CONNS_COMPAT:-1000}
+CONNS_REAL=${CONNS_REAL:-10000}
+SECONDS_WINDOW=${SECONDS_WINDOW:-30}
+mkdir -p "$OUT"
+
+# Flags that let aquatic's flood through peercdn's per-connection limits
+# (bittorrent-tracker has none); the realistic runs use the defaults.
+COMPAT_FLAGS="--messages-per-second 1000000 --message-burst 1000000 --ip-messages-per-second 10000000 \
+--ip-message-burst 10000000 --max-swarms-per-conn 1024 --max-pending-offers 10000 --max-conns-per-ip 1000"
+
+server_pid=""
+stop() {
+	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	server_pid=""
+}
+trap stop EXIT INT TERM
+
+start_peercdn() { # extra flags
+	$BIN serve --listen 127.0.0.1:8090 "$@" >"$OUT/peercdn.log" 2>&1 &
+	server_pid=$!
+	URL=ws://127.0.0.1:8090/announce
+}
+start_bittorrent() {
+	node bench/bittorrent-tracker-server.mjs 8000 >"$OUT/bittorrent-tracker.log" 2>&1 &
+	server_pid=$!
+	URL=ws://127.0.0.1:8000/
+}
+wait_port() {
+	i=0; until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || { echo "no server on $1"; exit 1; }; sleep 0.1; done
+}
+
+run() { # name mode conns storm [server flags]
+	name=$1 mode=$2 conns=$3 storm=$4; shift 4
+	for tracker in bittorrent peercdn; do
+		if [ $tracker = peercdn ]; then start_peercdn "$@"; wait_port 8090; else start_bittorrent; wait_port 8000; fi
+		sleep 1
+		echo "== $name: $tracker"
+		$BIN bench tracker --url "$URL" --mode "$mode" --conns "$conns" --storm "$storm" \
+			--seconds "$SECONDS_WINDOW" --server-pid "$server_pid" --json >"$OUT/$name-$tracker.json"
+		$BIN bench tracker --summary "$OUT/$name-$tracker.json"
+		stop
+		sleep 2
+	done
+}
+
+run compat-$CONNS_COMPAT compat "$CONNS_COMPAT" 5s $COMPAT_FLAGS
+run realistic-$CONNS_REAL-storm5s realistic "$CONNS_REAL" 5s
+run realistic-$CONNS_REAL-storm20s realistic "$CONNS_REAL" 20s

@@ -1,0 +1,159 @@
+package tracker
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// WebTorrent swarms across nodes. Every /announce peer is also a member of
+// its swarm in the shared store, under a key no native swarm can have (a
+// control character in its content), with the member id node + hex(peer_id)
+// so any node can route to it. An announce samples the whole swarm there,
+// so its offers go to peers of any node alike; offers and answers for peers
+// of another node travel in envelopes of these types.
+const (
+	envWTOffer  signaling.Type = "wt_offer"
+	envWTAnswer signaling.Type = "wt_answer"
+)
+
+// wtClusterContent marks WebTorrent swarms in the shared store; native
+// swarm contents cannot hold control characters.
+const wtClusterContent = "\x01webtorrent"
+
+func (k wtKey) cluster() swarmKey {
+	return swarmKey{origin: k.origin, swarm: signaling.Swarm{Content: wtClusterContent, Rendition: hex.EncodeToString([]byte(k.infoHash))}}
+}
+
+func wtKeyOf(e EnvelopeSwarm) (wtKey, bool) {
+	ih, err := hex.DecodeString(e.Rendition)
+	if e.Content != wtClusterContent || err != nil || !validID(string(ih)) {
+		return wtKey{}, false
+	}
+	return wtKey{origin: e.Origin, infoHash: string(ih)}, true
+}
+
+// wtMemberID is how a node's WebTorrent peer is known in the shared store.
+func wtMemberID(node, peerID string) string { return node + hex.EncodeToString([]byte(peerID)) }
+
+// wtPeerOf splits a member id into its node and peer_id.
+func wtPeerOf(id string) (node, peerID string, ok bool) {
+	node = nodeOf(id)
+	if node == "" {
+		return "", "", false
+	}
+	b, err := hex.DecodeString(id[NodeIDLen:])
+	if err != nil || !validID(string(b)) {
+		return "", "", false
+	}
+	return node, string(b), true
+}
+
+// wtClusterJoin records peerID in k across the cluster and returns a sample
+// of the swarm (any node) to hand offers to; none when the store is down.
+func (s *Server) wtClusterJoin(k wtKey, peerID string, n int) []Member {
+	if s.cluster == nil || !s.cluster.Up() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	ms, err := s.cluster.Join(ctx, k.cluster(), Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1}, n)
+	if err != nil {
+		s.m.clusterErrors.WithLabelValues("join").Inc()
+		return nil
+	}
+	return ms
+}
+
+// wtClusterLeave removes this node's peers from swarms across the cluster.
+func (s *Server) wtClusterLeave(left map[wtKey]string) {
+	if s.cluster == nil || !s.cluster.Up() || len(left) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	for k, id := range left {
+		if err := s.cluster.Leave(ctx, k.cluster(), wtMemberID(s.hub.node, id)); err != nil {
+			s.m.clusterErrors.WithLabelValues("leave").Inc()
+			return
+		}
+	}
+}
+
+// wtPublish hands a WebTorrent offer or answer to the node of member to.
+func (s *Server) wtPublish(typ signaling.Type, k wtKey, fromPeer, to, offerID string, sdp []byte, now time.Time) {
+	node := nodeOf(to)
+	e := &Envelope{Swarm: k.cluster().wire(), Type: typ, From: wtMemberID(s.hub.node, fromPeer), To: to,
+		OfferID: offerID, SDP: string(sdp), SentUnix: now.UnixNano()}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := s.cluster.Publish(ctx, node, e); err != nil {
+		s.m.clusterErrors.WithLabelValues("publish").Inc()
+		return
+	}
+	s.m.clusterOut.Inc()
+}
+
+// deliverWT hands an offer or answer from another node to a peer of this
+// one. The sending node checked its side (the answer matches an offer it
+// handed out); this one checks that its peer is still here.
+func (s *Server) deliverWT(e *Envelope, now time.Time) {
+	k, ok := wtKeyOf(e.Swarm)
+	_, fromPeer, okFrom := wtPeerOf(e.From)
+	fromNode := nodeOf(e.From)
+	node, toPeer, okTo := wtPeerOf(e.To)
+	if !ok || !okFrom || !okTo || node != s.hub.node || !validID(e.OfferID) || e.SDP == "" {
+		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
+		return
+	}
+	h := s.wt
+	h.mu.Lock()
+	var to *wtPeer
+	if sw := h.swarms[k]; sw != nil {
+		to = sw.peers[toPeer]
+	}
+	if to == nil {
+		h.mu.Unlock()
+		s.m.rejects.WithLabelValues("wt_gone").Inc()
+		return
+	}
+	r := &wtRelay{Action: "announce", OfferID: e.OfferID, PeerID: fromPeer, InfoHash: k.infoHash}
+	if e.Type == envWTOffer {
+		to.hand(wtHanded{offerID: e.OfferID, from: fromPeer, node: fromNode, exp: now.Add(s.cfg.OfferTTL).UnixNano()})
+		r.Offer = []byte(e.SDP)
+	} else {
+		r.Answer = []byte(e.SDP)
+	}
+	h.mu.Unlock()
+	b, err := jsonv2.Marshal(r)
+	if err != nil {
+		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
+		return
+	}
+	read := time.Unix(0, e.SentUnix)
+	if d := now.Sub(read); d < 0 || d > time.Minute {
+		read = now
+	}
+	if e.Type == envWTOffer {
+		s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
+	} else {
+		s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
+	}
+	to.c.enqueue(frame{b: b, read: read})
+}
+
+// members adds this node's WebTorrent peers to a refresh snapshot.
+func (h *wtHub) members(node string, into map[swarmKey][]Member) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, sw := range h.swarms {
+		ck := k.cluster()
+		for _, p := range sw.list {
+			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1})
+		}
+	}
+}
