@@ -11,7 +11,7 @@ APT_PKGS := redis-server iproute2
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale deps clean
 
 all: build
 
@@ -54,6 +54,9 @@ swarm: build
 BITTORRENT_TRACKER_VERSION ?= 11.2.3
 bench-trackers: build bench/node_modules/bittorrent-tracker
 	bench/trackers.sh
+# bench-scale measures `peercdn serve` holding 5k, 10k and 19k connections.
+bench-scale: build
+	bench/scale.sh
 bench/node_modules/bittorrent-tracker:
 	@command -v npm >/dev/null || $(MAKE) deps APT_PKGS="nodejs npm"
 	cd bench && { [ -f package.json ] || echo '{"name":"peercdn-bench","private":true}' > package.json; } && \
