@@ -289,8 +289,10 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		id     string
 	}
 	var sends []out
-	picked := map[string]bool{self.id: true}
-	take := func(id string) bool {
+	// offer hands the next offer to q, a peer of this node, or else to
+	// member, a peer of another; false once the offers are used up, bad or
+	// over this socket's limit.
+	offer := func(q *wtPeer, member string) bool {
 		o := m.Offers[len(sends)]
 		if !validID(o.OfferID) || len(o.Offer) == 0 {
 			return false
@@ -298,39 +300,42 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		if c.wt.offers == nil {
 			c.wt.offers = rate.NewLimiter(rate.Limit(float64(c.s.cfg.MaxPendingOffers)/c.s.cfg.OfferTTL.Seconds()), c.s.cfg.MaxPendingOffers)
 		}
-		return c.wt.offers.AllowN(now, 1)
+		if !c.wt.offers.AllowN(now, 1) {
+			return false
+		}
+		if q == nil {
+			sends = append(sends, out{member: member, offer: o.Offer, id: o.OfferID})
+			return true
+		}
+		q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
+		b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Offer: o.Offer, OfferID: o.OfferID, PeerID: self.id, InfoHash: ih})
+		sends = append(sends, out{to: q, msg: b})
+		return true
 	}
+	picked := map[string]bool{self.id: true} // peer ids of this node, member ids of others
 	for _, mb := range sample {
 		if len(sends) >= want {
 			break
 		}
 		node, pid, ok := wtPeerOf(mb.ID)
-		if !ok || picked[mb.ID] {
+		if !ok {
 			continue
 		}
+		var q *wtPeer
+		key := mb.ID
 		if node == c.s.hub.node {
-			q := sw.peers[pid]
-			if q == nil || picked[pid] {
-				continue
+			if q, key = sw.peers[pid], pid; q == nil {
+				continue // left since
 			}
-			if !take(pid) {
-				want = 0
-				break
-			}
-			picked[pid] = true
-			o := m.Offers[len(sends)]
-			q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
-			b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Offer: o.Offer, OfferID: o.OfferID, PeerID: self.id, InfoHash: ih})
-			sends = append(sends, out{to: q, msg: b})
+		}
+		if picked[key] {
 			continue
 		}
-		if !take(mb.ID) {
+		picked[key] = true
+		if !offer(q, mb.ID) {
 			want = 0
 			break
 		}
-		picked[mb.ID] = true
-		o := m.Offers[len(sends)]
-		sends = append(sends, out{member: mb.ID, offer: o.Offer, id: o.OfferID})
 	}
 	// The rest (no store, or a short sample) from this node's peers.
 	if len(sends) < want && len(sw.list) > 1 {
@@ -340,14 +345,10 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			if picked[q.id] {
 				continue
 			}
-			if !take(q.id) {
+			picked[q.id] = true
+			if !offer(q, "") {
 				break
 			}
-			picked[q.id] = true
-			o := m.Offers[len(sends)]
-			q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
-			b, _ := jsonv2.Marshal(&wtRelay{Action: "announce", Offer: o.Offer, OfferID: o.OfferID, PeerID: self.id, InfoHash: ih})
-			sends = append(sends, out{to: q, msg: b})
 		}
 	}
 	complete, incomplete := sw.complete, len(sw.list)-sw.complete
