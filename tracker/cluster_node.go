@@ -190,6 +190,7 @@ func (s *Server) clusterRelay(from *peer, node string, k swarmKey, m *signaling.
 // members expire from the store by themselves. Call it after Drain.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.idle.close()
 		if s.cluster == nil {
 			return
 		}

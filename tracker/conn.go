@@ -49,6 +49,10 @@ type conn struct {
 	closeOnce sync.Once
 	closing   atomic.Bool
 	finished  chan struct{} // closed when the writer is finished for good
+
+	done   func() // runs once the connection is over
+	pollID uint64 // in the idle poller; guarded by its lock
+	polled bool   // registered with the idle poller once
 }
 
 // frame is a queued outgoing message; relayed frames carry when they were
@@ -71,7 +75,9 @@ func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *co
 	}
 }
 
-func (c *conn) serve() {
+// start serves c on a goroutine of its own; done runs once it is over.
+func (c *conn) start(done func()) {
+	c.done = done
 	c.timer = time.AfterFunc(c.s.cfg.HandshakeTimeout, func() {
 		if !c.welcomed.Load() {
 			c.s.m.rejects.WithLabelValues("handshake_timeout").Inc()
@@ -81,59 +87,90 @@ func (c *conn) serve() {
 		c.s.m.rejects.WithLabelValues("idle_timeout").Inc()
 		c.close(websocket.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
 	})
-	defer func() {
-		c.timer.Stop()
-		if c.wt != nil {
-			c.s.wtClusterLeave(c.s.wt.leave(c))
-		}
-		if c.peer != nil {
-			keys := c.s.hub.swarmsOf(c.peer)
-			c.s.hub.remove(c.peer)
-			c.s.clusterLeave(c.peer, keys)
-		}
-		if c.closing.Load() {
-			// The close code and the frames queued before it get out first,
-			// unless the writer already died on a write error.
-			<-c.finished
-		}
-		c.setDead()
-		c.writers.Wait()
-		c.ws.CloseNow()
-	}()
+	go c.run()
+}
+
+// run reads frames while there are any, then parks the connection in the
+// idle poller and returns: an idle connection holds no goroutine. The
+// poller runs it again when bytes arrive, or when the connection is being
+// closed. Where there is no poller it waits for bytes on its goroutine.
+func (c *conn) run() {
 	for {
-		// Frames are read into a pooled buffer, taken only once one has
-		// started: an idle connection holds none. Handlers copy what they
-		// keep (JSON decoding does), so it goes back after each frame.
-		c.bw.waitReadable()
-		// No context: a read ends when the connection is closed, and a
-		// cancellable one costs an allocation per message.
-		typ, r, err := c.ws.Reader(context.Background())
-		var buf *bytes.Buffer
-		if err == nil {
-			buf = readPool.Get().(*bytes.Buffer)
-			buf.Reset()
-			_, err = buf.ReadFrom(r)
-		}
-		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
-				c.s.m.rejects.WithLabelValues("too_big").Inc()
-			}
-			if buf != nil {
-				readPool.Put(buf)
-			}
+		if !c.bw.pending() && c.s.idle.park(c) {
 			return
 		}
-		if c.welcomed.Load() {
-			c.timer.Reset(c.idleTimeout())
-		}
-		ok := c.handleFrame(typ, buf.Bytes())
-		if buf.Cap() <= maxPooledBatch {
-			readPool.Put(buf)
-		}
-		if !ok {
+		c.bw.waitReadable()
+		if !c.readOne() {
+			c.finish()
 			return
 		}
 	}
+}
+
+// ending reports whether the connection is being closed.
+func (c *conn) ending() bool {
+	if c.closing.Load() {
+		return true
+	}
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.dead
+}
+
+// finish leaves every swarm and closes the connection, after the frames
+// queued before a close.
+func (c *conn) finish() {
+	c.timer.Stop()
+	if c.wt != nil {
+		c.s.wtClusterLeave(c.s.wt.leave(c))
+	}
+	if c.peer != nil {
+		keys := c.s.hub.swarmsOf(c.peer)
+		c.s.hub.remove(c.peer)
+		c.s.clusterLeave(c.peer, keys)
+	}
+	if c.closing.Load() {
+		// The close code and the frames queued before it get out first,
+		// unless the writer already died on a write error.
+		<-c.finished
+	}
+	c.setDead()
+	c.writers.Wait()
+	c.ws.CloseNow()
+	c.done()
+}
+
+// readOne reads and handles one frame; false ends the connection. Frames
+// are read into a pooled buffer, taken only once one has started: an idle
+// connection holds none. Handlers copy what they keep (JSON decoding
+// does), so it goes back after each frame.
+func (c *conn) readOne() bool {
+	// No context: a read ends when the connection is closed, and a
+	// cancellable one costs an allocation per message.
+	typ, r, err := c.ws.Reader(context.Background())
+	var buf *bytes.Buffer
+	if err == nil {
+		buf = readPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(r)
+	}
+	if err != nil {
+		if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
+			c.s.m.rejects.WithLabelValues("too_big").Inc()
+		}
+		if buf != nil {
+			readPool.Put(buf)
+		}
+		return false
+	}
+	if c.welcomed.Load() {
+		c.timer.Reset(c.idleTimeout())
+	}
+	ok := c.handleFrame(typ, buf.Bytes())
+	if buf.Cap() <= maxPooledBatch {
+		readPool.Put(buf)
+	}
+	return ok
 }
 
 var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -481,6 +518,7 @@ func (c *conn) setDead() {
 	c.qmu.Unlock()
 	if !was {
 		close(c.finished)
+		c.s.idle.kick(c) // a parked connection must be finished
 	}
 }
 
@@ -550,5 +588,6 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 		if dead {
 			c.ws.CloseNow() // the writer died: nothing can be said any more
 		}
+		c.s.idle.kick(c) // a parked connection must be read to its end
 	})
 }

@@ -32,6 +32,7 @@ type Server struct {
 	m       *metrics
 	hub     *hub
 	wt      *wtHub
+	idle    *idlePoller // holds idle connections without a goroutine each
 	gather  prometheus.Gatherer
 	proxies []*net.IPNet
 	secret  []byte
@@ -114,6 +115,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	}
 	s.hub = newHub(&s.cfg, s.m, node, cl != nil)
 	s.wt = newWTHub(&s.cfg)
+	s.idle = newIdlePoller()
 	if cl != nil {
 		state := func() float64 {
 			if cl.Up() {
@@ -236,14 +238,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.m.conns.Inc()
 	// A fresh goroutine reads, and net/http's returns: its stack, grown deep
 	// by the upgrade, would otherwise stay with the connection for its life.
-	go func() {
-		defer func() {
-			s.release(ip, c)
-			s.m.conns.Dec()
-			s.wg.Done()
-		}()
-		c.serve()
-	}()
+	c.start(func() {
+		s.release(ip, c)
+		s.m.conns.Dec()
+		s.wg.Done()
+	})
 }
 
 // admit counts a new connection against the node and IP limits.

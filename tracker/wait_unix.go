@@ -30,3 +30,40 @@ func (b *batchWriter) waitReadable() {
 		return err != syscall.EAGAIN && err != syscall.EINTR
 	})
 }
+
+// pending reports whether there are bytes to read (or the socket is at
+// its end): buffered, or in the socket.
+func (b *batchWriter) pending() bool {
+	if b.br == nil || b.br.Buffered() > 0 || (b.prefix != nil && b.prefix.Len() > 0) {
+		return true
+	}
+	sc, ok := b.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := true
+	var one [1]byte
+	rc.Control(func(fd uintptr) {
+		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN
+	})
+	return ready
+}
+
+// rawControl runs f with the socket's descriptor, which cannot be closed
+// meanwhile.
+func (b *batchWriter) rawControl(f func(fd int)) error {
+	sc, ok := b.nc.(syscall.Conn)
+	if !ok {
+		return syscall.EINVAL
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) })
+}
