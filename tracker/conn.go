@@ -87,21 +87,26 @@ func (c *conn) start(done func()) {
 		c.s.m.rejects.WithLabelValues("idle_timeout").Inc()
 		c.close(websocket.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
 	})
+	// Nothing has been said yet: park at once (hello is usually on its way,
+	// and the poller reports it), or wait for it on a goroutine.
+	if !c.bw.buffered() && c.s.idle.park(c) {
+		return
+	}
 	go c.run()
 }
 
-// run reads frames while there are any, then parks the connection in the
-// idle poller and returns: an idle connection holds no goroutine. The
-// poller runs it again when bytes arrive, or when the connection is being
-// closed. Where there is no poller it waits for bytes on its goroutine.
+// run reads a frame, and more while any are buffered, then parks the
+// connection in the idle poller and returns: an idle connection holds no
+// goroutine. The poller runs it again when bytes arrive, or when the
+// connection is being closed. Where there is no poller (not Linux), or for
+// a connection being closed, it waits for the next frame on its goroutine.
 func (c *conn) run() {
 	for {
-		if !c.bw.pending() && c.s.idle.park(c) {
-			return
-		}
-		c.bw.waitReadable()
 		if !c.readOne() {
 			c.finish()
+			return
+		}
+		if !c.bw.buffered() && c.s.idle.park(c) {
 			return
 		}
 	}

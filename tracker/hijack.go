@@ -73,10 +73,17 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // batch (control frames: pongs, close) it writes through.
 type batchWriter struct {
 	nc     net.Conn
-	br     *bufio.Reader // the WebSocket's read buffer, for waitReadable
+	br     *bufio.Reader // the WebSocket's read buffer, for buffered
 	prefix *bytes.Reader // bytes read with the upgrade request, if any
 	mu     sync.Mutex
 	buf    *[]byte // non-nil inside a batch
+}
+
+// buffered reports whether bytes already read from the socket wait to be
+// handled. Bytes still in the socket need no check: the idle poller's
+// registration is level-triggered and reports them at once.
+func (b *batchWriter) buffered() bool {
+	return b.br == nil || b.br.Buffered() > 0 || (b.prefix != nil && b.prefix.Len() > 0)
 }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}

@@ -142,3 +142,17 @@ func (p *idlePoller) close() {
 	syscall.Close(p.wake[0])
 	syscall.Close(p.wake[1])
 }
+
+// rawControl runs f with c's socket descriptor, which cannot be closed
+// meanwhile.
+func (b *batchWriter) rawControl(f func(fd int)) error {
+	sc, ok := b.nc.(syscall.Conn)
+	if !ok {
+		return syscall.EINVAL
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) })
+}
