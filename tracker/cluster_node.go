@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	"iter"
 	"strconv"
 	"time"
 
@@ -58,9 +59,7 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 	if code != "" {
 		s.m.rejects.WithLabelValues(string(code)).Inc()
 		back := &Envelope{Swarm: e.Swarm, Type: e.Type, From: e.From, To: e.To, Ref: e.Ref, Code: code, SentUnix: now.UnixNano()}
-		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-		s.cluster.Publish(ctx, nodeOf(e.From), back)
-		cancel()
+		s.publish(nodeOf(e.From), back)
 		return
 	}
 	sw := signaling.Swarm{Content: e.Swarm.Content, Rendition: e.Swarm.Rendition}
@@ -69,11 +68,7 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 	if err != nil {
 		return
 	}
-	read := time.Unix(0, e.SentUnix)
-	if d := now.Sub(read); d < 0 || d > time.Minute {
-		read = now // clocks of two machines disagree: measure this node's share only
-	}
-	target.conn.enqueue(frame{b: b, read: read})
+	target.conn.enqueue(frame{b: b, read: relayedAt(e, now)})
 }
 
 func validType(t signaling.Type) bool {
@@ -121,16 +116,25 @@ func (s *Server) clusterMaintain() {
 // other nodes to suggest. When the store is down or slow it returns none,
 // and the node matches from its own peers.
 func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
+	var m *Member
+	if join {
+		m = &Member{ID: p.id, Slots: p.slotsNow(s.hub)}
+	}
+	return s.joinCluster(k, m, sampleFactor*s.cfg.Suggestions)
+}
+
+// joinCluster records m in k (nil: records nothing) and returns up to n
+// members of k from the store; none when it is down or slow.
+func (s *Server) joinCluster(k swarmKey, m *Member, n int) []Member {
 	if s.cluster == nil || !s.cluster.Up() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	n := sampleFactor * s.cfg.Suggestions
 	var ms []Member
 	var err error
-	if join {
-		ms, err = s.cluster.Join(ctx, k, Member{ID: p.id, Slots: p.slotsNow(s.hub)}, n)
+	if m != nil {
+		ms, err = s.cluster.Join(ctx, k, *m, n)
 	} else {
 		ms, err = s.cluster.Sample(ctx, k, n)
 	}
@@ -144,13 +148,24 @@ func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
 // clusterLeave removes p from the given swarms across the cluster; if the
 // store is down they expire by themselves.
 func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
-	if s.cluster == nil || !s.cluster.Up() || len(keys) == 0 {
+	s.leaveCluster(func(yield func(swarmKey, string) bool) {
+		for _, k := range keys {
+			if !yield(k, p.id) {
+				return
+			}
+		}
+	})
+}
+
+// leaveCluster removes each member id from its swarm in the store.
+func (s *Server) leaveCluster(members iter.Seq2[swarmKey, string]) {
+	if s.cluster == nil || !s.cluster.Up() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	for _, k := range keys {
-		if err := s.cluster.Leave(ctx, k, p.id); err != nil {
+	for k, id := range members {
+		if err := s.cluster.Leave(ctx, k, id); err != nil {
 			s.m.clusterErrors.WithLabelValues("leave").Inc()
 			return
 		}
@@ -176,14 +191,32 @@ func (s *Server) clusterVote(p *peer, k swarmKey, m *signaling.Message) {
 func (s *Server) clusterRelay(from *peer, node string, k swarmKey, m *signaling.Message, now time.Time) signaling.Code {
 	e := &Envelope{Swarm: k.wire(), Type: m.Type, From: from.id, To: m.To, OfferID: m.OfferID,
 		SDP: m.SDP, Cand: m.Candidate, Ref: m.Ref, SentUnix: now.UnixNano()}
+	if !s.publish(node, e) {
+		return signaling.CodeUnavailable
+	}
+	return ""
+}
+
+// publish hands e to node's inbox, counting it or the failure.
+func (s *Server) publish(node string, e *Envelope) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	if err := s.cluster.Publish(ctx, node, e); err != nil {
 		s.m.clusterErrors.WithLabelValues("publish").Inc()
-		return signaling.CodeUnavailable
+		return false
 	}
 	s.m.clusterOut.Inc()
-	return ""
+	return true
+}
+
+// relayedAt is when the first node read e, for the relay histogram; now
+// when the two machines' clocks disagree (this node's share only, then).
+func relayedAt(e *Envelope, now time.Time) time.Time {
+	read := time.Unix(0, e.SentUnix)
+	if d := now.Sub(read); d < 0 || d > time.Minute {
+		return now
+	}
+	return read
 }
 
 // Close stops a clustered node's loops and its store client; the node's

@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"context"
 	"encoding/hex"
 	"time"
 
@@ -56,46 +55,24 @@ func wtPeerOf(id string) (node, peerID string, ok bool) {
 // wtClusterJoin records peerID in k across the cluster and returns a sample
 // of the swarm (any node) to hand offers to; none when the store is down.
 func (s *Server) wtClusterJoin(k wtKey, peerID string, n int) []Member {
-	if s.cluster == nil || !s.cluster.Up() {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-	defer cancel()
-	ms, err := s.cluster.Join(ctx, k.cluster(), Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1}, n)
-	if err != nil {
-		s.m.clusterErrors.WithLabelValues("join").Inc()
-		return nil
-	}
-	return ms
+	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1}, n)
 }
 
 // wtClusterLeave removes this node's peers from swarms across the cluster.
 func (s *Server) wtClusterLeave(left map[wtKey]string) {
-	if s.cluster == nil || !s.cluster.Up() || len(left) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-	defer cancel()
-	for k, id := range left {
-		if err := s.cluster.Leave(ctx, k.cluster(), wtMemberID(s.hub.node, id)); err != nil {
-			s.m.clusterErrors.WithLabelValues("leave").Inc()
-			return
+	s.leaveCluster(func(yield func(swarmKey, string) bool) {
+		for k, id := range left {
+			if !yield(k.cluster(), wtMemberID(s.hub.node, id)) {
+				return
+			}
 		}
-	}
+	})
 }
 
 // wtPublish hands a WebTorrent offer or answer to the node of member to.
 func (s *Server) wtPublish(typ signaling.Type, k wtKey, fromPeer, to, offerID string, sdp []byte, now time.Time) {
-	node := nodeOf(to)
-	e := &Envelope{Swarm: k.cluster().wire(), Type: typ, From: wtMemberID(s.hub.node, fromPeer), To: to,
-		OfferID: offerID, SDP: string(sdp), SentUnix: now.UnixNano()}
-	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-	defer cancel()
-	if err := s.cluster.Publish(ctx, node, e); err != nil {
-		s.m.clusterErrors.WithLabelValues("publish").Inc()
-		return
-	}
-	s.m.clusterOut.Inc()
+	s.publish(nodeOf(to), &Envelope{Swarm: k.cluster().wire(), Type: typ, From: wtMemberID(s.hub.node, fromPeer), To: to,
+		OfferID: offerID, SDP: string(sdp), SentUnix: now.UnixNano()})
 }
 
 // deliverWT hands an offer or answer from another node to a peer of this
@@ -134,16 +111,12 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
 		return
 	}
-	read := time.Unix(0, e.SentUnix)
-	if d := now.Sub(read); d < 0 || d > time.Minute {
-		read = now
-	}
 	if e.Type == envWTOffer {
 		s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 	} else {
 		s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
 	}
-	to.c.enqueue(frame{b: b, read: read})
+	to.c.enqueue(frame{b: b, read: relayedAt(e, now)})
 }
 
 // members adds this node's WebTorrent peers to a refresh snapshot.
