@@ -367,9 +367,13 @@ func (g *gen) conn(ctx context.Context, i int) {
 	rng := rand.New(rand.NewPCG(uint64(i), uint64(t0.UnixNano())))
 	var lost bool
 	if g.cfg.Protocol == WebTorrent {
-		lost = (&wtClient{g: g, ws: ws, rng: rng, t0: t0}).run(ctx)
+		c := &wtClient{}
+		c.init(g, ws, rng, t0)
+		lost = c.run(ctx)
 	} else {
-		lost = (&nativeClient{g: g, ws: ws, rng: rng, t0: t0}).run(ctx)
+		c := &nativeClient{}
+		c.init(g, ws, rng, t0)
+		lost = c.run(ctx)
 	}
 	if lost && ctx.Err() == nil {
 		g.c.lost.Add(1)

@@ -2,25 +2,15 @@ package loadgen
 
 import (
 	"context"
-	"math/rand/v2"
-	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/peercdn/peercdn/signaling"
 )
 
 // nativeClient is one peercdn agent's signaling, without WebRTC.
 type nativeClient struct {
-	g      *gen
-	ws     *websocket.Conn
-	rng    *rand.Rand
-	t0     time.Time
+	client
 	limits signaling.Limits
-
-	mu     sync.Mutex
-	sent   map[string]time.Time // offer_id -> when sent
 	joined map[string]bool
 	list   []string // joined swarms, for picking one
 }
@@ -30,14 +20,11 @@ func (c *nativeClient) send(m *signaling.Message) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c.g.c.requests.Add(1)
-	return c.ws.Write(ctx, websocket.MessageText, b)
+	return c.write(b)
 }
 
 func (c *nativeClient) read(ctx context.Context) (*signaling.Message, error) {
-	_, b, err := c.ws.Read(ctx)
+	b, err := c.readMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -54,14 +41,7 @@ func (c *nativeClient) read(ctx context.Context) (*signaling.Message, error) {
 	case signaling.TypeOffer:
 		c.g.c.offersRecv.Add(1)
 	case signaling.TypeAnswer:
-		c.g.c.answersRecv.Add(1)
-		c.mu.Lock()
-		at, ok := c.sent[m.OfferID]
-		delete(c.sent, m.OfferID)
-		c.mu.Unlock()
-		if ok && c.g.cfg.Mode == Realistic {
-			c.g.lat.Record(now.Sub(at))
-		}
+		c.answered(m.OfferID, now)
 	}
 	return m, nil
 }
@@ -73,10 +53,7 @@ func (c *nativeClient) offerTo(m *signaling.Message) error {
 			break
 		}
 		id := randID(c.rng)
-		c.mu.Lock()
-		c.sent[id] = time.Now()
-		c.mu.Unlock()
-		c.g.c.offersSent.Add(1)
+		c.offered(time.Now(), id)
 		c.g.c.offersExpected.Add(1)
 		if err := c.send(&signaling.Message{Type: signaling.TypeOffer, Swarm: m.Swarm, To: to, OfferID: id, SDP: c.g.sdp}); err != nil {
 			return err
@@ -107,7 +84,6 @@ func (c *nativeClient) join(i int) error {
 }
 
 func (c *nativeClient) run(ctx context.Context) bool {
-	c.sent = map[string]time.Time{}
 	c.joined = map[string]bool{}
 	slots := 8
 	if c.send(&signaling.Message{Type: signaling.TypeHello, V: signaling.Version, Slots: &slots}) != nil {
@@ -173,9 +149,7 @@ func (c *nativeClient) run(ctx context.Context) bool {
 // peers) for a gamma-drawn swarm, offers to the peers it returns, an answer
 // to an offer received; the next request when any message arrives.
 func (c *nativeClient) closedLoop(ctx context.Context, heartbeat time.Duration) bool {
-	select {
-	case <-c.g.open:
-	case <-ctx.Done():
+	if !c.waitOpen(ctx) {
 		return false
 	}
 	var pending, peers *signaling.Message

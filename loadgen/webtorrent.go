@@ -1,14 +1,11 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -16,17 +13,10 @@ import (
 // wtClient is one WebTorrent tracker client (bittorrent-tracker's, as
 // p2p-media-loader uses it).
 type wtClient struct {
-	g      *gen
-	ws     *websocket.Conn
-	rng    *rand.Rand
-	t0     time.Time
+	client
 	peerID string
-
-	mu     sync.Mutex
-	sent   map[string]time.Time // offer_id -> when its announce was sent
-	rngMu  sync.Mutex           // rng is used by the reader and the announcer
+	rngMu  sync.Mutex // rng is used by the reader and the announcer
 	hsDone bool
-	buf    bytes.Buffer // the message being read
 }
 
 type wtIn struct {
@@ -40,13 +30,6 @@ type wtIn struct {
 	PeerID     string         `json:"peer_id"`
 	InfoHash   string         `json:"info_hash"`
 	Failure    *string        `json:"failure reason"`
-}
-
-func (c *wtClient) send(b []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c.g.c.requests.Add(1)
-	return c.ws.Write(ctx, websocket.MessageText, b)
 }
 
 // The generator shares the cores with the server it measures, so it
@@ -88,14 +71,8 @@ func (c *wtClient) announce(ih, event string) error {
 		b = append(b, '}')
 	}
 	b = append(b, "]}"...)
-	now := time.Now()
-	c.mu.Lock()
-	for _, id := range ids {
-		c.sent[id] = now
-	}
-	c.mu.Unlock()
-	c.g.c.offersSent.Add(int64(len(ids)))
-	return c.send(b)
+	c.offered(time.Now(), ids...)
+	return c.write(b)
 }
 
 func (c *wtClient) answer(in *wtIn) error {
@@ -112,12 +89,12 @@ func (c *wtClient) answer(in *wtIn) error {
 	b = append(b, `,"answer":`...)
 	b = append(b, c.g.answerJSON...)
 	b = append(b, '}')
-	return c.send(b)
+	return c.write(b)
 }
 
 // read reads and tallies one message; it returns the parsed message.
 func (c *wtClient) read(ctx context.Context) (*wtIn, error) {
-	b, err := readMessage(ctx, c.ws, &c.buf)
+	b, err := c.readMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,14 +113,7 @@ func (c *wtClient) read(ctx context.Context) (*wtIn, error) {
 		c.g.c.offersRecv.Add(1)
 	case in.Answer != nil:
 		c.g.c.got("answer")
-		c.g.c.answersRecv.Add(1)
-		c.mu.Lock()
-		at, ok := c.sent[in.OfferID]
-		delete(c.sent, in.OfferID)
-		c.mu.Unlock()
-		if ok && c.g.cfg.Mode == Realistic {
-			c.g.lat.Record(now.Sub(at))
-		}
+		c.answered(in.OfferID, now)
 	case in.Action == "scrape":
 		c.g.c.got("scrape")
 	default:
@@ -163,7 +133,6 @@ func (c *wtClient) read(ctx context.Context) (*wtIn, error) {
 // run returns true when the tracker ended the connection.
 func (c *wtClient) run(ctx context.Context) bool {
 	c.peerID = randID(c.rng)
-	c.sent = map[string]time.Time{}
 	if c.g.cfg.Mode == Compat {
 		return c.closedLoop(ctx)
 	}
@@ -203,9 +172,7 @@ func (c *wtClient) run(ctx context.Context) bool {
 // closedLoop is aquatic_ws's load test: one request in flight; any message
 // that arrives lets the next one go; an offer is answered in it.
 func (c *wtClient) closedLoop(ctx context.Context) bool {
-	select {
-	case <-c.g.open:
-	case <-ctx.Done():
+	if !c.waitOpen(ctx) {
 		return false
 	}
 	var pending *wtIn
@@ -232,17 +199,4 @@ func (c *wtClient) closedLoop(ctx context.Context) bool {
 			pending = in
 		}
 	}
-}
-
-// readMessage reads one message into buf, reused across messages.
-func readMessage(ctx context.Context, ws *websocket.Conn, buf *bytes.Buffer) ([]byte, error) {
-	_, r, err := ws.Reader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	buf.Reset()
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
