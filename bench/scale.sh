@@ -5,19 +5,11 @@
 # summaries on stdout. Run by `make bench-scale`.
 set -eu
 cd "$(dirname "$0")/.."
-BIN=bin/peercdn
-OUT=${OUT:-bench/out}
-mkdir -p "$OUT"
-server_pid=""
-stop() {
-	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-	server_pid=""
-}
-trap stop EXIT INT TERM
+. bench/lib.sh
 for conns in ${SCALE_CONNS:-5000 10000 19000}; do
 	$BIN serve --listen 127.0.0.1:8090 --max-conns-per-ip 64 >"$OUT/peercdn-scale.log" 2>&1 &
 	server_pid=$!
-	until (exec 3<>/dev/tcp/127.0.0.1/8090) 2>/dev/null; do sleep 0.1; done
+	wait_port 8090
 	sleep 1
 	echo "== scale: $conns connections"
 	$BIN bench tracker --url ws://127.0.0.1:8090/announce --mode realistic --conns "$conns" --procs 2 \

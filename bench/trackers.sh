@@ -5,24 +5,15 @@
 # summaries on stdout. Run by `make bench-trackers`.
 set -eu
 cd "$(dirname "$0")/.."
-BIN=bin/peercdn
-OUT=${OUT:-bench/out}
+. bench/lib.sh
 CONNS_COMPAT=${CONNS_COMPAT:-1000}
 CONNS_REAL=${CONNS_REAL:-10000}
 SECONDS_WINDOW=${SECONDS_WINDOW:-30}
-mkdir -p "$OUT"
 
 # Flags that let aquatic's flood through peercdn's per-connection limits
 # (bittorrent-tracker has none); the realistic runs use the defaults.
 COMPAT_FLAGS="--messages-per-second 1000000 --message-burst 1000000 --ip-messages-per-second 10000000 \
 --ip-message-burst 10000000 --max-swarms-per-conn 1024 --max-pending-offers 10000 --max-conns-per-ip 1000"
-
-server_pid=""
-stop() {
-	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-	server_pid=""
-}
-trap stop EXIT INT TERM
 
 start_peercdn() { # extra flags
 	$BIN serve --listen 127.0.0.1:8090 "$@" >"$OUT/peercdn.log" 2>&1 &
@@ -34,10 +25,6 @@ start_bittorrent() {
 	server_pid=$!
 	URL=ws://127.0.0.1:8000/
 }
-wait_port() {
-	i=0; until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || { echo "no server on $1"; exit 1; }; sleep 0.1; done
-}
-
 run() { # name mode conns storm [server flags]
 	name=$1 mode=$2 conns=$3 storm=$4; shift 4
 	for tracker in bittorrent peercdn; do
