@@ -17,11 +17,12 @@ import (
 	"github.com/peercdn/peercdn/signaling"
 )
 
-// conn is one agent's WebSocket. Its goroutine reads and dispatches;
-// frames for it queue in a bounded slice that a writer goroutine drains, so
-// a slow client never blocks the peers relaying to it. The writer runs only
-// while the queue has frames: an idle connection holds one goroutine and no
-// queue, which is most of what a node with 20k viewers holds.
+// conn is one agent's WebSocket. A reading goroutine (one at a time, run)
+// reads and dispatches while frames arrive; frames for it queue in a
+// bounded slice that a writer goroutine drains, so a slow client never
+// blocks the peers relaying to it. Each runs only while it has work: an
+// idle connection holds no goroutine (on Linux) and no queue, which is
+// most of what a node with 20k viewers holds.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
@@ -34,7 +35,7 @@ type conn struct {
 	// quiet suppresses repeated rate_limited errors until a message passes.
 	quiet bool
 
-	peer     *peer   // nil until hello; owned by the handler goroutine
+	peer     *peer   // nil until hello; owned by the reading goroutine
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
 	timer    *time.Timer // handshake, then idle timeout
