@@ -275,12 +275,8 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 	start := time.Now()
 	for i := range cfg.Conns {
 		at := start.Add(time.Duration(float64(cfg.Storm) * float64(i) / float64(cfg.Conns)))
-		if d := time.Until(at); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+		if !SleepUntil(ctx, at) {
+			return nil, ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
@@ -296,9 +292,7 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 	}()
 	// The window starts a second after the storm (compat: after every
 	// connection is open), and ends Duration later.
-	select {
-	case <-time.After(time.Until(start.Add(cfg.Storm + time.Second))):
-	case <-ctx.Done():
+	if !SleepUntil(ctx, start.Add(cfg.Storm+time.Second)) {
 		return nil, ctx.Err()
 	}
 	if cfg.Mode == Compat {
@@ -310,9 +304,7 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 	}
 	before, reqBefore := g.c.snapshot(), g.c.requests.Load()
 	w0 := time.Now()
-	select {
-	case <-time.After(cfg.Duration):
-	case <-ctx.Done():
+	if !SleepUntil(ctx, w0.Add(cfg.Duration)) {
 		return nil, ctx.Err()
 	}
 	after, reqAfter := g.c.snapshot(), g.c.requests.Load()
@@ -341,6 +333,22 @@ func Run(ctx context.Context, cfg Config, onWindow func(start bool)) (*Result, e
 	}
 	r.finish()
 	return r, nil
+}
+
+// SleepUntil waits until t; false if ctx ends first.
+func SleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // conn runs connection i until the run ends.

@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -312,7 +313,12 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		sends = append(sends, out{to: q, msg: b})
 		return true
 	}
-	picked := map[string]bool{self.id: true} // peer ids of this node, member ids of others
+	// Peer ids of this node, member ids of others: self and each peer
+	// offered to, a dozen at most, so a small array rather than a map per
+	// announce.
+	var pickedArr [2*wtMaxOffers + 1]string
+	picked := append(pickedArr[:0], self.id)
+	isPicked := func(id string) bool { return slices.Contains(picked, id) }
 	for _, mb := range sample {
 		if len(sends) >= want {
 			break
@@ -328,10 +334,10 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 				continue // left since
 			}
 		}
-		if picked[key] {
+		if isPicked(key) {
 			continue
 		}
-		picked[key] = true
+		picked = append(picked, key)
 		if !offer(q, mb.ID) {
 			want = 0
 			break
@@ -342,10 +348,10 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		start := h.rng.IntN(len(sw.list))
 		for i := 0; i < len(sw.list) && len(sends) < want; i++ {
 			q := sw.list[(start+i)%len(sw.list)]
-			if picked[q.id] {
+			if isPicked(q.id) {
 				continue
 			}
-			picked[q.id] = true
+			picked = append(picked, q.id)
 			if !offer(q, "") {
 				break
 			}

@@ -180,9 +180,9 @@ func runChildren(ctx context.Context, args []string, cfg loadgen.Config, n int, 
 			results[i] = &r
 		}()
 	}
-	sleepUntil(ctx, t0.Add(cfg.Storm+time.Second))
+	loadgen.SleepUntil(ctx, t0.Add(cfg.Storm+time.Second))
 	atStart()
-	sleepUntil(ctx, t0.Add(cfg.Storm+time.Second+cfg.Duration))
+	loadgen.SleepUntil(ctx, t0.Add(cfg.Storm+time.Second+cfg.Duration))
 	atEnd()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -193,13 +193,6 @@ func runChildren(ctx context.Context, args []string, cfg loadgen.Config, n int, 
 		total.Merge(r)
 	}
 	return total, nil
-}
-
-func sleepUntil(ctx context.Context, t time.Time) {
-	select {
-	case <-time.After(time.Until(t)):
-	case <-ctx.Done():
-	}
 }
 
 func printResult(w io.Writer, r *loadgen.Result) {
