@@ -3,12 +3,18 @@
 # (npm, Node) and against `peercdn serve`, each fresh for every run, on this
 # machine's cores (the generator shares them). Results: $OUT/*.json and the
 # summaries on stdout. Run by `make bench-trackers`.
+#
+# RUNS picks the runs (default: all three); REPEAT runs each that many times,
+# the trackers alternating, since one run on 2 noisy cores is not a figure:
+#   RUNS=storm5s REPEAT=5 bench/trackers.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 CONNS_COMPAT=${CONNS_COMPAT:-1000}
 CONNS_REAL=${CONNS_REAL:-10000}
 SECONDS_WINDOW=${SECONDS_WINDOW:-30}
+RUNS=${RUNS:-compat storm5s storm20s}
+REPEAT=${REPEAT:-1}
 
 # Flags that let aquatic's flood through peercdn's per-connection limits
 # (bittorrent-tracker has none); the realistic runs use the defaults.
@@ -27,18 +33,22 @@ start_bittorrent() {
 }
 run() { # name mode conns storm [server flags]
 	name=$1 mode=$2 conns=$3 storm=$4; shift 4
-	for tracker in bittorrent peercdn; do
-		if [ $tracker = peercdn ]; then start_peercdn "$@"; wait_port 8090; else start_bittorrent; wait_port 8000; fi
-		sleep 1
-		echo "== $name: $tracker"
-		$BIN bench tracker --url "$URL" --mode "$mode" --conns "$conns" --storm "$storm" \
-			--seconds "$SECONDS_WINDOW" --server-pid "$server_pid" --json >"$OUT/$name-$tracker.json"
-		$BIN bench tracker --summary "$OUT/$name-$tracker.json"
-		stop
-		sleep 2
+	case " $RUNS " in *" ${name%%-*} "*) ;; *) return 0 ;; esac
+	for rep in $(seq "$REPEAT"); do
+		for tracker in bittorrent peercdn; do
+			if [ $tracker = peercdn ]; then start_peercdn "$@"; wait_port 8090; else start_bittorrent; wait_port 8000; fi
+			sleep 1
+			out=$OUT/$name-$tracker; [ "$REPEAT" = 1 ] || out=$out-$rep
+			echo "== $name: $tracker (run $rep of $REPEAT)"
+			$BIN bench tracker --url "$URL" --mode "$mode" --conns "$conns" --storm "$storm" \
+				--seconds "$SECONDS_WINDOW" --server-pid "$server_pid" --json >"$out.json"
+			$BIN bench tracker --summary "$out.json"
+			stop
+			sleep 2
+		done
 	done
 }
 
 run compat-$CONNS_COMPAT compat "$CONNS_COMPAT" 5s $COMPAT_FLAGS
-run realistic-$CONNS_REAL-storm5s realistic "$CONNS_REAL" 5s
-run realistic-$CONNS_REAL-storm20s realistic "$CONNS_REAL" 20s
+run storm5s-$CONNS_REAL realistic "$CONNS_REAL" 5s
+run storm20s-$CONNS_REAL realistic "$CONNS_REAL" 20s

@@ -91,6 +91,10 @@ func benchTracker(args []string, stdout io.Writer) error {
 		}
 	}
 	cfg.Defaults()
+	gcLimit := int64(0)
+	if !*child {
+		gcLimit = loadgen.QuietGC(*procs)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
@@ -116,7 +120,7 @@ func benchTracker(args []string, stdout io.Writer) error {
 			}
 		})
 	} else {
-		r, err = runChildren(ctx, args, cfg, *procs, func() {
+		r, err = runChildren(ctx, args, cfg, *procs, gcLimit, func() {
 			sample(&start)
 		}, func() { sample(&end) })
 	}
@@ -142,7 +146,9 @@ func benchTracker(args []string, stdout io.Writer) error {
 // runChildren splits the connections over n child processes, each with its
 // own source addresses, and adds up their results. atStart and atEnd run
 // when the window starts and ends (the children keep the same schedule).
-func runChildren(ctx context.Context, args []string, cfg loadgen.Config, n int, atStart, atEnd func()) (*loadgen.Result, error) {
+// gcLimit, unless 0, is each child's share of the memory its collector may
+// let the heap grow to (loadgen.QuietGC).
+func runChildren(ctx context.Context, args []string, cfg loadgen.Config, n int, gcLimit int64, atStart, atEnd func()) (*loadgen.Result, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -162,6 +168,9 @@ func runChildren(ctx context.Context, args []string, cfg loadgen.Config, n int, 
 		cmd := exec.CommandContext(ctx, exe, a...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if gcLimit > 0 {
+			cmd.Env = append(os.Environ(), "GOGC=off", "GOMEMLIMIT="+strconv.FormatInt(gcLimit, 10))
+		}
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
