@@ -26,6 +26,10 @@ type Cluster interface {
 	Join(ctx context.Context, k swarmKey, m Member, n int) ([]Member, error)
 	// Sample returns up to n live members of k.
 	Sample(ctx context.Context, k swarmKey, n int) ([]Member, error)
+	// Counts returns how many live members each of keys has, and how many
+	// of them are seeds: the swarm sizes a WebTorrent announce and scrape
+	// report, which must count every node's peers.
+	Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error)
 	// Leave removes id from k.
 	Leave(ctx context.Context, k swarmKey, id string) error
 	// Refresh re-announces every member this node holds, pushing their
@@ -50,7 +54,13 @@ type Cluster interface {
 type Member struct {
 	ID    string
 	Slots int // free connection slots the agent declared, capped at maxSlots
+	// Seed marks a WebTorrent peer that has the whole torrent (its
+	// "completed" event): scrape and announce count it as complete.
+	Seed bool
 }
+
+// SwarmCount is a swarm's size across the cluster.
+type SwarmCount struct{ Members, Seeds int }
 
 // maxSlots caps the slots a member carries through the cluster: beyond it a
 // peer is simply "free".

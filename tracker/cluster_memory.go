@@ -23,6 +23,7 @@ type MemoryCluster struct {
 
 type memMember struct {
 	slots  int
+	seed   bool
 	expiry time.Time
 }
 
@@ -83,8 +84,30 @@ func (n *memNode) Join(ctx context.Context, k swarmKey, m Member, want int) ([]M
 		sw = make(map[string]memMember)
 		mc.swarms[k] = sw
 	}
-	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), expiry: time.Now().Add(mc.ttl)}
+	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, expiry: time.Now().Add(mc.ttl)}
 	return mc.sampleLocked(k, want, m.ID), nil
+}
+
+func (n *memNode) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error) {
+	mc := n.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.down {
+		return nil, ErrClusterDown
+	}
+	now := time.Now()
+	out := make([]SwarmCount, len(keys))
+	for i, k := range keys {
+		for _, m := range mc.swarms[k] {
+			if now.Before(m.expiry) {
+				out[i].Members++
+				if m.seed {
+					out[i].Seeds++
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 func (n *memNode) Sample(ctx context.Context, k swarmKey, want int) ([]Member, error) {
@@ -145,7 +168,7 @@ func (n *memNode) Refresh(ctx context.Context, members map[swarmKey][]Member) er
 			mc.swarms[k] = sw
 		}
 		for _, m := range ms {
-			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), expiry: exp}
+			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, expiry: exp}
 		}
 	}
 	for k, sw := range mc.swarms {

@@ -23,6 +23,9 @@ import (
 //	                            is expiryMs*64 + free slots (0..63), so one
 //	                            ZADD refreshes both and expired members sort
 //	                            first for ZREMRANGEBYSCORE
+//	peercdn:{s:<swarm hash>}:c  sorted set of the swarm's seeds (WebTorrent
+//	                            peers that completed), same scores: what
+//	                            announce and scrape count as complete
 //	peercdn:{n:<node id>}       sharded pub/sub channel: the node's inbox
 //
 // The {…} hash tags keep each swarm's keys, and each inbox, in one slot.
@@ -122,6 +125,12 @@ func swarmMembersKey(k swarmKey) string {
 	return "peercdn:{s:" + hex.EncodeToString(h.Sum(nil)[:12]) + "}:m"
 }
 
+// swarmSeedsKey holds the seeds among k's members, in the same slot.
+func swarmSeedsKey(k swarmKey) string {
+	m := swarmMembersKey(k)
+	return m[:len(m)-1] + "c"
+}
+
 func inboxChannel(node string) string { return "peercdn:{n:" + node + "}" }
 
 // broadcastChannel reaches every node (classic pub/sub: in Redis Cluster it
@@ -152,6 +161,11 @@ func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) (
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, key, redis.Z{Score: memberScore(now.Add(rc.ttl), m.Slots), Member: m.ID})
 		p.PExpire(ctx, key, 2*rc.ttl)
+		if m.Seed {
+			seeds := swarmSeedsKey(k)
+			p.ZAdd(ctx, seeds, redis.Z{Score: memberScore(now.Add(rc.ttl), 0), Member: m.ID})
+			p.PExpire(ctx, seeds, 2*rc.ttl)
+		}
 		rnd = p.ZRandMemberWithScores(ctx, key, 2*n+1)
 		return nil
 	})
@@ -188,8 +202,34 @@ func pickLive(zs []redis.Z, now time.Time, skip string, n int) []Member {
 	return out
 }
 
+func (rc *RedisCluster) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error) {
+	live := strconv.FormatFloat(liveFrom(time.Now()), 'f', 0, 64)
+	members := make([]*redis.IntCmd, len(keys))
+	seeds := make([]*redis.IntCmd, len(keys))
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			members[i] = p.ZCount(ctx, swarmMembersKey(k), live, "+inf")
+			seeds[i] = p.ZCount(ctx, swarmSeedsKey(k), live, "+inf")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SwarmCount, len(keys))
+	for i := range keys {
+		out[i] = SwarmCount{Members: int(members[i].Val()), Seeds: int(seeds[i].Val())}
+	}
+	return out, nil
+}
+
 func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, id string) error {
-	return rc.rdb.ZRem(ctx, swarmMembersKey(k), id).Err()
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, swarmMembersKey(k), id)
+		p.ZRem(ctx, swarmSeedsKey(k), id)
+		return nil
+	})
+	return err
 }
 
 // refreshChunk bounds the members of one ZADD.
@@ -199,19 +239,31 @@ func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Memb
 	now := time.Now()
 	exp := now.Add(rc.ttl)
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		expired := "(" + strconv.FormatFloat(liveFrom(now), 'f', 0, 64)
 		for k, ms := range members {
-			key := swarmMembersKey(k)
+			key, seedsKey := swarmMembersKey(k), swarmSeedsKey(k)
+			var seeds []redis.Z
 			for i := 0; i < len(ms); i += refreshChunk {
 				chunk := ms[i:min(i+refreshChunk, len(ms))]
 				zs := make([]redis.Z, len(chunk))
 				for j, m := range chunk {
 					zs[j] = redis.Z{Score: memberScore(exp, m.Slots), Member: m.ID}
+					if m.Seed {
+						seeds = append(seeds, redis.Z{Score: memberScore(exp, 0), Member: m.ID})
+					}
 				}
 				p.ZAdd(ctx, key, zs...)
 			}
+			for i := 0; i < len(seeds); i += refreshChunk {
+				p.ZAdd(ctx, seedsKey, seeds[i:min(i+refreshChunk, len(seeds))]...)
+			}
 			// Members of nodes that stopped refreshing: gone for good.
-			p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatFloat(liveFrom(now), 'f', 0, 64))
+			p.ZRemRangeByScore(ctx, key, "-inf", expired)
 			p.PExpire(ctx, key, 2*rc.ttl)
+			if len(seeds) > 0 {
+				p.ZRemRangeByScore(ctx, seedsKey, "-inf", expired)
+				p.PExpire(ctx, seedsKey, 2*rc.ttl)
+			}
 		}
 		return nil
 	})

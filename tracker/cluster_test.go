@@ -338,15 +338,27 @@ func TestClusterWebTorrentAcrossNodes(t *testing.T) {
 			a.next()
 			b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-b"), "numwant": 5,
 				"offers": []any{map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0 b"}, "offer_id": id20("offer-1")}}})
-			b.next()
+			// Swarm sizes count every node's peers.
+			if resp := b.next(); resp["complete"] != 0.0 || resp["incomplete"] != 2.0 {
+				t.Fatalf("b's announce response %v: want complete 0, incomplete 2 (a on node 1, b)", resp)
+			}
 			got := a.next()
 			if got["peer_id"] != id20("peer-b") || got["offer_id"] != id20("offer-1") || got["info_hash"] != ih ||
 				got["offer"].(map[string]any)["sdp"] != "v=0 b" {
 				t.Fatalf("a on node 1 got %v", got)
 			}
 			// c, on b's node, forges a's answer: dropped on c's node.
-			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "offers": []any{}})
-			c.next()
+			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "offers": []any{},
+				"event": "completed", "left": 0})
+			if resp := c.next(); resp["complete"] != 1.0 || resp["incomplete"] != 2.0 {
+				t.Fatalf("c's announce response %v: want complete 1 (c), incomplete 2", resp)
+			}
+			// A scrape on node 1 sees node 2's seed.
+			a.send(map[string]any{"action": "scrape", "info_hash": ih})
+			files, _ := a.next()["files"].(map[string]any)
+			if f, _ := files[ih].(map[string]any); f["complete"] != 1.0 || f["incomplete"] != 2.0 {
+				t.Fatalf("scrape on node 1: %v", files)
+			}
 			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "to_peer_id": id20("peer-b"),
 				"offer_id": id20("offer-1"), "answer": map[string]any{"type": "answer", "sdp": "forged"}})
 			b.quiet(300 * time.Millisecond)
@@ -370,6 +382,14 @@ func TestClusterWebTorrentAcrossNodes(t *testing.T) {
 				t.Fatalf("c got %v", got)
 			}
 			c.quiet(300 * time.Millisecond) // one other peer: one offer
+			// The seed stops: it leaves the counts of the store too.
+			c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("peer-c"), "event": "stopped"})
+			eventually(t, 5*time.Second, "c's seed gone from the counts", func() bool {
+				b.send(map[string]any{"action": "scrape", "info_hash": ih})
+				files, _ := b.next()["files"].(map[string]any)
+				f, _ := files[ih].(map[string]any)
+				return f["complete"] == 0.0 && f["incomplete"] == 1.0
+			})
 		})
 	}
 }

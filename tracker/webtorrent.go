@@ -256,10 +256,12 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		c.s.wtClusterLeave(map[wtKey]string{k: self.id})
 		return true
 	}
-	if m.Event == "completed" && !self.complete {
+	completed := m.Event == "completed" && !self.complete
+	if completed {
 		self.complete = true
 		sw.complete++
 	}
+	seed := self.complete
 	want := len(m.Offers)
 	if want > wtMaxOffers {
 		want = wtMaxOffers
@@ -272,8 +274,8 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	// With a shared store, the swarm is sampled there, across nodes (and
 	// a newcomer recorded); offers then go to the sample first.
 	var sample []Member
-	if c.s.cluster != nil && (isNew || want > 0) {
-		sample = c.s.wtClusterJoin(k, self.id, 2*want)
+	if c.s.cluster != nil && (isNew || want > 0 || completed) {
+		sample = c.s.wtClusterJoin(k, self.id, seed, 2*want)
 	}
 
 	h.mu.Lock()
@@ -367,6 +369,9 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		c.s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 		o.to.c.enqueue(frame{b: o.msg, read: now})
 	}
+	if counts, ok := c.s.wtClusterCounts([]wtKey{k}); ok {
+		complete, incomplete = counts[0].Seeds, max(counts[0].Members-counts[0].Seeds, 0)
+	}
 	resp, _ := jsonv2.Marshal(&wtAnnounceResponse{Action: "announce", Interval: int(c.s.cfg.AnnounceInterval / time.Second),
 		InfoHash: ih, Complete: complete, Incomplete: incomplete})
 	c.enqueue(frame{b: resp})
@@ -419,20 +424,23 @@ func (c *conn) wtScrape(m *wtMsg) bool {
 		c.enqueue(frame{b: wtFailure("info_hash must be a string or a list of up to 64", "")})
 		return c.strike("wt_bad_message")
 	}
-	files := map[string]any{}
-	h := c.s.wt
-	h.mu.Lock()
+	keys := make([]wtKey, 0, len(list))
 	for _, ih := range list {
-		if !validID(ih) {
-			continue
+		if validID(ih) {
+			keys = append(keys, wtKey{c.origin, ih})
 		}
-		cpl, inc := 0, 0
-		if sw := h.swarms[wtKey{c.origin, ih}]; sw != nil {
-			cpl, inc = sw.complete, len(sw.list)-sw.complete
-		}
-		files[ih] = map[string]int{"complete": cpl, "incomplete": inc, "downloaded": cpl}
 	}
-	h.mu.Unlock()
+	// Across the cluster when there is one; else (or when it does not
+	// answer) this node's own peers.
+	counts, ok := c.s.wtClusterCounts(keys)
+	if !ok {
+		counts = c.s.wt.sizes(keys)
+	}
+	files := make(map[string]any, len(keys))
+	for i, k := range keys {
+		cpl, inc := counts[i].Seeds, max(counts[i].Members-counts[i].Seeds, 0)
+		files[k.infoHash] = map[string]int{"complete": cpl, "incomplete": inc, "downloaded": cpl}
+	}
 	b, _ := jsonv2.Marshal(map[string]any{"action": "scrape", "files": files})
 	c.enqueue(frame{b: b})
 	return true
@@ -473,6 +481,19 @@ func (h *wtHub) leave(c *conn) map[wtKey]string {
 }
 
 // counts returns swarms and answerable offers, for leak checks.
+// sizes returns the sizes of this node's swarms keys.
+func (h *wtHub) sizes(keys []wtKey) []SwarmCount {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]SwarmCount, len(keys))
+	for i, k := range keys {
+		if sw := h.swarms[k]; sw != nil {
+			out[i] = SwarmCount{Members: len(sw.list), Seeds: sw.complete}
+		}
+	}
+	return out
+}
+
 func (h *wtHub) counts() (swarms, offers int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"context"
 	"encoding/hex"
 	"time"
 
@@ -52,10 +53,32 @@ func wtPeerOf(id string) (node, peerID string, ok bool) {
 	return node, string(b), true
 }
 
-// wtClusterJoin records peerID in k across the cluster and returns a sample
-// of the swarm (any node) to hand offers to; none when the store is down.
-func (s *Server) wtClusterJoin(k wtKey, peerID string, n int) []Member {
-	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1}, n)
+// wtClusterJoin records peerID in k across the cluster, as a seed if it
+// completed, and returns a sample of the swarm (any node) to hand offers
+// to; none when the store is down.
+func (s *Server) wtClusterJoin(k wtKey, peerID string, seed bool, n int) []Member {
+	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1, Seed: seed}, n)
+}
+
+// wtClusterCounts returns the sizes of swarms keys across the cluster, for
+// announce and scrape; false without a shared store or when it does not
+// answer, and the node's own counts stand in.
+func (s *Server) wtClusterCounts(keys []wtKey) ([]SwarmCount, bool) {
+	if s.cluster == nil || !s.cluster.Up() || len(keys) == 0 {
+		return nil, false
+	}
+	ck := make([]swarmKey, len(keys))
+	for i, k := range keys {
+		ck[i] = k.cluster()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	counts, err := s.cluster.Counts(ctx, ck)
+	if err != nil || len(counts) != len(keys) {
+		s.m.clusterErrors.WithLabelValues("counts").Inc()
+		return nil, false
+	}
+	return counts, true
 }
 
 // wtClusterLeave removes this node's peers from swarms across the cluster.
@@ -126,7 +149,7 @@ func (h *wtHub) members(node string, into map[swarmKey][]Member) {
 	for k, sw := range h.swarms {
 		ck := k.cluster()
 		for _, p := range sw.list {
-			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1})
+			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1, Seed: p.complete})
 		}
 	}
 }
