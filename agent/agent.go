@@ -81,11 +81,17 @@ func (a *Agent) Stats() Stats {
 		Corrupt:         a.stats.corrupt.Load(),
 		Flooders:        a.stats.flooders.Load(),
 	}
+	// A viewer met in several swarms (video and audio renditions, say) is
+	// one peer, however many connections it takes.
 	a.mu.Lock()
+	peers := map[string]struct{}{}
 	for _, sw := range a.swarms {
-		s.Peers += sw.connectedCount()
+		for _, r := range sw.connected() {
+			peers[r.id] = struct{}{}
+		}
 	}
 	a.mu.Unlock()
+	s.Peers = len(peers)
 	a.stats.mu.Lock()
 	s.Stalls, s.StallMs = a.stats.stalls, a.stats.stallMs
 	a.stats.mu.Unlock()

@@ -296,3 +296,37 @@ func TestPrefetchUsesPeersOnly(t *testing.T) {
 		t.Fatalf("stats: %+v", viewer.Stats())
 	}
 }
+
+// Two viewers that meet in two swarms (video and audio renditions) are one
+// peer to each other in Stats, not two.
+func TestStatsCountAPeerOnceAcrossSwarms(t *testing.T) {
+	tr := startTracker(t)
+	a, b := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	audio := signaling.Swarm{Content: testSwarm.Content, Rendition: "audio"}
+	a.Join(audio)
+	b.Join(audio)
+	waitPeers(t, 1, a, b) // and testSwarm
+	deadline := time.Now().Add(10 * time.Second)
+	for connectedSwarms(a) < 2 || connectedSwarms(b) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not connected in both swarms: a %d, b %d", connectedSwarms(a), connectedSwarms(b))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pa, pb := a.Stats().Peers, b.Stats().Peers; pa != 1 || pb != 1 {
+		t.Fatalf("peers a %d, b %d: want 1 each (one other viewer, in two swarms)", pa, pb)
+	}
+}
+
+// connectedSwarms counts a's swarms with a connected peer.
+func connectedSwarms(a *Agent) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, sw := range a.swarms {
+		if sw.connectedCount() > 0 {
+			n++
+		}
+	}
+	return n
+}

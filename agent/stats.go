@@ -22,7 +22,8 @@ type Stats struct {
 	CDNBytes    int64 `json:"cdnBytes"`
 	P2PBytes    int64 `json:"p2pBytes"`
 	UploadBytes int64 `json:"uploadBytes"`
-	Peers       int   `json:"peers"`
+	// Peers counts the distinct viewers connected, over all swarms.
+	Peers int `json:"peers"`
 	// PeerConnections counts connections created, against MaxPeerConnections.
 	PeerConnections int   `json:"peerConnections"`
 	Segments        int   `json:"segments"`
