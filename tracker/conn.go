@@ -570,7 +570,9 @@ func (c *conn) writeLoop() {
 			}
 		}
 		if closing != nil {
+			c.bw.closeRead.Lock()
 			c.ws.Close(closing.closeCode, closing.closeReason) // waits up to 5s for the client's close frame
+			c.bw.closeRead.Unlock()
 			c.setDead()
 			return
 		}

@@ -77,12 +77,24 @@ type batchWriter struct {
 	prefix *bytes.Reader // bytes read with the upgrade request, if any
 	mu     sync.Mutex
 	buf    *[]byte // non-nil inside a batch
+
+	// closeRead is held while the WebSocket library reads the client's
+	// reply to our close frame on the writer's goroutine: the only read
+	// that is not the connection's own goroutine's, and buffered must not
+	// look at the read buffer meanwhile.
+	closeRead sync.Mutex
 }
 
 // buffered reports whether bytes already read from the socket wait to be
 // handled. Bytes still in the socket need no check: the idle poller's
-// registration is level-triggered and reports them at once.
+// registration is level-triggered and reports them at once. During a
+// close handshake it says yes: the caller then reads, which waits for the
+// handshake and ends the connection, instead of parking it.
 func (b *batchWriter) buffered() bool {
+	if !b.closeRead.TryLock() {
+		return true
+	}
+	defer b.closeRead.Unlock()
 	return b.br == nil || b.br.Buffered() > 0 || (b.prefix != nil && b.prefix.Len() > 0)
 }
 
