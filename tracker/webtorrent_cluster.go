@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/peercdn/peercdn/signaling"
 )
@@ -106,7 +106,8 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 	_, fromPeer, okFrom := wtPeerOf(e.From)
 	fromNode := nodeOf(e.From)
 	node, toPeer, okTo := wtPeerOf(e.To)
-	if !ok || !okFrom || !okTo || node != s.hub.node || !validID(e.OfferID) || e.SDP == "" {
+	// The SDP goes to the browser verbatim: it must be one JSON value.
+	if !ok || !okFrom || !okTo || node != s.hub.node || !validID(e.OfferID) || !jsontext.Value(e.SDP).IsValid() {
 		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
 		return
 	}
@@ -121,19 +122,13 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 		s.m.rejects.WithLabelValues("wt_gone").Inc()
 		return
 	}
-	r := &wtRelay{Action: "announce", OfferID: e.OfferID, PeerID: fromPeer, InfoHash: k.infoHash}
+	field := "answer"
 	if e.Type == envWTOffer {
 		to.hand(wtHanded{offerID: e.OfferID, from: fromPeer, node: fromNode, exp: now.Add(s.cfg.OfferTTL).UnixNano()})
-		r.Offer = []byte(e.SDP)
-	} else {
-		r.Answer = []byte(e.SDP)
+		field = "offer"
 	}
 	h.mu.Unlock()
-	b, err := jsonv2.Marshal(r)
-	if err != nil {
-		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
-		return
-	}
+	b := wtRelayMsg(field, []byte(e.SDP), e.OfferID, fromPeer, k.infoHash)
 	if e.Type == envWTOffer {
 		s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 	} else {

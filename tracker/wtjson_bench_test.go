@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 func wtSample() []byte {
@@ -19,10 +20,27 @@ func wtSample() []byte {
 	return []byte(`{"action":"announce","info_hash":"abcdefghij0123456789","peer_id":"-WW0001-abcdefghijkl","numwant":10,"event":"started","uploaded":0,"downloaded":0,"left":50,"offers":[` + strings.Join(offers, ",") + `]}`)
 }
 
+// wtMsgV1 is wtMsg as encoding/json decodes it (raw values as
+// json.RawMessage).
+type wtMsgV1 struct {
+	Action   string          `json:"action"`
+	InfoHash json.RawMessage `json:"info_hash"`
+	PeerID   string          `json:"peer_id"`
+	NumWant  *int            `json:"numwant"`
+	Event    string          `json:"event"`
+	Offers   []struct {
+		Offer   json.RawMessage `json:"offer"`
+		OfferID string          `json:"offer_id"`
+	} `json:"offers"`
+	Answer   json.RawMessage `json:"answer"`
+	OfferID  string          `json:"offer_id"`
+	ToPeerID string          `json:"to_peer_id"`
+}
+
 func BenchmarkWTDecodeV1(b *testing.B) {
 	s := wtSample()
 	for b.Loop() {
-		var m wtMsg
+		var m wtMsgV1
 		if err := json.Unmarshal(s, &m); err != nil {
 			b.Fatal(err)
 		}
@@ -37,4 +55,30 @@ func BenchmarkWTDecodeV2(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkWTEncode compares jsonv2.Marshal with the hand-written encoder
+// for an offer handed on (120-byte SDP, as in the compat mix).
+func BenchmarkWTEncode(b *testing.B) {
+	type relay struct {
+		Action   string         `json:"action"`
+		Offer    jsontext.Value `json:"offer,omitempty"`
+		OfferID  string         `json:"offer_id"`
+		PeerID   string         `json:"peer_id"`
+		InfoHash string         `json:"info_hash"`
+	}
+	sdp := jsontext.Value(`{"type":"offer","sdp":"` + strings.Repeat("abcdefg-", 15) + `"}`)
+	id := "abcdefghij0123456789"
+	b.Run("marshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := jsonv2.Marshal(&relay{Action: "announce", Offer: sdp, OfferID: id, PeerID: id, InfoHash: id}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("by hand", func(b *testing.B) {
+		for b.Loop() {
+			wtRelayMsg("offer", sdp, id, id, id)
+		}
+	})
 }
