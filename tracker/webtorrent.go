@@ -29,18 +29,18 @@ import (
 
 // wtMsg is every message of the protocol; Action says which fields count.
 type wtMsg struct {
-	Action   string          `json:"action"`
+	Action   string         `json:"action"`
 	InfoHash jsontext.Value `json:"info_hash"` // a string, or a list (scrape)
-	PeerID   string          `json:"peer_id"`
-	NumWant  *int            `json:"numwant"`
-	Event    string          `json:"event"`
+	PeerID   string         `json:"peer_id"`
+	NumWant  *int           `json:"numwant"`
+	Event    string         `json:"event"`
 	Offers   []struct {
 		Offer   jsontext.Value `json:"offer"`
-		OfferID string          `json:"offer_id"`
+		OfferID string         `json:"offer_id"`
 	} `json:"offers"`
 	Answer   jsontext.Value `json:"answer"`
-	OfferID  string          `json:"offer_id"`
-	ToPeerID string          `json:"to_peer_id"`
+	OfferID  string         `json:"offer_id"`
+	ToPeerID string         `json:"to_peer_id"`
 }
 
 // The messages the tracker sends most (offers and answers handed on, and
