@@ -3,6 +3,7 @@
 package tracker
 
 import (
+	"os"
 	"sync"
 	"syscall"
 )
@@ -15,12 +16,15 @@ import (
 // viewer cost: most of a node's viewers are idle most of the time.
 //
 // It uses its own epoll set beside the Go runtime's: the runtime's is
-// edge-triggered and not ours to read.
+// edge-triggered and not ours to read. The set's own descriptor is in the
+// runtime's, so the loop waits like any network read: no thread blocked
+// in epoll_wait, and a wake-up is scheduled as promptly as a socket's.
 type idlePoller struct {
 	once   sync.Once
 	err    error
 	epfd   int
-	wake   [2]int // a pipe in the set: a byte in it ends the loop
+	file   *os.File // epfd, non-blocking, in the runtime's poller
+	wake   [2]int   // a pipe in the set: a byte in it ends the loop
 	mu     sync.Mutex
 	parked map[uint64]*conn
 	nextID uint64
@@ -50,6 +54,13 @@ func (p *idlePoller) start() error {
 			syscall.Close(p.wake[1])
 			return
 		}
+		if p.err = syscall.SetNonblock(p.epfd, true); p.err != nil {
+			syscall.Close(p.epfd)
+			syscall.Close(p.wake[0])
+			syscall.Close(p.wake[1])
+			return
+		}
+		p.file = os.NewFile(uintptr(p.epfd), "idle-poller")
 		p.done = make(chan struct{})
 		go p.loop()
 	})
@@ -104,13 +115,21 @@ func (p *idlePoller) kick(c *conn) {
 
 func (p *idlePoller) loop() {
 	defer close(p.done)
+	rc, err := p.file.SyscallConn()
+	if err != nil {
+		return
+	}
 	events := make([]syscall.EpollEvent, 256)
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
+		var n int
+		var werr error
+		// Take what is ready without blocking; when nothing is, the
+		// runtime parks this goroutine until the set becomes readable.
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			return werr != nil && werr != syscall.EINTR || n > 0
+		})
+		if err != nil || werr != nil {
 			return
 		}
 		for _, ev := range events[:n] {
@@ -138,7 +157,7 @@ func (p *idlePoller) close() {
 	}
 	syscall.Write(p.wake[1], []byte{1})
 	<-p.done
-	syscall.Close(p.epfd)
+	p.file.Close() // and with it epfd
 	syscall.Close(p.wake[0])
 	syscall.Close(p.wake[1])
 }
