@@ -62,6 +62,9 @@ type Member struct {
 // SwarmCount is a swarm's size across the cluster.
 type SwarmCount struct{ Members, Seeds int }
 
+// leechers is the members that are not seeds (WebTorrent's "incomplete").
+func (c SwarmCount) leechers() int { return max(c.Members-c.Seeds, 0) }
+
 // maxSlots caps the slots a member carries through the cluster: beyond it a
 // peer is simply "free".
 const maxSlots = 63

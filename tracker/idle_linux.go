@@ -43,18 +43,17 @@ func (p *idlePoller) start() error {
 		if p.err != nil {
 			return
 		}
+		// Non-blocking, so the runtime's poller takes it (os.NewFile below).
+		if p.err = syscall.SetNonblock(p.epfd, true); p.err != nil {
+			syscall.Close(p.epfd)
+			return
+		}
 		if p.err = syscall.Pipe2(p.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); p.err != nil {
 			syscall.Close(p.epfd)
 			return
 		}
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // id 0: the pipe
 		if p.err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); p.err != nil {
-			syscall.Close(p.epfd)
-			syscall.Close(p.wake[0])
-			syscall.Close(p.wake[1])
-			return
-		}
-		if p.err = syscall.SetNonblock(p.epfd, true); p.err != nil {
 			syscall.Close(p.epfd)
 			syscall.Close(p.wake[0])
 			syscall.Close(p.wake[1])
@@ -126,8 +125,11 @@ func (p *idlePoller) loop() {
 		// Take what is ready without blocking; when nothing is, the
 		// runtime parks this goroutine until the set becomes readable.
 		err := rc.Read(func(fd uintptr) bool {
-			n, werr = syscall.EpollWait(int(fd), events, 0)
-			return werr != nil && werr != syscall.EINTR || n > 0
+			for {
+				if n, werr = syscall.EpollWait(int(fd), events, 0); werr != syscall.EINTR {
+					return werr != nil || n > 0
+				}
+			}
 		})
 		if err != nil || werr != nil {
 			return

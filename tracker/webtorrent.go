@@ -389,7 +389,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		o.to.c.enqueue(frame{b: o.msg, read: now})
 	}
 	if counts, ok := c.s.wtClusterCounts([]wtKey{k}); ok {
-		complete, incomplete = counts[0].Seeds, max(counts[0].Members-counts[0].Seeds, 0)
+		complete, incomplete = counts[0].Seeds, counts[0].leechers()
 	}
 	c.enqueue(frame{b: wtAnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete)})
 	return true
@@ -455,8 +455,7 @@ func (c *conn) wtScrape(m *wtMsg) bool {
 	}
 	files := make(map[string]any, len(keys))
 	for i, k := range keys {
-		cpl, inc := counts[i].Seeds, max(counts[i].Members-counts[i].Seeds, 0)
-		files[k.infoHash] = map[string]int{"complete": cpl, "incomplete": inc, "downloaded": cpl}
+		files[k.infoHash] = map[string]int{"complete": counts[i].Seeds, "incomplete": counts[i].leechers(), "downloaded": counts[i].Seeds}
 	}
 	b, _ := jsonv2.Marshal(map[string]any{"action": "scrape", "files": files})
 	c.enqueue(frame{b: b})
@@ -497,7 +496,6 @@ func (h *wtHub) leave(c *conn) map[wtKey]string {
 	return left
 }
 
-// counts returns swarms and answerable offers, for leak checks.
 // sizes returns the sizes of this node's swarms keys.
 func (h *wtHub) sizes(keys []wtKey) []SwarmCount {
 	h.mu.Lock()
@@ -511,6 +509,7 @@ func (h *wtHub) sizes(keys []wtKey) []SwarmCount {
 	return out
 }
 
+// counts returns swarms and answerable offers, for leak checks.
 func (h *wtHub) counts() (swarms, offers int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

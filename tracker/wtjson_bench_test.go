@@ -60,18 +60,11 @@ func BenchmarkWTDecodeV2(b *testing.B) {
 // BenchmarkWTEncode compares jsonv2.Marshal with the hand-written encoder
 // for an offer handed on (120-byte SDP, as in the compat mix).
 func BenchmarkWTEncode(b *testing.B) {
-	type relay struct {
-		Action   string         `json:"action"`
-		Offer    jsontext.Value `json:"offer,omitempty"`
-		OfferID  string         `json:"offer_id"`
-		PeerID   string         `json:"peer_id"`
-		InfoHash string         `json:"info_hash"`
-	}
 	sdp := jsontext.Value(`{"type":"offer","sdp":"` + strings.Repeat("abcdefg-", 15) + `"}`)
 	id := "abcdefghij0123456789"
 	b.Run("marshal", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := jsonv2.Marshal(&relay{Action: "announce", Offer: sdp, OfferID: id, PeerID: id, InfoHash: id}); err != nil {
+			if _, err := jsonv2.Marshal(&wtRelayRef{Action: "announce", Offer: sdp, OfferID: id, PeerID: id, InfoHash: id}); err != nil {
 				b.Fatal(err)
 			}
 		}
