@@ -386,18 +386,14 @@ func (a *Agent) announce(s signaling.Swarm, flags uint8, seqs []uint64) {
 	}
 }
 
-// EvictBefore drops a swarm's cached segments older than seq (behind the
-// live window) and withdraws them from peers.
-func (a *Agent) EvictBefore(s signaling.Swarm, seq uint64) {
-	gone := a.cache.evictBefore(s, seq)
-	seqs := make([]uint64, 0, len(gone))
-	for _, k := range gone {
-		seqs = append(seqs, k.seq)
-	}
-	for len(seqs) > 0 {
-		n := min(len(seqs), peerwire.MaxHaveCount)
-		a.announce(s, peerwire.HaveRemoved, seqs[:n])
-		seqs = seqs[n:]
+// Evict drops segments of a swarm that no player will ask for again (they
+// fell out of a live playlist) and withdraws them from peers.
+func (a *Agent) Evict(s signaling.Swarm, seqs ...uint64) {
+	gone := a.cache.evict(s, seqs)
+	for len(gone) > 0 {
+		n := min(len(gone), peerwire.MaxHaveCount)
+		a.announce(s, peerwire.HaveRemoved, gone[:n])
+		gone = gone[n:]
 	}
 }
 

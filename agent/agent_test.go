@@ -330,3 +330,31 @@ func connectedSwarms(a *Agent) int {
 	}
 	return n
 }
+
+// TestEvictWithdrawsFromPeers: a segment evicted (it left a live playlist)
+// leaves the cache and its peers stop counting on it; others stay.
+func TestEvictWithdrawsFromPeers(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	a, b := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	waitPeers(t, 1, a, b)
+	for _, seq := range []uint64{3, 4} {
+		if _, err := a.Load(context.Background(), req(o, seq, 0)); err != nil {
+			t.Fatal(err)
+		}
+		waitHolds(t, b, seq)
+	}
+	a.Evict(testSwarm, 3, 99) // 99 was never held
+	if a.cache.has(segKey{testSwarm, 3}) || !a.cache.has(segKey{testSwarm, 4}) {
+		t.Fatal("want segment 3 evicted and 4 kept")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.swarmFor(&testSwarm).best(3, nil) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer still counts on the evicted segment")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.swarmFor(&testSwarm).best(4, nil) == nil {
+		t.Fatal("the peer forgot segment 4, which was not evicted")
+	}
+}

@@ -35,7 +35,7 @@ func BenchmarkTransfer(b *testing.B) {
 				if err != nil || r.Source != SourceP2P || len(r.Data) != size {
 					b.Fatalf("source %v, %d bytes, err %v", r.Source, len(r.Data), err)
 				}
-				leecher.cache.evictBefore(testSwarm, seq+1)
+				leecher.cache.evict(testSwarm, []uint64{seq})
 			}
 		})
 	}

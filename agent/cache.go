@@ -7,7 +7,8 @@ import (
 	"github.com/peercdn/peercdn/signaling"
 )
 
-// segKey names a segment: its swarm and media sequence number.
+// segKey names a segment: its swarm and a number players agree on (see
+// SegmentByURL).
 type segKey struct {
 	swarm signaling.Swarm
 	seq   uint64
@@ -69,17 +70,18 @@ func (c *cache) put(k segKey, data []byte) (added bool, evicted []segKey) {
 	return true, evicted
 }
 
-// evictBefore drops a swarm's segments older than seq: behind the live
-// window, no player will ask for them again.
-func (c *cache) evictBefore(sw signaling.Swarm, seq uint64) (evicted []segKey) {
+// evict drops the segments seqs of a swarm that it holds and returns
+// those.
+func (c *cache) evict(sw signaling.Swarm, seqs []uint64) (gone []uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, e := range c.items {
-		if k.swarm == sw && k.seq < seq {
-			evicted = append(evicted, c.removeLocked(e))
+	for _, seq := range seqs {
+		if e, ok := c.items[segKey{sw, seq}]; ok {
+			c.removeLocked(e)
+			gone = append(gone, seq)
 		}
 	}
-	return evicted
+	return gone
 }
 
 func (c *cache) removeLocked(e *list.Element) segKey {

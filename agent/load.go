@@ -20,7 +20,7 @@ import (
 // Request asks for one media segment.
 type Request struct {
 	Swarm signaling.Swarm
-	Seq   uint64 // media sequence number: the segment's name in its swarm
+	Seq   uint64 // the segment's name in its swarm: SegmentByURL names it as every viewer does
 	URL   string // where the CDN serves it
 	// Deadline is when the player needs the segment's first byte played:
 	// now plus its buffer level. Zero means now (start-up, seeking).

@@ -341,6 +341,50 @@ func TestShakaLiveSwarm(t *testing.T) {
 	}
 }
 
+// TestNativeAndBrowserViewers: native viewers (`peercdn swarm`, as load
+// tests run them) and a browser viewer of the same page meet in one swarm
+// and trade segments: the browser gets bytes from the native viewers and is
+// connected to both. They name swarms and segments the same way (by URL
+// path); before they did, each kind only ever met its own.
+func TestNativeAndBrowserViewers(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	cmd := exec.Command(binary, "swarm", "--tracker", "ws://"+addr+"/ws", "--origin", "http://"+addr,
+		"--viewers", "2", "--join-spread", "1s", "--seconds", "50", "--json")
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = &prefixWriter{t: t, prefix: "swarm"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(8 * time.Second) // the native viewers are playing and hold segments
+	first, last := play(t, "http://"+addr+"/?level=0", 1, 30*time.Second, nil)
+	checkAdvance(t, first, last, 30*time.Second, 0.75)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("peercdn swarm: %v", err)
+	}
+	var sum struct {
+		P2PBytes    int64 `json:"p2pBytes"`
+		UploadBytes int64 `json:"uploadBytes"`
+		Stalls      int   `json:"stalls"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &sum); err != nil {
+		t.Fatalf("peercdn swarm printed %q: %v", out.String(), err)
+	}
+	b := last[0].Stats
+	t.Logf("browser: p2p %d, cdn %d, up %d, peers %d; native viewers: p2p %d, up %d, stalls %d",
+		b.P2PBytes, b.CDNBytes, b.UploadBytes, b.Peers, sum.P2PBytes, sum.UploadBytes, sum.Stalls)
+	if b.P2PBytes == 0 {
+		t.Error("the browser got no bytes from the native viewers")
+	}
+	if b.Peers < 2 {
+		t.Errorf("the browser is connected to %d peers, want both native viewers", b.Peers)
+	}
+	if last[0].QA.Stalls > 0 {
+		t.Errorf("the browser stalled %d times", last[0].QA.Stalls)
+	}
+}
+
 // TestTrackerStopped: the tracker dies mid-play; every viewer keeps playing
 // (from peers already connected, and the CDN) without a stall.
 func TestTrackerStopped(t *testing.T) {

@@ -24,6 +24,9 @@ type Player struct {
 	Agent  *agent.Agent
 	HTTP   *http.Client // playlists and init segments; default http.DefaultClient
 	Master string       // master playlist URL
+	// ContentID is the site's content id (the browser's contentId),
+	// or empty for the master playlist's path, as in the browser.
+	ContentID string
 	// Rendition picks the variant by index in the master playlist. Default 0.
 	Rendition int
 	// LiveSync is how many segments behind the live edge playback starts,
@@ -113,13 +116,33 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 	}
 	start := time.Now()
 	var res Result
-	mediaURL, rendition, err := p.variant(ctx)
+	mediaURL, err := p.variant(ctx)
 	if err != nil {
 		return res, err
 	}
-	sw := signaling.Swarm{Content: signaling.ContentID(p.Master), Rendition: rendition}
-	p.Agent.Join(sw)
-	defer p.Agent.Leave(sw)
+	// Segments are named as the browser's agent names them (by URL path),
+	// so native and browser viewers of a stream share swarms and segments.
+	joined := map[signaling.Swarm]bool{}
+	defer func() {
+		for sw := range joined {
+			p.Agent.Leave(sw)
+		}
+	}()
+	name := func(segURL string) agent.Request {
+		r := agent.SegmentByURL(p.ContentID, p.Master, segURL)
+		if !joined[r.Swarm] {
+			joined[r.Swarm] = true
+			p.Agent.Join(r.Swarm)
+		}
+		return r
+	}
+	// loaded remembers a live stream's segments by media sequence, to evict
+	// them once they leave the playlist.
+	type held struct {
+		seq uint64
+		req agent.Request
+	}
+	var loaded []held
 
 	clk := &clock{onStall: p.Agent.ReportStall}
 	var next uint64
@@ -180,7 +203,9 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 			deadline = now.Add(level)
 		}
 		segURL := resolve(mediaURL, seg.URI)
-		got, err := p.Agent.Load(ctx, agent.Request{Swarm: sw, Seq: next, URL: segURL, Deadline: deadline})
+		req := name(segURL)
+		req.Deadline = deadline
+		got, err := p.Agent.Load(ctx, req)
 		if err == nil && p.Check != nil && !p.Check(segURL, got.Data) {
 			res.Corrupt++
 		}
@@ -202,11 +227,16 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 		if pl.Closed && clk.level(time.Now()) > 4*time.Second {
 			for ahead := next; ahead < next+2 && ahead <= lastSeq; ahead++ {
 				s := segs[ahead-firstSeq]
-				go p.Agent.Prefetch(ctx, agent.Request{Swarm: sw, Seq: ahead, URL: resolve(mediaURL, s.URI)})
+				go p.Agent.Prefetch(ctx, name(resolve(mediaURL, s.URI)))
 			}
 		}
-		if !pl.Closed && firstSeq > 0 {
-			p.Agent.EvictBefore(sw, firstSeq-min(firstSeq, 2))
+		if !pl.Closed {
+			// Keep two behind the window for peers a little behind.
+			loaded = append(loaded, held{next - 1, req})
+			for len(loaded) > 0 && loaded[0].seq+2 < firstSeq {
+				p.Agent.Evict(loaded[0].req.Swarm, loaded[0].req.Seq)
+				loaded = loaded[1:]
+			}
 		}
 	}
 	now := time.Now()
@@ -240,25 +270,23 @@ func segments(pl *m3u8.MediaPlaylist) []*m3u8.MediaSegment {
 	return out
 }
 
-func (p *Player) variant(ctx context.Context) (mediaURL, rendition string, err error) {
+func (p *Player) variant(ctx context.Context) (mediaURL string, err error) {
 	b, err := p.get(ctx, p.Master)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	pl, kind, err := m3u8.DecodeFrom(bytes.NewReader(b), false)
 	if err != nil {
-		return "", "", fmt.Errorf("sim: %s: %w", p.Master, err)
+		return "", fmt.Errorf("sim: %s: %w", p.Master, err)
 	}
 	if kind == m3u8.MEDIA {
-		return p.Master, "default", nil
+		return p.Master, nil
 	}
 	mp := pl.(*m3u8.MasterPlaylist)
 	if p.Rendition < 0 || p.Rendition >= len(mp.Variants) {
-		return "", "", fmt.Errorf("sim: %s has %d variants, not %d", p.Master, len(mp.Variants), p.Rendition+1)
+		return "", fmt.Errorf("sim: %s has %d variants, not %d", p.Master, len(mp.Variants), p.Rendition+1)
 	}
-	v := mp.Variants[p.Rendition]
-	u, _ := url.Parse(v.URI)
-	return resolve(p.Master, v.URI), u.Path, nil
+	return resolve(p.Master, mp.Variants[p.Rendition].URI), nil
 }
 
 func (p *Player) playlist(ctx context.Context, u string) (*m3u8.MediaPlaylist, error) {
