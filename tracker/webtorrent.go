@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -104,11 +105,16 @@ type wtPeer struct {
 // wtInbox is how many offers handed to one peer stay answerable.
 const wtInbox = 16
 
+// wtHanded is an offer handed to a peer, which that peer may answer. It
+// keeps a keyed hash of the offer's id and the offering peer's id, not the
+// ids: 32 bytes per offer and no id strings kept alive (aquatic's load
+// test hands out millions of offers), and nothing for the collector to
+// follow in the offers of this node's peers. The key is secret, so a peer cannot make up an
+// (offer, peer) pair that matches one it was handed.
 type wtHanded struct {
-	offerID string
-	from    string // the offering peer's id
-	node    string // the offering peer's node when not this one (Redis)
-	exp     int64  // unix nanoseconds
+	key  uint64 // wtHub.offerKey(offer id, offering peer id)
+	exp  int64  // unix nanoseconds; 0 once answered
+	node string // the offering peer's node when not this one (Redis)
 }
 
 func (p *wtPeer) hand(e wtHanded) {
@@ -120,11 +126,11 @@ func (p *wtPeer) hand(e wtHanded) {
 	p.next = (p.next + 1) % wtInbox
 }
 
-// take removes and returns the offer offerID from peer from, if it is
-// still answerable.
-func (p *wtPeer) take(offerID, from string, now int64) (wtHanded, bool) {
+// take removes and returns the offer with key k, if it is still
+// answerable.
+func (p *wtPeer) take(k uint64, now int64) (wtHanded, bool) {
 	for i, e := range p.inbox {
-		if e.offerID == offerID && e.from == from {
+		if e.key == k && e.exp != 0 {
 			p.inbox[i] = wtHanded{}
 			return e, e.exp > now
 		}
@@ -144,11 +150,18 @@ type wtHub struct {
 	mu     sync.Mutex
 	swarms map[wtKey]*wtSwarm
 	rng    *rand.Rand
+	seed   maphash.Seed // of offerKey
+}
+
+// offerKey names an offer in its target's inbox: a hash of its id and the
+// offering peer's id under the hub's secret seed.
+func (h *wtHub) offerKey(offerID, from string) uint64 {
+	return maphash.Comparable(h.seed, [2]string{offerID, from})
 }
 
 func newWTHub(cfg *Config) *wtHub {
 	return &wtHub{cfg: cfg, swarms: map[wtKey]*wtSwarm{},
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), seed: maphash.MakeSeed()}
 }
 
 // wtConn is a socket's WebTorrent state: its peer in each swarm.
@@ -330,7 +343,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			sends = append(sends, out{member: member, offer: o.Offer, id: o.OfferID})
 			return true
 		}
-		q.hand(wtHanded{offerID: o.OfferID, from: self.id, exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
+		q.hand(wtHanded{key: h.offerKey(o.OfferID, self.id), exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
 		sends = append(sends, out{to: q, msg: wtRelayMsg("offer", o.Offer, o.OfferID, self.id, ih)})
 		return true
 	}
@@ -404,7 +417,7 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 	var e wtHanded
 	ok := self != nil && self.id == m.PeerID
 	if ok {
-		e, ok = self.take(m.OfferID, m.ToPeerID, now.UnixNano())
+		e, ok = self.take(h.offerKey(m.OfferID, m.ToPeerID), now.UnixNano())
 	}
 	var to *wtPeer
 	if ok && e.node == "" {

@@ -124,7 +124,7 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 	}
 	field := "answer"
 	if e.Type == envWTOffer {
-		to.hand(wtHanded{offerID: e.OfferID, from: fromPeer, node: fromNode, exp: now.Add(s.cfg.OfferTTL).UnixNano()})
+		to.hand(wtHanded{key: h.offerKey(e.OfferID, fromPeer), node: fromNode, exp: now.Add(s.cfg.OfferTTL).UnixNano()})
 		field = "offer"
 	}
 	h.mu.Unlock()
