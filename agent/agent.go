@@ -45,6 +45,7 @@ type Agent struct {
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected
 	ice    []signaling.ICEServer
+	relay  bool // TURN relays allowed this session (see relay.go)
 	swarms map[signaling.Swarm]*swarm
 }
 
@@ -178,6 +179,10 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	if ice == nil {
 		ice = c.Welcome().ICEServers
 	}
+	relay := a.cfg.AllowRelay || c.Welcome().AllowRelay
+	if !relay {
+		ice = withoutTURN(ice)
+	}
 	if l := c.Welcome().Limits; l != nil {
 		a.quorum.Store(int64(l.HashQuorum))
 	} else {
@@ -186,6 +191,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	a.mu.Lock()
 	a.sig = c
 	a.ice = ice
+	a.relay = relay
 	joined := make([]*swarm, 0, len(a.swarms))
 	for _, sw := range a.swarms {
 		joined = append(joined, sw)

@@ -60,13 +60,19 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func startTracker(t testing.TB) string {
+func startTracker(t testing.TB) string { return startTrackerWith(t, nil) }
+
+// startTrackerWith starts a tracker whose configuration mutate adjusts.
+func startTrackerWith(t testing.TB, mutate func(*tracker.Config)) string {
 	cfg := tracker.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.HashDistinctNetworks = false // every agent here is 127.0.0.1
 	// Two agents: one CDN copy must do to vouch for a hash (the quorum
 	// itself is tested in the tracker and with hostile swarms in sim).
 	cfg.HashQuorum = 1
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,12 @@ type Config struct {
 	LoopbackOnly bool
 	// ICEServers overrides the tracker's ICE servers. Default: the tracker's.
 	ICEServers []signaling.ICEServer
+	// AllowRelay carries segments over TURN relays. Default false, unless
+	// the tracker allows it (allow_relay): the agent drops turn: servers
+	// and peers' relay candidates, since a relayed segment costs the TURN
+	// server twice its bytes to save the CDN once. Peers a relay would be
+	// the only way to reach stay unconnected; the CDN serves those viewers.
+	AllowRelay bool
 
 	// CDN fetches segments from the CDN. Default natively: net/http's
 	// default client; the browser build must set it (wasm/ uses fetch).
@@ -67,6 +73,10 @@ type Config struct {
 	Log *slog.Logger
 	// Adversary makes this agent hostile, for load tests only.
 	Adversary *Adversary
+
+	// relayOnly gathers relay candidates only (ICE transport policy
+	// "relay"): a test's way to need TURN on loopback. Native only.
+	relayOnly bool
 
 	// uploadStallAfter makes uploads stop after this many bytes of each
 	// segment without ending the request: a test's slow or vanishing peer.

@@ -484,6 +484,10 @@ func (r *remote) applyCandidate(c string) {
 	if c == "" {
 		return // end of candidates
 	}
+	if isRelayCandidate(c) && !r.a.relayAllowed() {
+		r.a.log.Debug("relay candidate ignored (AllowRelay is off)", "peer", r.id)
+		return
+	}
 	if err := r.pc.AddICECandidate(c); err != nil {
 		r.a.log.Debug("bad candidate", "peer", r.id, "err", err)
 	}
@@ -491,6 +495,9 @@ func (r *remote) applyCandidate(c string) {
 
 // setRemote applies the peer's description and the candidates that waited.
 func (r *remote) setRemote(offer bool, sdp string) error {
+	if !r.a.relayAllowed() {
+		sdp = withoutRelayCandidates(sdp)
+	}
 	if err := r.pc.SetRemoteDescription(offer, sdp); err != nil {
 		return err
 	}

@@ -12,7 +12,10 @@ import (
 )
 
 // pionAPI is WebRTC from pion, for native agents.
-type pionAPI struct{ api *webrtc.API }
+type pionAPI struct {
+	api       *webrtc.API
+	relayOnly bool // Config.relayOnly
+}
 
 // newAPI builds the WebRTC API; LoopbackOnly keeps every ICE candidate on
 // loopback, for tests and local load generation.
@@ -24,7 +27,7 @@ func newAPI(cfg *Config) rtcAPI {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
-	return pionAPI{webrtc.NewAPI(webrtc.WithSettingEngine(se))}
+	return pionAPI{api: webrtc.NewAPI(webrtc.WithSettingEngine(se)), relayOnly: cfg.relayOnly}
 }
 
 func (p pionAPI) NewPeerConnection(servers []signaling.ICEServer) (peerConn, error) {
@@ -32,7 +35,11 @@ func (p pionAPI) NewPeerConnection(servers []signaling.ICEServer) (peerConn, err
 	for _, s := range servers {
 		ice = append(ice, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{ICEServers: ice})
+	conf := webrtc.Configuration{ICEServers: ice}
+	if p.relayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := p.api.NewPeerConnection(conf)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,10 @@ type Config struct {
 	// ICEServers are handed to every agent in the welcome. Default none:
 	// agents then only connect where host candidates reach (same network).
 	ICEServers []signaling.ICEServer `yaml:"ice_servers"`
+	// AllowRelay lets agents use the TURN servers among ICEServers. Default
+	// false: a relayed peer costs the TURN server twice the segment's bytes
+	// and saves the CDN once, so agents ignore TURN unless told.
+	AllowRelay bool `yaml:"allow_relay"`
 
 	// Suggestions is K, how many peers a newcomer is offered. Default 8.
 	Suggestions int `yaml:"suggestions"`

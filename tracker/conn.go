@@ -302,6 +302,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 	c.sendMsg(&signaling.Message{
 		Type: signaling.TypeWelcome, Ref: m.Ref, V: signaling.Version, PeerID: p.id,
 		ICEServers:  c.s.cfg.ICEServers,
+		AllowRelay:  c.s.cfg.AllowRelay,
 		HeartbeatMs: int(c.s.cfg.IdleTimeout / 3 / time.Millisecond),
 		Limits: &signaling.Limits{
 			MaxMessageBytes:   c.s.cfg.MaxMessageBytes,

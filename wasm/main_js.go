@@ -23,6 +23,7 @@ type options struct {
 	MaxPeers    int                   `json:"maxPeers"`
 	Mobile      bool                  `json:"mobile"`
 	ICEServers  []signaling.ICEServer `json:"iceServers"`
+	AllowRelay  bool                  `json:"allowRelay"`
 	UploadLimit int                   `json:"uploadBytesPerSecond"`
 	Debug       bool                  `json:"debug"`
 	CDNSafetyMs int                   `json:"cdnSafetyMs"`
@@ -59,6 +60,7 @@ func start(_ js.Value, args []js.Value) any {
 		ConsumeOnly:          o.Upload != nil && !*o.Upload,
 		UploadBytesPerSecond: o.UploadLimit,
 		ICEServers:           o.ICEServers,
+		AllowRelay:           o.AllowRelay,
 		CDN:                  fetchCDN{},
 		Dial:                 dialWS,
 	}
