@@ -134,14 +134,12 @@ type Message struct {
 	// the reply or error to that request.
 	Ref string `json:"ref,omitempty"`
 
-	V          int         `json:"v,omitempty"`           // hello, welcome
-	PeerID     string      `json:"peer_id,omitempty"`     // welcome
-	ICEServers []ICEServer `json:"ice_servers,omitempty"` // welcome
-	// AllowRelay (welcome) lets agents carry segments over the TURN servers
-	// among ICEServers; without it they ignore TURN (see agent.Config).
-	AllowRelay  bool    `json:"allow_relay,omitempty"`
-	Limits      *Limits `json:"limits,omitempty"` // welcome
-	HeartbeatMs int     `json:"heartbeat_ms,omitempty"`
+	V           int         `json:"v,omitempty"`           // hello, welcome
+	PeerID      string      `json:"peer_id,omitempty"`     // welcome
+	ICEServers  []ICEServer `json:"ice_servers,omitempty"` // welcome
+	AllowRelay  bool        `json:"allow_relay,omitempty"` // welcome: agents may use ICEServers' TURN (agent.Config.AllowRelay)
+	Limits      *Limits     `json:"limits,omitempty"`      // welcome
+	HeartbeatMs int         `json:"heartbeat_ms,omitempty"`
 
 	Swarm *Swarm   `json:"swarm,omitempty"`
 	Token string   `json:"token,omitempty"`
