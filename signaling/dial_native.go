@@ -18,6 +18,9 @@ type DialOptions struct {
 	Origin string
 	// ReadLimit bounds one incoming frame. Default: MaxFrameLen.
 	ReadLimit int64
+	// Header adds HTTP headers to the upgrade request (for instance a
+	// proxy's X-Forwarded-For, in tests). Default: none.
+	Header http.Header
 }
 
 // Dial connects to the tracker at url (ws:// or wss://, path /ws), says hello
@@ -26,9 +29,12 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 	if opts == nil {
 		opts = &DialOptions{}
 	}
-	o := &websocket.DialOptions{}
+	o := &websocket.DialOptions{HTTPHeader: opts.Header.Clone()}
 	if opts.Origin != "" {
-		o.HTTPHeader = http.Header{"Origin": []string{opts.Origin}}
+		if o.HTTPHeader == nil {
+			o.HTTPHeader = http.Header{}
+		}
+		o.HTTPHeader.Set("Origin", opts.Origin)
 	}
 	ws, resp, err := websocket.Dial(ctx, url, o)
 	if resp != nil && resp.Body != nil {

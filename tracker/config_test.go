@@ -53,6 +53,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"idle_timeout":        func(c *Config) { c.IdleTimeout = 0 },
 		"messages_per_second": func(c *Config) { c.MessagesPerSecond = 0 },
 		"allowed_origins":     func(c *Config) { c.AllowedOrigins = []string{"a b"} },
+		"networks":            func(c *Config) { c.Networks = []NetworkGroup{{Name: "office", CIDRs: []string{"10.1.0.0"}}} },
 	} {
 		c := DefaultConfig()
 		mutate(&c)

@@ -292,6 +292,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 	// The node's id, then 128 random bits: unguessable, never chosen by the
 	// client, and any node can tell where to relay to.
 	p := newPeer(c.s.hub.node+rand.Text(), c)
+	p.group = c.s.groupOf(c.ip)
 	if m.Slots != nil {
 		p.slots = *m.Slots
 	}

@@ -63,9 +63,14 @@ type client struct {
 
 func (n *testNode) dial(t testing.TB, origin string) *client {
 	t.Helper()
+	return n.dialWith(t, &signaling.DialOptions{Origin: origin})
+}
+
+func (n *testNode) dialWith(t testing.TB, opts *signaling.DialOptions) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := signaling.Dial(ctx, n.url, &signaling.DialOptions{Origin: origin})
+	c, err := signaling.Dial(ctx, n.url, opts)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

@@ -22,7 +22,8 @@ type peer struct {
 	id     string
 	conn   *conn
 	swarms map[swarmKey]struct{}
-	slots  int // free connection slots the agent declared
+	slots  int    // free connection slots the agent declared
+	group  string // its network group, for matching (proximity.go)
 
 	// load counts recent suggestions of this peer, halving every loadHalfLife,
 	// so that one seeder is not handed to every newcomer at once.
@@ -55,8 +56,11 @@ const maxRecvFactor = 4
 type swarm struct {
 	members []*peer
 	index   map[*peer]int
-	joins   uint64
-	hashes  *hashBook
+	// near lists the members of each network group, so that a newcomer
+	// finds its group's peers in a swarm too big to consider every member.
+	near   map[string][]*peer
+	joins  uint64
+	hashes *hashBook
 }
 
 // remoteLoad is the suggestion load this node charged to a peer of another
@@ -162,6 +166,7 @@ func (h *hub) join(p *peer, k swarmKey) signaling.Code {
 	}
 	sw.index[p] = len(sw.members)
 	sw.members = append(sw.members, p)
+	sw.addNear(p)
 	sw.joins++
 	p.swarms[k] = struct{}{}
 	h.m.members.Inc()
@@ -194,6 +199,7 @@ func (h *hub) leaveLocked(p *peer, k swarmKey) {
 	sw.members[last] = nil
 	sw.members = sw.members[:last]
 	delete(sw.index, p)
+	sw.removeNear(p)
 	h.m.members.Dec()
 	if len(sw.members) == 0 {
 		delete(h.swarms, k)
@@ -206,6 +212,7 @@ func (h *hub) leaveLocked(p *peer, k swarmKey) {
 type candidate struct {
 	id    string
 	slots int
+	near  bool // in the newcomer's network group
 	load  *float64
 	at    *time.Time
 }
@@ -230,18 +237,28 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 	if n-1 <= want {
 		for _, q := range sw.members {
 			if q != self {
-				cand = append(cand, q.candidate())
+				cand = append(cand, q.candidateFor(self))
 			}
 		}
 	} else {
-		// Sample without replacement from a random start with a random
-		// stride coprime to n: distinct members, no O(n) shuffle.
+		// The newcomer's own group first (from a random start, to spread
+		// them), then a sample of the rest without replacement from a
+		// random start with a random stride coprime to n: distinct
+		// members, no O(n) shuffle.
+		if g := sw.near[self.group]; self.group != "" && len(g) > 0 {
+			start := h.rng.IntN(len(g))
+			for i := 0; len(cand) < want && i < len(g); i++ {
+				if q := g[(start+i)%len(g)]; q != self {
+					cand = append(cand, q.candidateFor(self))
+				}
+			}
+		}
 		start := h.rng.IntN(n)
 		stride := coprimeStride(h.rng, n)
 		for i := 0; len(cand) < want && i < n; i++ {
 			q := sw.members[(start+i*stride)%n]
-			if q != self {
-				cand = append(cand, q.candidate())
+			if q != self && (self.group == "" || q.group != self.group) {
+				cand = append(cand, q.candidateFor(self))
 			}
 		}
 	}
@@ -288,8 +305,9 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 	return ids
 }
 
-func (p *peer) candidate() candidate {
-	return candidate{id: p.id, slots: p.slots, load: &p.load, at: &p.loadAt}
+// candidateFor makes p a candidate for newcomer self.
+func (p *peer) candidateFor(self *peer) candidate {
+	return candidate{id: p.id, slots: p.slots, near: p.group != "" && p.group == self.group, load: &p.load, at: &p.loadAt}
 }
 
 // sweepRemote forgets the load of other nodes' peers once it has decayed
@@ -312,6 +330,9 @@ func (c candidate) score(now time.Time) float64 {
 	s := float64(min(c.slots, 16)) - *c.load
 	if c.slots > 0 {
 		s += 1000
+	}
+	if c.near {
+		s += nearBonus
 	}
 	return s
 }

@@ -35,6 +35,7 @@ type Server struct {
 	idle    *idlePoller // holds idle connections without a goroutine each
 	gather  prometheus.Gatherer
 	proxies []*net.IPNet
+	groups  []groupPrefix // Config.Networks, longest prefix first
 	secret  []byte
 
 	draining atomic.Bool
@@ -105,6 +106,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 		_, n, _ := net.ParseCIDR(p) // Validate checked it
 		s.proxies = append(s.proxies, n)
 	}
+	s.groups = parseNetworks(cfg.Networks)
 	s.notaryClient = newNotaryClient()
 	s.notarySem = make(chan struct{}, notaryInFlight)
 	s.m = newMetrics(reg)

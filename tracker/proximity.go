@@ -1,0 +1,83 @@
+package tracker
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Matching prefers nearby peers: a newcomer is suggested peers of its own
+// network group first (Config.Networks, else its /24 or /48), where
+// segments travel fastest and cross no transit link. Free slots still come
+// first: a nearby peer with none is no use.
+
+// groupPrefix is one prefix of a named network group.
+type groupPrefix struct {
+	prefix netip.Prefix
+	name   string
+}
+
+// parseNetworks lists the groups' prefixes, longest first, so the first
+// match is the longest. Validate checked them.
+func parseNetworks(groups []NetworkGroup) []groupPrefix {
+	var out []groupPrefix
+	for _, g := range groups {
+		for _, c := range g.CIDRs {
+			p, _ := netip.ParsePrefix(c)
+			out = append(out, groupPrefix{p.Masked(), g.Name})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b groupPrefix) int { return b.prefix.Bits() - a.prefix.Bits() })
+	return out
+}
+
+// groupOf names the network group of a client IP: a configured group's
+// name, else its /24 (IPv4) or /48 (IPv6), else "" (no group).
+func (s *Server) groupOf(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	for _, g := range s.groups {
+		if g.prefix.Contains(a) {
+			return "group:" + g.name
+		}
+	}
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return "net:" + p.String()
+}
+
+// nearBonus is what sharing a group adds to a candidate's score: it
+// outweighs the free-slot count and up to ~100 recent suggestions (the
+// load that spreads newcomers over seeders), and less than having free
+// slots at all (see candidate.score).
+const nearBonus = 100
+
+func (sw *swarm) addNear(p *peer) {
+	if p.group == "" {
+		return
+	}
+	if sw.near == nil {
+		sw.near = make(map[string][]*peer)
+	}
+	sw.near[p.group] = append(sw.near[p.group], p)
+}
+
+func (sw *swarm) removeNear(p *peer) {
+	g := sw.near[p.group]
+	i := slices.Index(g, p)
+	if i < 0 {
+		return
+	}
+	last := len(g) - 1
+	g[i], g[last] = g[last], nil
+	if last == 0 {
+		delete(sw.near, p.group)
+		return
+	}
+	sw.near[p.group] = g[:last]
+}

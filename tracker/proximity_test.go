@@ -1,0 +1,60 @@
+package tracker
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// TestSuggestsNearbyPeersFirst: behind a trusted proxy, viewers join from
+// an office network (a configured group), from one household's /24 and from
+// elsewhere, in a swarm of 37; each newcomer is suggested the peers of its own group before
+// any other, and others once those run out.
+func TestSuggestsNearbyPeersFirst(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
+		c.Suggestions = 2
+		c.Networks = []NetworkGroup{{Name: "office", CIDRs: []string{"10.1.0.0/16", "192.0.2.0/28"}}}
+	})
+	sw := signaling.Swarm{Content: "/live.m3u8", Rendition: "720p"}
+	from := func(ip string) *client {
+		return n.dialWith(t, &signaling.DialOptions{Header: http.Header{"X-Forwarded-For": {ip}}})
+	}
+	ids := map[string]string{} // peer id -> where it joined from
+	// 30 viewers from elsewhere make the swarm too big to consider every
+	// member (4 x suggestions): nearby peers must be found, not sampled.
+	ips := []string{"203.0.113.5", "10.1.4.4", "198.51.100.20", "192.0.2.9", "203.0.114.7", "2001:db8:1::5", "198.51.100.21"}
+	for i := range 30 {
+		ips = append(ips, fmt.Sprintf("100.64.%d.1", i))
+	}
+	for _, ip := range ips {
+		c := from(ip)
+		join(t, c, sw, "")
+		ids[c.PeerID()] = ip
+	}
+	for _, tc := range []struct {
+		ip   string
+		want []string // all of these, in any order
+	}{
+		{"10.1.200.3", []string{"10.1.4.4", "192.0.2.9"}},             // the office group (two prefixes)
+		{"198.51.100.99", []string{"198.51.100.20", "198.51.100.21"}}, // the same /24
+		{"2001:db8:1:0:ffff::1", []string{"2001:db8:1::5"}},           // the same /48, then anyone
+	} {
+		m := join(t, from(tc.ip), sw, "")
+		var got []string
+		for _, p := range m.Peers {
+			got = append(got, ids[p])
+		}
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("newcomer from %s was suggested peers from %v, want %v among them", tc.ip, got, tc.want)
+			}
+		}
+		if len(got) != 2 {
+			t.Errorf("newcomer from %s: %d suggestions, want 2", tc.ip, len(got))
+		}
+	}
+}
