@@ -242,12 +242,13 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 		}
 	} else {
 		// The newcomer's own group first (from a random start, to spread
-		// them), then a sample of the rest without replacement from a
-		// random start with a random stride coprime to n: distinct
-		// members, no O(n) shuffle.
+		// them; half the candidates at most, so that a group whose peers
+		// have no free slots leaves room for others), then a sample of the
+		// rest without replacement from a random start with a random
+		// stride coprime to n: distinct members, no O(n) shuffle.
 		if g := sw.near[self.group]; self.group != "" && len(g) > 0 {
 			start := h.rng.IntN(len(g))
-			for i := 0; len(cand) < want && i < len(g); i++ {
+			for i := 0; len(cand) < want/2 && i < len(g); i++ {
 				if q := g[(start+i)%len(g)]; q != self {
 					cand = append(cand, q.candidateFor(self))
 				}
