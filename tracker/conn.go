@@ -27,6 +27,7 @@ type conn struct {
 	s      *Server
 	ws     *websocket.Conn
 	ip     string
+	group  string // network group of ip, for matching (proximity.go)
 	origin string
 	ipe    *ipEntry
 
@@ -70,7 +71,7 @@ type frame struct {
 
 func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *conn {
 	return &conn{
-		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe,
+		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe, group: s.groupOf(ip),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
 		finished: make(chan struct{}),
 	}
@@ -292,7 +293,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 	// The node's id, then 128 random bits: unguessable, never chosen by the
 	// client, and any node can tell where to relay to.
 	p := newPeer(c.s.hub.node+rand.Text(), c)
-	p.group = c.s.groupOf(c.ip)
+	p.group = c.group
 	if m.Slots != nil {
 		p.slots = *m.Slots
 	}

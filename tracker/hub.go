@@ -56,11 +56,9 @@ const maxRecvFactor = 4
 type swarm struct {
 	members []*peer
 	index   map[*peer]int
-	// near lists the members of each network group, so that a newcomer
-	// finds its group's peers in a swarm too big to consider every member.
-	near   map[string][]*peer
-	joins  uint64
-	hashes *hashBook
+	near    nearIndex[*peer]
+	joins   uint64
+	hashes  *hashBook
 }
 
 // remoteLoad is the suggestion load this node charged to a peer of another
@@ -166,7 +164,7 @@ func (h *hub) join(p *peer, k swarmKey) signaling.Code {
 	}
 	sw.index[p] = len(sw.members)
 	sw.members = append(sw.members, p)
-	sw.addNear(p)
+	sw.near.add(p.group, p)
 	sw.joins++
 	p.swarms[k] = struct{}{}
 	h.m.members.Inc()
@@ -199,7 +197,7 @@ func (h *hub) leaveLocked(p *peer, k swarmKey) {
 	sw.members[last] = nil
 	sw.members = sw.members[:last]
 	delete(sw.index, p)
-	sw.removeNear(p)
+	sw.near.remove(p.group, p)
 	h.m.members.Dec()
 	if len(sw.members) == 0 {
 		delete(h.swarms, k)

@@ -57,27 +57,32 @@ func (s *Server) groupOf(ip string) string {
 // slots at all (see candidate.score).
 const nearBonus = 100
 
-func (sw *swarm) addNear(p *peer) {
-	if p.group == "" {
+// nearIndex lists a swarm's members by network group, so that a newcomer
+// finds its group's peers in a swarm too big to consider every member.
+type nearIndex[P comparable] map[string][]P
+
+func (n *nearIndex[P]) add(group string, p P) {
+	if group == "" {
 		return
 	}
-	if sw.near == nil {
-		sw.near = make(map[string][]*peer)
+	if *n == nil {
+		*n = make(nearIndex[P])
 	}
-	sw.near[p.group] = append(sw.near[p.group], p)
+	(*n)[group] = append((*n)[group], p)
 }
 
-func (sw *swarm) removeNear(p *peer) {
-	g := sw.near[p.group]
+func (n nearIndex[P]) remove(group string, p P) {
+	g := n[group]
 	i := slices.Index(g, p)
 	if i < 0 {
 		return
 	}
 	last := len(g) - 1
-	g[i], g[last] = g[last], nil
+	var zero P
+	g[i], g[last] = g[last], zero
 	if last == 0 {
-		delete(sw.near, p.group)
+		delete(n, group)
 		return
 	}
-	sw.near[p.group] = g[:last]
+	n[group] = g[:last]
 }

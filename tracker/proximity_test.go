@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/peercdn/peercdn/signaling"
 )
@@ -56,5 +57,52 @@ func TestSuggestsNearbyPeersFirst(t *testing.T) {
 		if len(got) != 2 {
 			t.Errorf("newcomer from %s: %d suggestions, want 2", tc.ip, len(got))
 		}
+	}
+}
+
+// TestWebTorrentOffersGoNearbyFirst: on /announce, half of an announce's
+// offers go to peers of the announcing socket's network group first: both
+// office peers of a 22-peer swarm get one of a newcomer's 4 offers (by
+// chance, 1 time in 38).
+func TestWebTorrentOffersGoNearbyFirst(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
+		c.Networks = []NetworkGroup{{Name: "office", CIDRs: []string{"10.1.0.0/16"}}}
+	})
+	ih := id20("infohash")
+	from := func(ip string) *wtClient { return n.wtDialWith(t, http.Header{"X-Forwarded-For": {ip}}) }
+	var office, others []*wtClient
+	for i := range 22 {
+		ip, list := fmt.Sprintf("100.64.%d.1", i), &others
+		if i == 7 || i == 15 {
+			ip, list = fmt.Sprintf("10.1.%d.2", i), &office
+		}
+		c := from(ip)
+		c.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20(fmt.Sprint("peer-", i)), "offers": []any{}})
+		c.next()
+		*list = append(*list, c)
+	}
+	var offers []any
+	for i := range 4 {
+		offers = append(offers, map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0"}, "offer_id": id20(fmt.Sprint("offer-", i))})
+	}
+	newcomer := from("10.1.99.3")
+	newcomer.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("newcomer"), "numwant": 4, "offers": offers})
+	newcomer.next()
+	for i, c := range office {
+		if m := c.next(); m["peer_id"] != id20("newcomer") {
+			t.Fatalf("office peer %d got %v, want the newcomer's offer", i, m)
+		}
+	}
+	got := 0
+	for _, c := range others {
+		select {
+		case <-c.in:
+			got++
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if got != 2 {
+		t.Fatalf("%d offers went to peers elsewhere, want the other 2", got)
 	}
 }

@@ -141,6 +141,7 @@ func (p *wtPeer) take(k uint64, now int64) (wtHanded, bool) {
 type wtSwarm struct {
 	peers    map[string]*wtPeer
 	list     []*wtPeer
+	near     nearIndex[*wtPeer] // by the peers' sockets' network groups
 	complete int
 }
 
@@ -279,6 +280,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		self = &wtPeer{id: m.PeerID, c: c, idx: len(sw.list)}
 		sw.peers[m.PeerID] = self
 		sw.list = append(sw.list, self)
+		sw.near.add(c.group, self)
 		c.wt.peers[k] = self
 		c.s.m.members.Inc()
 	}
@@ -353,6 +355,22 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	var pickedArr [2*wtMaxOffers + 1]string
 	picked := append(pickedArr[:0], self.id)
 	isPicked := func(id string) bool { return slices.Contains(picked, id) }
+	// Peers of this node in the socket's network group first (proximity.go),
+	// half the offers at most, so that the rest still spread over the swarm.
+	if g := sw.near[c.group]; c.group != "" && len(g) > 1 {
+		start := h.rng.IntN(len(g))
+		for i := 0; i < len(g) && len(sends) < (want+1)/2; i++ {
+			q := g[(start+i)%len(g)]
+			if isPicked(q.id) {
+				continue
+			}
+			picked = append(picked, q.id)
+			if !offer(q, "") {
+				want = 0
+				break
+			}
+		}
+	}
 	for _, mb := range sample {
 		if len(sends) >= want {
 			break
@@ -486,6 +504,7 @@ func (h *wtHub) removeLocked(k wtKey, p *wtPeer) {
 	sw.list[last] = nil
 	sw.list = sw.list[:last]
 	delete(sw.peers, p.id)
+	sw.near.remove(p.c.group, p)
 	if p.complete {
 		sw.complete--
 	}

@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,14 @@ type wtClient struct {
 	in chan map[string]any
 }
 
-func (n *testNode) wtDial(t *testing.T) *wtClient {
+func (n *testNode) wtDial(t *testing.T) *wtClient { return n.wtDialWith(t, nil) }
+
+// wtDialWith dials with extra request headers.
+func (n *testNode) wtDialWith(t *testing.T, h http.Header) *wtClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, strings.Replace(n.url, "/ws", "/announce", 1), nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(n.url, "/ws", "/announce", 1), &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		t.Fatal(err)
 	}
