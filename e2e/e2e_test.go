@@ -25,6 +25,7 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -91,8 +92,13 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// newBrowser starts one headless Chromium for the test.
-func newBrowser(t *testing.T) context.Context {
+// newBrowser starts one headless Chromium for the test, with background
+// tabs' timers running at full speed.
+func newBrowser(t *testing.T) context.Context { return startBrowser(t, false) }
+
+// startBrowser starts one headless Chromium; with throttle, hidden tabs are
+// throttled as in a user's browser (timers woken about once a second).
+func startBrowser(t *testing.T, throttle bool) context.Context {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.NoFirstRun,
@@ -105,10 +111,13 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.UserDataDir(t.TempDir()),
+	}
+	if !throttle {
+		opts = append(opts,
+			chromedp.Flag("disable-background-timer-throttling", true),
+			chromedp.Flag("disable-renderer-backgrounding", true),
+			chromedp.Flag("disable-backgrounding-occluded-windows", true))
 	}
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
@@ -521,4 +530,77 @@ func trackerConnections(t *testing.T, addr string) float64 {
 	}
 	t.Fatal("no peercdn_tracker_connections in /metrics")
 	return 0
+}
+
+// hide puts a foreground tab in front of a viewer's page (in its browser
+// context): the page becomes hidden, as when a viewer switches tabs.
+func hide(t *testing.T, view context.Context) {
+	bc := chromedp.FromContext(view).BrowserContextID
+	no := false
+	if _, err := chromedp.CallBrowser(view, target.CreateTarget, target.CreateTargetParams{URL: "about:blank", NewWindow: &no, BrowserContextID: bc}); err != nil {
+		t.Fatalf("opening a tab in front: %v", err)
+	}
+}
+
+const timerProbe = `(async () => { const t0 = performance.now(); for (let i = 0; i < 10; i++) await new Promise(r => setTimeout(r, 10)); return document.visibilityState + ' ' + (performance.now() - t0).toFixed(0) })()`
+
+// TestHiddenTab: one of 3 viewers switches to another tab for 40 s in a
+// browser that throttles hidden tabs as users' browsers do (its timers wake
+// about once a second: the Go agent's clock with them). The others play on
+// without a stall and the hidden viewer's agent keeps serving them; back in
+// front, it plays on without a stall. (Chrome pauses a muted video while
+// hidden, so the hidden viewer itself cannot stall meanwhile.)
+func TestHiddenTab(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	alloc := startBrowser(t, true)
+	var views []context.Context
+	for range 3 {
+		views = append(views, viewer(t, alloc, "http://"+addr+"/?level=0"))
+		time.Sleep(time.Second)
+	}
+	time.Sleep(12 * time.Second)
+	var before []sample
+	for _, v := range views {
+		before = append(before, read(t, v))
+	}
+	hide(t, views[0])
+	hiddenAt := time.Now()
+	const hidden = 40 * time.Second
+	time.Sleep(hidden / 2)
+	probe, err := chromedp.Run(views[0], chromedp.Evaluate[string](timerProbe, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	var ms float64
+	fmt.Sscanf(probe, "%s %f", &state, &ms)
+	if state != "hidden" || ms < 2000 {
+		t.Fatalf("hidden viewer: %q (visibility, ms for 10 chained 10 ms timers): want hidden and throttled", probe)
+	}
+	time.Sleep(hidden / 2)
+	var after []sample
+	for _, v := range views {
+		after = append(after, read(t, v))
+	}
+	elapsed := time.Since(hiddenAt) // the probe adds its ~10 s
+	for i := range views {
+		b, a := before[i], after[i]
+		t.Logf("viewer %d over %v with viewer 0 hidden: video %.1f -> %.1f s, p2p +%d, cdn +%d, up +%d, stalls %d", i, elapsed.Round(time.Second),
+			b.Time, a.Time, a.Stats.P2PBytes-b.Stats.P2PBytes, a.Stats.CDNBytes-b.Stats.CDNBytes, a.Stats.UploadBytes-b.Stats.UploadBytes, a.QA.Stalls)
+		if i > 0 && (a.Time-b.Time < 0.75*elapsed.Seconds() || a.QA.Stalls > 0) {
+			t.Errorf("viewer %d: advanced %.1f s, %d stalls, while viewer 0 was hidden", i, a.Time-b.Time, a.QA.Stalls)
+		}
+	}
+	if up := after[0].Stats.UploadBytes - before[0].Stats.UploadBytes; up == 0 {
+		t.Error("the hidden viewer served its peers nothing")
+	}
+	if _, err := chromedp.CallBrowser(views[0], target.ActivateTarget, target.ActivateTargetParams{TargetID: chromedp.FromContext(views[0]).Target.TargetID}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(18 * time.Second)
+	back := read(t, views[0])
+	t.Logf("viewer 0 back in front: video %.1f -> %.1f s in 18 s, stalls %d", after[0].Time, back.Time, back.QA.Stalls)
+	if back.Time-after[0].Time < 12 || back.QA.Stalls > 0 {
+		t.Errorf("viewer 0 back in front: advanced %.1f s in 18 s, %d stalls", back.Time-after[0].Time, back.QA.Stalls)
+	}
 }
