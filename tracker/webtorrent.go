@@ -109,8 +109,8 @@ const wtInbox = 16
 // keeps a keyed hash of the offer's id and the offering peer's id, not the
 // ids: 32 bytes per offer and no id strings kept alive (aquatic's load
 // test hands out millions of offers), and nothing for the collector to
-// follow in the offers of this node's peers. The key is secret, so a peer cannot make up an
-// (offer, peer) pair that matches one it was handed.
+// follow in the offers of this node's peers. The key is secret, so a peer
+// cannot make up an (offer, peer) pair that matches one it was handed.
 type wtHanded struct {
 	key  uint64 // wtHub.offerKey(offer id, offering peer id)
 	exp  int64  // unix nanoseconds; 0 once answered
