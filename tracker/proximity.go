@@ -37,7 +37,7 @@ func (s *Server) groupOf(ip string) string {
 	if err != nil {
 		return ""
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, g := range s.groups {
 		if g.prefix.Contains(a) {
 			return "group:" + g.name
