@@ -298,6 +298,11 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 	for i, j := range idx {
 		c := cand[j]
 		ids[i] = c.id
+		if c.near {
+			h.m.suggestedNear.Inc()
+		} else {
+			h.m.suggestedOther.Inc()
+		}
 		decay(c.load, c.at, now)
 		*c.load++
 	}

@@ -19,6 +19,10 @@ type metrics struct {
 	hashes prometheus.Counter
 	banned prometheus.Counter
 
+	// suggestedNear and suggestedOther count peers suggested to a newcomer
+	// (/ws) or handed an offer (/announce): of its network group, or not.
+	suggestedNear, suggestedOther prometheus.Counter
+
 	clusterUp prometheus.GaugeFunc
 	// clusterState backs clusterUp: read at scrape time, so the gauge is
 	// right even while a refresh waits on an unreachable Redis.
@@ -68,8 +72,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			}
 			return -1
 		})
+	suggested := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_tracker_suggestions_total",
+		Help: "Peers suggested to a newcomer (/ws) or handed an offer (/announce), by whether they share its network group (near) or not (other)."}, []string{"peer"})
+	m.suggestedNear, m.suggestedOther = suggested.WithLabelValues("near"), suggested.WithLabelValues("other")
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors)
+		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested)
 	for _, op := range []string{"join", "leave", "refresh", "publish"} {
 		m.clusterErrors.WithLabelValues(op)
 	}

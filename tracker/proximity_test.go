@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/peercdn/peercdn/signaling"
 )
 
@@ -58,6 +60,9 @@ func TestSuggestsNearbyPeersFirst(t *testing.T) {
 			t.Errorf("newcomer from %s: %d suggestions, want 2", tc.ip, len(got))
 		}
 	}
+	if near := testutil.ToFloat64(n.srv.m.suggestedNear); near < 5 {
+		t.Errorf("peercdn_tracker_suggestions_total{peer=near} = %v, want at least the 5 above", near)
+	}
 }
 
 // TestWebTorrentOffersGoNearbyFirst: on /announce, half of an announce's
@@ -104,5 +109,8 @@ func TestWebTorrentOffersGoNearbyFirst(t *testing.T) {
 	}
 	if got != 2 {
 		t.Fatalf("%d offers went to peers elsewhere, want the other 2", got)
+	}
+	if near, other := testutil.ToFloat64(n.srv.m.suggestedNear), testutil.ToFloat64(n.srv.m.suggestedOther); near != 2 || other != 2 {
+		t.Fatalf("peercdn_tracker_suggestions_total near %v, other %v: want 2 and 2", near, other)
 	}
 }

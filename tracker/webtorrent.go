@@ -357,6 +357,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	isPicked := func(id string) bool { return slices.Contains(picked, id) }
 	// Peers of this node in the socket's network group first (proximity.go),
 	// half the offers at most, so that the rest still spread over the swarm.
+	near := 0
 	if g := sw.near[c.group]; c.group != "" && len(g) > 1 {
 		start := h.rng.IntN(len(g))
 		for i := 0; i < len(g) && len(sends) < (want+1)/2; i++ {
@@ -369,6 +370,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 				want = 0
 				break
 			}
+			near++
 		}
 	}
 	for _, mb := range sample {
@@ -411,6 +413,8 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	}
 	complete, incomplete := sw.complete, len(sw.list)-sw.complete
 	h.mu.Unlock()
+	c.s.m.suggestedNear.Add(float64(near))
+	c.s.m.suggestedOther.Add(float64(len(sends) - near))
 	for _, o := range sends {
 		if o.to == nil {
 			c.s.wtPublish(envWTOffer, k, self.id, o.member, o.id, o.offer, now)
