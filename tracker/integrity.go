@@ -2,7 +2,6 @@ package tracker
 
 import (
 	"encoding/hex"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -45,14 +44,10 @@ func (h *hub) network(p *peer) string {
 	if !h.cfg.HashDistinctNetworks || p.conn == nil {
 		return p.id
 	}
-	ip := net.ParseIP(p.conn.ip)
-	if ip == nil {
-		return p.conn.ip
+	if a, ok := clientAddr(p.conn.ip); ok {
+		return networkOf(a).String()
 	}
-	if v4 := ip.To4(); v4 != nil {
-		return v4.Mask(net.CIDRMask(24, 32)).String()
-	}
-	return ip.Mask(net.CIDRMask(48, 128)).String()
+	return p.conn.ip
 }
 
 // reportHash records p's CDN hash of seg in swarm k. It returns the hash

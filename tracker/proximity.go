@@ -33,22 +33,34 @@ func parseNetworks(groups []NetworkGroup) []groupPrefix {
 // groupOf names the network group of a client IP: a configured group's
 // name, else its /24 (IPv4) or /48 (IPv6), else "" (no group).
 func (s *Server) groupOf(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
+	a, ok := clientAddr(ip)
+	if !ok {
 		return ""
 	}
-	a = a.Unmap().WithZone("")
 	for _, g := range s.groups {
 		if g.prefix.Contains(a) {
 			return "group:" + g.name
 		}
 	}
+	return "net:" + networkOf(a).String()
+}
+
+// clientAddr parses a client IP, IPv4-mapped addresses as IPv4.
+func clientAddr(ip string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(ip)
+	return a.Unmap().WithZone(""), err == nil
+}
+
+// networkOf is the first address of a's /24 (IPv4) or /48 (IPv6): one
+// household's or office's network. It groups viewers for matching and
+// counts hash reporters once per network (hub.network).
+func networkOf(a netip.Addr) netip.Addr {
 	bits := 48
 	if a.Is4() {
 		bits = 24
 	}
-	p, _ := a.Prefix(bits)
-	return "net:" + p.String()
+	p, _ := a.Prefix(bits) // a valid address without a zone: no error
+	return p.Addr()
 }
 
 // nearBonus is what sharing a group adds to a candidate's score: it
