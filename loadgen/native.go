@@ -69,18 +69,18 @@ func (c *nativeClient) answer(m *signaling.Message) error {
 
 // join joins swarm i, or asks for more peers when already in it (or in as
 // many swarms as the tracker allows).
-func (c *nativeClient) join(i int) error {
+func (c *nativeClient) join(i int, ref string) error {
 	name := c.g.picker.names[i]
 	slots := 8
 	if c.joined[name] || (c.limits.MaxSwarms > 0 && len(c.list) >= c.limits.MaxSwarms) {
 		if !c.joined[name] {
 			name = c.list[c.rng.IntN(len(c.list))]
 		}
-		return c.send(&signaling.Message{Type: signaling.TypePeers, Swarm: &signaling.Swarm{Content: name}})
+		return c.send(&signaling.Message{Type: signaling.TypePeers, Ref: ref, Swarm: &signaling.Swarm{Content: name}})
 	}
 	c.joined[name] = true
 	c.list = append(c.list, name)
-	return c.send(&signaling.Message{Type: signaling.TypeJoin, Swarm: &signaling.Swarm{Content: name}, Slots: &slots})
+	return c.send(&signaling.Message{Type: signaling.TypeJoin, Ref: ref, Swarm: &signaling.Swarm{Content: name}, Slots: &slots})
 }
 
 func (c *nativeClient) run(ctx context.Context) bool {
@@ -104,7 +104,7 @@ func (c *nativeClient) run(ctx context.Context) bool {
 		return c.closedLoop(ctx, heartbeat)
 	}
 	swarm := c.g.picker.pick(c.rng)
-	if c.join(swarm) != nil {
+	if c.join(swarm, "") != nil {
 		return true
 	}
 	go func() {
@@ -145,44 +145,55 @@ func (c *nativeClient) run(ctx context.Context) bool {
 	}
 }
 
-// closedLoop mirrors the WebTorrent compat mix: a join (or a request for
-// peers) for a gamma-drawn swarm, offers to the peers it returns, an answer
-// to an offer received; the next request when any message arrives.
+// closedLoop is the native protocol's flood: a join (or a request for
+// peers) for a gamma-drawn swarm, offers to the peers the reply lists, and
+// the next request when that reply comes; every offer received is answered
+// as it is read. The loop closes on the request's own reply, not on any
+// message as the WebTorrent mix does: here each reply fans out into up to
+// Offers relayed offers, so a request per message read would multiply the
+// messages in flight until the tracker closes its slowest readers.
 func (c *nativeClient) closedLoop(ctx context.Context, heartbeat time.Duration) bool {
 	if !c.waitOpen(ctx) {
 		return false
 	}
-	var pending, peers *signaling.Message
+	const ref = "r" // marks the replies (and errors) that close the loop
+	var peers *signaling.Message
 	lastPing := time.Now()
+	ready := true
+	var sentAt time.Time
 	for {
-		var err error
-		sentAt := time.Now()
-		switch {
-		case c.g.stopped():
-		case time.Since(lastPing) > heartbeat:
-			lastPing = time.Now()
-			err = c.send(&signaling.Message{Type: signaling.TypePing})
-		case pending != nil:
-			err = c.answer(pending)
-		case peers != nil:
-			err = c.offerTo(peers)
-		default:
-			err = c.join(c.g.picker.pick(c.rng))
-		}
-		if err != nil {
-			return true
+		if ready && !c.g.stopped() {
+			var err error
+			if peers != nil {
+				err = c.offerTo(peers)
+				peers = nil
+			}
+			if err == nil && time.Since(lastPing) > heartbeat {
+				lastPing = time.Now()
+				sentAt = lastPing
+				err = c.send(&signaling.Message{Type: signaling.TypePing, Ref: ref})
+			} else if err == nil {
+				sentAt = time.Now()
+				err = c.join(c.g.picker.pick(c.rng), ref)
+			}
+			if err != nil {
+				return true
+			}
+			ready = false
 		}
 		m, err := c.read(ctx)
 		if err != nil {
 			return true
 		}
-		c.g.lat.Record(time.Since(sentAt))
-		pending, peers = nil, nil
-		switch m.Type {
-		case signaling.TypeOffer:
-			pending = m
-		case signaling.TypePeers:
-			if len(m.Peers) > 0 {
+		switch {
+		case m.Type == signaling.TypeOffer:
+			if err := c.answer(m); err != nil {
+				return true
+			}
+		case m.Ref == ref:
+			c.g.lat.Record(time.Since(sentAt))
+			ready = true
+			if m.Type == signaling.TypePeers && len(m.Peers) > 0 {
 				peers = m
 			}
 		}

@@ -1,17 +1,18 @@
 package tracker
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
+	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/signaling"
@@ -25,7 +26,7 @@ import (
 // most of what a node with 20k viewers holds.
 type conn struct {
 	s      *Server
-	ws     *websocket.Conn
+	nc     net.Conn
 	ip     string
 	group  string // network group of ip, for matching (proximity.go)
 	origin string
@@ -41,7 +42,16 @@ type conn struct {
 	welcomed atomic.Bool
 	timer    *time.Timer // handshake, then idle timeout
 
-	bw      *batchWriter // under ws: the writer sends queued frames in one syscall
+	// Owned by the reading goroutine: the pooled reader (nil while parked),
+	// bytes the client sent along with its upgrade request, and whether
+	// the client's close frame has come.
+	rd         *msgReader
+	prefix     []byte
+	peerClosed bool
+	// failed: the client broke the protocol, and what it sends next
+	// cannot be parsed as frames any more.
+	failed atomic.Bool
+
 	qmu     sync.Mutex
 	queue   []frame
 	writing bool // a writer goroutine is draining queue
@@ -62,16 +72,14 @@ type conn struct {
 type frame struct {
 	b    []byte
 	read time.Time
-
-	// A close frame ends the writer after the frames queued before it.
-	close       bool
-	closeCode   websocket.StatusCode
-	closeReason string
+	// op is a control frame's opcode (a pong, or a close, which ends the
+	// writer after the frames queued before it); 0 is a text message.
+	op ws.OpCode
 }
 
-func newConn(s *Server, ws *websocket.Conn, ip, origin string, ipe *ipEntry) *conn {
+func newConn(s *Server, nc net.Conn, ip, origin string, ipe *ipEntry) *conn {
 	return &conn{
-		s: s, ws: ws, ip: ip, origin: origin, ipe: ipe, group: s.groupOf(ip),
+		s: s, nc: nc, ip: ip, origin: origin, ipe: ipe, group: s.groupOf(ip),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), s.cfg.MessageBurst),
 		finished: make(chan struct{}),
 	}
@@ -83,15 +91,15 @@ func (c *conn) start(done func()) {
 	c.timer = time.AfterFunc(c.s.cfg.HandshakeTimeout, func() {
 		if !c.welcomed.Load() {
 			c.s.m.rejects.WithLabelValues("handshake_timeout").Inc()
-			c.close(websocket.StatusPolicyViolation, "no hello within the handshake timeout")
+			c.close(ws.StatusPolicyViolation, "no hello within the handshake timeout")
 			return
 		}
 		c.s.m.rejects.WithLabelValues("idle_timeout").Inc()
-		c.close(websocket.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
+		c.close(ws.StatusPolicyViolation, "idle timeout: send a ping every heartbeat_ms")
 	})
 	// Nothing has been said yet: park at once (hello is usually on its way,
 	// and the poller reports it), or wait for it on a goroutine.
-	if !c.bw.buffered() && c.s.idle.park(c) {
+	if !c.buffered() && c.s.idle.park(c) {
 		return
 	}
 	go c.run()
@@ -99,19 +107,59 @@ func (c *conn) start(done func()) {
 
 // run reads a frame, and more while any are buffered, then parks the
 // connection in the idle poller and returns: an idle connection holds no
-// goroutine. The poller runs it again when bytes arrive, or when the
-// connection is being closed. Where there is no poller (not Linux), or for
-// a connection being closed, it waits for the next frame on its goroutine.
+// goroutine and no read buffer. The poller runs it again when bytes arrive,
+// or when the connection is being closed. Where there is no poller (not
+// Linux), it waits for the next frame on its goroutine.
 func (c *conn) run() {
+	if c.rd == nil {
+		c.rd = readerPool.Get().(*msgReader)
+		c.rd.br.Reset(c)
+	}
 	for {
-		if !c.readOne() {
+		if c.closing.Load() || !c.readOne() {
+			c.linger()
 			c.finish()
 			return
 		}
-		if !c.bw.buffered() && c.s.idle.park(c) {
-			return
+		if !c.buffered() {
+			// Nothing buffered: the reader can go back before parking (once
+			// parked, the poller may start another goroutine at once).
+			c.dropReader()
+			if c.s.idle.park(c) {
+				return
+			}
+			c.rd = readerPool.Get().(*msgReader)
+			c.rd.br.Reset(c)
 		}
 	}
+}
+
+// buffered reports whether bytes already read from the socket wait to be
+// handled. Bytes still in the socket need no check: the idle poller's
+// registration is level-triggered and reports them at once.
+func (c *conn) buffered() bool {
+	return len(c.prefix) > 0 || (c.rd != nil && c.rd.br.Buffered() > 0)
+}
+
+func (c *conn) dropReader() {
+	if c.rd != nil {
+		c.rd.br.Reset(nil)
+		readerPool.Put(c.rd)
+		c.rd = nil
+	}
+}
+
+// Read is the socket as the reader sees it: first the bytes the client
+// sent along with its upgrade request, if any.
+func (c *conn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		if c.prefix = c.prefix[n:]; len(c.prefix) == 0 {
+			c.prefix = nil
+		}
+		return n, nil
+	}
+	return c.nc.Read(p)
 }
 
 // ending reports whether the connection is being closed.
@@ -122,6 +170,37 @@ func (c *conn) ending() bool {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	return c.dead
+}
+
+// closeWait bounds how long a closing connection waits for its client's
+// close frame (the read deadline close sets).
+const closeWait = 5 * time.Second
+
+// linger completes a close handshake the tracker started: it reads and
+// drops what the client still sends until its close frame, so that the
+// socket is not closed with unread bytes in it (which would reset the
+// connection and could lose our close frame on the way).
+func (c *conn) linger() {
+	if !c.closing.Load() || c.peerClosed {
+		return
+	}
+	if c.failed.Load() {
+		// The writer half-closes after the close frame: a client reads it,
+		// sees the end, and closes its side.
+		io.Copy(io.Discard, c.rd.br)
+		return
+	}
+	buf := readPool.Get().(*[]byte)
+	defer readPool.Put(buf)
+	for {
+		_, b, err := c.rd.readMessage((*buf)[:0], c.s.cfg.MaxMessageBytes, func([]byte) {})
+		if cap(b) <= maxPooledBatch {
+			*buf = b[:0]
+		}
+		if err != nil {
+			return // the close frame, an error, or close's read deadline
+		}
+	}
 }
 
 // finish leaves every swarm and closes the connection, after the frames
@@ -143,44 +222,55 @@ func (c *conn) finish() {
 	}
 	c.setDead()
 	c.writers.Wait()
-	c.ws.CloseNow()
+	c.nc.Close()
+	c.dropReader()
 	c.done()
 }
 
-// readOne reads and handles one frame; false ends the connection. Frames
-// are read into a pooled buffer, taken only once one has started: an idle
-// connection holds none. Handlers copy what they keep (JSON decoding
-// does), so it goes back after each frame.
+// readOne reads and handles one message; false ends the connection. The
+// message is read into a pooled buffer: handlers copy what they keep
+// (JSON decoding does), so it goes back after each message.
 func (c *conn) readOne() bool {
-	// No context: a read ends when the connection is closed, and a
-	// cancellable one costs an allocation per message.
-	typ, r, err := c.ws.Reader(context.Background())
-	var buf *bytes.Buffer
-	if err == nil {
-		buf = readPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		_, err = buf.ReadFrom(r)
-	}
-	if err != nil {
-		if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || errors.Is(err, websocket.ErrMessageTooBig) {
-			c.s.m.rejects.WithLabelValues("too_big").Inc()
-		}
-		if buf != nil {
+	buf := readPool.Get().(*[]byte)
+	op, b, err := c.rd.readMessage((*buf)[:0], c.s.cfg.MaxMessageBytes, c.pong)
+	defer func() {
+		if cap(b) <= maxPooledBatch {
+			*buf = b[:0]
 			readPool.Put(buf)
+		}
+	}()
+	if err != nil {
+		var fe *frameError
+		var cc *clientClosed
+		switch {
+		case errors.As(err, &cc):
+			c.peerClosed = true
+			code := cc.code
+			if code == 0 || ws.CheckCloseFrameData(code, "") != nil {
+				code = ws.StatusNormalClosure
+			}
+			c.close(code, "") // the reply the handshake expects
+		case errors.As(err, &fe):
+			if fe == errTooBig {
+				c.s.m.rejects.WithLabelValues("too_big").Inc()
+			}
+			c.failed.Store(true)
+			c.close(fe.code, fe.reason)
 		}
 		return false
 	}
 	if c.welcomed.Load() {
 		c.timer.Reset(c.idleTimeout())
 	}
-	ok := c.handleFrame(typ, buf.Bytes())
-	if buf.Cap() <= maxPooledBatch {
-		readPool.Put(buf)
-	}
-	return ok
+	return c.handleFrame(op, b)
 }
 
-var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// pong answers a client's ping.
+func (c *conn) pong(p []byte) {
+	c.enqueue(frame{b: append([]byte(nil), p...), op: ws.OpPong})
+}
+
+var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<10); return &b }}
 
 // idleTimeout is how long the connection may stay silent once welcomed.
 func (c *conn) idleTimeout() time.Duration {
@@ -191,7 +281,7 @@ func (c *conn) idleTimeout() time.Duration {
 }
 
 // handleFrame processes one frame; false ends the connection.
-func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
+func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 	if !c.limiter.Allow() || !c.ipe.limiter.Allow() {
 		if !c.quiet {
 			c.sendError(signaling.CodeRateLimited, "", "over messages_per_second: slow down")
@@ -201,13 +291,13 @@ func (c *conn) handleFrame(typ websocket.MessageType, b []byte) bool {
 	}
 	c.quiet = false
 	if c.wt != nil {
-		if typ != websocket.MessageText {
+		if op != ws.OpText {
 			c.enqueue(frame{b: wtFailure("binary frames are not part of the protocol", "")})
 			return c.strike("wt_bad_message")
 		}
 		return c.handleWT(b)
 	}
-	if typ != websocket.MessageText {
+	if op != ws.OpText {
 		c.sendError(signaling.CodeBadMessage, "", "binary frames are not part of the protocol")
 		return c.strike(signaling.CodeBadMessage)
 	}
@@ -270,7 +360,7 @@ func (c *conn) strike(code signaling.Code) bool {
 	c.strikes++
 	if c.strikes >= c.s.cfg.MaxStrikes {
 		c.s.m.rejects.WithLabelValues("strikes").Inc()
-		c.close(websocket.StatusPolicyViolation, "too many bad or rate-limited messages")
+		c.close(ws.StatusPolicyViolation, "too many bad or rate-limited messages")
 		return false
 	}
 	return true
@@ -280,13 +370,13 @@ func (c *conn) hello(m *signaling.Message) bool {
 	if m.Type != signaling.TypeHello {
 		c.s.m.rejects.WithLabelValues(string(signaling.CodeHelloFirst)).Inc()
 		c.sendError(signaling.CodeHelloFirst, m.Ref, "the first message must be hello")
-		c.close(websocket.StatusProtocolError, "the first message must be hello")
+		c.close(ws.StatusProtocolError, "the first message must be hello")
 		return false
 	}
 	if m.V < signaling.MinVersion || m.V > signaling.Version {
 		c.s.m.rejects.WithLabelValues(string(signaling.CodeUnsupportedVersion)).Inc()
 		c.sendError(signaling.CodeUnsupportedVersion, m.Ref, "this tracker speaks protocol versions 1..1")
-		c.close(websocket.StatusProtocolError, "unsupported protocol version")
+		c.close(ws.StatusProtocolError, "unsupported protocol version")
 		return false
 	}
 	c.s.m.messages.WithLabelValues(string(m.Type)).Inc()
@@ -479,7 +569,7 @@ func (c *conn) enqueue(f frame) {
 	if len(c.queue) >= c.s.cfg.SendQueue {
 		c.qmu.Unlock()
 		c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
-		go c.close(websocket.StatusPolicyViolation, "too slow to read: send queue full")
+		go c.close(ws.StatusPolicyViolation, "too slow to read: send queue full")
 		return
 	}
 	c.pushLocked(f)
@@ -542,44 +632,67 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			return
 		}
-		c.bw.begin()
-		var closing *frame
-		var err error
-		for i := range batch {
-			if batch[i].close {
-				closing = &batch[i]
-				break
+		out := batchPool.Get().(*[]byte)
+		b := (*out)[:0]
+		closing := false
+		for _, f := range batch {
+			op := f.op
+			if op == 0 {
+				op = ws.OpText
 			}
-			// Into the batch, in memory: no deadline needed here; end
-			// bounds the real write.
-			if err = c.ws.Write(context.Background(), websocket.MessageText, batch[i].b); err != nil {
+			b = appendFrame(b, op, f.b)
+			if op == ws.OpClose {
+				closing = true
 				break
 			}
 		}
-		if err == nil {
-			err = c.bw.end(true, c.s.cfg.WriteTimeout)
-		} else {
-			c.bw.end(false, 0)
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err := c.nc.Write(b)
+		if cap(b) <= maxPooledBatch {
+			*out = b[:0]
+			batchPool.Put(out)
 		}
 		if err != nil {
-			c.ws.CloseNow()
+			c.nc.Close()
 			c.setDead()
 			return
 		}
+		c.nc.SetWriteDeadline(time.Time{})
 		now := time.Now()
 		for _, f := range batch {
 			if !f.read.IsZero() {
 				c.s.m.relay.Observe(now.Sub(f.read).Seconds())
 			}
 		}
-		if closing != nil {
-			c.bw.closeRead.Lock()
-			c.ws.Close(closing.closeCode, closing.closeReason) // waits up to 5s for the client's close frame
-			c.bw.closeRead.Unlock()
+		if closing {
+			// The reading goroutine waits for the client's reply (linger)
+			// and closes the socket.
+			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.failed.Load() {
+				cw.CloseWrite()
+			}
 			c.setDead()
 			return
 		}
 	}
+}
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooledBatch keeps one client's burst from pinning a large buffer.
+const maxPooledBatch = 64 << 10
+
+// rawControl runs f with c's socket descriptor, which cannot be closed
+// meanwhile.
+func (c *conn) rawControl(f func(fd int)) error {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return syscall.EINVAL
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) })
 }
 
 func (c *conn) goAway(retryMs int) {
@@ -589,15 +702,18 @@ func (c *conn) goAway(retryMs int) {
 // close ends the connection with a close code, after the frames already
 // queued (the error that explains it) have been written. It never blocks its
 // caller, which may be another connection's goroutine.
-func (c *conn) close(code websocket.StatusCode, reason string) {
+func (c *conn) close(code ws.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
+		// Bounds the wait for the client's close frame, and ends a read
+		// that is waiting on a client that went silent mid-message.
+		c.nc.SetReadDeadline(time.Now().Add(closeWait))
 		c.qmu.Lock()
 		dead := c.dead
-		c.pushLocked(frame{close: true, closeCode: code, closeReason: reason})
+		c.pushLocked(frame{op: ws.OpClose, b: ws.NewCloseFrameBody(code, reason)})
 		c.qmu.Unlock()
 		if dead {
-			c.ws.CloseNow() // the writer died: nothing can be said any more
+			c.nc.Close() // the writer died: nothing can be said any more
 		}
 		c.s.idle.kick(c) // a parked connection must be read to its end
 	})

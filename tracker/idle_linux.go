@@ -91,7 +91,7 @@ func (p *idlePoller) park(c *conn) bool {
 	var err error
 	// Inside Control the socket cannot be closed, so its descriptor cannot
 	// be another socket's by the time epoll sees it.
-	if cerr := c.bw.rawControl(func(fd int) { err = syscall.EpollCtl(p.epfd, op, fd, &ev) }); cerr != nil || err != nil {
+	if cerr := c.rawControl(func(fd int) { err = syscall.EpollCtl(p.epfd, op, fd, &ev) }); cerr != nil || err != nil {
 		return false
 	}
 	c.polled = true
@@ -162,18 +162,4 @@ func (p *idlePoller) close() {
 	p.file.Close() // and with it epfd
 	syscall.Close(p.wake[0])
 	syscall.Close(p.wake[1])
-}
-
-// rawControl runs f with c's socket descriptor, which cannot be closed
-// meanwhile.
-func (b *batchWriter) rawControl(f func(fd int)) error {
-	sc, ok := b.nc.(syscall.Conn)
-	if !ok {
-		return syscall.EINVAL
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return rc.Control(func(fd uintptr) { f(int(fd)) })
 }

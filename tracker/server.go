@@ -4,6 +4,7 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
@@ -220,16 +221,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, status, reason, "too many connections: "+reason)
 		return
 	}
-	bw := &batchWriter{}
-	ws, err := websocket.Accept(smallBuffers{w, bw}, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // origin checked above
+	// Origin was checked above. net/http's 4 KiB buffers go with the
+	// upgrade: a parked connection holds no buffer at all.
+	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.cfg.WriteTimeout}.Upgrade(r, w)
 	if err != nil {
+		if nc != nil {
+			nc.Close()
+		}
 		s.release(ip, nil)
 		s.m.rejects.WithLabelValues("upgrade").Inc()
 		return
 	}
-	ws.SetReadLimit(int64(s.cfg.MaxMessageBytes))
-	c := newConn(s, ws, ip, origin, ipe)
-	c.bw = bw
+	c := newConn(s, nc, ip, origin, ipe)
+	if n := rw.Reader.Buffered(); n > 0 {
+		// Frames the client sent with its upgrade request are read first.
+		b, _ := rw.Reader.Peek(n)
+		c.prefix = bytes.Clone(b)
+	}
 	if strings.HasPrefix(r.URL.Path, "/announce") {
 		c.wt = &wtConn{peers: map[wtKey]*wtPeer{}}
 	}
@@ -387,7 +395,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("drain deadline: closing remaining connections", "connections", len(left))
 	for _, c := range left {
-		c.close(websocket.StatusGoingAway, "node shutting down")
+		c.close(ws.StatusGoingAway, "node shutting down")
 	}
 	// A client that does not answer the close handshake is not waited for:
 	// its handler ends by itself within the handshake timeout (5 s), and a

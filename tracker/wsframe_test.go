@@ -1,0 +1,272 @@
+package tracker
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// rawClient speaks WebSocket frame by frame, to hold the tracker's framing
+// to RFC 6455 where the WebSocket libraries' clients would not misbehave.
+type rawClient struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func (n *testNode) dialRaw(t *testing.T, path string) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", strings.TrimPrefix(n.hs.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" { // RFC 6455's example
+		t.Fatalf("Sec-WebSocket-Accept %q", got)
+	}
+	return &rawClient{t: t, nc: nc, br: br}
+}
+
+// send writes one frame; masked as clients must unless told otherwise.
+func (c *rawClient) send(op ws.OpCode, fin, masked bool, p []byte) {
+	c.t.Helper()
+	f := ws.NewFrame(op, fin, bytes.Clone(p))
+	if masked {
+		f = ws.MaskFrameInPlace(f)
+	}
+	if err := ws.WriteFrame(c.nc, f); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next reads the tracker's next frame.
+func (c *rawClient) next() ws.Frame {
+	c.t.Helper()
+	f, err := ws.ReadFrame(c.br)
+	if err != nil {
+		c.t.Fatalf("read frame: %v", err)
+	}
+	if f.Header.Masked {
+		c.t.Fatal("server frames must not be masked")
+	}
+	return f
+}
+
+// expectClose reads until a close frame and returns its code; then the
+// tracker must close the socket.
+func (c *rawClient) expectClose() ws.StatusCode {
+	c.t.Helper()
+	for {
+		f := c.next()
+		if f.Header.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(f.Payload)
+			return code
+		}
+	}
+}
+
+func (c *rawClient) expectEOF() {
+	c.t.Helper()
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		c.t.Fatalf("after close: %v, want EOF", err)
+	}
+}
+
+var helloJSON = []byte(`{"type":"hello","v":1}`)
+
+func TestFraming(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.MaxMessageBytes = 4096 })
+
+	t.Run("ping is answered with its payload", func(t *testing.T) {
+		c := n.dialRaw(t, "/ws")
+		c.send(ws.OpPing, true, true, []byte("are you there"))
+		f := c.next()
+		if f.Header.OpCode != ws.OpPong || string(f.Payload) != "are you there" {
+			t.Fatalf("got %v %q, want a pong with the ping's payload", f.Header.OpCode, f.Payload)
+		}
+	})
+
+	t.Run("fragments with a ping between them make one message", func(t *testing.T) {
+		c := n.dialRaw(t, "/ws")
+		c.send(ws.OpText, false, true, helloJSON[:5])
+		c.send(ws.OpPing, true, true, []byte("x"))
+		c.send(ws.OpContinuation, false, true, helloJSON[5:10])
+		c.send(ws.OpContinuation, true, true, helloJSON[10:])
+		if f := c.next(); f.Header.OpCode != ws.OpPong {
+			t.Fatalf("first frame %v, want the pong", f.Header.OpCode)
+		}
+		if f := c.next(); f.Header.OpCode != ws.OpText || !bytes.Contains(f.Payload, []byte(`"welcome"`)) {
+			t.Fatalf("got %v %s, want the welcome", f.Header.OpCode, f.Payload)
+		}
+	})
+
+	t.Run("a client's close is echoed, then the socket closes", func(t *testing.T) {
+		c := n.dialRaw(t, "/announce")
+		c.send(ws.OpClose, true, true, ws.NewCloseFrameBody(ws.StatusGoingAway, "bye"))
+		if code := c.expectClose(); code != ws.StatusGoingAway {
+			t.Fatalf("close code %d, want the client's 1001 echoed", code)
+		}
+		c.expectEOF()
+	})
+
+	for _, tc := range []struct {
+		name  string
+		send  func(c *rawClient)
+		code  ws.StatusCode
+		check func(t *testing.T)
+	}{
+		{"an unmasked frame", func(c *rawClient) { c.send(ws.OpText, true, false, helloJSON) }, ws.StatusProtocolError, nil},
+		{"a continuation with nothing to continue", func(c *rawClient) { c.send(ws.OpContinuation, true, true, helloJSON) }, ws.StatusProtocolError, nil},
+		{"a new message inside a fragmented one", func(c *rawClient) {
+			c.send(ws.OpText, false, true, helloJSON[:5])
+			c.send(ws.OpText, true, true, helloJSON[5:])
+		}, ws.StatusProtocolError, nil},
+		{"reserved bits", func(c *rawClient) {
+			f := ws.MaskFrameInPlace(ws.NewTextFrame(helloJSON))
+			f.Header.Rsv = 4 // compression, never negotiated
+			ws.WriteFrame(c.nc, f)
+		}, ws.StatusProtocolError, nil},
+		{"a fragmented control frame", func(c *rawClient) { c.send(ws.OpPing, false, true, nil) }, ws.StatusProtocolError, nil},
+		{"a message over max_message_bytes in fragments", func(c *rawClient) {
+			c.send(ws.OpText, false, true, bytes.Repeat([]byte(" "), 3000))
+			// The header alone says too much: the tracker must not wait for
+			// the payload, which never comes.
+			h := ws.Header{OpCode: ws.OpContinuation, Fin: true, Masked: true, Length: 3000}
+			ws.WriteHeader(c.nc, h)
+		}, ws.StatusMessageTooBig, nil},
+		{"a 2^63-byte header", func(c *rawClient) {
+			b := []byte{0x81, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
+			c.nc.Write(b)
+		}, ws.StatusMessageTooBig, nil},
+	} {
+		t.Run(tc.name+" fails the connection", func(t *testing.T) {
+			c := n.dialRaw(t, "/ws")
+			tc.send(c)
+			if code := c.expectClose(); code != tc.code {
+				t.Fatalf("close code %d, want %d", code, tc.code)
+			}
+			// The close handshake: the tracker waits for ours, then closes.
+			c.send(ws.OpClose, true, true, ws.NewCloseFrameBody(tc.code, ""))
+			c.expectEOF()
+		})
+	}
+}
+
+// The tracker's frames, read back by gobwas/ws's reader, at every length
+// encoding's edges.
+func TestAppendFrame(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i * 7)
+		}
+		b := appendFrame([]byte("prefix"), ws.OpText, p)
+		if string(b[:6]) != "prefix" {
+			t.Fatal("appendFrame overwrote dst")
+		}
+		f, err := ws.ReadFrame(bytes.NewReader(b[6:]))
+		if err != nil || !f.Header.Fin || f.Header.Masked || f.Header.OpCode != ws.OpText || !bytes.Equal(f.Payload, p) {
+			t.Fatalf("%d bytes: %+v %v", n, f.Header, err)
+		}
+		if want := ws.HeaderSize(f.Header) + n; len(b)-6 != want {
+			t.Fatalf("%d bytes: frame of %d bytes, want %d", n, len(b)-6, want)
+		}
+	}
+}
+
+// clientFrames encodes p as a client would: masked, in fragments of the
+// given sizes, with a ping after the first.
+func clientFrames(p []byte, sizes []int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	var out bytes.Buffer
+	op := ws.OpText
+	for i := 0; ; i++ {
+		n := len(p)
+		if i < len(sizes) && sizes[i] < n {
+			n = sizes[i]
+		}
+		f := ws.NewFrame(op, n == len(p), bytes.Clone(p[:n]))
+		binary.LittleEndian.PutUint32(f.Header.Mask[:], r.Uint32())
+		f.Header.Masked = true
+		ws.Cipher(f.Payload, f.Header.Mask, 0)
+		ws.WriteFrame(&out, f)
+		p = p[n:]
+		if i == 0 {
+			ws.WriteFrame(&out, ws.MaskFrameInPlace(ws.NewPingFrame([]byte("p"))))
+		}
+		if len(p) == 0 {
+			return out.Bytes()
+		}
+		op = ws.OpContinuation
+	}
+}
+
+func FuzzReadMessage(f *testing.F) {
+	f.Add(clientFrames(helloJSON, []int{3, 4}, 1), 4096)
+	f.Add(clientFrames(bytes.Repeat([]byte("a"), 300), []int{200}, 2), 256)
+	f.Add([]byte{0x81, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, 4096)
+	f.Add([]byte{0x88, 0x80, 1, 2, 3, 4}, 4096)
+	f.Fuzz(func(t *testing.T, in []byte, limit int) {
+		limit = 1 + abs(limit)%(1<<16)
+		r := &msgReader{br: bufio.NewReaderSize(bytes.NewReader(in), 64)}
+		for {
+			pongs := 0
+			op, b, err := r.readMessage(nil, limit, func(p []byte) {
+				if len(p) > ws.MaxControlFramePayloadSize {
+					t.Fatalf("pong of %d bytes", len(p))
+				}
+				pongs++
+			})
+			if err != nil {
+				return
+			}
+			if len(b) > limit || (op != ws.OpText && op != ws.OpBinary) {
+				t.Fatalf("message of %d bytes (limit %d), opcode %v", len(b), limit, op)
+			}
+		}
+	})
+}
+
+// Whatever the fragmentation, what the client meant is what is read.
+func FuzzReadMessageRoundTrip(f *testing.F) {
+	f.Add([]byte("hello"), uint16(2), uint16(1), uint64(1))
+	f.Fuzz(func(t *testing.T, p []byte, a, b uint16, seed uint64) {
+		in := clientFrames(p, []int{int(a), int(b)}, seed)
+		r := &msgReader{br: bufio.NewReaderSize(bytes.NewReader(in), 64)}
+		pongs := 0
+		op, got, err := r.readMessage(nil, len(p), func([]byte) { pongs++ })
+		if err != nil || op != ws.OpText || !bytes.Equal(got, p) {
+			t.Fatalf("read %q %v %v, want %q", got, op, err, p)
+		}
+		if len(p) > int(a) && pongs != 1 {
+			t.Fatalf("%d pongs, want 1", pongs)
+		}
+	})
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
