@@ -22,16 +22,19 @@ type Cluster interface {
 	// without a lookup.
 	Node() string
 	// Join records m in swarm k and returns up to n members of k (on any
-	// node, m excluded), alive at the time of the call.
+	// node, m excluded), alive at the time of the call: members of m's
+	// network group first (half of n at most, their Group set), then
+	// others.
 	Join(ctx context.Context, k swarmKey, m Member, n int) ([]Member, error)
-	// Sample returns up to n live members of k.
-	Sample(ctx context.Context, k swarmKey, n int) ([]Member, error)
+	// Sample returns up to n live members of k, those of group first as
+	// Join does ("": no group).
+	Sample(ctx context.Context, k swarmKey, group string, n int) ([]Member, error)
 	// Counts returns how many live members each of keys has, and how many
 	// of them are seeds: the swarm sizes a WebTorrent announce and scrape
 	// report, which must count every node's peers.
 	Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error)
-	// Leave removes id from k.
-	Leave(ctx context.Context, k swarmKey, id string) error
+	// Leave removes m (its ID, from its Group too) from k.
+	Leave(ctx context.Context, k swarmKey, m Member) error
 	// Refresh re-announces every member this node holds, pushing their
 	// expiry forward: a node that stops refreshing (crashed, cut off) loses
 	// its members after MemberTTL.
@@ -57,6 +60,10 @@ type Member struct {
 	// Seed marks a WebTorrent peer that has the whole torrent (its
 	// "completed" event): scrape and announce count it as complete.
 	Seed bool
+	// Group is the peer's network group (proximity.go), so that nodes
+	// match neighbours connected to other nodes too. Members that Join and
+	// Sample return carry it only when it is the group asked for.
+	Group string
 }
 
 // SwarmCount is a swarm's size across the cluster.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -24,6 +25,7 @@ type MemoryCluster struct {
 type memMember struct {
 	slots  int
 	seed   bool
+	group  string
 	expiry time.Time
 }
 
@@ -84,8 +86,8 @@ func (n *memNode) Join(ctx context.Context, k swarmKey, m Member, want int) ([]M
 		sw = make(map[string]memMember)
 		mc.swarms[k] = sw
 	}
-	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, expiry: time.Now().Add(mc.ttl)}
-	return mc.sampleLocked(k, want, m.ID), nil
+	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, group: m.Group, expiry: time.Now().Add(mc.ttl)}
+	return mc.sampleLocked(k, m.Group, want, m.ID), nil
 }
 
 func (n *memNode) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error) {
@@ -110,33 +112,47 @@ func (n *memNode) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, er
 	return out, nil
 }
 
-func (n *memNode) Sample(ctx context.Context, k swarmKey, want int) ([]Member, error) {
+func (n *memNode) Sample(ctx context.Context, k swarmKey, group string, want int) ([]Member, error) {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
 		return nil, ErrClusterDown
 	}
-	return mc.sampleLocked(k, want, ""), nil
+	return mc.sampleLocked(k, group, want, ""), nil
 }
 
-func (mc *MemoryCluster) sampleLocked(k swarmKey, want int, skip string) []Member {
+// sampleLocked picks up to want live members of k, those of group first
+// (half at most), as RedisCluster does.
+func (mc *MemoryCluster) sampleLocked(k swarmKey, group string, want int, skip string) []Member {
 	now := time.Now()
-	var out []Member
+	var near, rest []Member
 	for id, m := range mc.swarms[k] { // map order is random: a fair sample
 		if id == skip || !now.Before(m.expiry) {
 			continue
 		}
-		out = append(out, Member{ID: id, Slots: m.slots})
+		if group != "" && m.group == group {
+			near = append(near, Member{ID: id, Slots: m.slots, Group: group})
+		} else {
+			rest = append(rest, Member{ID: id, Slots: m.slots})
+		}
 	}
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	if len(out) > want {
-		out = out[:want]
+	rand.Shuffle(len(near), func(i, j int) { near[i], near[j] = near[j], near[i] })
+	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+	out := slices.Clone(near[:min(len(near), want/2)])
+	rest = append(rest, near[len(out):]...) // the group's beyond half compete with the rest
+	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+	for _, m := range rest {
+		if len(out) >= want {
+			break
+		}
+		m.Group = ""
+		out = append(out, m)
 	}
 	return out
 }
 
-func (n *memNode) Leave(ctx context.Context, k swarmKey, id string) error {
+func (n *memNode) Leave(ctx context.Context, k swarmKey, m Member) error {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
@@ -144,7 +160,7 @@ func (n *memNode) Leave(ctx context.Context, k swarmKey, id string) error {
 		return ErrClusterDown
 	}
 	if sw := mc.swarms[k]; sw != nil {
-		delete(sw, id)
+		delete(sw, m.ID)
 		if len(sw) == 0 {
 			delete(mc.swarms, k)
 		}
@@ -168,7 +184,7 @@ func (n *memNode) Refresh(ctx context.Context, members map[swarmKey][]Member) er
 			mc.swarms[k] = sw
 		}
 		for _, m := range ms {
-			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, expiry: exp}
+			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, group: m.Group, expiry: exp}
 		}
 	}
 	for k, sw := range mc.swarms {

@@ -118,14 +118,15 @@ func (s *Server) clusterMaintain() {
 func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
 	var m *Member
 	if join {
-		m = &Member{ID: p.id, Slots: p.slotsNow(s.hub)}
+		m = &Member{ID: p.id, Slots: p.slotsNow(s.hub), Group: p.group}
 	}
-	return s.joinCluster(k, m, sampleFactor*s.cfg.Suggestions)
+	return s.joinCluster(k, m, p.group, sampleFactor*s.cfg.Suggestions)
 }
 
 // joinCluster records m in k (nil: records nothing) and returns up to n
-// members of k from the store; none when it is down or slow.
-func (s *Server) joinCluster(k swarmKey, m *Member, n int) []Member {
+// members of k from the store, group's first; none when it is down or
+// slow.
+func (s *Server) joinCluster(k swarmKey, m *Member, group string, n int) []Member {
 	if s.cluster == nil || !s.cluster.Up() {
 		return nil
 	}
@@ -136,7 +137,7 @@ func (s *Server) joinCluster(k swarmKey, m *Member, n int) []Member {
 	if m != nil {
 		ms, err = s.cluster.Join(ctx, k, *m, n)
 	} else {
-		ms, err = s.cluster.Sample(ctx, k, n)
+		ms, err = s.cluster.Sample(ctx, k, group, n)
 	}
 	if err != nil {
 		s.m.clusterErrors.WithLabelValues("join").Inc()
@@ -148,24 +149,24 @@ func (s *Server) joinCluster(k swarmKey, m *Member, n int) []Member {
 // clusterLeave removes p from the given swarms across the cluster; if the
 // store is down they expire by themselves.
 func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
-	s.leaveCluster(func(yield func(swarmKey, string) bool) {
+	s.leaveCluster(func(yield func(swarmKey, Member) bool) {
 		for _, k := range keys {
-			if !yield(k, p.id) {
+			if !yield(k, Member{ID: p.id, Group: p.group}) {
 				return
 			}
 		}
 	})
 }
 
-// leaveCluster removes each member id from its swarm in the store.
-func (s *Server) leaveCluster(members iter.Seq2[swarmKey, string]) {
+// leaveCluster removes each member from its swarm in the store.
+func (s *Server) leaveCluster(members iter.Seq2[swarmKey, Member]) {
 	if s.cluster == nil || !s.cluster.Up() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	for k, id := range members {
-		if err := s.cluster.Leave(ctx, k, id); err != nil {
+	for k, m := range members {
+		if err := s.cluster.Leave(ctx, k, m); err != nil {
 			s.m.clusterErrors.WithLabelValues("leave").Inc()
 			return
 		}

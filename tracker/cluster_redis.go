@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,10 @@ import (
 //	peercdn:{s:<swarm hash>}:c  sorted set of the swarm's seeds (WebTorrent
 //	                            peers that completed), same scores: what
 //	                            announce and scrape count as complete
+//	peercdn:{s:<swarm hash>}:g:<group hash>
+//	                            sorted set of the swarm's members in one
+//	                            network group, same scores: neighbours
+//	                            across nodes (proximity matching)
 //	peercdn:{n:<node id>}       sharded pub/sub channel: the node's inbox
 //
 // The {…} hash tags keep each swarm's keys, and each inbox, in one slot.
@@ -131,6 +136,14 @@ func swarmSeedsKey(k swarmKey) string {
 	return m[:len(m)-1] + "c"
 }
 
+// swarmGroupKey is k's members in one network group: in k's slot, named by
+// a hash (group names and prefixes are the operator's and the viewers').
+func swarmGroupKey(k swarmKey, group string) string {
+	m := swarmMembersKey(k)
+	h := sha256.Sum256([]byte(group))
+	return m[:len(m)-1] + "g:" + hex.EncodeToString(h[:8])
+}
+
 func inboxChannel(node string) string { return "peercdn:{n:" + node + "}" }
 
 // broadcastChannel reaches every node (classic pub/sub: in Redis Cluster it
@@ -157,14 +170,21 @@ func liveFrom(now time.Time) float64 { return float64(now.UnixMilli() * 64) }
 func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) ([]Member, error) {
 	now := time.Now()
 	key := swarmMembersKey(k)
-	var rnd *redis.ZSliceCmd
+	score := memberScore(now.Add(rc.ttl), m.Slots)
+	var near, rnd *redis.ZSliceCmd
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: memberScore(now.Add(rc.ttl), m.Slots), Member: m.ID})
+		p.ZAdd(ctx, key, redis.Z{Score: score, Member: m.ID})
 		p.PExpire(ctx, key, 2*rc.ttl)
 		if m.Seed {
 			seeds := swarmSeedsKey(k)
 			p.ZAdd(ctx, seeds, redis.Z{Score: memberScore(now.Add(rc.ttl), 0), Member: m.ID})
 			p.PExpire(ctx, seeds, 2*rc.ttl)
+		}
+		if m.Group != "" {
+			g := swarmGroupKey(k, m.Group)
+			p.ZAdd(ctx, g, redis.Z{Score: score, Member: m.ID})
+			p.PExpire(ctx, g, 2*rc.ttl)
+			near = p.ZRandMemberWithScores(ctx, g, n+1)
 		}
 		rnd = p.ZRandMemberWithScores(ctx, key, 2*n+1)
 		return nil
@@ -172,33 +192,47 @@ func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) (
 	if err != nil {
 		return nil, err
 	}
-	return pickLive(rnd.Val(), now, m.ID, n), nil
+	return pickLive(near, rnd, now, m.ID, m.Group, n), nil
 }
 
-func (rc *RedisCluster) Sample(ctx context.Context, k swarmKey, n int) ([]Member, error) {
+func (rc *RedisCluster) Sample(ctx context.Context, k swarmKey, group string, n int) ([]Member, error) {
 	now := time.Now()
-	zs, err := rc.rdb.ZRandMemberWithScores(ctx, swarmMembersKey(k), 2*n).Result()
+	var near, rnd *redis.ZSliceCmd
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if group != "" {
+			near = p.ZRandMemberWithScores(ctx, swarmGroupKey(k, group), n+1)
+		}
+		rnd = p.ZRandMemberWithScores(ctx, swarmMembersKey(k), 2*n)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return pickLive(zs, now, "", n), nil
+	return pickLive(near, rnd, now, "", group, n), nil
 }
 
-// pickLive keeps up to n members that have not expired; ZRANDMEMBER samples
-// without filtering, so the caller asks for twice as many.
-func pickLive(zs []redis.Z, now time.Time, skip string, n int) []Member {
+// pickLive keeps up to n members that have not expired, from the group's
+// sample (half of n at most) and then the swarm's; ZRANDMEMBER samples
+// without filtering, so the caller asks for more than it needs.
+func pickLive(near, rnd *redis.ZSliceCmd, now time.Time, skip, group string, n int) []Member {
 	live := liveFrom(now)
-	out := make([]Member, 0, min(len(zs), n))
-	for _, z := range zs {
-		id, _ := z.Member.(string)
-		if id == "" || id == skip || z.Score < live {
-			continue
-		}
-		out = append(out, Member{ID: id, Slots: int(int64(z.Score) % 64)})
-		if len(out) == n {
-			break
+	out := make([]Member, 0, n)
+	add := func(zs []redis.Z, g string, upTo int) {
+		for _, z := range zs {
+			if len(out) >= upTo {
+				return
+			}
+			id, _ := z.Member.(string)
+			if id == "" || id == skip || z.Score < live || slices.ContainsFunc(out, func(m Member) bool { return m.ID == id }) {
+				continue
+			}
+			out = append(out, Member{ID: id, Slots: int(int64(z.Score) % 64), Group: g})
 		}
 	}
+	if near != nil {
+		add(near.Val(), group, n/2)
+	}
+	add(rnd.Val(), "", n)
 	return out
 }
 
@@ -223,10 +257,13 @@ func (rc *RedisCluster) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCou
 	return out, nil
 }
 
-func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, id string) error {
+func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, m Member) error {
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRem(ctx, swarmMembersKey(k), id)
-		p.ZRem(ctx, swarmSeedsKey(k), id)
+		p.ZRem(ctx, swarmMembersKey(k), m.ID)
+		p.ZRem(ctx, swarmSeedsKey(k), m.ID)
+		if m.Group != "" {
+			p.ZRem(ctx, swarmGroupKey(k, m.Group), m.ID)
+		}
 		return nil
 	})
 	return err
@@ -243,6 +280,7 @@ func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Memb
 		for k, ms := range members {
 			key, seedsKey := swarmMembersKey(k), swarmSeedsKey(k)
 			var seeds []redis.Z
+			groups := map[string][]redis.Z{}
 			for i := 0; i < len(ms); i += refreshChunk {
 				chunk := ms[i:min(i+refreshChunk, len(ms))]
 				zs := make([]redis.Z, len(chunk))
@@ -251,11 +289,22 @@ func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Memb
 					if m.Seed {
 						seeds = append(seeds, redis.Z{Score: memberScore(exp, 0), Member: m.ID})
 					}
+					if m.Group != "" {
+						groups[m.Group] = append(groups[m.Group], zs[j])
+					}
 				}
 				p.ZAdd(ctx, key, zs...)
 			}
 			for i := 0; i < len(seeds); i += refreshChunk {
 				p.ZAdd(ctx, seedsKey, seeds[i:min(i+refreshChunk, len(seeds))]...)
+			}
+			for g, zs := range groups {
+				gk := swarmGroupKey(k, g)
+				for i := 0; i < len(zs); i += refreshChunk {
+					p.ZAdd(ctx, gk, zs[i:min(i+refreshChunk, len(zs))]...)
+				}
+				p.ZRemRangeByScore(ctx, gk, "-inf", expired)
+				p.PExpire(ctx, gk, 2*rc.ttl)
 			}
 			// Members of nodes that stopped refreshing: gone for good.
 			p.ZRemRangeByScore(ctx, key, "-inf", expired)

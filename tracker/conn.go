@@ -208,7 +208,7 @@ func (c *conn) linger() {
 func (c *conn) finish() {
 	c.timer.Stop()
 	if c.wt != nil {
-		c.s.wtClusterLeave(c.s.wt.leave(c))
+		c.s.wtClusterLeave(c.s.wt.leave(c), c.group)
 	}
 	if c.peer != nil {
 		keys := c.s.hub.swarmsOf(c.peer)

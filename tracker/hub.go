@@ -270,7 +270,8 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 			rl = &remoteLoad{loadAt: now}
 			h.remote[m.ID] = rl
 		}
-		cand = append(cand, candidate{id: m.ID, slots: m.Slots, load: &rl.load, at: &rl.loadAt})
+		cand = append(cand, candidate{id: m.ID, slots: m.Slots, near: m.Group != "" && m.Group == self.group,
+			load: &rl.load, at: &rl.loadAt})
 	}
 	h.rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
 	scores := make([]float64, len(cand))
@@ -517,7 +518,7 @@ func (h *hub) snapshot() map[swarmKey][]Member {
 	for k, sw := range h.swarms {
 		ms := make([]Member, len(sw.members))
 		for i, p := range sw.members {
-			ms[i] = Member{ID: p.id, Slots: p.slots}
+			ms[i] = Member{ID: p.id, Slots: p.slots, Group: p.group}
 		}
 		out[k] = ms
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,76 @@ func TestWebTorrentOffersGoNearbyFirst(t *testing.T) {
 	}
 	if near, other := testutil.ToFloat64(n.srv.m.suggestedNear), testutil.ToFloat64(n.srv.m.suggestedOther); near != 2 || other != 2 {
 		t.Fatalf("peercdn_tracker_suggestions_total near %v, other %v: want 2 and 2", near, other)
+	}
+}
+
+// TestClusterMatchesNearbyAcrossNodes: the neighbours of a newcomer are
+// connected to another node of the cluster. Both protocols still match it
+// with them first: each node records its members' network groups in the
+// shared store, and the store samples the newcomer's group first. In a
+// swarm of 32 (2 office peers) a node sampling at random would suggest
+// both office peers about 1 time in 500, and hand both an offer of 4
+// about 1 time in 40.
+func TestClusterMatchesNearbyAcrossNodes(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			cfg := func(c *Config) {
+				c.TrustedProxies = []string{"127.0.0.1/32", "::1/128"}
+				c.Suggestions = 2
+				c.Networks = []NetworkGroup{{Name: "office", CIDRs: []string{"10.1.0.0/16"}}}
+			}
+			n1, n2 := startClustered(t, st, cfg), startClustered(t, st, cfg)
+			sw := signaling.Swarm{Content: fmt.Sprint("/near-", st.name, ".m3u8")}
+			ih := id20("near-" + st.name)
+			ids := map[string]string{} // native peer id or WebTorrent peer_id -> its address
+			var office []*wtClient
+			for i := range 32 {
+				ip := fmt.Sprintf("100.64.%d.1", i)
+				if i == 7 || i == 21 {
+					ip = fmt.Sprintf("10.1.%d.2", i)
+				}
+				n := n1
+				if i%4 == 3 && i != 7 {
+					n = n2 // a few others on node 2; the office peers are on node 1
+				}
+				h := http.Header{"X-Forwarded-For": {ip}}
+				c := n.dialWith(t, &signaling.DialOptions{Header: h})
+				join(t, c, sw, "")
+				ids[c.PeerID()] = ip
+				wc := n.wtDialWith(t, h)
+				pid := id20(fmt.Sprint("peer-", i))
+				wc.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": pid, "offers": []any{}})
+				wc.next()
+				ids[pid] = ip
+				if strings.HasPrefix(ip, "10.1.") {
+					office = append(office, wc)
+				}
+			}
+			h := http.Header{"X-Forwarded-For": {"10.1.99.3"}}
+			m := join(t, n2.dialWith(t, &signaling.DialOptions{Header: h}), sw, "")
+			var got []string
+			for _, p := range m.Peers {
+				got = append(got, ids[p])
+			}
+			if !slices.Contains(got, "10.1.7.2") || !slices.Contains(got, "10.1.21.2") {
+				t.Errorf("native newcomer on node 2 was suggested peers from %v, want both office peers on node 1", got)
+			}
+
+			var offers []any
+			for i := range 4 {
+				offers = append(offers, map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0"}, "offer_id": id20(fmt.Sprint("offer-", i))})
+			}
+			newcomer := n2.wtDialWith(t, h)
+			newcomer.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": id20("newcomer"), "numwant": 4, "offers": offers})
+			newcomer.next()
+			for i, c := range office {
+				if m := c.next(); m["peer_id"] != id20("newcomer") || m["offer"] == nil {
+					t.Errorf("office peer %d on node 1 got %v, want the newcomer's offer", i, m)
+				}
+			}
+			if near := testutil.ToFloat64(n2.srv.m.suggestedNear); near < 4 {
+				t.Errorf("node 2's peercdn_tracker_suggestions_total{peer=near} = %v, want 4 (2 native, 2 offers)", near)
+			}
+		})
 	}
 }

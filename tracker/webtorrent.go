@@ -288,7 +288,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		h.removeLocked(k, self)
 		delete(c.wt.peers, k)
 		h.mu.Unlock()
-		c.s.wtClusterLeave(map[wtKey]string{k: self.id})
+		c.s.wtClusterLeave(map[wtKey]string{k: self.id}, c.group)
 		return true
 	}
 	completed := m.Event == "completed" && !self.complete
@@ -310,7 +310,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	// a newcomer recorded); offers then go to the sample first.
 	var sample []Member
 	if c.s.cluster != nil && (isNew || want > 0 || completed) {
-		sample = c.s.wtClusterJoin(k, self.id, seed, 2*want)
+		sample = c.s.wtClusterJoin(k, self.id, c.group, seed, 2*want)
 	}
 
 	h.mu.Lock()
@@ -373,30 +373,42 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			near++
 		}
 	}
-	for _, mb := range sample {
-		if len(sends) >= want {
-			break
-		}
-		node, pid, ok := wtPeerOf(mb.ID)
-		if !ok {
-			continue
-		}
-		var q *wtPeer
-		key := mb.ID
-		if node == c.s.hub.node {
-			if q, key = sw.peers[pid], pid; q == nil {
-				continue // left since
+	// Then the store's sample: its members in the socket's group (other
+	// nodes' neighbours) while under half, then the others.
+	fromSample := func(nearOnly bool, upTo int) {
+		for _, mb := range sample {
+			if len(sends) >= upTo {
+				return
+			}
+			if nearOnly && mb.Group == "" {
+				continue
+			}
+			node, pid, ok := wtPeerOf(mb.ID)
+			if !ok {
+				continue
+			}
+			var q *wtPeer
+			key := mb.ID
+			if node == c.s.hub.node {
+				if q, key = sw.peers[pid], pid; q == nil {
+					continue // left since
+				}
+			}
+			if isPicked(key) {
+				continue
+			}
+			picked = append(picked, key)
+			if !offer(q, mb.ID) {
+				want = 0
+				return
+			}
+			if nearOnly {
+				near++
 			}
 		}
-		if isPicked(key) {
-			continue
-		}
-		picked = append(picked, key)
-		if !offer(q, mb.ID) {
-			want = 0
-			break
-		}
 	}
+	fromSample(true, (want+1)/2)
+	fromSample(false, want)
 	// The rest (no store, or a short sample) from this node's peers.
 	if len(sends) < want && len(sw.list) > 1 {
 		start := h.rng.IntN(len(sw.list))

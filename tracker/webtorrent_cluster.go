@@ -56,8 +56,8 @@ func wtPeerOf(id string) (node, peerID string, ok bool) {
 // wtClusterJoin records peerID in k across the cluster, as a seed if it
 // completed, and returns a sample of the swarm (any node) to hand offers
 // to; none when the store is down.
-func (s *Server) wtClusterJoin(k wtKey, peerID string, seed bool, n int) []Member {
-	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1, Seed: seed}, n)
+func (s *Server) wtClusterJoin(k wtKey, peerID, group string, seed bool, n int) []Member {
+	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1, Seed: seed, Group: group}, group, n)
 }
 
 // wtClusterCounts returns the sizes of swarms keys across the cluster, for
@@ -81,11 +81,12 @@ func (s *Server) wtClusterCounts(keys []wtKey) ([]SwarmCount, bool) {
 	return counts, true
 }
 
-// wtClusterLeave removes this node's peers from swarms across the cluster.
-func (s *Server) wtClusterLeave(left map[wtKey]string) {
-	s.leaveCluster(func(yield func(swarmKey, string) bool) {
+// wtClusterLeave removes this node's peers, of one socket's network group,
+// from swarms across the cluster.
+func (s *Server) wtClusterLeave(left map[wtKey]string, group string) {
+	s.leaveCluster(func(yield func(swarmKey, Member) bool) {
 		for k, id := range left {
-			if !yield(k.cluster(), wtMemberID(s.hub.node, id)) {
+			if !yield(k.cluster(), Member{ID: wtMemberID(s.hub.node, id), Group: group}) {
 				return
 			}
 		}
@@ -144,7 +145,7 @@ func (h *wtHub) members(node string, into map[swarmKey][]Member) {
 	for k, sw := range h.swarms {
 		ck := k.cluster()
 		for _, p := range sw.list {
-			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1, Seed: p.complete})
+			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1, Seed: p.complete, Group: p.c.group})
 		}
 	}
 }
