@@ -65,3 +65,45 @@ func TestWTEncodersMatchMarshal(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWTDecode holds wtDecode to jsonv2.Unmarshal: the same error or
+// none, and the same fields.
+func FuzzWTDecode(f *testing.F) {
+	f.Add(wtSample())
+	for _, s := range []string{
+		`{"action":"announce","info_hash":["a","b"],"numwant":null,"offers":null,"answer":{"type":"answer","sdp":"x"},"offer_id":"o","to_peer_id":"p"}`,
+		`{"action":"announce","offers":[{"offer":null},{"offer_id":"\u0041"}],"numwant":1e1}`,
+		`{"action":"scrape","info_hash":"x"} {}`,
+		`{"action":"a","action":"b"}`,
+		`{"\u0061ction":"announce","numwant":-3,"event":"stopped","offers":[]}`,
+		`{"offers":[null],"numwant":99999999999999999999}`,
+		"{\"peer_id\":\"\xff\"}",
+		`[]`, `null`, ``, `{"numwant":"5"}`, `{"offers":{}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got, want wtMsg
+		gotErr := wtDecode(b, &got)
+		wantErr := jsonv2.Unmarshal(b, &want)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%q: wtDecode error %v, Unmarshal error %v", b, gotErr, wantErr)
+		}
+		if wantErr != nil {
+			return
+		}
+		same := got.Action == want.Action && got.PeerID == want.PeerID && got.Event == want.Event &&
+			got.OfferID == want.OfferID && got.ToPeerID == want.ToPeerID &&
+			bytes.Equal(got.InfoHash, want.InfoHash) && bytes.Equal(got.Answer, want.Answer) &&
+			(got.InfoHash == nil) == (want.InfoHash == nil) && (got.Answer == nil) == (want.Answer == nil) &&
+			(got.NumWant == nil) == (want.NumWant == nil) && (got.NumWant == nil || *got.NumWant == *want.NumWant) &&
+			len(got.Offers) == len(want.Offers)
+		for i := 0; same && i < len(got.Offers); i++ {
+			g, w := got.Offers[i], want.Offers[i]
+			same = g.OfferID == w.OfferID && bytes.Equal(g.Offer, w.Offer) && (g.Offer == nil) == (w.Offer == nil)
+		}
+		if !same {
+			t.Fatalf("%q:\nwtDecode  %+v\nUnmarshal %+v", b, got, want)
+		}
+	})
+}

@@ -1,0 +1,174 @@
+package tracker
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"sync"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// wtDecode decodes one /announce message into m exactly as
+// jsonv2.Unmarshal does, faster for the shapes clients send. It walks the
+// message with jsontext's tokenizer (which validates it: syntax, UTF-8,
+// duplicate names) and takes the fields it knows by hand, leaving raw
+// values (offers, answers, info_hash) as slices of b: nothing is copied or
+// allocated per offer, and no reflection runs. Anything unusual (escaped
+// names or strings, non-integer numbers, a type clients never send, any
+// error) falls back to jsonv2.Unmarshal, whose result and error are then
+// the answer; FuzzWTDecode holds the two to the same results.
+//
+// m's raw values alias b: they are valid while b is (the handler's
+// message buffer), and whatever outlives the message must copy them.
+func wtDecode(b []byte, m *wtMsg) error {
+	d := wtDecoders.Get().(*wtDecoder)
+	d.in = *bytes.NewBuffer(b) // the tokenizer reads a bytes.Buffer in place
+	d.dec.Reset(&d.in)
+	ok := d.decode(m)
+	wtDecoders.Put(d) // still pointing at b until its next use: b is a pooled buffer too
+
+	if ok {
+		return nil
+	}
+	*m = wtMsg{}
+	return jsonv2.Unmarshal(b, m)
+}
+
+type wtDecoder struct {
+	in  bytes.Buffer
+	dec jsontext.Decoder
+}
+
+var wtDecoders = sync.Pool{New: func() any { return new(wtDecoder) }}
+
+// decode reports false where jsonv2.Unmarshal must decide.
+func (d *wtDecoder) decode(m *wtMsg) bool {
+	dec := &d.dec
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false
+	}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadValue()
+		if err != nil || bytes.IndexByte(name, '\\') >= 0 {
+			return false
+		}
+		ok := true
+		switch string(name) {
+		case `"action"`:
+			ok = d.str(&m.Action)
+		case `"info_hash"`:
+			m.InfoHash, ok = d.raw()
+		case `"peer_id"`:
+			ok = d.str(&m.PeerID)
+		case `"numwant"`:
+			ok = d.numWant(m)
+		case `"event"`:
+			ok = d.str(&m.Event)
+		case `"offers"`:
+			ok = d.offers(m)
+		case `"answer"`:
+			m.Answer, ok = d.raw()
+		case `"offer_id"`:
+			ok = d.str(&m.OfferID)
+		case `"to_peer_id"`:
+			ok = d.str(&m.ToPeerID)
+		default:
+			ok = dec.SkipValue() == nil
+		}
+		if !ok {
+			return false
+		}
+	}
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
+		return false
+	}
+	_, err := dec.ReadToken()
+	return err == io.EOF // nothing after the object
+}
+
+// raw takes the next value as it is, a slice of the message.
+func (d *wtDecoder) raw() (jsontext.Value, bool) {
+	v, err := d.dec.ReadValue()
+	return v, err == nil
+}
+
+// str takes a string without escapes; null leaves *s as it is.
+func (d *wtDecoder) str(s *string) bool {
+	v, err := d.dec.ReadValue()
+	switch {
+	case err != nil:
+		return false
+	case v.Kind() == 'n':
+		return true
+	case v.Kind() != '"' || bytes.IndexByte(v, '\\') >= 0:
+		return false
+	}
+	*s = string(v[1 : len(v)-1])
+	return true
+}
+
+// numWant takes a plain integer, or null.
+func (d *wtDecoder) numWant(m *wtMsg) bool {
+	v, err := d.dec.ReadValue()
+	switch {
+	case err != nil:
+		return false
+	case v.Kind() == 'n':
+		m.NumWant = nil
+		return true
+	case v.Kind() != '0' || bytes.ContainsAny(v, ".eE"):
+		return false
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil {
+		return false
+	}
+	m.NumWant = &n
+	return true
+}
+
+// offers takes the offers array: objects of offer and offer_id.
+func (d *wtDecoder) offers(m *wtMsg) bool {
+	dec := &d.dec
+	if dec.PeekKind() == 'n' {
+		m.Offers = nil
+		return dec.SkipValue() == nil
+	}
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
+		return false
+	}
+	m.Offers = m.Offers[:0]
+	if m.Offers == nil {
+		m.Offers = make([]wtOffer, 0, wtMaxOffers)
+	}
+	for dec.PeekKind() == '{' {
+		dec.ReadToken()
+		var o wtOffer
+		for dec.PeekKind() == '"' {
+			name, err := dec.ReadValue()
+			if err != nil || bytes.IndexByte(name, '\\') >= 0 {
+				return false
+			}
+			ok := true
+			switch string(name) {
+			case `"offer"`:
+				o.Offer, ok = d.raw()
+			case `"offer_id"`:
+				ok = d.str(&o.OfferID)
+			default:
+				ok = dec.SkipValue() == nil
+			}
+			if !ok {
+				return false
+			}
+		}
+		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
+			return false
+		}
+		m.Offers = append(m.Offers, o)
+	}
+	tok, err := dec.ReadToken()
+	return err == nil && tok.Kind() == ']'
+}
