@@ -46,7 +46,15 @@ type clientClosed struct{ code ws.StatusCode }
 
 func (e *clientClosed) Error() string { return "client closed the connection" }
 
-var errTooBig = &frameError{ws.StatusMessageTooBig, "message over max_message_bytes"}
+var (
+	errTooBig        = &frameError{ws.StatusMessageTooBig, "message over max_message_bytes"}
+	errTooFragmented = &frameError{ws.StatusPolicyViolation, "message in over 64 fragments"}
+)
+
+// maxFragments bounds the frames of one message: browsers send each
+// message whole, and a message of endless empty fragments would never
+// reach the rate limiter, which counts messages.
+const maxFragments = 64
 
 // readMessage reads frames until one whole data message has been appended
 // to buf, and returns it with its opcode (text or binary). A message over
@@ -56,6 +64,7 @@ var errTooBig = &frameError{ws.StatusMessageTooBig, "message over max_message_by
 func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)) (ws.OpCode, []byte, error) {
 	var op ws.OpCode // of the message being assembled; 0 before its first frame
 	state := ws.StateServerSide
+	fragments := 0
 	for {
 		h, err := ws.ReadHeaderBuffer(r.br, r.hdr[:])
 		if err != nil {
@@ -84,6 +93,9 @@ func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)
 		}
 		if h.Length > int64(limit-len(buf)) {
 			return 0, buf, errTooBig
+		}
+		if fragments++; fragments > maxFragments {
+			return 0, buf, errTooFragmented
 		}
 		if op == 0 {
 			op = h.OpCode

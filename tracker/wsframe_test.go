@@ -130,34 +130,39 @@ func TestFraming(t *testing.T) {
 	})
 
 	for _, tc := range []struct {
-		name  string
-		send  func(c *rawClient)
-		code  ws.StatusCode
-		check func(t *testing.T)
+		name string
+		send func(c *rawClient)
+		code ws.StatusCode
 	}{
-		{"an unmasked frame", func(c *rawClient) { c.send(ws.OpText, true, false, helloJSON) }, ws.StatusProtocolError, nil},
-		{"a continuation with nothing to continue", func(c *rawClient) { c.send(ws.OpContinuation, true, true, helloJSON) }, ws.StatusProtocolError, nil},
+		{"an unmasked frame", func(c *rawClient) { c.send(ws.OpText, true, false, helloJSON) }, ws.StatusProtocolError},
+		{"a continuation with nothing to continue", func(c *rawClient) { c.send(ws.OpContinuation, true, true, helloJSON) }, ws.StatusProtocolError},
 		{"a new message inside a fragmented one", func(c *rawClient) {
 			c.send(ws.OpText, false, true, helloJSON[:5])
 			c.send(ws.OpText, true, true, helloJSON[5:])
-		}, ws.StatusProtocolError, nil},
+		}, ws.StatusProtocolError},
 		{"reserved bits", func(c *rawClient) {
 			f := ws.MaskFrameInPlace(ws.NewTextFrame(helloJSON))
 			f.Header.Rsv = 4 // compression, never negotiated
 			ws.WriteFrame(c.nc, f)
-		}, ws.StatusProtocolError, nil},
-		{"a fragmented control frame", func(c *rawClient) { c.send(ws.OpPing, false, true, nil) }, ws.StatusProtocolError, nil},
+		}, ws.StatusProtocolError},
+		{"a fragmented control frame", func(c *rawClient) { c.send(ws.OpPing, false, true, nil) }, ws.StatusProtocolError},
 		{"a message over max_message_bytes in fragments", func(c *rawClient) {
 			c.send(ws.OpText, false, true, bytes.Repeat([]byte(" "), 3000))
 			// The header alone says too much: the tracker must not wait for
 			// the payload, which never comes.
 			h := ws.Header{OpCode: ws.OpContinuation, Fin: true, Masked: true, Length: 3000}
 			ws.WriteHeader(c.nc, h)
-		}, ws.StatusMessageTooBig, nil},
+		}, ws.StatusMessageTooBig},
+		{"a message in endless fragments", func(c *rawClient) {
+			c.send(ws.OpText, false, true, helloJSON[:1])
+			for range maxFragments {
+				c.send(ws.OpContinuation, false, true, nil)
+			}
+		}, ws.StatusPolicyViolation},
 		{"a 2^63-byte header", func(c *rawClient) {
 			b := []byte{0x81, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
 			c.nc.Write(b)
-		}, ws.StatusMessageTooBig, nil},
+		}, ws.StatusMessageTooBig},
 	} {
 		t.Run(tc.name+" fails the connection", func(t *testing.T) {
 			c := n.dialRaw(t, "/ws")
