@@ -106,6 +106,18 @@ func (a *Agent) Segments() []SegmentRecord {
 	return append([]SegmentRecord(nil), a.stats.records...)
 }
 
+// ReportPlayerCDN counts n segment bytes the player got from the CDN on its
+// own (not through the agent) in what the tracker is told, so that its
+// offload figures count every byte; Stats leaves them out.
+func (a *Agent) ReportPlayerCDN(n int64) {
+	if n <= 0 {
+		return
+	}
+	a.stats.mu.Lock()
+	a.stats.playerCDN += n
+	a.stats.mu.Unlock()
+}
+
 // ReportStall lets the player count a stall of d in the agent's stats.
 func (a *Agent) ReportStall(d time.Duration) {
 	a.stats.mu.Lock()
@@ -205,11 +217,25 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	}()
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go c.Keepalive(sctx, a.freeSlots)
+	go c.Keepalive(sctx, a.freeSlots, a.stats.usage)
+	// Reading takes a context of its own: a read whose context ends closes
+	// the WebSocket, and the last report must still go out on it.
+	rctx, rstop := context.WithCancel(context.WithoutCancel(sctx))
+	defer rstop()
+	closed := make(chan struct{})
 	go func() {
 		<-sctx.Done()
+		// What the player got since the last ping, before the tracker
+		// loses this viewer (best effort: the connection may be gone).
+		if u := a.stats.usage(); u != nil {
+			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Send(fctx, &signaling.Message{Type: signaling.TypePing, Usage: u})
+			cancel()
+		}
 		c.CloseNow() // unblocks Recv
+		close(closed)
 	}()
+	defer func() { stop(); <-closed }() // the last report goes out before the connection closes
 	for _, sw := range joined {
 		a.sendJoin(sctx, c, sw)
 	}
@@ -218,7 +244,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 		go a.floodTracker(sctx, c)
 	}
 	for {
-		m, err := c.Recv(sctx)
+		m, err := c.Recv(rctx)
 		if err != nil {
 			return 0, err
 		}

@@ -364,3 +364,32 @@ func TestEvictWithdrawsFromPeers(t *testing.T) {
 		t.Fatal("the peer forgot segment 4, which was not evicted")
 	}
 }
+
+// What the tracker is told: deltas since the last report, the player's own
+// CDN bytes included (Stats leaves them out), nothing when nothing changed.
+func TestUsageDeltas(t *testing.T) {
+	a, err := New(DefaultConfig("ws://127.0.0.1:1/ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := a.stats.usage(); u != nil {
+		t.Fatalf("fresh agent reports %+v", u)
+	}
+	a.stats.cdn.Add(100)
+	a.stats.p2p.Add(300)
+	a.ReportPlayerCDN(50)
+	a.ReportStall(1500 * time.Millisecond)
+	if u := a.stats.usage(); u == nil || *u != (signaling.Usage{CDNBytes: 150, P2PBytes: 300, StallMs: 1500}) {
+		t.Fatalf("first report %+v", u)
+	}
+	if u := a.stats.usage(); u != nil {
+		t.Fatalf("nothing new, yet %+v", u)
+	}
+	a.stats.up.Add(7)
+	if u := a.stats.usage(); u == nil || *u != (signaling.Usage{UploadBytes: 7}) {
+		t.Fatalf("second report %+v", u)
+	}
+	if s := a.Stats(); s.CDNBytes != 100 {
+		t.Fatalf("Stats counts %d CDN bytes: the player's own are the page's to count", s.CDNBytes)
+	}
+}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/peercdn/peercdn/signaling"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,28 @@ type counters struct {
 	records []SegmentRecord
 	stalls  int
 	stallMs int64
+	// reported is what the tracker has been told (usage); playerCDN counts
+	// segments the page's player got from the CDN without the agent (before
+	// it was ready, or when it was too slow): the tracker must see them.
+	reported  signaling.Usage
+	playerCDN int64
+}
+
+// usage returns what the player got since the last call, for the tracker's
+// per-swarm offload and rebuffering figures; nil when nothing changed.
+func (c *counters) usage() *signaling.Usage {
+	cur := signaling.Usage{CDNBytes: c.cdn.Load(), P2PBytes: c.p2p.Load(), UploadBytes: c.up.Load()}
+	c.mu.Lock()
+	cur.CDNBytes += c.playerCDN
+	cur.StallMs = c.stallMs
+	d := signaling.Usage{CDNBytes: cur.CDNBytes - c.reported.CDNBytes, P2PBytes: cur.P2PBytes - c.reported.P2PBytes,
+		UploadBytes: cur.UploadBytes - c.reported.UploadBytes, StallMs: cur.StallMs - c.reported.StallMs}
+	c.reported = cur
+	c.mu.Unlock()
+	if d.Empty() {
+		return nil
+	}
+	return &d
 }
 
 func (c *counters) record(r SegmentRecord) {

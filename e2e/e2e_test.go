@@ -312,11 +312,67 @@ func TestHlsjsLiveSwarm(t *testing.T) {
 			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
 		}
 	}
+	checkReports(t, addr, last)
 	if os.Getenv("E2E_QUERY") != "" {
 		for i, v := range lastViews {
 			s, _ := chromedp.Run(v, chromedp.Evaluate[string]("JSON.stringify(window.__verify||null)"))
 			t.Logf("viewer %d verify: %s", i, s)
 		}
+	}
+}
+
+// checkReports compares what the viewers' agents reported to the tracker
+// (with their pings, every 20 s) with what the pages counted, and reads the
+// offload the tracker's dashboard shows in Chromium.
+func checkReports(t *testing.T, addr string, last []sample) {
+	t.Helper()
+	var pages struct{ cdn, p2p, up int64 }
+	var stallMs float64
+	for _, s := range last {
+		pages.cdn += s.Stats.CDNBytes
+		pages.p2p += s.Stats.P2PBytes
+		pages.up += s.Stats.UploadBytes
+		stallMs += s.QA.StallMs
+	}
+	r, err := http.Get("http://" + addr + "/stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Usage struct {
+			CDN     int64 `json:"cdn_bytes"`
+			P2P     int64 `json:"p2p_bytes"`
+			Up      int64 `json:"upload_bytes"`
+			StallMs int64 `json:"stall_ms"`
+		} `json:"usage"`
+	}
+	err = json.NewDecoder(r.Body).Decode(&st)
+	r.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := st.Usage
+	t.Logf("reported to the tracker: cdn %d p2p %d up %d stall %d ms; pages counted cdn %d p2p %d up %d stall %.0f ms",
+		u.CDN, u.P2P, u.Up, u.StallMs, pages.cdn, pages.p2p, pages.up, stallMs)
+	// Reports trail the pages by up to one heartbeat (20 s of 60).
+	if u.P2P <= pages.p2p/3 || u.P2P > pages.p2p || u.CDN <= 0 || u.CDN > pages.cdn || u.Up > pages.up ||
+		float64(u.StallMs) > stallMs+1 {
+		t.Errorf("the tracker's figures do not match what the pages counted")
+	}
+	dash, cancel := chromedp.NewContext(lastViews[0])
+	defer cancel()
+	if _, err := chromedp.Run(dash, chromedp.Navigate("http://"+addr+"/dashboard")); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	shown, err := chromedp.Run(dash, chromedp.Poll[string](`document.getElementById('offloadAll').textContent.endsWith('%') && document.getElementById('offloadAll').textContent`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	want := fmt.Sprintf("%.1f%%", 100*float64(u.P2P)/float64(u.P2P+u.CDN))
+	t.Logf("dashboard shows offload %s since the start (stats.json a moment before: %s)", shown, want)
+	if !strings.HasSuffix(shown, "%") || shown == "0.0%" {
+		t.Errorf("dashboard offload %q", shown)
 	}
 }
 
@@ -348,6 +404,7 @@ func TestShakaLiveSwarm(t *testing.T) {
 			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
 		}
 	}
+	checkReports(t, addr, last)
 }
 
 // TestNativeAndBrowserViewers: native viewers (`peercdn swarm`, as load

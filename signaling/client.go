@@ -99,9 +99,10 @@ func (c *Client) Leave(ctx context.Context, s Swarm) error {
 }
 
 // Keepalive sends a ping every heartbeat interval the tracker asked for,
-// until ctx ends or a write fails. slots, if not nil, is read before each
-// ping to report free connection slots.
-func (c *Client) Keepalive(ctx context.Context, slots func() int) error {
+// until ctx ends or a write fails. slots and usage, if not nil, are read
+// before each ping to report free connection slots and what the player got
+// since the last report.
+func (c *Client) Keepalive(ctx context.Context, slots func() int, usage func() *Usage) error {
 	every := time.Duration(c.welcome.HeartbeatMs) * time.Millisecond
 	if every <= 0 {
 		every = 20 * time.Second
@@ -118,6 +119,9 @@ func (c *Client) Keepalive(ctx context.Context, slots func() int) error {
 		if slots != nil {
 			n := slots()
 			m.Slots = &n
+		}
+		if usage != nil {
+			m.Usage = usage()
 		}
 		if err := c.Send(ctx, m); err != nil {
 			return err

@@ -55,7 +55,7 @@ const (
 	TypeAnswer Type = "answer" // {swarm, to, offer_id, sdp}; relayed likewise
 	// TypeCandidate carries one trickled ICE candidate (empty = end of candidates).
 	TypeCandidate Type = "candidate" // {swarm, to, offer_id, candidate}
-	TypePing      Type = "ping"      // keepalive, optionally updating {slots}
+	TypePing      Type = "ping"      // keepalive, optionally updating {slots} and reporting {usage}
 	// TypeHash reports the SHA-256 of a segment the agent fetched whole from
 	// the CDN {swarm, segment, sha256}; from the tracker, it announces a
 	// trusted hash (agreed by hash_quorum independent reporters).
@@ -91,7 +91,36 @@ const (
 	MaxFrameLen     = 256 << 10 // hard upper bound any decoder accepts
 	MaxSegmentLen   = 20        // decimal digits of a segment number (uint64)
 	MaxURLLen       = 2048      // bytes of a segment URL in a hash report
+	MaxUsageBytes   = 1 << 40   // bytes of one kind in one usage report
+	MaxUsageStallMs = 3_600_000 // stall time in one usage report
 )
+
+// Usage is what an agent's player got since its previous report, sent with
+// a ping: operators see offload (P2P bytes over all bytes) and rebuffering
+// per swarm without an analytics pipeline of their own. Viewers report it,
+// so it is a measure, not an account: the tracker bounds each report by the
+// time since the last one.
+type Usage struct {
+	CDNBytes    int64 `json:"cdn"`
+	P2PBytes    int64 `json:"p2p"`
+	UploadBytes int64 `json:"up"`
+	StallMs     int64 `json:"stall_ms,omitempty"`
+}
+
+func (u *Usage) validate() error {
+	for _, n := range []int64{u.CDNBytes, u.P2PBytes, u.UploadBytes} {
+		if n < 0 || n > MaxUsageBytes {
+			return fmt.Errorf("usage bytes must be 0..%d", int64(MaxUsageBytes))
+		}
+	}
+	if u.StallMs < 0 || u.StallMs > MaxUsageStallMs {
+		return fmt.Errorf("usage stall_ms must be 0..%d", MaxUsageStallMs)
+	}
+	return nil
+}
+
+// Empty reports whether u carries nothing to count.
+func (u *Usage) Empty() bool { return *u == Usage{} }
 
 // Swarm identifies a group of viewers holding the same segments.
 type Swarm struct {
@@ -145,6 +174,7 @@ type Message struct {
 	Token string   `json:"token,omitempty"`
 	Slots *int     `json:"slots,omitempty"` // free peer-connection slots, join and ping
 	Peers []string `json:"peers,omitempty"`
+	Usage *Usage   `json:"usage,omitempty"` // ping
 
 	To        string `json:"to,omitempty"`
 	From      string `json:"from,omitempty"`
@@ -273,6 +303,11 @@ func (m *Message) Validate() error {
 		}
 		return needSwarm()
 	case TypePing, TypePong:
+		if m.Usage != nil {
+			if err := m.Usage.validate(); err != nil {
+				return bad("%v", err)
+			}
+		}
 	case TypeGoAway:
 		if len(m.Text) > MaxReasonLen || m.RetryMs < 0 {
 			return bad("bad reason or retry_ms")

@@ -69,6 +69,8 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"peers","swarm":{"content":"/a"},"peers":["a","b"]}`,
 		`{"type":"goaway","message":"drain","retry_ms":5}`,
 		`{"type":"error","code":"x"}`,
+		`{"type":"ping","slots":2,"usage":{"cdn":1,"p2p":2,"up":3,"stall_ms":4}}`,
+		`{"type":"ping","usage":{"cdn":-1,"p2p":1099511627777,"up":0}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -21,6 +22,12 @@ import (
 // demo starts what `peercdn serve --demo` serves, in process: a tracker and
 // the demo origin on one loopback server.
 func demo(t *testing.T) (trackerURL, stream string) {
+	trackerURL, stream, _ = demoServer(t)
+	return
+}
+
+// demoServer is demo, with the server's http:// base URL.
+func demoServer(t *testing.T) (trackerURL, stream, base string) {
 	st, err := fs.Sub(examples.Stream, "stream")
 	if err != nil {
 		t.Fatal(err)
@@ -45,17 +52,33 @@ func demo(t *testing.T) (trackerURL, stream string) {
 		srv.Drain(ctx)
 		hs.Close()
 	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", hs.URL + "/demo/live/master.m3u8"
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", hs.URL + "/demo/live/master.m3u8", hs.URL
+}
+
+// trackerUsage reads what the tracker's viewers reported (/stats.json).
+func trackerUsage(t *testing.T, base string) tracker.UsageStats {
+	t.Helper()
+	r, err := http.Get(base + "/stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var st tracker.Stats
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Usage
 }
 
 // TestLiveSwarm: native viewers play the live demo through real pion peers;
 // most bytes travel between them, nobody stalls, and the origin's own byte
-// counter agrees with the viewers' CDN bytes.
+// counter agrees with the viewers' CDN bytes, as does what the viewers
+// reported to the tracker (its dashboard's figures).
 func TestLiveSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays 20 s of live video")
 	}
-	tr, stream := demo(t)
+	tr, stream, base := demoServer(t)
 	sum, err := RunSwarm(context.Background(), SwarmConfig{
 		Trackers: []string{tr}, Stream: stream, Viewers: 6,
 		Duration: 20 * time.Second, JoinSpread: 3 * time.Second, Loopback: true,
@@ -76,6 +99,17 @@ func TestLiveSwarm(t *testing.T) {
 	}
 	if diff := math.Abs(float64(sum.OriginSegmentBytes-sum.CDNBytes)) / float64(sum.CDNBytes); diff > 0.02 {
 		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff)
+	}
+	// Every agent reports with its pings and once more as it stops.
+	want := tracker.UsageStats{CDNBytes: sum.CDNBytes, P2PBytes: sum.P2PBytes, UploadBytes: sum.UploadBytes, StallMs: sum.StallMs}
+	var got tracker.UsageStats
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got = trackerUsage(t, base); got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Errorf("the tracker's viewers reported %+v, the viewers counted %+v", got, want)
 	}
 }
 

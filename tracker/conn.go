@@ -41,6 +41,7 @@ type conn struct {
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
 	timer    *time.Timer // handshake, then idle timeout
+	usageAt  time.Time   // of the last usage report, or the welcome
 
 	// Owned by the reading goroutine: the pooled reader (nil while parked),
 	// bytes the client sent along with its upgrade request, and whether
@@ -342,6 +343,10 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 		if m.Slots != nil {
 			c.s.hub.setSlots(c.peer, *m.Slots)
 		}
+		if m.Usage != nil && !c.usage(m.Usage, now) {
+			c.sendError(signaling.CodeBadMessage, m.Ref, "usage: more than the time since the last report allows")
+			return c.strike(signaling.CodeBadMessage)
+		}
 		c.sendMsg(&signaling.Message{Type: signaling.TypePong, Ref: m.Ref})
 	case signaling.TypeHello:
 		c.sendError(signaling.CodeHelloFirst, m.Ref, "hello was already said")
@@ -389,6 +394,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 	}
 	c.peer = p
 	c.welcomed.Store(true)
+	c.usageAt = time.Now()
 	c.s.hub.add(p)
 	c.timer.Reset(c.s.cfg.IdleTimeout)
 	c.sendMsg(&signaling.Message{

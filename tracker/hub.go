@@ -59,6 +59,7 @@ type swarm struct {
 	near    nearIndex[*peer]
 	joins   uint64
 	hashes  *hashBook
+	usage   signaling.Usage // what its viewers reported getting (usage.go)
 }
 
 // remoteLoad is the suggestion load this node charged to a peer of another
@@ -91,6 +92,7 @@ type hub struct {
 	swarms map[swarmKey]*swarm
 	remote map[string]*remoteLoad
 	rng    *rand.Rand
+	usage  signaling.Usage // this node's viewers' reports since it started
 }
 
 func newHub(cfg *Config, m *metrics, node string, clustered bool) *hub {
@@ -543,6 +545,19 @@ type SwarmStats struct {
 	Rendition string `json:"rendition,omitempty"`
 	Peers     int    `json:"peers"`
 	Joins     uint64 `json:"joins"`
+	UsageStats
+}
+
+// UsageStats is what viewers reported getting (signaling.Usage), summed.
+type UsageStats struct {
+	CDNBytes    int64 `json:"cdn_bytes"`
+	P2PBytes    int64 `json:"p2p_bytes"`
+	UploadBytes int64 `json:"upload_bytes"`
+	StallMs     int64 `json:"stall_ms"`
+}
+
+func usageStats(u signaling.Usage) UsageStats {
+	return UsageStats{CDNBytes: u.CDNBytes, P2PBytes: u.P2PBytes, UploadBytes: u.UploadBytes, StallMs: u.StallMs}
 }
 
 // Stats is /stats.json.
@@ -550,11 +565,13 @@ type Stats struct {
 	Node string `json:"node"`
 	// Cluster is "up" or "degraded" on a clustered node, empty on a single
 	// node. The figures below are this node's.
-	Cluster    string       `json:"cluster,omitempty"`
-	Peers      int          `json:"peers"`
-	Swarms     int          `json:"swarms"`
-	Members    int          `json:"members"`
-	Draining   bool         `json:"draining"`
+	Cluster  string `json:"cluster,omitempty"`
+	Peers    int    `json:"peers"`
+	Swarms   int    `json:"swarms"`
+	Members  int    `json:"members"`
+	Draining bool   `json:"draining"`
+	// Usage sums what this node's viewers reported since it started.
+	Usage      UsageStats   `json:"usage"`
 	Listed     int          `json:"listed"`
 	SwarmStats []SwarmStats `json:"swarm_stats"`
 }
@@ -562,12 +579,12 @@ type Stats struct {
 // stats lists up to limit swarms, largest first.
 func (h *hub) stats(limit int) Stats {
 	h.mu.Lock()
-	st := Stats{Peers: len(h.peers), Swarms: len(h.swarms)}
+	st := Stats{Peers: len(h.peers), Swarms: len(h.swarms), Usage: usageStats(h.usage)}
 	all := make([]SwarmStats, 0, len(h.swarms))
 	for k, sw := range h.swarms {
 		st.Members += len(sw.members)
 		all = append(all, SwarmStats{Origin: k.origin, Content: k.swarm.Content,
-			Rendition: k.swarm.Rendition, Peers: len(sw.members), Joins: sw.joins})
+			Rendition: k.swarm.Rendition, Peers: len(sw.members), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
 	}
 	h.mu.Unlock()
 	slices.SortFunc(all, func(a, b SwarmStats) int {

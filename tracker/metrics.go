@@ -23,6 +23,11 @@ type metrics struct {
 	// (/ws) or handed an offer (/announce): of its network group, or not.
 	suggestedNear, suggestedOther prometheus.Counter
 
+	// What viewers' players got, as their agents report it with pings:
+	// bytes by source (cdn, p2p) and uploaded, and stall time.
+	viewerCDN, viewerP2P, viewerUp prometheus.Counter
+	viewerStall                    prometheus.Counter
+
 	clusterUp prometheus.GaugeFunc
 	// clusterState backs clusterUp: read at scrape time, so the gauge is
 	// right even while a refresh waits on an unreachable Redis.
@@ -76,8 +81,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "peercdn_tracker_suggestions_total",
 		Help: "Peers suggested to a newcomer (/ws) or handed an offer (/announce), by whether they share its network group (near) or not (other)."}, []string{"peer"})
 	m.suggestedNear, m.suggestedOther = suggested.WithLabelValues("near"), suggested.WithLabelValues("other")
+	viewerBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_viewer_bytes_total",
+		Help: "Segment bytes viewers' players got, by source (cdn, p2p), and uploaded to other viewers (upload), as their agents report them."}, []string{"source"})
+	m.viewerCDN, m.viewerP2P, m.viewerUp = viewerBytes.WithLabelValues("cdn"), viewerBytes.WithLabelValues("p2p"), viewerBytes.WithLabelValues("upload")
+	m.viewerStall = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "peercdn_viewer_stall_seconds_total", Help: "Time viewers' players stalled (rebuffering), as their agents report it."})
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested)
+		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall)
 	for _, op := range []string{"join", "leave", "refresh", "publish"} {
 		m.clusterErrors.WithLabelValues(op)
 	}

@@ -6,6 +6,7 @@ package tracker
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -148,7 +149,14 @@ func (s *Server) Node() string { return s.hub.node }
 // Config returns the configuration the node runs with.
 func (s *Server) Config() Config { return s.cfg }
 
-// Handler serves /ws, /healthz, /readyz, /metrics and /stats.json.
+// dashboardHTML is /dashboard: this node's viewers, swarms, offload and
+// stalls, drawn from /stats.json every 2 s.
+//
+//go:embed dashboard.html
+var dashboardHTML []byte
+
+// Handler serves /ws, /announce, /healthz, /readyz, /metrics, /stats.json
+// and /dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -173,6 +181,15 @@ func (s *Server) Handler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		// The page's own inline script and style, and reads of stats.json:
+		// nothing else, whatever a content name holds.
+		h.Set("Content-Security-Policy", "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Write(dashboardHTML)
+	})
 	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
 		st := s.hub.stats(s.cfg.StatsSwarms)
 		st.Draining = s.draining.Load()

@@ -292,7 +292,7 @@ func TestIdleTimeout(t *testing.T) {
 	b := n.dial(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go b.Keepalive(ctx, nil)
+	go b.Keepalive(ctx, nil, nil)
 	if code := expectClose(t, a, 3*time.Second); code != int(websocket.StatusPolicyViolation) {
 		t.Fatalf("idle close code %d, want 1008", code)
 	}

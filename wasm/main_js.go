@@ -42,6 +42,7 @@ func main() {
 	api.Set("load", js.FuncOf(load))
 	api.Set("stats", js.FuncOf(stats))
 	api.Set("destroy", js.FuncOf(destroy))
+	api.Set("report", js.FuncOf(report))
 	js.Global().Set("__peercdn", api)
 	select {} // serve calls from JS forever
 }
@@ -143,6 +144,19 @@ func stats(js.Value, []js.Value) any {
 	}
 	b, _ := json.Marshal(a.Stats())
 	return string(b)
+}
+
+// report(cdnBytes, stallMs) tells the agent what the player got from the
+// CDN on its own and how long it stalled, for the tracker's usage figures.
+func report(_ js.Value, args []js.Value) any {
+	if a == nil || len(args) < 2 {
+		return nil
+	}
+	a.ReportPlayerCDN(int64(args[0].Float()))
+	if ms := args[1].Float(); ms > 0 {
+		a.ReportStall(time.Duration(ms * float64(time.Millisecond)))
+	}
+	return nil
 }
 
 func destroy(js.Value, []js.Value) any {

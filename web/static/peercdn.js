@@ -65,6 +65,7 @@
     var err = window.__peercdn.start(JSON.stringify(opts));
     if (err) throw new Error(err);
     state.ready = true;
+    report(0, 0); // what the player got before
     emit('ready', {});
   })().catch(function (e) {
     state.failed = e;
@@ -82,6 +83,43 @@
   }
 
   function usable() { return state.ready && !state.destroyed; }
+
+  // The tracker's offload and rebuffering figures (its dashboard) come from
+  // the agent's reports: it must also hear of segments the player got from
+  // the CDN on its own, and of the player's stalls. Kept until the agent
+  // is ready.
+  var pending = { cdn: 0, stallMs: 0 };
+  function report(cdn, stallMs) {
+    pending.cdn += cdn || 0;
+    pending.stallMs += stallMs || 0;
+    if (!usable() || !(pending.cdn || pending.stallMs)) return;
+    window.__peercdn.report(pending.cdn, pending.stallMs);
+    pending = { cdn: 0, stallMs: 0 };
+  }
+  function playerCDN(n) {
+    state.cdnFallback.cdnBytes += n;
+    report(n, 0);
+  }
+
+  // watchStalls times the media element's stalls: waiting after playback
+  // started, not for a seek, until it plays again.
+  var watched = typeof WeakSet === 'function' ? new WeakSet() : null;
+  function watchStalls(media) {
+    if (!media || !watched || watched.has(media)) return;
+    watched.add(media);
+    var waitingAt = 0;
+    media.addEventListener('waiting', function () {
+      if (!waitingAt && media.currentTime > 0 && !media.seeking && !media.paused) waitingAt = performance.now();
+    });
+    var resumed = function () {
+      if (!waitingAt) return;
+      var ms = performance.now() - waitingAt;
+      waitingAt = 0;
+      report(0, ms);
+    };
+    media.addEventListener('playing', resumed);
+    media.addEventListener('seeking', function () { waitingAt = 0; });
+  }
 
   // deadline is how long until the playhead needs a segment starting at
   // start (media seconds; undefined if unknown): the buffer ahead, or less
@@ -183,7 +221,7 @@
       var onSuccess = callbacks.onSuccess;
       var counted = Object.assign({}, callbacks, {
         onSuccess: function (response, stats, ctx, net) {
-          if (response.data && response.data.byteLength) state.cdnFallback.cdnBytes += response.data.byteLength;
+          if (response.data && response.data.byteLength) playerCDN(response.data.byteLength);
           onSuccess(response, stats, ctx, net);
         },
       });
@@ -195,6 +233,8 @@
     PeerLoader.prototype.getCacheAge = function () { return null; };
     PeerLoader.prototype.getResponseHeader = function () { return null; };
     hls.config.fLoader = PeerLoader;
+    if (hls.media) watchStalls(hls.media);
+    hls.on('hlsMediaAttached', function (_, data) { watchStalls(data && data.media); });
     return hls;
   }
 
@@ -206,7 +246,7 @@
       if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
-          op.promise.then(function (r) { if (r && r.data) state.cdnFallback.cdnBytes += r.data.byteLength; }, function () {});
+          op.promise.then(function (r) { if (r && r.data) playerCDN(r.data.byteLength); }, function () {});
         }
         return op;
       }
@@ -214,6 +254,7 @@
       var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
       var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
       var media = player.getMediaElement();
+      watchStalls(media);
       var agentLoad = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start).then(function (res) {
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: Math.max(1, res.transferMs), fromCache: false };
       });
@@ -225,7 +266,7 @@
         clearTimeout(guard);
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
         return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise.then(function (r) {
-          if (r && r.data) state.cdnFallback.cdnBytes += r.data.byteLength; // count the CDN bytes in stats()
+          if (r && r.data) playerCDN(r.data.byteLength); // count the CDN bytes in stats() and reports
           return r;
         });
       });

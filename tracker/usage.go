@@ -1,0 +1,60 @@
+package tracker
+
+import (
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// Viewers' usage reports (signaling.Usage, sent with pings) are what the
+// tracker knows of offload and rebuffering: they feed the
+// peercdn_viewer_* counters, each swarm's figures in /stats.json, and the
+// dashboard. A report is a viewer's word, so it is bounded by the time
+// since the connection's previous one.
+
+// usageSlack is time a report may cover beyond the time since the previous
+// one: bytes an agent got while reconnecting, or before its first ping.
+const usageSlack = 60 * time.Second
+
+// usageMaxRate bounds a report's bytes of each kind per second: 1 Gbit/s,
+// more than any viewer's player takes or gives.
+const usageMaxRate = 125e6
+
+// usage counts a report; false refuses it as implausible.
+func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
+	span := now.Sub(c.usageAt) + usageSlack
+	maxBytes := int64(span.Seconds() * usageMaxRate)
+	if u.CDNBytes > maxBytes || u.P2PBytes > maxBytes || u.UploadBytes > maxBytes || u.StallMs > span.Milliseconds() {
+		return false
+	}
+	c.usageAt = now
+	m := c.s.m
+	m.viewerCDN.Add(float64(u.CDNBytes))
+	m.viewerP2P.Add(float64(u.P2PBytes))
+	m.viewerUp.Add(float64(u.UploadBytes))
+	m.viewerStall.Add(float64(u.StallMs) / 1000)
+	c.s.hub.addUsage(c.peer, u)
+	return true
+}
+
+// addUsage adds a report to the node's totals and to one swarm of p's (a
+// viewer of one title is in one swarm per rendition it plays: the bytes are
+// the title's either way).
+func (h *hub) addUsage(p *peer, u *signaling.Usage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	addUsage(&h.usage, u)
+	for k := range p.swarms {
+		if sw := h.swarms[k]; sw != nil {
+			addUsage(&sw.usage, u)
+			return
+		}
+	}
+}
+
+func addUsage(to, u *signaling.Usage) {
+	to.CDNBytes += u.CDNBytes
+	to.P2PBytes += u.P2PBytes
+	to.UploadBytes += u.UploadBytes
+	to.StallMs += u.StallMs
+}
