@@ -16,8 +16,8 @@ import (
 // duplicate names) and takes the fields it knows by hand, leaving raw
 // values (offers, answers, info_hash) as slices of b: nothing is copied or
 // allocated per offer, and no reflection runs. Anything unusual (escaped
-// names or strings, non-integer numbers, a type clients never send, any
-// error) falls back to jsonv2.Unmarshal, whose result and error are then
+// names, non-integer numbers, a type clients never send, any error) falls
+// back to jsonv2.Unmarshal, whose result and error are then
 // the answer; FuzzWTDecode holds the two to the same results.
 //
 // m's raw values alias b: they are valid while b is (the handler's
@@ -94,7 +94,9 @@ func (d *wtDecoder) raw() (jsontext.Value, bool) {
 	return v, err == nil
 }
 
-// str takes a string without escapes; null leaves *s as it is.
+// str takes a string; null leaves *s as it is. WebTorrent clients send
+// their 20-byte ids as binary strings, escaped where a byte is a control
+// character: those are unquoted here too.
 func (d *wtDecoder) str(s *string) bool {
 	v, err := d.dec.ReadValue()
 	switch {
@@ -102,10 +104,17 @@ func (d *wtDecoder) str(s *string) bool {
 		return false
 	case v.Kind() == 'n':
 		return true
-	case v.Kind() != '"' || bytes.IndexByte(v, '\\') >= 0:
+	case v.Kind() != '"':
+		return false
+	case bytes.IndexByte(v, '\\') < 0:
+		*s = string(v[1 : len(v)-1])
+		return true
+	}
+	u, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
 		return false
 	}
-	*s = string(v[1 : len(v)-1])
+	*s = string(u)
 	return true
 }
 

@@ -79,6 +79,8 @@ func FuzzWTDecode(f *testing.F) {
 		`{"offers":[null],"numwant":99999999999999999999}`,
 		"{\"peer_id\":\"\xff\"}",
 		`[]`, `null`, ``, `{"numwant":"5"}`, `{"offers":{}}`,
+		`{"action":"announce","peer_id":"\u0000\u001f-\"\\\/\b\f\n\r\t\u00e9","info_hash":"\u0001","offers":[{"offer_id":"\u0002x","offer":{}}]}`,
+		`{"peer_id":"\ud800"}`, `{"peer_id":"\udc00\ud83d\ude00"}`, `{"event":"\u00"}`,
 	} {
 		f.Add([]byte(s))
 	}
