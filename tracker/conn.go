@@ -266,8 +266,14 @@ func (c *conn) readOne() bool {
 	return c.handleFrame(op, b)
 }
 
-// pong answers a client's ping.
+// pong answers a client's ping. Pings count against the connection's
+// message rate like any message: past it they go unanswered, so a ping
+// flood costs the tracker no more than a message flood.
 func (c *conn) pong(p []byte) {
+	if !c.limiter.Allow() {
+		c.s.m.rejects.WithLabelValues("ping_rate").Inc()
+		return
+	}
 	c.enqueue(frame{b: append([]byte(nil), p...), op: ws.OpPong})
 }
 

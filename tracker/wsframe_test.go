@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // rawClient speaks WebSocket frame by frame, to hold the tracker's framing
@@ -103,6 +104,29 @@ func TestFraming(t *testing.T) {
 		f := c.next()
 		if f.Header.OpCode != ws.OpPong || string(f.Payload) != "are you there" {
 			t.Fatalf("got %v %q, want a pong with the ping's payload", f.Header.OpCode, f.Payload)
+		}
+	})
+
+	t.Run("pings past the message rate go unanswered", func(t *testing.T) {
+		n := startNode(t, func(c *Config) { c.MessagesPerSecond, c.MessageBurst = 1, 5 })
+		c := n.dialRaw(t, "/ws")
+		for range 20 {
+			c.send(ws.OpPing, true, true, []byte("p"))
+		}
+		c.send(ws.OpText, true, true, helloJSON) // over the limit too: answered with an error
+		pongs := 0
+		for {
+			f := c.next()
+			if f.Header.OpCode != ws.OpPong {
+				break
+			}
+			pongs++
+		}
+		if pongs != 5 {
+			t.Fatalf("%d pongs for 20 pings, want the burst of 5", pongs)
+		}
+		if got := testutil.ToFloat64(n.srv.m.rejects.WithLabelValues("ping_rate")); got != 15 {
+			t.Fatalf("rejects{ping_rate} = %v, want 15", got)
 		}
 	})
 
