@@ -45,53 +45,59 @@ var wtDecoders = sync.Pool{New: func() any { return new(wtDecoder) }}
 
 // decode reports false where jsonv2.Unmarshal must decide.
 func (d *wtDecoder) decode(m *wtMsg) bool {
+	ok := d.object(func(name []byte) bool {
+		switch string(name) {
+		case `"action"`:
+			return d.str(&m.Action)
+		case `"info_hash"`:
+			return d.raw(&m.InfoHash)
+		case `"peer_id"`:
+			return d.str(&m.PeerID)
+		case `"numwant"`:
+			return d.numWant(m)
+		case `"event"`:
+			return d.str(&m.Event)
+		case `"offers"`:
+			return d.offers(m)
+		case `"answer"`:
+			return d.raw(&m.Answer)
+		case `"offer_id"`:
+			return d.str(&m.OfferID)
+		case `"to_peer_id"`:
+			return d.str(&m.ToPeerID)
+		}
+		return d.dec.SkipValue() == nil
+	})
+	if !ok {
+		return false
+	}
+	_, err := d.dec.ReadToken()
+	return err == io.EOF // nothing after the object
+}
+
+// object reads an object, handing each member's name (quoted, as on the
+// wire) to member, which reads its value; escaped names are left to
+// jsonv2.Unmarshal.
+func (d *wtDecoder) object(member func(name []byte) bool) bool {
 	dec := &d.dec
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return false
 	}
 	for dec.PeekKind() == '"' {
 		name, err := dec.ReadValue()
-		if err != nil || bytes.IndexByte(name, '\\') >= 0 {
-			return false
-		}
-		ok := true
-		switch string(name) {
-		case `"action"`:
-			ok = d.str(&m.Action)
-		case `"info_hash"`:
-			m.InfoHash, ok = d.raw()
-		case `"peer_id"`:
-			ok = d.str(&m.PeerID)
-		case `"numwant"`:
-			ok = d.numWant(m)
-		case `"event"`:
-			ok = d.str(&m.Event)
-		case `"offers"`:
-			ok = d.offers(m)
-		case `"answer"`:
-			m.Answer, ok = d.raw()
-		case `"offer_id"`:
-			ok = d.str(&m.OfferID)
-		case `"to_peer_id"`:
-			ok = d.str(&m.ToPeerID)
-		default:
-			ok = dec.SkipValue() == nil
-		}
-		if !ok {
+		if err != nil || bytes.IndexByte(name, '\\') >= 0 || !member(name) {
 			return false
 		}
 	}
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
-		return false
-	}
-	_, err := dec.ReadToken()
-	return err == io.EOF // nothing after the object
+	tok, err := dec.ReadToken()
+	return err == nil && tok.Kind() == '}'
 }
 
 // raw takes the next value as it is, a slice of the message.
-func (d *wtDecoder) raw() (jsontext.Value, bool) {
-	v, err := d.dec.ReadValue()
-	return v, err == nil
+func (d *wtDecoder) raw(v *jsontext.Value) bool {
+	var err error
+	*v, err = d.dec.ReadValue()
+	return err == nil
 }
 
 // str takes a string; null leaves *s as it is. WebTorrent clients send
@@ -153,27 +159,17 @@ func (d *wtDecoder) offers(m *wtMsg) bool {
 		m.Offers = make([]wtOffer, 0, wtMaxOffers)
 	}
 	for dec.PeekKind() == '{' {
-		dec.ReadToken()
 		var o wtOffer
-		for dec.PeekKind() == '"' {
-			name, err := dec.ReadValue()
-			if err != nil || bytes.IndexByte(name, '\\') >= 0 {
-				return false
-			}
-			ok := true
+		ok := d.object(func(name []byte) bool {
 			switch string(name) {
 			case `"offer"`:
-				o.Offer, ok = d.raw()
+				return d.raw(&o.Offer)
 			case `"offer_id"`:
-				ok = d.str(&o.OfferID)
-			default:
-				ok = dec.SkipValue() == nil
+				return d.str(&o.OfferID)
 			}
-			if !ok {
-				return false
-			}
-		}
-		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
+			return dec.SkipValue() == nil
+		})
+		if !ok {
 			return false
 		}
 		m.Offers = append(m.Offers, o)
