@@ -322,6 +322,30 @@ func TestHlsjsLiveSwarm(t *testing.T) {
 	}
 }
 
+// usage is what the tracker's viewers reported (/stats.json).
+type usage struct {
+	CDN     int64 `json:"cdn_bytes"`
+	P2P     int64 `json:"p2p_bytes"`
+	Up      int64 `json:"upload_bytes"`
+	StallMs int64 `json:"stall_ms"`
+}
+
+func reportedUsage(t *testing.T, addr string) usage {
+	t.Helper()
+	r, err := http.Get("http://" + addr + "/stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var st struct {
+		Usage usage `json:"usage"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Usage
+}
+
 // checkReports compares what the viewers' agents reported to the tracker
 // (with their pings, every 20 s) with what the pages counted, and reads the
 // offload the tracker's dashboard shows in Chromium.
@@ -335,24 +359,7 @@ func checkReports(t *testing.T, addr string, last []sample) {
 		pages.up += s.Stats.UploadBytes
 		stallMs += s.QA.StallMs
 	}
-	r, err := http.Get("http://" + addr + "/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Usage struct {
-			CDN     int64 `json:"cdn_bytes"`
-			P2P     int64 `json:"p2p_bytes"`
-			Up      int64 `json:"upload_bytes"`
-			StallMs int64 `json:"stall_ms"`
-		} `json:"usage"`
-	}
-	err = json.NewDecoder(r.Body).Decode(&st)
-	r.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := st.Usage
+	u := reportedUsage(t, addr)
 	t.Logf("reported to the tracker: cdn %d p2p %d up %d stall %d ms; pages counted cdn %d p2p %d up %d stall %.0f ms",
 		u.CDN, u.P2P, u.Up, u.StallMs, pages.cdn, pages.p2p, pages.up, stallMs)
 	// Reports trail the pages by up to one heartbeat (20 s of 60).
@@ -383,20 +390,7 @@ func checkReports(t *testing.T, addr string, last []sample) {
 // stall watcher, through the agent's last report.
 func checkStallReported(t *testing.T, addr string, view context.Context) {
 	t.Helper()
-	stallMs := func() int64 {
-		r, err := http.Get("http://" + addr + "/stats.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		var st struct {
-			Usage struct {
-				StallMs int64 `json:"stall_ms"`
-			} `json:"usage"`
-		}
-		json.NewDecoder(r.Body).Decode(&st)
-		return st.Usage.StallMs
-	}
+	stallMs := func() int64 { return reportedUsage(t, addr).StallMs }
 	before := stallMs()
 	js := `(async () => {
   const v = document.querySelector('video');

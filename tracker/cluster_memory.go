@@ -138,7 +138,6 @@ func (mc *MemoryCluster) sampleLocked(k swarmKey, group string, want int, skip s
 		}
 	}
 	rand.Shuffle(len(near), func(i, j int) { near[i], near[j] = near[j], near[i] })
-	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
 	out := slices.Clone(near[:min(len(near), want/2)])
 	rest = append(rest, near[len(out):]...) // the group's beyond half compete with the rest
 	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
