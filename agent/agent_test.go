@@ -113,7 +113,12 @@ func req(o *testOrigin, seq uint64, in time.Duration) Request {
 
 // waitPeers waits until every agent has n connected peers.
 func waitPeers(t testing.TB, n int, agents ...*Agent) {
-	deadline := time.Now().Add(10 * time.Second)
+	waitPeersWithin(t, 10*time.Second, n, agents...)
+}
+
+// waitPeersWithin is waitPeers with its own deadline.
+func waitPeersWithin(t testing.TB, within time.Duration, n int, agents ...*Agent) {
+	deadline := time.Now().Add(within)
 	for _, a := range agents {
 		a.Join(testSwarm)
 	}
