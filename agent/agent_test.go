@@ -398,3 +398,71 @@ func TestUsageDeltas(t *testing.T) {
 		t.Fatalf("Stats counts %d CDN bytes: the player's own are the page's to count", s.CDNBytes)
 	}
 }
+
+// TestABRTimingIsTheCDNs: what the player's bandwidth estimate is told
+// (Result.ABR) is the CDN's time for the bytes, whatever the source: not
+// the wait for a peer (which hls.js took for a slow network, holding a
+// viewer at a fraction of its bandwidth), nor a cache hit's zero.
+func TestABRTimingIsTheCDNs(t *testing.T) {
+	const delay = 80 * time.Millisecond // the CDN's time to first byte
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		time.Sleep(delay)
+		http.ServeContent(w, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
+	}))
+	t.Cleanup(slow.Close)
+	o := &testOrigin{Server: slow}
+	tr := startTracker(t)
+	a, b := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	waitPeers(t, 1, a, b)
+	ctx := context.Background()
+	load := func(ag *Agent, seq uint64, in time.Duration) Result {
+		t.Helper()
+		r, err := ag.Load(ctx, req(o, seq, in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// From the CDN (no time to wait for peers): that fetch's own times.
+	for i, ag := range []*Agent{a, b} {
+		r := load(ag, uint64(10+i), 0)
+		if r.Source != SourceCDN || r.ABRFirstByte < delay || r.ABR < r.ABRFirstByte || r.ABR > r.Duration {
+			t.Fatalf("CDN load: source %s, ABR %v first byte %v, took %v", r.Source, r.ABR, r.ABRFirstByte, r.Duration)
+		}
+	}
+	// From the cache: no bytes moved, but the player is told what the CDN
+	// would take, not an infinite rate.
+	if r := load(a, 10, time.Second); r.Source != SourceCache || r.ABRFirstByte < delay || r.ABR < delay {
+		t.Fatalf("cache hit: source %s, ABR %v first byte %v", r.Source, r.ABR, r.ABRFirstByte)
+	}
+	// From a peer, after waiting for the other viewer, which asks 300 ms
+	// later, to fetch it (the viewers take turns by segment, so some of
+	// these are a's turn, and b's load is the P2P one): the CDN's estimate,
+	// not the wait.
+	const lag = 300 * time.Millisecond
+	waited := 0
+	for seq := uint64(1); seq <= 8; seq++ {
+		ra := make(chan Result, 1)
+		go func() { ra <- load(a, seq, 5*time.Second) }()
+		time.Sleep(lag)
+		load(b, seq, 5*time.Second)
+		r := <-ra
+		if r.Source != SourceP2P {
+			continue
+		}
+		waited++
+		if r.Duration < lag || r.ABRFirstByte < delay || r.ABR < r.ABRFirstByte || r.ABR > r.Duration/2 {
+			t.Fatalf("P2P load took %v (transfer %v): ABR %v first byte %v", r.Duration, r.Transfer, r.ABR, r.ABRFirstByte)
+		}
+		t.Logf("segment %d: P2P load took %v (transfer %v): the player is told %v (first byte %v)", seq, r.Duration, r.Transfer, r.ABR, r.ABRFirstByte)
+	}
+	if waited == 0 {
+		t.Fatal("a never waited for b's copy")
+	}
+}

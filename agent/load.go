@@ -33,8 +33,12 @@ type Result struct {
 	Source   Source
 	Duration time.Duration // from the request to the last byte, waiting included
 	// Transfer is the time the bytes took to arrive, without the wait for a
-	// peer to hold the segment: what a player's bandwidth estimate needs.
+	// peer to hold the segment.
 	Transfer time.Duration
+	// ABR is what the player's bandwidth estimate should be told this load
+	// took, and ABRFirstByte its time to first byte: the CDN's figures for
+	// these bytes (see abrTiming). Zero ABR: no CDN figures yet, use Transfer.
+	ABR, ABRFirstByte time.Duration
 }
 
 // ErrCDN wraps failures of the CDN, which the agent cannot work around.
@@ -61,7 +65,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	k := segKey{req.Swarm, req.Seq}
 	if data, ok := a.cache.get(k); ok {
-		return a.done(req, data, SourceCache, start, start), nil
+		return a.done(req, data, SourceCache, start, start, nil), nil
 	}
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
@@ -89,7 +93,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			if err == nil {
 				a.stats.p2p.Add(int64(len(data)))
 				a.store(k, data)
-				return a.done(req, data, SourceP2P, start, xfer), nil
+				return a.done(req, data, SourceP2P, start, xfer, nil), nil
 			}
 			tried[r] = true
 			if errors.Is(err, errAbsent) {
@@ -136,7 +140,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 
 func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Result, error) {
 	xfer := time.Now()
-	data, _, err := a.fetchCDN(ctx, req.URL, 0)
+	data, _, took, err := a.fetchCDN(ctx, req.URL, 0)
 	if err != nil {
 		return Result{}, err
 	}
@@ -151,11 +155,11 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 		// short without a length, a broken proxy): the player gets them,
 		// as it would without peercdn, but they are neither kept nor shared.
 		a.log.Warn("CDN bytes do not match the trusted hash: not shared", "url", req.URL)
-		return a.done(req, data, SourceCDN, start, xfer), nil
+		return a.done(req, data, SourceCDN, start, xfer, &took), nil
 	}
 	a.store(k, data)
 	a.reportHash(k, data, req.URL)
-	return a.done(req, data, SourceCDN, start, xfer), nil
+	return a.done(req, data, SourceCDN, start, xfer, &took), nil
 }
 
 // completeFromCDN fetches the bytes a peer did not deliver with a range
@@ -163,7 +167,7 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 // dropped and the whole segment comes from the CDN; so they are when the
 // whole fails verification (and the peer r is dropped).
 func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *remote, head []byte, total int, start, xfer time.Time) (Result, error) {
-	rest, cdnTotal, err := a.fetchCDN(ctx, req.URL, len(head))
+	rest, cdnTotal, _, err := a.fetchCDN(ctx, req.URL, len(head))
 	if err != nil {
 		return Result{}, err
 	}
@@ -182,37 +186,66 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		if sizesAgree {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
 		}
-		data, _, err = a.fetchCDN(ctx, req.URL, 0)
+		data, _, _, err = a.fetchCDN(ctx, req.URL, 0)
 		if err != nil {
 			return Result{}, err
 		}
 		k := segKey{req.Swarm, req.Seq}
 		a.store(k, data)
 		a.reportHash(k, data, req.URL)
-		return a.done(req, data, SourceCDN, start, xfer), nil
+		return a.done(req, data, SourceCDN, start, xfer, nil), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
-	return a.done(req, data, SourceMixed, start, xfer), nil
+	return a.done(req, data, SourceMixed, start, xfer, nil), nil
 }
 
-func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time) Result {
+// done records a loaded segment and returns it. cdn is the fetch that
+// brought it whole from the CDN, if one did.
+func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time, cdn *fetchTiming) Result {
 	d := time.Since(start)
 	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start}
 	if src != SourceCache {
 		a.stats.record(rec)
 	}
 	a.emit(Event{Kind: EventSegment, Segment: &rec})
-	return Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer)}
+	res := Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer)}
+	res.ABR, res.ABRFirstByte = a.abrTiming(len(data), cdn)
+	return res
 }
 
-// fetchCDN gets url from byte from on. It returns the body and the whole
-// resource's size. A body cut short is an error: such bytes are never
-// cached or shared.
-func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int, error) {
+// abrTiming is what a player's ABR should be told a load of n bytes took:
+// the CDN fetch's own times when the CDN served it whole, and otherwise the
+// time the CDN is measured to need for n bytes (zero before any CDN fetch).
+//
+// Not the wait for a peer: that is the agent's choice, not the network's,
+// and hls.js counted it as time to first byte and lost bandwidth, and held
+// such a viewer at a fraction of its rate (1.4 against 40 Mbit/s on
+// loopback). Not a peer's speed either: the CDN is what every segment falls
+// back to, so a player choosing renditions by what peers deliver would pick
+// ones the CDN cannot keep up with when they leave. So the player picks what
+// it would pick without peercdn.
+func (a *Agent) abrTiming(n int, cdn *fetchTiming) (total, firstByte time.Duration) {
+	if cdn != nil {
+		return cdn.total, cdn.firstByte
+	}
+	rtt, rate := time.Duration(a.cdnRTT.Load()), a.cdnRate.Load()
+	if rtt == 0 || rate <= 0 {
+		return 0, 0
+	}
+	return rtt + time.Duration(float64(n)/float64(rate)*float64(time.Second)), rtt
+}
+
+// fetchTiming is how long a CDN fetch took to its first byte and its last.
+type fetchTiming struct{ firstByte, total time.Duration }
+
+// fetchCDN gets url from byte from on. It returns the body, the whole
+// resource's size and how long it took. A body cut short is an error: such
+// bytes are never cached or shared.
+func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int, fetchTiming, error) {
 	start := time.Now()
 	resp, err := a.cfg.CDN.Get(ctx, url, from)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrCDN, err)
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %v", ErrCDN, err)
 	}
 	defer resp.Body.Close()
 	ttfb := time.Since(start)
@@ -226,24 +259,25 @@ func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int
 			total, _ = strconv.Atoi(resp.ContentRange[i+1:])
 		}
 	default:
-		return nil, 0, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.Status)
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, peerwire.MaxSegmentSize+1))
 	a.stats.cdn.Add(int64(len(body)))
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %v after %d bytes", ErrCDN, url, err, len(body))
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: %v after %d bytes", ErrCDN, url, err, len(body))
 	}
 	if len(body) > peerwire.MaxSegmentSize {
-		return nil, 0, fmt.Errorf("%w: %s: larger than %d bytes", ErrCDN, url, peerwire.MaxSegmentSize)
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: larger than %d bytes", ErrCDN, url, peerwire.MaxSegmentSize)
 	}
 	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
-		return nil, 0, fmt.Errorf("%w: %s: got %d of %d bytes", ErrCDN, url, len(body), resp.ContentLength)
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: got %d of %d bytes", ErrCDN, url, len(body), resp.ContentLength)
 	}
 	if total < 0 {
 		total = from + len(body)
 	}
-	a.observeCDN(ttfb, len(body), time.Since(start))
-	return body, total, nil
+	took := fetchTiming{firstByte: ttfb, total: time.Since(start)}
+	a.observeCDN(ttfb, len(body), took.total)
+	return body, total, took, nil
 }
 
 // observeCDN folds a fetch into the CDN estimates.

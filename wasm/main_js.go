@@ -105,7 +105,8 @@ func start(_ js.Value, args []js.Value) any {
 	return nil
 }
 
-// load(reqJSON) returns a Promise of {data: Uint8Array, source}.
+// load(reqJSON) returns a Promise of {data: Uint8Array, source, transferMs,
+// abrMs, abrFirstByteMs} (see agent.Result).
 func load(_ js.Value, args []js.Value) any {
 	var r struct {
 		Content    string  `json:"content"`    // site's content id, or empty
@@ -134,6 +135,8 @@ func load(_ js.Value, args []js.Value) any {
 		out.Set("data", data)
 		out.Set("source", string(res.Source))
 		out.Set("transferMs", float64(res.Transfer)/float64(time.Millisecond))
+		out.Set("abrMs", float64(res.ABR)/float64(time.Millisecond))
+		out.Set("abrFirstByteMs", float64(res.ABRFirstByte)/float64(time.Millisecond))
 		return out, nil
 	})
 }

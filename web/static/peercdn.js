@@ -151,7 +151,17 @@
     return Math.min(4000, Math.max(500, deadlineMs - 1500));
   }
 
-  // load asks the agent for one segment; it resolves to {data, source}.
+  // abrTiming is what a player's bandwidth estimate is told a load took:
+  // {firstByteMs, transferMs} (after the first byte, at least 1 ms so that
+  // no rate comes out infinite), from the agent's CDN figures, or from the
+  // transfer itself before the agent has any.
+  function abrTiming(res) {
+    var total = res.abrMs > 0 ? res.abrMs : res.transferMs;
+    var first = res.abrMs > 0 ? Math.min(res.abrFirstByteMs, total) : 0;
+    return { firstByteMs: first, transferMs: Math.max(1, total - first) };
+  }
+
+  // load asks the agent for one segment; it resolves to {data, source, ...}.
   function load(manifestURL, url, media, start) {
     var req = {
       content: opts.contentId || '',
@@ -193,14 +203,14 @@
         clearTimeout(guard);
         if (self.aborted || settled) return;
         settled = true;
-        // Bandwidth estimates must see the transfer, not the wait for a
-        // peer to hold the segment.
-        // The wait counts as time to first byte; the transfer as streaming
-        // time, at least 1 ms so that no rate comes out infinite.
-        var now = performance.now();
-        stats.loading.start = t0;
-        stats.loading.first = Math.max(t0, Math.min(now - res.transferMs, now - 1));
-        stats.loading.end = Math.max(now, stats.loading.first + 1);
+        // hls.js's ABR is told what the CDN took, or would take, for these
+        // bytes (agent.Result.ABR): never the wait for a peer, which it
+        // would count against the network, nor a peer's speed, since the
+        // CDN is what every segment falls back to.
+        var t = abrTiming(res), now = performance.now();
+        stats.loading.end = now;
+        stats.loading.first = now - t.transferMs;
+        stats.loading.start = stats.loading.first - t.firstByteMs;
         stats.loaded = stats.total = res.data.byteLength;
         if (opts.verify) verify(context.url, res);
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
@@ -256,7 +266,8 @@
       var media = player.getMediaElement();
       watchStalls(media);
       var agentLoad = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start).then(function (res) {
-        return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: Math.max(1, res.transferMs), fromCache: false };
+        var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
+        return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
       });
       var guard;
       var late = new Promise(function (_, reject) {
