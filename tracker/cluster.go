@@ -46,6 +46,12 @@ type Cluster interface {
 	// Broadcast hands e to every other node (hash reports: each node counts
 	// every vote). At most once, like Publish.
 	Broadcast(ctx context.Context, e *Envelope) error
+	// PutStats keeps this node's figures (its /stats.json, encoded) for
+	// ttl, in place of the last.
+	PutStats(ctx context.Context, stats []byte, ttl time.Duration) error
+	// NodeStats returns the figures of every node whose last PutStats has
+	// not expired (this node's included), maxStatsNodes at most.
+	NodeStats(ctx context.Context) ([][]byte, error)
 	// Inbox yields the envelopes published to this node until Close.
 	Inbox() <-chan *Envelope
 	// Up reports whether the shared store answered its last health check.

@@ -20,6 +20,12 @@ type MemoryCluster struct {
 	down   bool
 	swarms map[swarmKey]map[string]memMember
 	inbox  map[string]chan *Envelope
+	stats  map[string]memStats // by node
+}
+
+type memStats struct {
+	b      []byte
+	expiry time.Time
 }
 
 type memMember struct {
@@ -35,7 +41,8 @@ var ErrClusterDown = errors.New("tracker: cluster store unreachable")
 // NewMemoryCluster returns an empty cluster whose members expire ttl after
 // their last refresh.
 func NewMemoryCluster(ttl time.Duration) *MemoryCluster {
-	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope)}
+	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope),
+		stats: make(map[string]memStats)}
 }
 
 // SetDown simulates the shared store going away (true) and coming back
@@ -46,6 +53,7 @@ func (mc *MemoryCluster) SetDown(down bool) {
 	mc.down = down
 	if !down {
 		mc.swarms = make(map[swarmKey]map[string]memMember)
+		mc.stats = make(map[string]memStats)
 	}
 }
 
@@ -234,6 +242,35 @@ func (n *memNode) Broadcast(ctx context.Context, e *Envelope) error {
 		}
 	}
 	return nil
+}
+
+func (n *memNode) PutStats(ctx context.Context, b []byte, ttl time.Duration) error {
+	n.mc.mu.Lock()
+	defer n.mc.mu.Unlock()
+	if n.mc.down {
+		return ErrClusterDown
+	}
+	n.mc.stats[n.id] = memStats{b: slices.Clone(b), expiry: time.Now().Add(ttl)}
+	return nil
+}
+
+func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
+	n.mc.mu.Lock()
+	defer n.mc.mu.Unlock()
+	if n.mc.down {
+		return nil, ErrClusterDown
+	}
+	now := time.Now()
+	var out [][]byte
+	for id, st := range n.mc.stats {
+		switch {
+		case now.After(st.expiry):
+			delete(n.mc.stats, id)
+		case len(out) < maxStatsNodes:
+			out = append(out, st.b)
+		}
+	}
+	return out, nil
 }
 
 func (n *memNode) Inbox() <-chan *Envelope { return n.ch }

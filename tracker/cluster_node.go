@@ -77,17 +77,27 @@ func validType(t signaling.Type) bool {
 
 // clusterMaintain refreshes this node's members every MemberTTL/3, and at
 // once when the store comes back (a restarted Redis may have lost them),
-// and keeps the cluster gauge current.
+// stores its stats every StatsInterval, and keeps the cluster gauge current.
 func (s *Server) clusterMaintain() {
 	defer s.clusterWG.Done()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(min(time.Second, s.cfg.StatsInterval))
 	defer tick.Stop()
 	every := s.cfg.MemberTTL / 3
-	var last time.Time
+	var last, lastStats time.Time
 	wasUp := false
 	for {
 		up := s.cluster.Up()
 		now := time.Now()
+		if up && now.Sub(lastStats) >= s.cfg.StatsInterval {
+			ctx, cancel := context.WithTimeout(context.Background(), max(s.cfg.StatsInterval, time.Second))
+			if err := s.putStats(ctx); err != nil {
+				s.m.clusterErrors.WithLabelValues("stats").Inc()
+				s.log.Warn("storing this node's stats failed", "err", err)
+			} else {
+				lastStats = now
+			}
+			cancel()
+		}
 		if up && (!wasUp || now.Sub(last) >= every) {
 			ctx, cancel := context.WithTimeout(context.Background(), every)
 			snap := s.hub.snapshot()

@@ -32,6 +32,10 @@ import (
 //	                            network group, same scores: neighbours
 //	                            across nodes (proximity matching)
 //	peercdn:{n:<node id>}       sharded pub/sub channel: the node's inbox
+//	peercdn:{stats}:n:<node id> a node's /stats.json snapshot (JSON), with
+//	                            a TTL of 3 stats_interval
+//	peercdn:{stats}:nodes       sorted set of the nodes with a snapshot, by
+//	                            its expiry (ms): what ?scope=cluster reads
 //
 // The {…} hash tags keep each swarm's keys, and each inbox, in one slot.
 // Relayed messages go over sharded pub/sub (SPUBLISH): fire and forget, no
@@ -402,6 +406,46 @@ func (rc *RedisCluster) receiver(sub *redis.PubSub) {
 			return
 		}
 	}
+}
+
+// The stats keys share one slot ({stats}), so one MGET reads them all.
+const statsIndexKey = "peercdn:{stats}:nodes"
+
+func statsKey(node string) string { return "peercdn:{stats}:n:" + node }
+
+func (rc *RedisCluster) PutStats(ctx context.Context, b []byte, ttl time.Duration) error {
+	now := time.Now()
+	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, statsKey(rc.node), b, ttl)
+		p.ZAdd(ctx, statsIndexKey, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: rc.node})
+		p.ZRemRangeByScore(ctx, statsIndexKey, "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+		p.Expire(ctx, statsIndexKey, ttl) // gone with the last node
+		return nil
+	})
+	return err
+}
+
+func (rc *RedisCluster) NodeStats(ctx context.Context) ([][]byte, error) {
+	nodes, err := rc.rdb.ZRangeByScore(ctx, statsIndexKey, &redis.ZRangeBy{
+		Min: strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: maxStatsNodes}).Result()
+	if err != nil || len(nodes) == 0 {
+		return nil, err
+	}
+	keys := make([]string, len(nodes))
+	for i, n := range nodes {
+		keys[i] = statsKey(n)
+	}
+	vals, err := rc.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, v := range vals {
+		if s, ok := v.(string); ok {
+			out = append(out, []byte(s))
+		}
+	}
+	return out, nil
 }
 
 func (rc *RedisCluster) Inbox() <-chan *Envelope { return rc.inbox }

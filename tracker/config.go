@@ -152,6 +152,11 @@ type Config struct {
 	// shared store: a crashed node's viewers leave other nodes' swarms
 	// within it. Nodes refresh every MemberTTL/3. Default 15s.
 	MemberTTL time.Duration `yaml:"member_ttl"`
+	// StatsInterval is how often a clustered node stores its /stats.json
+	// figures for the others' cluster-wide view (/stats.json?scope=cluster,
+	// the dashboard); a node's figures leave that view 3 intervals after
+	// its last. Default 5s.
+	StatsInterval time.Duration `yaml:"stats_interval"`
 }
 
 // DefaultConfig returns the configuration `peercdn serve` runs with when
@@ -181,6 +186,7 @@ func DefaultConfig() Config {
 		RetrySpread:          5 * time.Second,
 		StatsSwarms:          1000,
 		MemberTTL:            15 * time.Second,
+		StatsInterval:        5 * time.Second,
 		HashQuorum:           2,
 		HashDistinctNetworks: true,
 		BadPeerReports:       2,
@@ -302,6 +308,7 @@ func (c *Config) Validate() error {
 		{"drain_timeout", c.DrainTimeout, 0},
 		{"retry_spread", c.RetrySpread, 0},
 		{"member_ttl", c.MemberTTL, 3 * time.Second},
+		{"stats_interval", c.StatsInterval, 100 * time.Millisecond},
 	}
 	for _, d := range durs {
 		if d.v < d.lo {

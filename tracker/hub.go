@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -564,12 +565,18 @@ func usageStats(u signaling.Usage) UsageStats {
 type Stats struct {
 	Node string `json:"node"`
 	// Cluster is "up" or "degraded" on a clustered node, empty on a single
-	// node. The figures below are this node's.
-	Cluster  string `json:"cluster,omitempty"`
-	Peers    int    `json:"peers"`
-	Swarms   int    `json:"swarms"`
-	Members  int    `json:"members"`
-	Draining bool   `json:"draining"`
+	// node. The figures below are this node's, or with ?scope=cluster every
+	// live node's summed (cluster_stats.go).
+	Cluster string `json:"cluster,omitempty"`
+	// Nodes lists the nodes summed (?scope=cluster only), this one first.
+	Nodes []NodeSummary `json:"nodes,omitempty"`
+	// Partial marks a cluster view the store could not complete: this
+	// node's figures alone.
+	Partial  bool `json:"partial,omitempty"`
+	Peers    int  `json:"peers"`
+	Swarms   int  `json:"swarms"`
+	Members  int  `json:"members"`
+	Draining bool `json:"draining"`
 	// Usage sums what this node's viewers reported since it started.
 	Usage      UsageStats   `json:"usage"`
 	Listed     int          `json:"listed"`
@@ -587,27 +594,29 @@ func (h *hub) stats(limit int) Stats {
 			Rendition: k.swarm.Rendition, Peers: len(sw.members), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
 	}
 	h.mu.Unlock()
-	slices.SortFunc(all, func(a, b SwarmStats) int {
-		if a.Peers != b.Peers {
-			return b.Peers - a.Peers
-		}
-		if a.Content != b.Content {
-			if a.Content < b.Content {
-				return -1
-			}
-			return 1
-		}
-		if a.Rendition < b.Rendition {
-			return -1
-		}
-		return 1
-	})
+	sortSwarmStats(all)
 	if len(all) > limit {
 		all = all[:limit]
 	}
 	st.SwarmStats = all
 	st.Listed = len(all)
 	return st
+}
+
+// sortSwarmStats orders swarms largest first, then by name.
+func sortSwarmStats(all []SwarmStats) {
+	slices.SortFunc(all, func(a, b SwarmStats) int {
+		if a.Peers != b.Peers {
+			return b.Peers - a.Peers
+		}
+		if c := strings.Compare(a.Origin, b.Origin); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Content, b.Content); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Rendition, b.Rendition)
+	})
 }
 
 // counts returns peers and swarms, for leak checks.

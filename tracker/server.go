@@ -42,6 +42,8 @@ type Server struct {
 
 	draining atomic.Bool
 
+	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
+
 	notaryClient *http.Client
 	notarySem    chan struct{}
 
@@ -190,15 +192,18 @@ func (s *Server) Handler() http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		w.Write(dashboardHTML)
 	})
-	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
-		st := s.hub.stats(s.cfg.StatsSwarms)
-		st.Draining = s.draining.Load()
-		st.Node = s.hub.node
-		if s.cluster != nil {
-			st.Cluster = "up"
-			if !s.cluster.Up() {
-				st.Cluster = "degraded"
-			}
+	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, r *http.Request) {
+		var st Stats
+		switch r.URL.Query().Get("scope") {
+		case "", "node":
+			st = s.localStats(s.cfg.StatsSwarms)
+		case "cluster":
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			st = s.clusterStats(ctx)
+			cancel()
+		default:
+			http.Error(w, "scope is node or cluster", http.StatusBadRequest)
+			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,6 +25,7 @@ import (
 	"github.com/peercdn/peercdn/internal/redistest"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim"
+	"github.com/peercdn/peercdn/tracker"
 )
 
 var (
@@ -220,6 +222,35 @@ func TestTwoNodeSwarm(t *testing.T) {
 		if v := metric(t, n, "peercdn_tracker_cluster_published_total"); v == 0 {
 			t.Errorf("node %d published nothing to the other: viewers did not meet across nodes", i+1)
 		}
+	}
+
+	// Either node's cluster-wide figures (the dashboard's) are what every
+	// viewer of both runs reported, each node's own only its viewers'.
+	want := tracker.UsageStats{CDNBytes: one.CDNBytes + two.CDNBytes, P2PBytes: one.P2PBytes + two.P2PBytes,
+		UploadBytes: one.UploadBytes + two.UploadBytes, StallMs: one.StallMs + two.StallMs}
+	stats := func(n *node, query string) tracker.Stats {
+		_, body := httpGet(t, n.http()+"/stats.json"+query)
+		var st tracker.Stats
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	deadline := time.Now().Add(15 * time.Second) // the nodes share their figures every 5 s
+	for _, n := range []*node{n1, n2} {
+		for {
+			got := stats(n, "?scope=cluster")
+			if got.Usage == want && len(got.Nodes) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster view of %s: %d nodes, usage %+v, want %+v", n.addr, len(got.Nodes), got.Usage, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if own1, own2 := stats(n1, "").Usage, stats(n2, "").Usage; own1 == want || own1.P2PBytes+own2.P2PBytes != want.P2PBytes {
+		t.Errorf("nodes' own figures %+v and %+v, viewers' %+v", own1, own2, want)
 	}
 }
 

@@ -112,6 +112,7 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the tracker may fetch contested segments from (empty: no notary)")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
 	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
+	fs.DurationVar(&c.StatsInterval, "stats-interval", c.StatsInterval, "how often a clustered node shares its figures for the cluster-wide dashboard")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, wait this long for clients to leave")
 	return path
