@@ -226,16 +226,24 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	go func() {
 		<-sctx.Done()
 		// What the player got since the last ping, before the tracker
-		// loses this viewer (best effort: the connection may be gone).
-		if u := a.stats.usage(); u != nil {
+		// loses this viewer. Taken as counted once written: the reading
+		// loop may have ended (goaway), so its pong may go unread, and a
+		// tracker draining still counts it. Requeued if it cannot be sent.
+		if u := a.stats.usage("final"); u != nil {
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			c.Send(fctx, &signaling.Message{Type: signaling.TypePing, Usage: u})
+			if c.Send(fctx, &signaling.Message{Type: signaling.TypePing, Ref: "final", Usage: u}) == nil {
+				a.stats.ack("final")
+			}
 			cancel()
 		}
 		c.CloseNow() // unblocks Recv
 		close(closed)
 	}()
-	defer func() { stop(); <-closed }() // the last report goes out before the connection closes
+	defer func() {
+		stop()
+		<-closed // the last report goes out before the connection closes
+		a.stats.requeue()
+	}()
 	for _, sw := range joined {
 		a.sendJoin(sctx, c, sw)
 	}
@@ -249,6 +257,8 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 		switch m.Type {
+		case signaling.TypePong:
+			a.stats.ack(m.Ref)
 		case signaling.TypeGoAway:
 			return time.Duration(m.RetryMs) * time.Millisecond, errors.New("tracker draining")
 		case signaling.TypePeers:

@@ -3,13 +3,16 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -377,26 +380,137 @@ func TestUsageDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := a.stats.usage(); u != nil {
+	if u := a.stats.usage("k1"); u != nil {
 		t.Fatalf("fresh agent reports %+v", u)
 	}
 	a.stats.cdn.Add(100)
 	a.stats.p2p.Add(300)
 	a.ReportPlayerCDN(50)
 	a.ReportStall(1500 * time.Millisecond)
-	if u := a.stats.usage(); u == nil || *u != (signaling.Usage{CDNBytes: 150, P2PBytes: 300, StallMs: 1500}) {
+	if u := a.stats.usage("k2"); u == nil || *u != (signaling.Usage{CDNBytes: 150, P2PBytes: 300, StallMs: 1500}) {
 		t.Fatalf("first report %+v", u)
 	}
-	if u := a.stats.usage(); u != nil {
+	a.stats.ack("k2")
+	if u := a.stats.usage("k3"); u != nil {
 		t.Fatalf("nothing new, yet %+v", u)
 	}
 	a.stats.up.Add(7)
-	if u := a.stats.usage(); u == nil || *u != (signaling.Usage{UploadBytes: 7}) {
+	if u := a.stats.usage("k4"); u == nil || *u != (signaling.Usage{UploadBytes: 7}) {
 		t.Fatalf("second report %+v", u)
 	}
 	if s := a.Stats(); s.CDNBytes != 100 {
 		t.Fatalf("Stats counts %d CDN bytes: the player's own are the page's to count", s.CDNBytes)
 	}
+
+	// The connection breaks before k4's pong: the next report (on the next
+	// connection) carries it again, with what came since; k2, acknowledged,
+	// is not sent twice.
+	a.stats.p2p.Add(11)
+	a.stats.requeue()
+	if u := a.stats.usage("k1"); u == nil || *u != (signaling.Usage{UploadBytes: 7, P2PBytes: 11}) {
+		t.Fatalf("report after a broken connection %+v, want k4's again and the 11 P2P bytes since", u)
+	}
+	a.stats.ack("k1")
+	a.stats.requeue()
+	if u := a.stats.usage("k2"); u != nil {
+		t.Fatalf("acknowledged reports came back: %+v", u)
+	}
+	// A tracker that never answers: only the last maxUnacked reports are
+	// kept to send again.
+	for i := range 2 * maxUnacked {
+		a.stats.up.Add(1)
+		a.stats.usage(fmt.Sprint("k", 10+i))
+	}
+	a.stats.requeue()
+	if u := a.stats.usage("k99"); u == nil || u.UploadBytes != maxUnacked {
+		t.Fatalf("after %d unanswered reports, %+v sent again, want the last %d", 2*maxUnacked, u, maxUnacked)
+	}
+}
+
+// TestUsageReportsSurviveABrokenConnection: a report the tracker never
+// got (the connection died silently under it) reaches it on the next
+// connection, so the tracker's figures end up what the viewer counted.
+// Before, that heartbeat's bytes were lost.
+func TestUsageReportsSurviveABrokenConnection(t *testing.T) {
+	wsURL := startTrackerWith(t, func(c *tracker.Config) { c.IdleTimeout = 1500 * time.Millisecond }) // pings every 500 ms
+	trackerHTTP := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
+	// A TCP proxy in front of the tracker that can swallow, silently, what
+	// the agent sends on the connections open now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var open []*atomic.Bool // per connection: swallow the agent's bytes
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", strings.TrimPrefix(trackerHTTP, "http://"))
+			if err != nil {
+				in.Close()
+				continue
+			}
+			hole := new(atomic.Bool)
+			mu.Lock()
+			open = append(open, hole)
+			mu.Unlock()
+			go func() { io.Copy(in, out); in.Close() }()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := in.Read(buf)
+					if err != nil {
+						out.Close()
+						return
+					}
+					if !hole.Load() {
+						out.Write(buf[:n])
+					}
+				}
+			}()
+		}
+	}()
+	a := startAgent(t, "ws://"+ln.Addr().String()+"/ws", nil)
+	a.Join(testSwarm)
+	reported := func() int64 {
+		r, err := http.Get(trackerHTTP + "/stats.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var st tracker.Stats
+		if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Usage.P2PBytes
+	}
+	waitFor := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for reported() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tracker counted %d P2P bytes, want %d", reported(), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a.stats.p2p.Add(1000)
+	waitFor(1000)
+	// The agent's bytes now vanish: its next ping's report never arrives,
+	// and the tracker, hearing nothing, closes the connection.
+	mu.Lock()
+	for _, h := range open {
+		h.Store(true)
+	}
+	mu.Unlock()
+	a.stats.p2p.Add(500)
+	time.Sleep(time.Second) // a ping or two into the hole
+	a.stats.p2p.Add(20)     // and some after
+	waitFor(1520)
 }
 
 // TestABRTimingIsTheCDNs: what the player's bandwidth estimate is told

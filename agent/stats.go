@@ -1,10 +1,12 @@
 package agent
 
 import (
-	"github.com/peercdn/peercdn/signaling"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/peercdn/peercdn/signaling"
 )
 
 // Source says where a segment's bytes came from.
@@ -83,23 +85,65 @@ type counters struct {
 	// it was ready, or when it was too slow): the tracker must see them.
 	reported  signaling.Usage
 	playerCDN int64
+	// unacked holds reports sent on the current tracker connection that
+	// its pong has not acknowledged yet, oldest first, maxUnacked at most.
+	unacked []sentReport
 }
 
+type sentReport struct {
+	ref string
+	u   signaling.Usage
+}
+
+// maxUnacked bounds the reports kept for requeue: beyond it the oldest is
+// taken as counted (a tracker that never answers does not grow the list).
+const maxUnacked = 8
+
 // usage returns what the player got since the last call, for the tracker's
-// per-swarm offload and rebuffering figures; nil when nothing changed.
-func (c *counters) usage() *signaling.Usage {
+// per-swarm offload and rebuffering figures, to be sent in the ping ref;
+// nil when nothing changed. Until ack(ref), the report is the agent's to
+// send again (requeue).
+func (c *counters) usage(ref string) *signaling.Usage {
 	cur := signaling.Usage{CDNBytes: c.cdn.Load(), P2PBytes: c.p2p.Load(), UploadBytes: c.up.Load()}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	cur.CDNBytes += c.playerCDN
 	cur.StallMs = c.stallMs
 	d := signaling.Usage{CDNBytes: cur.CDNBytes - c.reported.CDNBytes, P2PBytes: cur.P2PBytes - c.reported.P2PBytes,
 		UploadBytes: cur.UploadBytes - c.reported.UploadBytes, StallMs: cur.StallMs - c.reported.StallMs}
 	c.reported = cur
-	c.mu.Unlock()
 	if d.Empty() {
 		return nil
 	}
+	if len(c.unacked) == maxUnacked {
+		c.unacked = slices.Delete(c.unacked, 0, 1)
+	}
+	c.unacked = append(c.unacked, sentReport{ref, d})
 	return &d
+}
+
+// ack records that the tracker counted the report sent with ref.
+func (c *counters) ack(ref string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unacked = slices.DeleteFunc(c.unacked, func(r sentReport) bool { return r.ref == ref })
+}
+
+// requeue hands the reports the tracker did not acknowledge back to the
+// next usage call, when a tracker connection ends: a report in flight when
+// a connection breaks is not lost. (The tracker may have counted one whose
+// pong was lost: counted twice, rarely, rather than lost whenever a
+// connection dies silently.)
+func (c *counters) requeue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.unacked {
+		c.reported.CDNBytes -= r.u.CDNBytes
+		c.reported.P2PBytes -= r.u.P2PBytes
+		c.reported.UploadBytes -= r.u.UploadBytes
+		c.reported.StallMs -= r.u.StallMs
+	}
+	c.unacked = c.unacked[:0]
 }
 
 func (c *counters) record(r SegmentRecord) {

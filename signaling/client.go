@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -101,27 +102,30 @@ func (c *Client) Leave(ctx context.Context, s Swarm) error {
 // Keepalive sends a ping every heartbeat interval the tracker asked for,
 // until ctx ends or a write fails. slots and usage, if not nil, are read
 // before each ping to report free connection slots and what the player got
-// since the last report.
-func (c *Client) Keepalive(ctx context.Context, slots func() int, usage func() *Usage) error {
+// since the last report; usage is given the ping's ref, which the
+// tracker's pong carries back (the report's acknowledgement).
+func (c *Client) Keepalive(ctx context.Context, slots func() int, usage func(ref string) *Usage) error {
 	every := time.Duration(c.welcome.HeartbeatMs) * time.Millisecond
 	if every <= 0 {
 		every = 20 * time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	n := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		m := &Message{Type: TypePing}
+		n++
+		m := &Message{Type: TypePing, Ref: "k" + strconv.Itoa(n)}
 		if slots != nil {
 			n := slots()
 			m.Slots = &n
 		}
 		if usage != nil {
-			m.Usage = usage()
+			m.Usage = usage(m.Ref)
 		}
 		if err := c.Send(ctx, m); err != nil {
 			return err
