@@ -285,6 +285,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 			a.learnHash(m)
 		case signaling.TypeError:
 			a.log.Debug("tracker error", "code", m.Code, "message", m.Text, "ref", m.Ref)
+			a.stats.ack(m.Ref) // a refused report is answered too: not sent again
 		}
 	}
 }

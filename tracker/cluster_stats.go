@@ -127,7 +127,6 @@ func mergeStats(nodes []Stats, limit int) Stats {
 				addUsageStats(&m.UsageStats, r.UsageStats)
 				continue
 			}
-			r := r
 			rows[k] = &r
 		}
 	}
