@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -14,16 +13,7 @@ import (
 
 func getStats(t *testing.T, n *testNode) Stats {
 	t.Helper()
-	r, err := http.Get(n.hs.URL + "/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var st Stats
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return getStatsAt(t, n, "")
 }
 
 // Viewers' usage reports reach the node's totals, their swarm's figures in
