@@ -27,6 +27,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
+
+	"github.com/peercdn/peercdn/internal/redistest"
 )
 
 var (
@@ -743,5 +745,52 @@ func TestHiddenTab(t *testing.T) {
 	t.Logf("viewer 0 back in front: video %.1f -> %.1f s in 18 s, stalls %d", after[0].Time, back.Time, back.QA.Stalls)
 	if back.Time-after[0].Time < 12 || back.QA.Stalls > 0 {
 		t.Errorf("viewer 0 back in front: advanced %.1f s in 18 s, %d stalls", back.Time-after[0].Time, back.QA.Stalls)
+	}
+}
+
+// TestClusterDashboard: two nodes on one Redis; a viewer plays through node
+// 2, and node 1's dashboard shows both nodes, with node 2's viewer's bytes.
+func TestClusterDashboard(t *testing.T) {
+	rs := redistest.Start(t)
+	addr1, _ := serve(t, "--redis", rs.URL(), "--stats-interval", "500ms")
+	addr2, _ := serve(t, "--redis", rs.URL(), "--stats-interval", "500ms", "--demo")
+	nodeID := func(addr string) string {
+		r, err := http.Get("http://" + addr + "/stats.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var st struct{ Node string }
+		if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Node
+	}
+	node2 := nodeID(addr2)
+	alloc := newBrowser(t)
+	v := viewer(t, alloc, "http://"+addr2+"/")
+	time.Sleep(8 * time.Second)
+	// The agent's last report goes out when it stops.
+	if _, err := chromedp.Run(v, chromedp.Evaluate[bool](`peercdn.destroy().then(() => true)`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	dash, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if _, err := chromedp.Run(dash, chromedp.Navigate("http://"+addr1+"/dashboard")); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	js := fmt.Sprintf(`(() => {
+		const row = document.querySelector('#nodes tr[data-node=%q]');
+		const cdn = row && row.children[4].textContent;
+		return document.querySelectorAll('#nodes tr').length === 2 && cdn && cdn !== '0 B' &&
+			document.getElementById('node').textContent + ' | node 2 CDN ' + cdn;
+	})()`, node2)
+	shown, err := chromedp.Run(dash, chromedp.Poll[string](js, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		t.Fatalf("node 1's dashboard never showed both nodes with node 2's viewer's bytes: %v", err)
+	}
+	t.Logf("node 1's dashboard: %s", shown)
+	if !strings.Contains(shown, "2 nodes") {
+		t.Errorf("dashboard header %q", shown)
 	}
 }
