@@ -81,6 +81,8 @@ func (a *Agent) Stats() Stats {
 		Prefetched:      a.stats.prefetched.Load(),
 		Corrupt:         a.stats.corrupt.Load(),
 		Flooders:        a.stats.flooders.Load(),
+		PeersConnected:  a.stats.peersConnected.Load(),
+		PeersFailed:     a.stats.peersFailed.Load(),
 	}
 	// A viewer met in several swarms (video and audio renditions, say) is
 	// one peer, however many connections it takes.

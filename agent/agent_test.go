@@ -580,3 +580,51 @@ func TestABRTimingIsTheCDNs(t *testing.T) {
 		t.Fatal("a never waited for b's copy")
 	}
 }
+
+// TestPeerOutcomesCounted: an agent counts its peer connections that open
+// and those negotiated that never do (what NAT and firewalls cost), and
+// reports both to the tracker, where operators see them.
+func TestPeerOutcomesCounted(t *testing.T) {
+	wsURL := startTrackerWith(t, func(c *tracker.Config) { c.IdleTimeout = 1500 * time.Millisecond }) // pings every 500 ms
+	a, b := startAgent(t, wsURL, nil), startAgent(t, wsURL, nil)
+	waitPeers(t, 1, a, b)
+	for i, ag := range []*Agent{a, b} {
+		if s := ag.Stats(); s.PeersConnected != 1 || s.PeersFailed != 0 {
+			t.Errorf("agent %d: %d connected, %d failed; want 1 and 0", i, s.PeersConnected, s.PeersFailed)
+		}
+	}
+
+	// Two viewers that cannot reach each other: neither gathers a candidate
+	// (relay-only, relays not allowed). They negotiate, and give up.
+	unreachable := func(c *Config) { c.relayOnly = true; c.connectTimeout = time.Second }
+	swarm := signaling.Swarm{Content: "/unreachable.m3u8"}
+	c, d := startAgent(t, wsURL, unreachable), startAgent(t, wsURL, unreachable)
+	c.Join(swarm)
+	d.Join(swarm)
+	trackerHTTP := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sc, sd := c.Stats(), d.Stats()
+		r, err := http.Get(trackerHTTP + "/stats.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st tracker.Stats
+		err = json.NewDecoder(r.Body).Decode(&st)
+		r.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.PeersFailed >= 1 && sd.PeersFailed >= 1 && sc.PeersConnected+sd.PeersConnected == 0 && st.Usage.PeersFailed >= 2 {
+			t.Logf("failed: %d and %d; the tracker heard of %d failed and %d connected", sc.PeersFailed, sd.PeersFailed, st.Usage.PeersFailed, st.Usage.PeersConnected)
+			if st.Usage.PeersConnected != 2 {
+				t.Errorf("the tracker heard of %d connections, want a's and b's", st.Usage.PeersConnected)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unreachable peers: %+v and %+v; the tracker heard %+v", sc, sd, st.Usage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -77,6 +77,9 @@ type Config struct {
 	// relayOnly gathers relay candidates only (ICE transport policy
 	// "relay"): a test's way to need TURN on loopback. Native only.
 	relayOnly bool
+	// connectTimeout replaces connectTimeout when set: a test's way to see
+	// unreachable peers given up on quickly.
+	connectTimeout time.Duration
 
 	// uploadStallAfter makes uploads stop after this many bytes of each
 	// segment without ending the request: a test's slow or vanishing peer.

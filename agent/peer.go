@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -44,6 +45,7 @@ type remote struct {
 
 	opened  chan struct{} // closed when the data channel opens
 	closed  chan struct{} // closed when the peer is gone
+	gone    atomic.Bool   // the connection's state went to failed or closed under it
 	bufLow  chan struct{} // signalled when the send buffer drains
 	closeMu sync.Once
 
@@ -494,6 +496,14 @@ func (r *remote) applyCandidate(c string) {
 }
 
 // setRemote applies the peer's description and the candidates that waited.
+// negotiated reports whether the other side's description arrived: the
+// offer (we answer) or its answer (we offered).
+func (r *remote) negotiated() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.remoteSet
+}
+
 func (r *remote) setRemote(offer bool, sdp string) error {
 	if !r.a.relayAllowed() {
 		sdp = withoutRelayCandidates(sdp)

@@ -28,10 +28,15 @@ type Stats struct {
 	// Peers counts the distinct viewers connected, over all swarms.
 	Peers int `json:"peers"`
 	// PeerConnections counts connections created, against MaxPeerConnections.
-	PeerConnections int   `json:"peerConnections"`
-	Segments        int   `json:"segments"`
-	P2PFailures     int64 `json:"p2pFailures"`
-	Prefetched      int64 `json:"prefetched"` // segments fetched ahead from peers
+	PeerConnections int `json:"peerConnections"`
+	// PeersConnected counts connections that opened; PeersFailed those
+	// negotiated (offer and answer exchanged) that never did: the share
+	// NAT and firewalls cost.
+	PeersConnected int64 `json:"peersConnected"`
+	PeersFailed    int64 `json:"peersFailed"`
+	Segments       int   `json:"segments"`
+	P2PFailures    int64 `json:"p2pFailures"`
+	Prefetched     int64 `json:"prefetched"` // segments fetched ahead from peers
 	// Corrupt counts segments from peers that failed verification (each
 	// dropped its sender).
 	Corrupt int64 `json:"corrupt"`
@@ -75,6 +80,7 @@ const maxRecords = 1024
 type counters struct {
 	cdn, p2p, up, failures, prefetched, corrupt, flooders atomic.Int64
 	segments                                              atomic.Int64
+	peersConnected, peersFailed                           atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord
@@ -104,13 +110,15 @@ const maxUnacked = 8
 // nil when nothing changed. Until ack(ref), the report is the agent's to
 // send again (requeue).
 func (c *counters) usage(ref string) *signaling.Usage {
-	cur := signaling.Usage{CDNBytes: c.cdn.Load(), P2PBytes: c.p2p.Load(), UploadBytes: c.up.Load()}
+	cur := signaling.Usage{CDNBytes: c.cdn.Load(), P2PBytes: c.p2p.Load(), UploadBytes: c.up.Load(),
+		PeersConnected: c.peersConnected.Load(), PeersFailed: c.peersFailed.Load()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur.CDNBytes += c.playerCDN
 	cur.StallMs = c.stallMs
 	d := signaling.Usage{CDNBytes: cur.CDNBytes - c.reported.CDNBytes, P2PBytes: cur.P2PBytes - c.reported.P2PBytes,
-		UploadBytes: cur.UploadBytes - c.reported.UploadBytes, StallMs: cur.StallMs - c.reported.StallMs}
+		UploadBytes: cur.UploadBytes - c.reported.UploadBytes, StallMs: cur.StallMs - c.reported.StallMs,
+		PeersConnected: cur.PeersConnected - c.reported.PeersConnected, PeersFailed: cur.PeersFailed - c.reported.PeersFailed}
 	c.reported = cur
 	if d.Empty() {
 		return nil
@@ -142,6 +150,8 @@ func (c *counters) requeue() {
 		c.reported.P2PBytes -= r.u.P2PBytes
 		c.reported.UploadBytes -= r.u.UploadBytes
 		c.reported.StallMs -= r.u.StallMs
+		c.reported.PeersConnected -= r.u.PeersConnected
+		c.reported.PeersFailed -= r.u.PeersFailed
 	}
 	c.unacked = c.unacked[:0]
 }

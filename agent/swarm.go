@@ -133,15 +133,29 @@ const connectTimeout = 8 * time.Second
 
 // setup wires a new peer connection's callbacks: trickle our candidates to
 // the peer, and drop the peer when the connection fails or never opens.
+// It counts the outcome: opened, or negotiated and never connected (ICE or
+// DTLS failed, or timed out: NAT and firewalls). A peer that never answered
+// (full, gone) or a connection closed for another reason counts as neither.
 func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 	id := sw.id
+	timeout := connectTimeout
+	if d := sw.a.cfg.connectTimeout; d > 0 {
+		timeout = d
+	}
 	go func() {
-		t := time.NewTimer(connectTimeout)
+		t := time.NewTimer(timeout)
 		defer t.Stop()
 		select {
 		case <-r.opened:
+			sw.a.stats.peersConnected.Add(1)
 		case <-r.closed:
+			if r.gone.Load() && r.negotiated() {
+				sw.a.stats.peersFailed.Add(1)
+			}
 		case <-t.C:
+			if r.negotiated() {
+				sw.a.stats.peersFailed.Add(1)
+			}
 			r.close()
 		}
 	}()
@@ -149,7 +163,10 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID, Candidate: cand}
 		go c.Send(ctx, m)
 	})
-	r.pc.OnGone(func() { r.close() })
+	r.pc.OnGone(func() {
+		r.gone.Store(true) // failed, or closed by the other side (then it had opened, or not negotiated)
+		r.close()
+	})
 }
 
 // dial offers a connection to a suggested peer.

@@ -331,6 +331,9 @@ type usage struct {
 	P2P     int64 `json:"p2p_bytes"`
 	Up      int64 `json:"upload_bytes"`
 	StallMs int64 `json:"stall_ms"`
+	// Peer connections opened, and negotiated ones that never connected.
+	PeersConnected int64 `json:"peers_connected"`
+	PeersFailed    int64 `json:"peers_failed"`
 }
 
 func reportedUsage(t *testing.T, addr string) usage {
@@ -363,8 +366,12 @@ func checkReports(t *testing.T, addr string, last []sample) {
 		stallMs += s.QA.StallMs
 	}
 	u := reportedUsage(t, addr)
-	t.Logf("reported to the tracker: cdn %d p2p %d up %d stall %d ms; pages counted cdn %d p2p %d up %d stall %.0f ms",
-		u.CDN, u.P2P, u.Up, u.StallMs, pages.cdn, pages.p2p, pages.up, stallMs)
+	t.Logf("reported to the tracker: cdn %d p2p %d up %d stall %d ms, peer connections %d opened and %d failed; pages counted cdn %d p2p %d up %d stall %.0f ms",
+		u.CDN, u.P2P, u.Up, u.StallMs, u.PeersConnected, u.PeersFailed, pages.cdn, pages.p2p, pages.up, stallMs)
+	// 4 viewers in a full mesh: 6 connections, counted at both ends.
+	if u.PeersConnected < 6 || u.PeersFailed > u.PeersConnected/4 {
+		t.Errorf("peer connections reported: %d opened, %d failed", u.PeersConnected, u.PeersFailed)
+	}
 	// Reports trail the pages by up to one heartbeat (20 s of 60).
 	if u.P2P <= pages.p2p/3 || u.P2P > pages.p2p || u.CDN <= 0 || u.CDN > pages.cdn || u.Up > pages.up ||
 		float64(u.StallMs) > stallMs+1 {

@@ -93,6 +93,7 @@ const (
 	MaxURLLen       = 2048      // bytes of a segment URL in a hash report
 	MaxUsageBytes   = 1 << 40   // bytes of one kind in one usage report
 	MaxUsageStallMs = 3_600_000 // stall time in one usage report
+	MaxUsagePeers   = 100_000   // peer connections of one outcome in one usage report
 )
 
 // Usage is what an agent's player got since its previous report, sent with
@@ -105,6 +106,11 @@ type Usage struct {
 	P2PBytes    int64 `json:"p2p"`
 	UploadBytes int64 `json:"up"`
 	StallMs     int64 `json:"stall_ms,omitempty"`
+	// PeersConnected counts peer connections that opened since the
+	// previous report; PeersFailed those that were negotiated (offer and
+	// answer exchanged) but never connected: what NAT and firewalls cost.
+	PeersConnected int64 `json:"peers_connected,omitempty"`
+	PeersFailed    int64 `json:"peers_failed,omitempty"`
 }
 
 func (u *Usage) validate() error {
@@ -115,6 +121,9 @@ func (u *Usage) validate() error {
 	}
 	if u.StallMs < 0 || u.StallMs > MaxUsageStallMs {
 		return fmt.Errorf("usage stall_ms must be 0..%d", MaxUsageStallMs)
+	}
+	if u.PeersConnected < 0 || u.PeersConnected > MaxUsagePeers || u.PeersFailed < 0 || u.PeersFailed > MaxUsagePeers {
+		return fmt.Errorf("usage peers_connected and peers_failed must be 0..%d", MaxUsagePeers)
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ func TestDecodeValidates(t *testing.T) {
 		{"join control char", `{"type":"join","swarm":{"content":"/a\u0000b"}}`, false},
 		{"join huge content", `{"type":"join","swarm":{"content":"` + strings.Repeat("a", MaxContentLen+1) + `"}}`, false},
 		{"negative slots", `{"type":"ping","slots":-1}`, false},
+		{"peer outcomes", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_connected":3,"peers_failed":1}}`, true},
+		{"negative failures", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_failed":-1}}`, false},
+		{"failures over the bound", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_connected":100001}}`, false},
 		{"offer", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o","sdp":"v=0"}`, true},
 		{"offer without sdp", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o"}`, false},
 		{"offer without to", `{"type":"offer","swarm":{"content":"/a"},"offer_id":"o","sdp":"v"}`, false},
@@ -71,6 +74,8 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"error","code":"x"}`,
 		`{"type":"ping","slots":2,"usage":{"cdn":1,"p2p":2,"up":3,"stall_ms":4}}`,
 		`{"type":"ping","usage":{"cdn":-1,"p2p":1099511627777,"up":0}}`,
+		`{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_connected":3,"peers_failed":1}}`,
+		`{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_failed":-1}}`,
 	} {
 		f.Add([]byte(s))
 	}

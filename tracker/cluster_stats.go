@@ -154,4 +154,6 @@ func addUsageStats(to *UsageStats, u UsageStats) {
 	to.P2PBytes += u.P2PBytes
 	to.UploadBytes += u.UploadBytes
 	to.StallMs += u.StallMs
+	to.PeersConnected += u.PeersConnected
+	to.PeersFailed += u.PeersFailed
 }

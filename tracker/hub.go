@@ -555,10 +555,15 @@ type UsageStats struct {
 	P2PBytes    int64 `json:"p2p_bytes"`
 	UploadBytes int64 `json:"upload_bytes"`
 	StallMs     int64 `json:"stall_ms"`
+	// Peer connections viewers opened, and negotiated ones that never
+	// connected (signaling.Usage).
+	PeersConnected int64 `json:"peers_connected"`
+	PeersFailed    int64 `json:"peers_failed"`
 }
 
 func usageStats(u signaling.Usage) UsageStats {
-	return UsageStats{CDNBytes: u.CDNBytes, P2PBytes: u.P2PBytes, UploadBytes: u.UploadBytes, StallMs: u.StallMs}
+	return UsageStats{CDNBytes: u.CDNBytes, P2PBytes: u.P2PBytes, UploadBytes: u.UploadBytes, StallMs: u.StallMs,
+		PeersConnected: u.PeersConnected, PeersFailed: u.PeersFailed}
 }
 
 // Stats is /stats.json.

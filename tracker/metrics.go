@@ -27,6 +27,7 @@ type metrics struct {
 	// bytes by source (cdn, p2p) and uploaded, and stall time.
 	viewerCDN, viewerP2P, viewerUp prometheus.Counter
 	viewerStall                    prometheus.Counter
+	viewerPeersOK, viewerPeersFail prometheus.Counter
 
 	clusterUp prometheus.GaugeFunc
 	// clusterState backs clusterUp: read at scrape time, so the gauge is
@@ -87,9 +88,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.viewerCDN, m.viewerP2P, m.viewerUp = viewerBytes.WithLabelValues("cdn"), viewerBytes.WithLabelValues("p2p"), viewerBytes.WithLabelValues("upload")
 	m.viewerStall = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "peercdn_viewer_stall_seconds_total", Help: "Time viewers' players stalled (rebuffering), as their agents report it."})
+	viewerPeers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_viewer_peer_connections_total",
+		Help: "Viewers' peer connections by outcome: connected, or failed (negotiated, never connected: NAT and firewalls), as their agents report them."}, []string{"result"})
+	m.viewerPeersOK, m.viewerPeersFail = viewerPeers.WithLabelValues("connected"), viewerPeers.WithLabelValues("failed")
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall)
-	for _, op := range []string{"join", "leave", "refresh", "publish"} {
+		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
+	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats"} {
 		m.clusterErrors.WithLabelValues(op)
 	}
 	// Known label values exist from the start, so dashboards show zeros.

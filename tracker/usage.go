@@ -20,11 +20,17 @@ const usageSlack = 60 * time.Second
 // more than any viewer's player takes or gives.
 const usageMaxRate = 125e6
 
+// usageMaxPeerRate bounds a report's peer connections of each outcome per
+// second: an agent opens a few per swarm, and a browser 500 in a tab's life.
+const usageMaxPeerRate = 10
+
 // usage counts a report; false refuses it as implausible.
 func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 	span := now.Sub(c.usageAt) + usageSlack
 	maxBytes := int64(span.Seconds() * usageMaxRate)
-	if u.CDNBytes > maxBytes || u.P2PBytes > maxBytes || u.UploadBytes > maxBytes || u.StallMs > span.Milliseconds() {
+	maxPeers := int64(span.Seconds() * usageMaxPeerRate)
+	if u.CDNBytes > maxBytes || u.P2PBytes > maxBytes || u.UploadBytes > maxBytes || u.StallMs > span.Milliseconds() ||
+		u.PeersConnected > maxPeers || u.PeersFailed > maxPeers {
 		return false
 	}
 	c.usageAt = now
@@ -33,6 +39,8 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 	m.viewerP2P.Add(float64(u.P2PBytes))
 	m.viewerUp.Add(float64(u.UploadBytes))
 	m.viewerStall.Add(float64(u.StallMs) / 1000)
+	m.viewerPeersOK.Add(float64(u.PeersConnected))
+	m.viewerPeersFail.Add(float64(u.PeersFailed))
 	c.s.hub.addUsage(c.peer, u)
 	return true
 }
@@ -57,4 +65,6 @@ func addUsage(to, u *signaling.Usage) {
 	to.P2PBytes += u.P2PBytes
 	to.UploadBytes += u.UploadBytes
 	to.StallMs += u.StallMs
+	to.PeersConnected += u.PeersConnected
+	to.PeersFailed += u.PeersFailed
 }

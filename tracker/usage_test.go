@@ -24,17 +24,17 @@ func TestUsageReports(t *testing.T) {
 	a, b := n.dial(t, ""), n.dial(t, "")
 	join(t, a, live, "")
 	join(t, b, signaling.Swarm{Content: live.Content, Rendition: "360p"}, "")
-	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "1", Usage: &signaling.Usage{CDNBytes: 1000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200}})
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "1", Usage: &signaling.Usage{CDNBytes: 1000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200, PeersConnected: 3, PeersFailed: 1}})
 	expect(t, a, signaling.TypePong, "")
 	send(t, b, &signaling.Message{Type: signaling.TypePing, Ref: "2", Usage: &signaling.Usage{CDNBytes: 4000}})
 	expect(t, b, signaling.TypePong, "")
 
 	st := getStats(t, n)
-	if want := (UsageStats{CDNBytes: 5000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200}); st.Usage != want {
+	if want := (UsageStats{CDNBytes: 5000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200, PeersConnected: 3, PeersFailed: 1}); st.Usage != want {
 		t.Fatalf("node usage %+v, want %+v", st.Usage, want)
 	}
 	for _, s := range st.SwarmStats {
-		want := UsageStats{CDNBytes: 1000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200}
+		want := UsageStats{CDNBytes: 1000, P2PBytes: 3000, UploadBytes: 500, StallMs: 200, PeersConnected: 3, PeersFailed: 1}
 		if s.Rendition == "360p" {
 			want = UsageStats{CDNBytes: 4000}
 		}
@@ -51,6 +51,8 @@ func TestUsageReports(t *testing.T) {
 		{"p2p", testutil.ToFloat64(n.srv.m.viewerP2P), 3000},
 		{"upload", testutil.ToFloat64(n.srv.m.viewerUp), 500},
 		{"stall seconds", testutil.ToFloat64(n.srv.m.viewerStall), 0.2},
+		{"peers connected", testutil.ToFloat64(n.srv.m.viewerPeersOK), 3},
+		{"peers failed", testutil.ToFloat64(n.srv.m.viewerPeersFail), 1},
 	} {
 		if c.got != c.want {
 			t.Errorf("peercdn_viewer %s = %v, want %v", c.name, c.got, c.want)
@@ -62,10 +64,13 @@ func TestUsageReports(t *testing.T) {
 	if e := expect(t, a, signaling.TypeError, signaling.CodeBadMessage); e.Ref != "3" {
 		t.Fatalf("error ref %q", e.Ref)
 	}
+	// 10 failed connections a second is more than an agent makes.
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "5", Usage: &signaling.Usage{PeersFailed: 5000}})
+	expect(t, a, signaling.TypeError, signaling.CodeBadMessage)
 	// Negative figures do not pass the decoder.
 	a.SendRaw(t.Context(), []byte(`{"type":"ping","ref":"4","usage":{"cdn":-5,"p2p":0,"up":0}}`))
 	expect(t, a, signaling.TypeError, signaling.CodeBadMessage)
-	if got := getStats(t, n).Usage; got.P2PBytes != 3000 || got.CDNBytes != 5000 {
+	if got := getStats(t, n).Usage; got.P2PBytes != 3000 || got.CDNBytes != 5000 || got.PeersFailed != 1 {
 		t.Fatalf("refused reports were counted: %+v", got)
 	}
 }
