@@ -164,7 +164,11 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 		go c.Send(ctx, m)
 	})
 	r.pc.OnGone(func() {
-		r.gone.Store(true) // failed, or closed by the other side (then it had opened, or not negotiated)
+		select {
+		case <-r.closed: // closed here first (the agent left, or gave up): not the network's doing
+		default:
+			r.gone.Store(true)
+		}
 		r.close()
 	})
 }

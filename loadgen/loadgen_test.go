@@ -36,6 +36,10 @@ func TestRunAgainstTracker(t *testing.T) {
 		c.MessagesPerSecond, c.MessageBurst = 1e6, 1e6
 		c.IPMessagesPerSecond, c.IPMessageBurst = 1e7, 1e7
 		c.MaxSwarmsPerConn, c.MaxPendingOffers = 1024, 10000
+		// Nor are readers starved of CPU (the race detector, other
+		// packages' tests): under the default queue the tracker closed a
+		// few as slow consumers (1 run in 8).
+		c.SendQueue = 10000
 	})
 	for _, tc := range []struct{ protocol, mode, path string }{
 		{WebTorrent, Realistic, "/announce"},

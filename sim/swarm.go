@@ -45,21 +45,25 @@ type SwarmConfig struct {
 
 // Summary is the JSON `peercdn swarm` prints.
 type Summary struct {
-	Viewers      int     `json:"viewers"`
-	ViewersEver  int     `json:"viewersEver"`
-	Seconds      float64 `json:"seconds"`
-	CDNBytes     int64   `json:"cdnBytes"`
-	P2PBytes     int64   `json:"p2pBytes"`
-	UploadBytes  int64   `json:"uploadBytes"`
-	Offload      float64 `json:"offload"`
-	Stalls       int     `json:"stalls"`
-	StallMs      int64   `json:"stallMs"`
-	StartupMs    int64   `json:"startupMs"`    // median over viewers
-	StartupMsMax int64   `json:"startupMsMax"` // worst viewer
-	Segments     int     `json:"segments"`
-	Errors       int     `json:"errors"`
-	P2PFailures  int64   `json:"p2pFailures"`
-	Prefetched   int64   `json:"prefetched"` // segments fetched ahead from peers
+	Viewers     int     `json:"viewers"`
+	ViewersEver int     `json:"viewersEver"`
+	Seconds     float64 `json:"seconds"`
+	CDNBytes    int64   `json:"cdnBytes"`
+	P2PBytes    int64   `json:"p2pBytes"`
+	UploadBytes int64   `json:"uploadBytes"`
+	// PeersConnected and PeersFailed count the viewers' peer connections
+	// that opened, and those negotiated that never did.
+	PeersConnected int64   `json:"peersConnected"`
+	PeersFailed    int64   `json:"peersFailed"`
+	Offload        float64 `json:"offload"`
+	Stalls         int     `json:"stalls"`
+	StallMs        int64   `json:"stallMs"`
+	StartupMs      int64   `json:"startupMs"`    // median over viewers
+	StartupMsMax   int64   `json:"startupMsMax"` // worst viewer
+	Segments       int     `json:"segments"`
+	Errors         int     `json:"errors"`
+	P2PFailures    int64   `json:"p2pFailures"`
+	Prefetched     int64   `json:"prefetched"` // segments fetched ahead from peers
 	// Sources counts segments by where they came from.
 	Sources map[agent.Source]int `json:"sources"`
 	// CorruptAccepted counts segments honest players were handed that
@@ -134,6 +138,8 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.CDNBytes += st.CDNBytes
 		sum.P2PBytes += st.P2PBytes
 		sum.UploadBytes += st.UploadBytes
+		sum.PeersConnected += st.PeersConnected
+		sum.PeersFailed += st.PeersFailed
 		sum.P2PFailures += st.P2PFailures
 		sum.Prefetched += st.Prefetched
 		sum.Stalls += r.Stalls
