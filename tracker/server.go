@@ -44,6 +44,10 @@ type Server struct {
 
 	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
 
+	// testHookUpgraded, if set, runs between a WebSocket's upgrade and its
+	// registration (tests: a drain that starts in between).
+	testHookUpgraded func()
+
 	notaryClient *http.Client
 	notarySem    chan struct{}
 
@@ -263,9 +267,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/announce") {
 		c.wt = &wtConn{peers: map[wtKey]*wtPeer{}}
 	}
+	if s.testHookUpgraded != nil {
+		s.testHookUpgraded()
+	}
 	s.mu.Lock()
+	if s.draining.Load() {
+		// Drain began during the upgrade and has counted the connections
+		// it waits for: this one goes elsewhere rather than join them.
+		s.mu.Unlock()
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write(ws.CompiledCloseGoingAway)
+		nc.Close()
+		s.release(ip, nil)
+		s.m.rejects.WithLabelValues("draining").Inc()
+		return
+	}
 	s.conns[c] = struct{}{}
-	s.wg.Add(1)
+	s.wg.Add(1) // under mu, as Drain's draining flag: before its Wait, or not at all
 	s.mu.Unlock()
 	s.m.conns.Inc()
 	// A fresh goroutine reads, and net/http's returns: its stack, grown deep
@@ -383,11 +401,12 @@ const closeGrace = time.Second
 // Drain tells every client to go away, waits for them to leave until ctx
 // ends, then closes the rest. The node refuses new connections from the start.
 func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock() // with serveWS's registration: every connection is counted below, or refused
 	if s.draining.Swap(true) {
+		s.mu.Unlock()
 		return errors.New("tracker: already draining")
 	}
 	s.m.ready.Set(0)
-	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

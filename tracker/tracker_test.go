@@ -461,6 +461,56 @@ func TestDrainSendsGoAway(t *testing.T) {
 	}
 }
 
+// A connection upgraded just before a node starts draining, and
+// registered just after Drain took its count, is refused with 1001 rather
+// than slipping in uncounted: Drain does not wait for it, and the race
+// detector sees no WaitGroup growing from zero during Drain's Wait (which
+// it caught in a CI run).
+func TestDrainRacesAnUpgrade(t *testing.T) {
+	n := startNode(t, nil)
+	upgraded, release := make(chan struct{}), make(chan struct{})
+	n.srv.testHookUpgraded = func() {
+		close(upgraded)
+		<-release
+	}
+	dialed := make(chan *websocket.Conn, 1)
+	go func() {
+		c, _, err := websocket.Dial(context.Background(), n.url, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	<-upgraded
+	drained := make(chan time.Duration, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		n.srv.Drain(ctx)
+		drained <- time.Since(start)
+	}()
+	eventually(t, time.Second, "draining", n.srv.draining.Load)
+	close(release)
+	c := <-dialed
+	if c == nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway {
+		t.Errorf("the late connection read %v, want a 1001 close", err)
+	}
+	if d := <-drained; d > time.Second {
+		t.Errorf("Drain took %v: it waited for a connection it never counted", d)
+	}
+	if _, _, conns := n.srv.Counts(); conns != 0 {
+		t.Errorf("%d connections after the drain", conns)
+	}
+}
+
 func TestOperationsEndpoints(t *testing.T) {
 	n := startNode(t, nil)
 	a, b := n.dial(t, ""), n.dial(t, "")
