@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/peercdn/peercdn/signaling"
 )
 
 // A clustered node's /stats.json figures are its own viewers'. So that an
@@ -118,13 +120,13 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		out.Peers += st.Peers
 		out.Members += st.Members
 		out.Swarms = max(out.Swarms, st.Swarms)
-		addUsageStats(&out.Usage, st.Usage)
+		addUsage((*signaling.Usage)(&out.Usage), (*signaling.Usage)(&st.Usage))
 		for _, r := range st.SwarmStats {
 			k := key{r.Origin, r.Content, r.Rendition}
 			if m := rows[k]; m != nil {
 				m.Peers += r.Peers
 				m.Joins += r.Joins
-				addUsageStats(&m.UsageStats, r.UsageStats)
+				addUsage((*signaling.Usage)(&m.UsageStats), (*signaling.Usage)(&r.UsageStats))
 				continue
 			}
 			rows[k] = &r
@@ -147,13 +149,4 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		return 1
 	})
 	return out
-}
-
-func addUsageStats(to *UsageStats, u UsageStats) {
-	to.CDNBytes += u.CDNBytes
-	to.P2PBytes += u.P2PBytes
-	to.UploadBytes += u.UploadBytes
-	to.StallMs += u.StallMs
-	to.PeersConnected += u.PeersConnected
-	to.PeersFailed += u.PeersFailed
 }

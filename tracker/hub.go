@@ -561,10 +561,9 @@ type UsageStats struct {
 	PeersFailed    int64 `json:"peers_failed"`
 }
 
-func usageStats(u signaling.Usage) UsageStats {
-	return UsageStats{CDNBytes: u.CDNBytes, P2PBytes: u.P2PBytes, UploadBytes: u.UploadBytes, StallMs: u.StallMs,
-		PeersConnected: u.PeersConnected, PeersFailed: u.PeersFailed}
-}
+// usageStats is u as /stats.json shows it: the same fields (so the types
+// convert, and one addUsage sums both), snake_case names.
+func usageStats(u signaling.Usage) UsageStats { return UsageStats(u) }
 
 // Stats is /stats.json.
 type Stats struct {
