@@ -71,8 +71,8 @@ type clusterView struct {
 // current, not its snapshot's). With the store down it is this node's
 // figures alone, Cluster "degraded" and Partial set.
 func (s *Server) clusterStats(ctx context.Context) Stats {
-	self := s.localStats(s.cfg.StatsSwarms)
 	if s.cluster == nil {
+		self := s.localStats(s.cfg.StatsSwarms)
 		self.Nodes = []NodeSummary{summary(self)}
 		return self
 	}
@@ -82,6 +82,7 @@ func (s *Server) clusterStats(ctx context.Context) Stats {
 	if time.Since(v.at) < min(time.Second, s.cfg.StatsInterval) {
 		return v.st
 	}
+	self := s.localStats(s.cfg.StatsSwarms) // on a miss only: it sorts every swarm
 	nodes := []Stats{self}
 	raw, err := s.cluster.NodeStats(ctx)
 	if err != nil {
