@@ -219,19 +219,28 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	}()
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go c.Keepalive(sctx, a.freeSlots, a.stats.usage)
+	conn := a.stats.open()
+	go c.Keepalive(sctx, a.freeSlots, func(ref string) *signaling.Usage { return a.stats.usage(conn, ref) })
 	// Reading takes a context of its own: a read whose context ends closes
 	// the WebSocket, and the last report must still go out on it.
 	rctx, rstop := context.WithCancel(context.WithoutCancel(sctx))
 	defer rstop()
+	var broken atomic.Bool // the connection failed under the agent
 	closed := make(chan struct{})
 	go func() {
 		<-sctx.Done()
 		// What the player got since the last ping, before the tracker
 		// loses this viewer. Taken as counted once written: the reading
 		// loop may have ended (goaway), so its pong may go unread, and a
-		// tracker draining still counts it. Requeued if it cannot be sent.
-		if u := a.stats.usage("final"); u != nil {
+		// tracker draining still counts it. Not on a broken connection:
+		// a write into a dead socket can succeed and be lost; the bytes
+		// wait for the next connection instead.
+		if broken.Load() {
+			c.CloseNow()
+			close(closed)
+			return
+		}
+		if u := a.stats.usage(conn, "final"); u != nil {
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			if c.Send(fctx, &signaling.Message{Type: signaling.TypePing, Ref: "final", Usage: u}) == nil {
 				a.stats.ack("final")
@@ -256,6 +265,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	for {
 		m, err := c.Recv(rctx)
 		if err != nil {
+			broken.Store(true)
 			return 0, err
 		}
 		switch m.Type {

@@ -380,22 +380,23 @@ func TestUsageDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := a.stats.usage("k1"); u != nil {
+	conn := a.stats.open()
+	if u := a.stats.usage(conn, "k1"); u != nil {
 		t.Fatalf("fresh agent reports %+v", u)
 	}
 	a.stats.cdn.Add(100)
 	a.stats.p2p.Add(300)
 	a.ReportPlayerCDN(50)
 	a.ReportStall(1500 * time.Millisecond)
-	if u := a.stats.usage("k2"); u == nil || *u != (signaling.Usage{CDNBytes: 150, P2PBytes: 300, StallMs: 1500}) {
+	if u := a.stats.usage(conn, "k2"); u == nil || *u != (signaling.Usage{CDNBytes: 150, P2PBytes: 300, StallMs: 1500}) {
 		t.Fatalf("first report %+v", u)
 	}
 	a.stats.ack("k2")
-	if u := a.stats.usage("k3"); u != nil {
+	if u := a.stats.usage(conn, "k3"); u != nil {
 		t.Fatalf("nothing new, yet %+v", u)
 	}
 	a.stats.up.Add(7)
-	if u := a.stats.usage("k4"); u == nil || *u != (signaling.Usage{UploadBytes: 7}) {
+	if u := a.stats.usage(conn, "k4"); u == nil || *u != (signaling.Usage{UploadBytes: 7}) {
 		t.Fatalf("second report %+v", u)
 	}
 	if s := a.Stats(); s.CDNBytes != 100 {
@@ -407,22 +408,30 @@ func TestUsageDeltas(t *testing.T) {
 	// is not sent twice.
 	a.stats.p2p.Add(11)
 	a.stats.requeue()
-	if u := a.stats.usage("k1"); u == nil || *u != (signaling.Usage{UploadBytes: 7, P2PBytes: 11}) {
+	// The old connection's heartbeat, racing its end, takes nothing: had it
+	// taken k4's bytes, the next connection's own k4 pong would ack them.
+	if u := a.stats.usage(conn, "k4"); u != nil {
+		t.Fatalf("a heartbeat of an ended connection took %+v", u)
+	}
+	conn = a.stats.open()
+	if u := a.stats.usage(conn, "k1"); u == nil || *u != (signaling.Usage{UploadBytes: 7, P2PBytes: 11}) {
 		t.Fatalf("report after a broken connection %+v, want k4's again and the 11 P2P bytes since", u)
 	}
 	a.stats.ack("k1")
 	a.stats.requeue()
-	if u := a.stats.usage("k2"); u != nil {
+	conn = a.stats.open()
+	if u := a.stats.usage(conn, "k2"); u != nil {
 		t.Fatalf("acknowledged reports came back: %+v", u)
 	}
 	// A tracker that never answers: only the last maxUnacked reports are
 	// kept to send again.
 	for i := range 2 * maxUnacked {
 		a.stats.up.Add(1)
-		a.stats.usage(fmt.Sprint("k", 10+i))
+		a.stats.usage(conn, fmt.Sprint("k", 10+i))
 	}
 	a.stats.requeue()
-	if u := a.stats.usage("k99"); u == nil || u.UploadBytes != maxUnacked {
+	conn = a.stats.open()
+	if u := a.stats.usage(conn, "k99"); u == nil || u.UploadBytes != maxUnacked {
 		t.Fatalf("after %d unanswered reports, %+v sent again, want the last %d", 2*maxUnacked, u, maxUnacked)
 	}
 }

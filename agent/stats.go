@@ -93,7 +93,9 @@ type counters struct {
 	playerCDN int64
 	// unacked holds reports sent on the current tracker connection that
 	// its pong has not acknowledged yet, oldest first, maxUnacked at most.
-	unacked []sentReport
+	// conn numbers that connection (0: none); conns counts them all.
+	unacked     []sentReport
+	conn, conns uint64
 }
 
 type sentReport struct {
@@ -105,15 +107,31 @@ type sentReport struct {
 // taken as counted (a tracker that never answers does not grow the list).
 const maxUnacked = 8
 
+// open starts the reports of a new tracker connection and returns its
+// number, for usage.
+func (c *counters) open() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns++
+	c.conn = c.conns
+	return c.conn
+}
+
 // usage returns what the player got since the last call, for the tracker's
-// per-swarm offload and rebuffering figures, to be sent in the ping ref;
-// nil when nothing changed. Until ack(ref), the report is the agent's to
-// send again (requeue).
-func (c *counters) usage(ref string) *signaling.Usage {
+// per-swarm offload and rebuffering figures, to be sent in the ping ref on
+// connection conn; nil when nothing changed, or when conn has ended: a
+// heartbeat racing its connection's end must not take bytes that requeue
+// has already handed to the next connection, where its ref ("k3") would
+// be acknowledged by that connection's own k3. Until ack(ref), the report
+// is the agent's to send again (requeue).
+func (c *counters) usage(conn uint64, ref string) *signaling.Usage {
 	cur := signaling.Usage{CDNBytes: c.cdn.Load(), P2PBytes: c.p2p.Load(), UploadBytes: c.up.Load(),
 		PeersConnected: c.peersConnected.Load(), PeersFailed: c.peersFailed.Load()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if conn != c.conn {
+		return nil
+	}
 	cur.CDNBytes += c.playerCDN
 	cur.StallMs = c.stallMs
 	d := signaling.Usage{CDNBytes: cur.CDNBytes - c.reported.CDNBytes, P2PBytes: cur.P2PBytes - c.reported.P2PBytes,
@@ -137,14 +155,15 @@ func (c *counters) ack(ref string) {
 	c.unacked = slices.DeleteFunc(c.unacked, func(r sentReport) bool { return r.ref == ref })
 }
 
-// requeue hands the reports the tracker did not acknowledge back to the
-// next usage call, when a tracker connection ends: a report in flight when
-// a connection breaks is not lost. (The tracker may have counted one whose
-// pong was lost: counted twice, rarely, rather than lost whenever a
-// connection dies silently.)
+// requeue ends the current tracker connection's reports and hands those
+// the tracker did not acknowledge back to the next connection: a report in
+// flight when a connection breaks is not lost. (The tracker may have
+// counted one whose pong was lost: counted twice, rarely, rather than lost
+// whenever a connection dies silently.)
 func (c *counters) requeue() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.conn = 0
 	for _, r := range c.unacked {
 		c.reported.CDNBytes -= r.u.CDNBytes
 		c.reported.P2PBytes -= r.u.P2PBytes
