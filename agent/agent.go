@@ -37,6 +37,9 @@ type Agent struct {
 	cdnRTT      atomic.Int64 // ns moving average of time to first byte
 	segSize     atomic.Int64 // bytes moving average of CDN segments
 	quorum      atomic.Int64 // the tracker's hash quorum; 0: no integrity
+	// p2pOff: the tracker put this viewer in its rollout's control cohort
+	// (welcome or policy p2p false): CDN only, no swarms.
+	p2pOff atomic.Bool
 
 	hmu       sync.Mutex
 	hashes    hashes
@@ -72,6 +75,7 @@ func New(cfg Config) (*Agent, error) {
 // Stats returns the counters.
 func (a *Agent) Stats() Stats {
 	s := Stats{
+		Control:         a.p2pOff.Load(),
 		CDNBytes:        a.stats.cdn.Load(),
 		P2PBytes:        a.stats.p2p.Load(),
 		UploadBytes:     a.stats.up.Load(),
@@ -202,6 +206,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	} else {
 		a.quorum.Store(0)
 	}
+	a.setP2P(c.Welcome().P2P == nil || *c.Welcome().P2P)
 	a.mu.Lock()
 	a.sig = c
 	a.ice = ice
@@ -273,6 +278,8 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 			a.stats.ack(m.Ref)
 		case signaling.TypeGoAway:
 			return time.Duration(m.RetryMs) * time.Millisecond, errors.New("tracker draining")
+		case signaling.TypePolicy:
+			a.setP2P(*m.P2P)
 		case signaling.TypePeers:
 			if sw := a.swarmFor(m.Swarm); sw != nil {
 				for _, id := range m.Peers {
@@ -353,8 +360,33 @@ func (a *Agent) sendJoin(ctx context.Context, c *signaling.Client, sw *swarm) {
 	}
 }
 
-// Join makes the agent a member of swarm s (Load does it on first use).
+// setP2P follows the tracker's rollout. Off, the agent drops its swarms
+// and their peers (the tracker has taken it out of them) and loads from
+// the CDN only, still reporting usage: the control cohort. On again, Load
+// joins swarms as it needs them.
+func (a *Agent) setP2P(on bool) {
+	if a.p2pOff.Swap(!on) == !on || on {
+		return
+	}
+	a.log.Info("P2P off by the tracker's rollout: CDN only")
+	a.mu.Lock()
+	dropped := make([]*swarm, 0, len(a.swarms))
+	for k, sw := range a.swarms {
+		dropped = append(dropped, sw)
+		delete(a.swarms, k)
+	}
+	a.mu.Unlock()
+	for _, sw := range dropped {
+		sw.closeAll()
+	}
+}
+
+// Join makes the agent a member of swarm s (Load does it on first use),
+// unless the tracker's rollout has P2P off for it.
 func (a *Agent) Join(s signaling.Swarm) {
+	if a.p2pOff.Load() {
+		return
+	}
 	a.mu.Lock()
 	sw := a.swarms[s]
 	if sw != nil {

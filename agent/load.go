@@ -69,7 +69,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	}
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
-	if sw == nil { // left concurrently
+	if sw == nil { // left concurrently, or P2P is off
 		return a.loadCDN(ctx, req, start)
 	}
 	tried := map[*remote]bool{}

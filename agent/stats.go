@@ -22,6 +22,9 @@ const (
 
 // Stats are the agent's counters since it started.
 type Stats struct {
+	// Control: the tracker's rollout keeps this viewer off P2P (its
+	// control cohort), so everything comes from the CDN.
+	Control     bool  `json:"control"`
 	CDNBytes    int64 `json:"cdnBytes"`
 	P2PBytes    int64 `json:"p2pBytes"`
 	UploadBytes int64 `json:"uploadBytes"`

@@ -184,6 +184,7 @@ type sample struct {
 		P2PBytes    int64  `json:"p2pBytes"`
 		UploadBytes int64  `json:"uploadBytes"`
 		Peers       int    `json:"peers"`
+		Control     bool   `json:"control"`
 		Ready       bool   `json:"ready"`
 		Error       string `json:"error"`
 	} `json:"s"`
@@ -800,4 +801,83 @@ func TestClusterDashboard(t *testing.T) {
 	if !strings.Contains(shown, "2 nodes") {
 		t.Errorf("dashboard header %q", shown)
 	}
+}
+
+// TestKillSwitchInTheBrowser: three hls.js viewers share segments; the
+// operator turns P2P off with the admin API mid-playback. Every viewer
+// drops its peers and goes on from the CDN without a stall, reporting as
+// the control cohort, which the dashboard shows beside the P2P one.
+func TestKillSwitchInTheBrowser(t *testing.T) {
+	addr, _ := serve(t, "--demo", "--admin-token", "k")
+	alloc := newBrowser(t)
+	var views []context.Context
+	for range 3 {
+		views = append(views, viewer(t, alloc, "http://"+addr+"/"))
+		time.Sleep(time.Second)
+	}
+	time.Sleep(20 * time.Second)
+	var p2p int64
+	for _, v := range views {
+		p2p += read(t, v).Stats.P2PBytes
+	}
+	if p2p == 0 {
+		t.Fatal("no viewer got bytes from a peer before the kill switch")
+	}
+	r, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/admin/rollout", strings.NewReader(`{"p2p_percent":0}`))
+	r.Header.Set("Authorization", "Bearer k")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /admin/rollout: %s", resp.Status)
+	}
+	off := time.Now()
+	before := make([]sample, len(views))
+	for i, v := range views {
+		for {
+			before[i] = read(t, v)
+			if before[i].Stats.Control && before[i].Stats.Peers == 0 {
+				break
+			}
+			if time.Since(off) > 10*time.Second {
+				t.Fatalf("viewer %d 10 s after the kill switch: control %v, %d peers", i, before[i].Stats.Control, before[i].Stats.Peers)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("every viewer off P2P %v after the PUT", time.Since(off).Round(time.Millisecond))
+	const window = 20 * time.Second
+	time.Sleep(window)
+	for i, v := range views {
+		s := read(t, v)
+		t.Logf("viewer %d: video %.1f -> %.1f s, P2P %d -> %d bytes, CDN %d -> %d bytes, stalls %d -> %d",
+			i, before[i].Time, s.Time, before[i].Stats.P2PBytes, s.Stats.P2PBytes, before[i].Stats.CDNBytes, s.Stats.CDNBytes, before[i].QA.Stalls, s.QA.Stalls)
+		switch {
+		case s.Time-before[i].Time < 0.75*window.Seconds():
+			t.Errorf("viewer %d advanced %.1f s in %v with P2P off", i, s.Time-before[i].Time, window)
+		case s.QA.Stalls > before[i].QA.Stalls:
+			t.Errorf("viewer %d stalled after the kill switch", i)
+		case s.Stats.P2PBytes != before[i].Stats.P2PBytes:
+			t.Errorf("viewer %d got %d bytes from peers with P2P off", i, s.Stats.P2PBytes-before[i].Stats.P2PBytes)
+		case s.Stats.CDNBytes <= before[i].Stats.CDNBytes:
+			t.Errorf("viewer %d got nothing from the CDN in %v", i, window)
+		}
+	}
+	dash, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if _, err := chromedp.Run(dash, chromedp.Navigate("http://"+addr+"/dashboard")); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	js := `(() => {
+		const row = document.querySelector('#cohorts tr[data-cohort=control]');
+		return !document.getElementById('cohortsTable').hidden && row && row.children[1].textContent === '3' &&
+			document.getElementById('rollout').textContent + ' on P2P | control: ' + [...row.children].map(td => td.textContent).join(' | ');
+	})()`
+	shown, err := chromedp.Run(dash, chromedp.Poll[string](js, chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Fatalf("the dashboard never showed the 3 viewers in the control cohort: %v", err)
+	}
+	t.Logf("dashboard: %s", shown)
 }

@@ -26,6 +26,7 @@ const (
 	CodeDraining           Code = "draining"            // node shutting down; reconnect elsewhere
 	CodeUnavailable        Code = "unavailable"         // the peer is on another tracker node that cannot be reached now; try other peers
 	CodeBanned             Code = "banned"              // removed from this swarm: peers reported its bytes as corrupt
+	CodeP2POff             Code = "p2p_off"             // this viewer is outside the P2P rollout (policy p2p false): use the CDN only
 	CodeInternal           Code = "internal"            // tracker bug; retry later
 )
 

@@ -67,10 +67,15 @@ const (
 
 // Messages from the tracker to the agent.
 const (
-	TypeWelcome Type = "welcome" // {v, peer_id, ice_servers, limits, heartbeat_ms}
+	TypeWelcome Type = "welcome" // {v, peer_id, ice_servers, limits, heartbeat_ms, p2p?}
 	TypePong    Type = "pong"
-	TypeGoAway  Type = "goaway" // {reason, retry_ms}
-	TypeError   Type = "error"  // {code, message, ref?}
+	// TypePolicy changes what the welcome said about P2P {p2p}: the
+	// operator moved the rollout (or hit the kill switch), and this viewer
+	// changes cohort. With p2p false the agent leaves its swarms and loads
+	// from the CDN only, still reporting usage (the control cohort).
+	TypePolicy Type = "policy"
+	TypeGoAway Type = "goaway" // {reason, retry_ms}
+	TypeError  Type = "error"  // {code, message, ref?}
 )
 
 // Field limits, checked by Decode. The tracker additionally limits the whole
@@ -178,6 +183,10 @@ type Message struct {
 	AllowRelay  bool        `json:"allow_relay,omitempty"` // welcome: agents may use ICEServers' TURN (agent.Config.AllowRelay)
 	Limits      *Limits     `json:"limits,omitempty"`      // welcome
 	HeartbeatMs int         `json:"heartbeat_ms,omitempty"`
+	// P2P (welcome, policy) is false for a viewer the tracker keeps off
+	// P2P: outside the operator's rollout, its control cohort. A welcome
+	// without it means true.
+	P2P *bool `json:"p2p,omitempty"`
 
 	Swarm *Swarm   `json:"swarm,omitempty"`
 	Token string   `json:"token,omitempty"`
@@ -316,6 +325,10 @@ func (m *Message) Validate() error {
 			if err := m.Usage.validate(); err != nil {
 				return bad("%v", err)
 			}
+		}
+	case TypePolicy:
+		if m.P2P == nil {
+			return bad("missing p2p")
 		}
 	case TypeGoAway:
 		if len(m.Text) > MaxReasonLen || m.RetryMs < 0 {

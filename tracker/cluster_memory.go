@@ -21,6 +21,8 @@ type MemoryCluster struct {
 	swarms map[swarmKey]map[string]memMember
 	inbox  map[string]chan *Envelope
 	stats  map[string]memStats // by node
+	// rollout is the stored p2p_percent, -1 when none.
+	rollout int
 }
 
 type memStats struct {
@@ -42,7 +44,7 @@ var ErrClusterDown = errors.New("tracker: cluster store unreachable")
 // their last refresh.
 func NewMemoryCluster(ttl time.Duration) *MemoryCluster {
 	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope),
-		stats: make(map[string]memStats)}
+		stats: make(map[string]memStats), rollout: -1}
 }
 
 // SetDown simulates the shared store going away (true) and coming back
@@ -54,6 +56,7 @@ func (mc *MemoryCluster) SetDown(down bool) {
 	if !down {
 		mc.swarms = make(map[swarmKey]map[string]memMember)
 		mc.stats = make(map[string]memStats)
+		mc.rollout = -1
 	}
 }
 
@@ -271,6 +274,25 @@ func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+func (n *memNode) SetRollout(ctx context.Context, percent int) error {
+	n.mc.mu.Lock()
+	defer n.mc.mu.Unlock()
+	if n.mc.down {
+		return ErrClusterDown
+	}
+	n.mc.rollout = percent
+	return nil
+}
+
+func (n *memNode) Rollout(ctx context.Context) (int, bool, error) {
+	n.mc.mu.Lock()
+	defer n.mc.mu.Unlock()
+	if n.mc.down {
+		return 0, false, ErrClusterDown
+	}
+	return n.mc.rollout, n.mc.rollout >= 0, nil
 }
 
 func (n *memNode) Inbox() <-chan *Envelope { return n.ch }

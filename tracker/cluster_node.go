@@ -77,7 +77,8 @@ func validType(t signaling.Type) bool {
 
 // clusterMaintain refreshes this node's members every MemberTTL/3, and at
 // once when the store comes back (a restarted Redis may have lost them),
-// stores its stats every StatsInterval, and keeps the cluster gauge current.
+// stores its stats every StatsInterval, follows the cluster's rollout, and
+// keeps the cluster gauge current.
 func (s *Server) clusterMaintain() {
 	defer s.clusterWG.Done()
 	tick := time.NewTicker(min(time.Second, s.cfg.StatsInterval))
@@ -95,6 +96,13 @@ func (s *Server) clusterMaintain() {
 				s.log.Warn("storing this node's stats failed", "err", err)
 			} else {
 				lastStats = now
+			}
+			cancel()
+		}
+		if up {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := s.pollRollout(ctx); err != nil {
+				s.m.clusterErrors.WithLabelValues("rollout").Inc()
 			}
 			cancel()
 		}

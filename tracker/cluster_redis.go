@@ -448,6 +448,26 @@ func (rc *RedisCluster) NodeStats(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
+// rolloutKey holds the operator's p2p_percent, without expiry.
+const rolloutKey = "peercdn:rollout:p2p_percent"
+
+func (rc *RedisCluster) SetRollout(ctx context.Context, percent int) error {
+	return rc.rdb.Set(ctx, rolloutKey, percent, 0).Err()
+}
+
+func (rc *RedisCluster) Rollout(ctx context.Context) (int, bool, error) {
+	v, err := rc.rdb.Get(ctx, rolloutKey).Int()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, err
+	case v < 0 || v > 100:
+		return 0, false, fmt.Errorf("%s holds %d, not 0..100", rolloutKey, v)
+	}
+	return v, true, nil
+}
+
 func (rc *RedisCluster) Inbox() <-chan *Envelope { return rc.inbox }
 
 // health pings Redis every second; Up reflects the last answer.

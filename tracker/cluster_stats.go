@@ -40,6 +40,7 @@ func (s *Server) localStats(limit int) Stats {
 	st := s.hub.stats(limit)
 	st.Draining = s.draining.Load()
 	st.Node = s.hub.node
+	st.Rollout = RolloutStats{P2PPercent: int(s.p2pPercent.Load()), Cohorts: s.hub.cohortStats()}
 	if s.cluster != nil {
 		st.Cluster = "up"
 		if !s.cluster.Up() {
@@ -113,7 +114,9 @@ func summary(st Stats) NodeSummary {
 // largest node's count if more: a lower bound where nodes listed only their
 // largest.
 func mergeStats(nodes []Stats, limit int) Stats {
-	out := Stats{Node: nodes[0].Node, Cluster: nodes[0].Cluster, Draining: nodes[0].Draining}
+	out := Stats{Node: nodes[0].Node, Cluster: nodes[0].Cluster, Draining: nodes[0].Draining,
+		Rollout: RolloutStats{P2PPercent: nodes[0].Rollout.P2PPercent}}
+	cohorts := map[string]*CohortStats{}
 	type key struct{ origin, content, rendition string }
 	rows := map[key]*SwarmStats{}
 	for _, st := range nodes {
@@ -122,6 +125,17 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		out.Members += st.Members
 		out.Swarms = max(out.Swarms, st.Swarms)
 		addUsage((*signaling.Usage)(&out.Usage), (*signaling.Usage)(&st.Usage))
+		for _, c := range st.Rollout.Cohorts {
+			if m := cohorts[c.Cohort]; m != nil {
+				m.Viewers += c.Viewers
+				m.WatchMs += c.WatchMs
+				addUsage((*signaling.Usage)(&m.Usage), (*signaling.Usage)(&c.Usage))
+				continue
+			}
+			if slices.Contains(cohortNames[:], c.Cohort) {
+				cohorts[c.Cohort] = &c
+			}
+		}
 		for _, r := range st.SwarmStats {
 			k := key{r.Origin, r.Content, r.Rendition}
 			if m := rows[k]; m != nil {
@@ -131,6 +145,11 @@ func mergeStats(nodes []Stats, limit int) Stats {
 				continue
 			}
 			rows[k] = &r
+		}
+	}
+	for _, name := range cohortNames {
+		if c := cohorts[name]; c != nil {
+			out.Rollout.Cohorts = append(out.Rollout.Cohorts, *c)
 		}
 	}
 	out.Swarms = max(out.Swarms, len(rows))

@@ -157,6 +157,15 @@ type Config struct {
 	// the dashboard); a node's figures leave that view 3 intervals after
 	// its last. Default 5s.
 	StatsInterval time.Duration `yaml:"stats_interval"`
+	// P2PPercent is the share of viewers (peercdn agents) that use P2P; the
+	// rest, the control cohort, load from the CDN only and report usage
+	// for comparison (rollout.go). 0 turns P2P off. PUT /admin/rollout
+	// changes it live; on a cluster, a value set that way overrides this
+	// one. Default 100.
+	P2PPercent int `yaml:"p2p_percent"`
+	// AdminToken guards the admin API (PUT /admin/rollout) as a bearer
+	// token; empty, the admin API is off.
+	AdminToken string `yaml:"admin_token"`
 }
 
 // DefaultConfig returns the configuration `peercdn serve` runs with when
@@ -187,6 +196,7 @@ func DefaultConfig() Config {
 		StatsSwarms:          1000,
 		MemberTTL:            15 * time.Second,
 		StatsInterval:        5 * time.Second,
+		P2PPercent:           100,
 		HashQuorum:           2,
 		HashDistinctNetworks: true,
 		BadPeerReports:       2,
@@ -283,6 +293,7 @@ func (c *Config) Validate() error {
 		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
 		{"hash_quorum", c.HashQuorum, 0, 16},
 		{"bad_peer_reports", c.BadPeerReports, 1, 1000},
+		{"p2p_percent", c.P2PPercent, 0, 100},
 	}
 	for _, f := range ints {
 		if f.v < f.lo || f.v > f.hi {

@@ -40,6 +40,7 @@ type conn struct {
 	peer     *peer   // nil until hello; owned by the reading goroutine
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
+	control  atomic.Bool // in the rollout's control cohort: no swarms
 	timer    *time.Timer // handshake, then idle timeout
 	usageAt  time.Time   // of the last usage report, or the welcome
 
@@ -401,10 +402,20 @@ func (c *conn) hello(m *signaling.Message) bool {
 	c.peer = p
 	c.welcomed.Store(true)
 	c.usageAt = time.Now()
-	c.s.hub.add(p)
 	c.timer.Reset(c.s.cfg.IdleTimeout)
+	c.s.setCohort(c, p, func(control bool) {
+		var p2p *bool
+		if control {
+			p2p = p2pOn(control) // omitted when on: what older agents assume
+		}
+		c.welcome(m.Ref, p.id, p2p)
+	})
+	return true
+}
+
+func (c *conn) welcome(ref, id string, p2p *bool) {
 	c.sendMsg(&signaling.Message{
-		Type: signaling.TypeWelcome, Ref: m.Ref, V: signaling.Version, PeerID: p.id,
+		Type: signaling.TypeWelcome, Ref: ref, V: signaling.Version, PeerID: id, P2P: p2p,
 		ICEServers:  c.s.cfg.ICEServers,
 		AllowRelay:  c.s.cfg.AllowRelay,
 		HeartbeatMs: int(c.s.cfg.IdleTimeout / 3 / time.Millisecond),
@@ -416,7 +427,6 @@ func (c *conn) hello(m *signaling.Message) bool {
 			HashQuorum:        c.s.cfg.HashQuorum,
 		},
 	})
-	return true
 }
 
 func (c *conn) key(m *signaling.Message) swarmKey {
@@ -438,11 +448,21 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 			return
 		}
 	}
+	if c.control.Load() {
+		c.reply(signaling.CodeP2POff, m.Ref, "P2P is off for this viewer (the operator's rollout): load from the CDN only")
+		return
+	}
 	if m.Slots != nil {
 		c.s.hub.setSlots(c.peer, *m.Slots)
 	}
 	k := c.key(m)
 	code := c.s.hub.join(c.peer, k)
+	if code == "" && c.control.Load() {
+		// The rollout moved this viewer to the control cohort while it
+		// joined, after applyRollout took it out of its swarms.
+		c.s.hub.leave(c.peer, k)
+		code = signaling.CodeP2POff
+	}
 	var ids []string
 	if code == "" {
 		remote := c.s.clusterJoin(c.peer, k, true)
@@ -453,6 +473,7 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 			signaling.CodeTooManySwarms: "in max_swarms swarms already: leave one first",
 			signaling.CodeSwarmFull:     "swarm is full: load from the CDN only",
 			signaling.CodeBanned:        "removed from this swarm: peers reported corrupt segments from you",
+			signaling.CodeP2POff:        "P2P is off for this viewer (the operator's rollout): load from the CDN only",
 		}[code]
 		c.reply(code, m.Ref, text)
 		return

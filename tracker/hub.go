@@ -94,6 +94,8 @@ type hub struct {
 	remote map[string]*remoteLoad
 	rng    *rand.Rand
 	usage  signaling.Usage // this node's viewers' reports since it started
+	// cohorts splits usage by rollout cohort (rollout.go).
+	cohorts [numCohorts]cohortFigures
 }
 
 func newHub(cfg *Config, m *metrics, node string, clustered bool) *hub {
@@ -528,6 +530,29 @@ func (h *hub) snapshot() map[swarmKey][]Member {
 	return out
 }
 
+// localPeers lists this node's peers.
+func (h *hub) localPeers() []*peer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*peer, 0, len(h.peers))
+	for _, p := range h.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// leaveAll takes p out of every swarm it is in and lists them.
+func (h *hub) leaveAll(p *peer) []swarmKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]swarmKey, 0, len(p.swarms))
+	for k := range p.swarms {
+		out = append(out, k)
+		h.leaveLocked(p, k)
+	}
+	return out
+}
+
 // swarmsOf lists the swarms p is in.
 func (h *hub) swarmsOf(p *peer) []swarmKey {
 	h.mu.Lock()
@@ -582,7 +607,9 @@ type Stats struct {
 	Members  int  `json:"members"`
 	Draining bool `json:"draining"`
 	// Usage sums what this node's viewers reported since it started.
-	Usage      UsageStats   `json:"usage"`
+	Usage UsageStats `json:"usage"`
+	// Rollout is the share of viewers on P2P and each cohort's figures.
+	Rollout    RolloutStats `json:"rollout"`
 	Listed     int          `json:"listed"`
 	SwarmStats []SwarmStats `json:"swarm_stats"`
 }
@@ -605,6 +632,21 @@ func (h *hub) stats(limit int) Stats {
 	st.SwarmStats = all
 	st.Listed = len(all)
 	return st
+}
+
+// cohortStats is each cohort's figures: its viewers now, and what they
+// reported.
+func (h *hub) cohortStats() []CohortStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]CohortStats, numCohorts)
+	for i := range out {
+		out[i] = CohortStats{Cohort: cohortNames[i], WatchMs: h.cohorts[i].watchMs, Usage: usageStats(h.cohorts[i].usage)}
+	}
+	for _, p := range h.peers {
+		out[cohortOf(p.conn.control.Load())].Viewers++
+	}
+	return out
 }
 
 // sortSwarmStats orders swarms largest first, then by name.

@@ -29,6 +29,11 @@ type metrics struct {
 	viewerStall                    prometheus.Counter
 	viewerPeersOK, viewerPeersFail prometheus.Counter
 
+	// The rollout (rollout.go): its p2p_percent, and per cohort what the
+	// viewers reported and the viewing time their reports cover.
+	rolloutPercent prometheus.Gauge
+	cohorts        [numCohorts]cohortMetrics
+
 	clusterUp prometheus.GaugeFunc
 	// clusterState backs clusterUp: read at scrape time, so the gauge is
 	// right even while a refresh waits on an unreachable Redis.
@@ -36,6 +41,11 @@ type metrics struct {
 	clusterIn     prometheus.Counter
 	clusterOut    prometheus.Counter
 	clusterErrors *prometheus.CounterVec
+}
+
+// cohortMetrics are one rollout cohort's series.
+type cohortMetrics struct {
+	cdn, p2p, stall, watch prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -92,9 +102,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "peercdn_viewer_peer_connections_total",
 		Help: "Viewers' peer connections by outcome: connected, or failed (negotiated, never connected: NAT and firewalls), as their agents report them."}, []string{"result"})
 	m.viewerPeersOK, m.viewerPeersFail = viewerPeers.WithLabelValues("connected"), viewerPeers.WithLabelValues("failed")
+	m.rolloutPercent = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "peercdn_rollout_p2p_percent", Help: "Share of viewers the rollout puts on P2P; the rest are the CDN-only control cohort."})
+	cohortBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_cohort_bytes_total",
+		Help: "Segment bytes viewers' players got, by rollout cohort (p2p, control) and source (cdn, p2p), as their agents report them."}, []string{"cohort", "source"})
+	cohortStall := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_cohort_stall_seconds_total", Help: "Time viewers' players stalled, by rollout cohort."}, []string{"cohort"})
+	cohortWatch := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peercdn_cohort_watch_seconds_total",
+		Help: "Viewing time covered by viewers' usage reports, by rollout cohort: the denominator for per-hour bytes and stalls."}, []string{"cohort"})
+	for i, name := range cohortNames {
+		m.cohorts[i] = cohortMetrics{cdn: cohortBytes.WithLabelValues(name, "cdn"), p2p: cohortBytes.WithLabelValues(name, "p2p"),
+			stall: cohortStall.WithLabelValues(name), watch: cohortWatch.WithLabelValues(name)}
+	}
+	reg.MustRegister(m.rolloutPercent, cohortBytes, cohortStall, cohortWatch)
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
 		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
-	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats"} {
+	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats", "rollout"} {
 		m.clusterErrors.WithLabelValues(op)
 	}
 	// Known label values exist from the start, so dashboards show zeros.

@@ -42,6 +42,11 @@ type Server struct {
 
 	draining atomic.Bool
 
+	// p2pPercent is the rollout now (rollout.go); rolloutMu orders its
+	// changes with welcomes.
+	p2pPercent atomic.Int32
+	rolloutMu  sync.Mutex
+
 	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
 
 	// testHookUpgraded, if set, runs between a WebSocket's upgrade and its
@@ -119,6 +124,8 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	s.notarySem = make(chan struct{}, notaryInFlight)
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
+	s.p2pPercent.Store(int32(cfg.P2PPercent))
+	s.m.rolloutPercent.Set(float64(cfg.P2PPercent))
 	node := newNodeID()
 	if cl != nil {
 		node = cl.Node()
@@ -166,6 +173,8 @@ var dashboardHTML []byte
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /admin/rollout", s.serveRollout)
+	mux.HandleFunc("PUT /admin/rollout", s.serveRollout)
 	mux.HandleFunc("GET /announce", s.serveWS) // WebTorrent tracker protocol
 	mux.HandleFunc("GET /announce/", s.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -33,7 +33,12 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 		u.PeersConnected > maxPeers || u.PeersFailed > maxPeers {
 		return false
 	}
+	// The viewing time the report covers, for the cohorts' per-hour
+	// figures: the time since the previous one, up to two heartbeats (a
+	// viewer that paused reports nothing until it plays again).
+	watch := min(now.Sub(c.usageAt), 2*c.s.cfg.IdleTimeout/3)
 	c.usageAt = now
+	cohort := cohortOf(c.control.Load())
 	m := c.s.m
 	m.viewerCDN.Add(float64(u.CDNBytes))
 	m.viewerP2P.Add(float64(u.P2PBytes))
@@ -41,17 +46,24 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 	m.viewerStall.Add(float64(u.StallMs) / 1000)
 	m.viewerPeersOK.Add(float64(u.PeersConnected))
 	m.viewerPeersFail.Add(float64(u.PeersFailed))
-	c.s.hub.addUsage(c.peer, u)
+	cm := &m.cohorts[cohort]
+	cm.cdn.Add(float64(u.CDNBytes))
+	cm.p2p.Add(float64(u.P2PBytes))
+	cm.stall.Add(float64(u.StallMs) / 1000)
+	cm.watch.Add(watch.Seconds())
+	c.s.hub.addUsage(c.peer, u, cohort, watch)
 	return true
 }
 
 // addUsage adds a report to the node's totals and to one swarm of p's (a
 // viewer of one title is in one swarm per rendition it plays: the bytes are
 // the title's either way).
-func (h *hub) addUsage(p *peer, u *signaling.Usage) {
+func (h *hub) addUsage(p *peer, u *signaling.Usage, cohort int, watch time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	addUsage(&h.usage, u)
+	addUsage(&h.cohorts[cohort].usage, u)
+	h.cohorts[cohort].watchMs += watch.Milliseconds()
 	for k := range p.swarms {
 		if sw := h.swarms[k]; sw != nil {
 			addUsage(&sw.usage, u)

@@ -114,6 +114,8 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
 	fs.DurationVar(&c.StatsInterval, "stats-interval", c.StatsInterval, "how often a clustered node shares its figures for the cluster-wide dashboard")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "--redis is a Redis Cluster (more seeds: ?addr=host:port)")
+	fs.IntVar(&c.P2PPercent, "p2p-percent", c.P2PPercent, "share of viewers that use P2P; the rest are a CDN-only control cohort (0: P2P off)")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for the admin API, PUT /admin/rollout (empty: admin API off; env PEERCDN_ADMIN_TOKEN)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, wait this long for clients to leave")
 	return path
 }

@@ -50,7 +50,9 @@
     $('cdnb').textContent = fmt(s.cdnBytes);
     $('barp2p').style.width = total ? (100 * s.p2pBytes / total) + '%' : '0';
     $('barcdn').style.width = total ? (100 * s.cdnBytes / total) + '%' : '0';
-    $('status').textContent = s.error ? 'CDN only: ' + s.error : s.ready ? 'agent ready' : 'loading agent…';
+    $('status').textContent = s.error ? 'CDN only: ' + s.error
+      : s.control ? 'CDN only: the tracker keeps this viewer off P2P (rollout control cohort)'
+      : s.ready ? 'agent ready' : 'loading agent…';
     draw();
   }
   function log(text) {

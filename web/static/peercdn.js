@@ -294,7 +294,8 @@
     configure: function (o) { Object.assign(opts, o); },
     hlsjs: hlsjs,
     shaka: shakaPlayer,
-    // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...}.
+    // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...};
+    // control is true while the tracker's rollout keeps this viewer on the CDN only.
     stats: function () {
       var s = usable() ? JSON.parse(window.__peercdn.stats()) : {};
       var out = Object.assign({ cdnBytes: 0, p2pBytes: 0, uploadBytes: 0, peers: 0 }, s);

@@ -1,0 +1,258 @@
+package tracker
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peercdn/peercdn/signaling"
+)
+
+// The hash puts the asked share of viewers on P2P, and moving the rollout
+// only moves viewers one way: raising it never takes anyone off P2P.
+func TestInRollout(t *testing.T) {
+	const n = 20000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("node%x", rand.Uint64())
+	}
+	for _, percent := range []int{0, 1, 10, 50, 90, 100} {
+		in := 0
+		for _, id := range ids {
+			if inRollout(id, percent) {
+				in++
+				if !inRollout(id, min(100, percent+7)) {
+					t.Fatalf("%s is in at %d%% but out at %d%%", id, percent, percent+7)
+				}
+			}
+		}
+		// Binomial: 4 standard deviations of n*p*(1-p) at most 0.71% of n.
+		if got := float64(in) * 100 / n; got < float64(percent)-1.5 || got > float64(percent)+1.5 {
+			t.Errorf("p2p_percent %d put %.1f%% of viewers on P2P", percent, got)
+		}
+	}
+}
+
+func adminRequest(t *testing.T, n *testNode, method, token, body string) (int, map[string]any) {
+	t.Helper()
+	r, err := http.NewRequest(method, n.hs.URL+"/admin/rollout", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s /admin/rollout answered %s %q: not JSON", method, resp.Status, b)
+	}
+	return resp.StatusCode, out
+}
+
+func TestAdminRolloutChecksItsCaller(t *testing.T) {
+	off := startNode(t, nil)
+	if code, body := adminRequest(t, off, http.MethodPut, "x", `{"p2p_percent":0}`); code != http.StatusNotFound || body["error"] != "admin_off" {
+		t.Fatalf("without admin_token: %d %v, want 404 admin_off", code, body)
+	}
+	n := startNode(t, func(c *Config) { c.AdminToken = "s3cret" })
+	for _, tc := range []struct {
+		token, body string
+		code        int
+		err         string
+	}{
+		{"", `{"p2p_percent":0}`, http.StatusUnauthorized, "unauthorized"},
+		{"s3cre", `{"p2p_percent":0}`, http.StatusUnauthorized, "unauthorized"},
+		{"s3cret", `{"p2p_percent":101}`, http.StatusBadRequest, "bad_request"},
+		{"s3cret", `{"p2p_percent":-1}`, http.StatusBadRequest, "bad_request"},
+		{"s3cret", `{"p2p_percent":"0"}`, http.StatusBadRequest, "bad_request"},
+		{"s3cret", `{}`, http.StatusBadRequest, "bad_request"},
+		{"s3cret", `{"p2p_percent":0,"other":1}`, http.StatusBadRequest, "bad_request"},
+		{"s3cret", `{"p2p_percent":0` + strings.Repeat(" ", maxAdminBody) + `}`, http.StatusBadRequest, "bad_request"},
+	} {
+		if code, body := adminRequest(t, n, http.MethodPut, tc.token, tc.body); code != tc.code || body["error"] != tc.err {
+			t.Errorf("PUT %.40q with token %q: %d %v, want %d %s", tc.body, tc.token, code, body, tc.code, tc.err)
+		}
+	}
+	if got := n.srv.p2pPercent.Load(); got != 100 {
+		t.Fatalf("refused requests changed the rollout to %d", got)
+	}
+	if code, body := adminRequest(t, n, http.MethodPut, "s3cret", `{"p2p_percent":25}`); code != http.StatusOK || body["p2p_percent"] != 25.0 {
+		t.Fatalf("PUT 25: %d %v", code, body)
+	}
+	if code, body := adminRequest(t, n, http.MethodGet, "s3cret", ""); code != http.StatusOK || body["p2p_percent"] != 25.0 {
+		t.Fatalf("GET after PUT 25: %d %v", code, body)
+	}
+	if code, _ := adminRequest(t, n, http.MethodGet, "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("GET without the token: %d, want 401", code)
+	}
+}
+
+// A viewer outside the rollout is welcomed with p2p false and cannot join
+// a swarm; one inside joins as always, and its welcome says nothing (what
+// agents that predate the rollout expect).
+func TestRolloutSplitsViewers(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.P2PPercent = 50 })
+	seen := [numCohorts]int{}
+	for range 40 {
+		c := n.dial(t, "")
+		control := !inRollout(c.PeerID(), 50)
+		seen[cohortOf(control)]++
+		switch w := c.Welcome().P2P; {
+		case control && (w == nil || *w):
+			t.Fatalf("viewer out of the rollout welcomed with p2p %v", w)
+		case !control && w != nil:
+			t.Fatalf("viewer in the rollout welcomed with p2p %v, want it left out", *w)
+		}
+		m := join(t, c, live, "")
+		switch {
+		case control && (m.Type != signaling.TypeError || m.Code != signaling.CodeP2POff):
+			t.Fatalf("join from the control cohort: %s %s, want error p2p_off", m.Type, m.Code)
+		case !control && m.Type != signaling.TypePeers:
+			t.Fatalf("join from the p2p cohort: %s %s (%s)", m.Type, m.Code, m.Text)
+		}
+	}
+	if seen[cohortP2P] == 0 || seen[cohortControl] == 0 {
+		t.Fatalf("40 viewers at 50%%: %v in the cohorts", seen)
+	}
+	st := n.srv.localStats(10)
+	if st.Members != seen[cohortP2P] {
+		t.Fatalf("%d swarm members, want the %d viewers of the p2p cohort", st.Members, seen[cohortP2P])
+	}
+	for i, c := range st.Rollout.Cohorts {
+		if c.Cohort != cohortNames[i] || c.Viewers != seen[i] {
+			t.Fatalf("cohort %d in /stats.json: %+v, want %s with %d viewers", i, c, cohortNames[i], seen[i])
+		}
+	}
+}
+
+// The kill switch: P2P off takes every viewer out of its swarms at once and
+// tells it; on again, they are told and may join. Usage reports count for
+// the cohort the viewer is in when it reports.
+func TestKillSwitchMovesConnectedViewers(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.AdminToken = "k" })
+	a, b := n.dial(t, ""), n.dial(t, "")
+	join(t, a, live, "")
+	join(t, b, live, "")
+	time.Sleep(20 * time.Millisecond) // viewing time for the report to cover
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "1", Usage: &signaling.Usage{P2PBytes: 1000}})
+	expect(t, a, signaling.TypePong, "")
+
+	if code, _ := adminRequest(t, n, http.MethodPut, "k", `{"p2p_percent":0}`); code != http.StatusOK {
+		t.Fatalf("PUT 0: %d", code)
+	}
+	for _, c := range []*client{a, b} {
+		if m := expect(t, c, signaling.TypePolicy, ""); m.P2P == nil || *m.P2P {
+			t.Fatalf("policy %+v, want p2p false", m)
+		}
+	}
+	if st := n.srv.localStats(10); st.Members != 0 || st.Swarms != 0 {
+		t.Fatalf("with P2P off, %d members in %d swarms remain", st.Members, st.Swarms)
+	}
+	if m := join(t, a, live, ""); m.Code != signaling.CodeP2POff {
+		t.Fatalf("join with P2P off: %s %s", m.Type, m.Code)
+	}
+	time.Sleep(20 * time.Millisecond)
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "2", Usage: &signaling.Usage{CDNBytes: 700, StallMs: 40}})
+	expect(t, a, signaling.TypePong, "")
+	// A viewer welcomed now is in the control cohort from the start.
+	c := n.dial(t, "")
+	if w := c.Welcome().P2P; w == nil || *w {
+		t.Fatalf("welcome with P2P off: p2p %v", w)
+	}
+	st := n.srv.localStats(10).Rollout
+	if st.P2PPercent != 0 {
+		t.Fatalf("p2p_percent %d in /stats.json", st.P2PPercent)
+	}
+	p, ctl := st.Cohorts[cohortP2P], st.Cohorts[cohortControl]
+	if p.Viewers != 0 || p.Usage.P2PBytes != 1000 || ctl.Viewers != 3 || ctl.Usage.CDNBytes != 700 || ctl.Usage.StallMs != 40 {
+		t.Fatalf("cohorts %+v %+v: want the 1000 P2P bytes under p2p, the 700 CDN bytes and 40 ms under control, 3 control viewers", p, ctl)
+	}
+	if p.WatchMs <= 0 || ctl.WatchMs <= 0 {
+		t.Fatalf("watch time p2p %d ms, control %d ms: each report covers some", p.WatchMs, ctl.WatchMs)
+	}
+	metrics := scrape(t, n)
+	for _, want := range []string{
+		`peercdn_rollout_p2p_percent 0`,
+		`peercdn_cohort_bytes_total{cohort="control",source="cdn"} 700`,
+		`peercdn_cohort_bytes_total{cohort="p2p",source="p2p"} 1000`,
+		`peercdn_cohort_stall_seconds_total{cohort="control"} 0.04`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	if code, _ := adminRequest(t, n, http.MethodPut, "k", `{"p2p_percent":100}`); code != http.StatusOK {
+		t.Fatalf("PUT 100: %d", code)
+	}
+	for _, c := range []*client{a, b, c} {
+		if m := expect(t, c, signaling.TypePolicy, ""); m.P2P == nil || !*m.P2P {
+			t.Fatalf("policy %+v, want p2p true", m)
+		}
+	}
+	if m := join(t, a, live, ""); m.Type != signaling.TypePeers {
+		t.Fatalf("join with P2P on again: %s %s", m.Type, m.Code)
+	}
+	if m := join(t, b, live, ""); m.Type != signaling.TypePeers || len(m.Peers) != 1 || m.Peers[0] != a.PeerID() {
+		t.Fatalf("b's join: %s %v, want a suggested", m.Type, m.Peers)
+	}
+}
+
+// A rollout set on one node reaches the viewers of every node, and a node
+// that starts later follows it too.
+func TestRolloutFollowsTheCluster(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			admin := func(c *Config) { c.AdminToken = "k" }
+			n1, n2 := startClustered(t, st, admin), startClustered(t, st, admin)
+			b := n2.dial(t, "")
+			join(t, b, live, "")
+			t.Cleanup(func() { adminRequest(t, n1, http.MethodPut, "k", `{"p2p_percent":100}`) }) // the store outlives the test
+			start := time.Now()
+			if code, _ := adminRequest(t, n1, http.MethodPut, "k", `{"p2p_percent":0}`); code != http.StatusOK {
+				t.Fatalf("PUT 0 on node 1: %d", code)
+			}
+			if m := expect(t, b, signaling.TypePolicy, ""); m.P2P == nil || *m.P2P {
+				t.Fatalf("node 2's viewer got %+v, want p2p false", m)
+			}
+			t.Logf("node 2 followed in %v", time.Since(start).Round(time.Millisecond))
+			if m := join(t, b, live, ""); m.Code != signaling.CodeP2POff {
+				t.Fatalf("join on node 2 with P2P off: %s %s", m.Type, m.Code)
+			}
+			n3 := startClustered(t, st, admin)
+			eventually(t, 5*time.Second, "node 3 following the stored rollout", func() bool { return n3.srv.p2pPercent.Load() == 0 })
+			if w := n3.dial(t, "").Welcome().P2P; w == nil || *w {
+				t.Fatalf("welcome on a node started after the kill switch: p2p %v", w)
+			}
+			if code, body := adminRequest(t, n3, http.MethodGet, "k", ""); code != http.StatusOK || body["p2p_percent"] != 0.0 {
+				t.Fatalf("GET on node 3: %d %v", code, body)
+			}
+		})
+	}
+}
+
+// scrape returns the node's /metrics text.
+func scrape(t *testing.T, n *testNode) string {
+	t.Helper()
+	r, err := http.Get(n.hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
