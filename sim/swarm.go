@@ -56,14 +56,17 @@ type Summary struct {
 	PeersConnected int64   `json:"peersConnected"`
 	PeersFailed    int64   `json:"peersFailed"`
 	Offload        float64 `json:"offload"`
-	Stalls         int     `json:"stalls"`
-	StallMs        int64   `json:"stallMs"`
-	StartupMs      int64   `json:"startupMs"`    // median over viewers
-	StartupMsMax   int64   `json:"startupMsMax"` // worst viewer
-	Segments       int     `json:"segments"`
-	Errors         int     `json:"errors"`
-	P2PFailures    int64   `json:"p2pFailures"`
-	Prefetched     int64   `json:"prefetched"` // segments fetched ahead from peers
+	// Control counts viewers the tracker's rollout kept on the CDN only
+	// when they stopped (its control cohort).
+	Control      int   `json:"control"`
+	Stalls       int   `json:"stalls"`
+	StallMs      int64 `json:"stallMs"`
+	StartupMs    int64 `json:"startupMs"`    // median over viewers
+	StartupMsMax int64 `json:"startupMsMax"` // worst viewer
+	Segments     int   `json:"segments"`
+	Errors       int   `json:"errors"`
+	P2PFailures  int64 `json:"p2pFailures"`
+	Prefetched   int64 `json:"prefetched"` // segments fetched ahead from peers
 	// Sources counts segments by where they came from.
 	Sources map[agent.Source]int `json:"sources"`
 	// CorruptAccepted counts segments honest players were handed that
@@ -142,6 +145,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.PeersFailed += st.PeersFailed
 		sum.P2PFailures += st.P2PFailures
 		sum.Prefetched += st.Prefetched
+		if st.Control {
+			sum.Control++
+		}
 		sum.Stalls += r.Stalls
 		sum.StallMs += r.StallMs
 		sum.Segments += r.Segments

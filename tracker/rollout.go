@@ -99,7 +99,8 @@ func (s *Server) setCohort(c *conn, p *peer, welcome func(control bool)) {
 
 // applyRollout makes percent this node's rollout and moves the viewers
 // whose cohort changes: into the control cohort, out of their swarms
-// (here and in the cluster); either way, told with a policy message.
+// (here, and in the shared store after); either way, told with a policy
+// message.
 func (s *Server) applyRollout(percent int) {
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
@@ -109,6 +110,15 @@ func (s *Server) applyRollout(percent int) {
 	s.log.Info("rollout changed", "p2p_percent", percent, "was", s.p2pPercent.Load())
 	s.p2pPercent.Store(int32(percent))
 	s.m.rolloutPercent.Set(float64(percent))
+	var policy [2][]byte // encoded once for every viewer: [p2p off, p2p on]
+	for i := range policy {
+		policy[i], _ = signaling.Encode(&signaling.Message{Type: signaling.TypePolicy, P2P: p2pOn(i == 0)})
+	}
+	type left struct {
+		k swarmKey
+		m Member
+	}
+	var gone []left
 	for _, p := range s.hub.localPeers() {
 		control := !inRollout(p.id, percent)
 		if p.conn.control.Load() == control {
@@ -118,9 +128,25 @@ func (s *Server) applyRollout(percent int) {
 		// hub.join and undoes itself (conn.join).
 		p.conn.control.Store(control)
 		if control {
-			s.clusterLeave(p, s.hub.leaveAll(p))
+			for _, k := range s.hub.leaveAll(p) {
+				gone = append(gone, left{k, Member{ID: p.id, Group: p.group}})
+			}
+			p.conn.enqueue(frame{b: policy[0]})
+		} else {
+			p.conn.enqueue(frame{b: policy[1]})
 		}
-		p.conn.sendMsg(&signaling.Message{Type: signaling.TypePolicy, P2P: p2pOn(control)})
+	}
+	if len(gone) > 0 && s.cluster != nil {
+		// One store call per membership: not under the lock that welcomes
+		// wait on. Those not removed in time expire with member_ttl (this
+		// node no longer refreshes them).
+		go s.leaveCluster(func(yield func(swarmKey, Member) bool) {
+			for _, g := range gone {
+				if !yield(g.k, g.m) {
+					return
+				}
+			}
+		})
 	}
 }
 
