@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	for _, sw := range joined {
 		a.sendJoin(sctx, c, sw)
 	}
+	policies := 0
 	go a.topUp(sctx, c)
 	if adv := a.cfg.Adversary; adv != nil && adv.FloodRequests {
 		go a.floodTracker(sctx, c)
@@ -280,6 +282,12 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 			return time.Duration(m.RetryMs) * time.Millisecond, errors.New("tracker draining")
 		case signaling.TypePolicy:
 			a.setP2P(*m.P2P)
+			// Ping now, with a report if there is one: the tracker counts
+			// what the first ping after the change carries for the cohort
+			// the viewer leaves, and what comes after for the new one.
+			policies++
+			ref := "p" + strconv.Itoa(policies)
+			go c.Send(sctx, &signaling.Message{Type: signaling.TypePing, Ref: ref, Usage: a.stats.usage(conn, ref)})
 		case signaling.TypePeers:
 			if sw := a.swarmFor(m.Swarm); sw != nil {
 				for _, id := range m.Peers {

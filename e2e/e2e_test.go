@@ -872,7 +872,9 @@ func TestKillSwitchInTheBrowser(t *testing.T) {
 	}
 	js := `(() => {
 		const row = document.querySelector('#cohorts tr[data-cohort=control]');
+		// Offload 0: bytes got on P2P before the switch count for the p2p cohort.
 		return !document.getElementById('cohortsTable').hidden && row && row.children[1].textContent === '3' &&
+			['0.0%', '–'].includes(row.children[4].textContent) &&
 			document.getElementById('rollout').textContent + ' on P2P | control: ' + [...row.children].map(td => td.textContent).join(' | ');
 	})()`
 	shown, err := chromedp.Run(dash, chromedp.Poll[string](js, chromedp.WithPollingTimeout(10*time.Second)))

@@ -41,8 +41,13 @@ type conn struct {
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
 	control  atomic.Bool // in the rollout's control cohort: no swarms
+	// cohortAt is when the rollout last moved this viewer (unix ns): the
+	// first ping after carries what it got before, counted for the cohort
+	// it left.
+	cohortAt atomic.Int64
 	timer    *time.Timer // handshake, then idle timeout
 	usageAt  time.Time   // of the last usage report, or the welcome
+	pingAt   time.Time   // of the last ping, or the welcome
 
 	// Owned by the reading goroutine: the pooled reader (nil while parked),
 	// bytes the client sent along with its upgrade request, and whether
@@ -354,6 +359,7 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 			c.sendError(signaling.CodeBadMessage, m.Ref, "usage: more than the time since the last report allows")
 			return c.strike(signaling.CodeBadMessage)
 		}
+		c.pingAt = now
 		c.sendMsg(&signaling.Message{Type: signaling.TypePong, Ref: m.Ref})
 	case signaling.TypeHello:
 		c.sendError(signaling.CodeHelloFirst, m.Ref, "hello was already said")
@@ -402,6 +408,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 	c.peer = p
 	c.welcomed.Store(true)
 	c.usageAt = time.Now()
+	c.pingAt = c.usageAt
 	c.timer.Reset(c.s.cfg.IdleTimeout)
 	c.s.setCohort(c, p, func(control bool) {
 		var p2p *bool

@@ -126,6 +126,7 @@ func (s *Server) applyRollout(percent int) {
 		}
 		// Stored before leaving: a join racing this sees it after its own
 		// hub.join and undoes itself (conn.join).
+		p.conn.cohortAt.Store(time.Now().UnixNano())
 		p.conn.control.Store(control)
 		if control {
 			for _, k := range s.hub.leaveAll(p) {

@@ -162,8 +162,14 @@ func TestKillSwitchMovesConnectedViewers(t *testing.T) {
 	if m := join(t, a, live, ""); m.Code != signaling.CodeP2POff {
 		t.Fatalf("join with P2P off: %s %s", m.Type, m.Code)
 	}
+	// The first report after the switch carries what the viewer got
+	// before it (its agent sends one at once): the p2p cohort's. The next
+	// is the control cohort's.
 	time.Sleep(20 * time.Millisecond)
-	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "2", Usage: &signaling.Usage{CDNBytes: 700, StallMs: 40}})
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "2", Usage: &signaling.Usage{P2PBytes: 300}})
+	expect(t, a, signaling.TypePong, "")
+	time.Sleep(20 * time.Millisecond)
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "3", Usage: &signaling.Usage{CDNBytes: 700, StallMs: 40}})
 	expect(t, a, signaling.TypePong, "")
 	// A viewer welcomed now is in the control cohort from the start.
 	c := n.dial(t, "")
@@ -175,8 +181,8 @@ func TestKillSwitchMovesConnectedViewers(t *testing.T) {
 		t.Fatalf("p2p_percent %d in /stats.json", st.P2PPercent)
 	}
 	p, ctl := st.Cohorts[cohortP2P], st.Cohorts[cohortControl]
-	if p.Viewers != 0 || p.Usage.P2PBytes != 1000 || ctl.Viewers != 3 || ctl.Usage.CDNBytes != 700 || ctl.Usage.StallMs != 40 {
-		t.Fatalf("cohorts %+v %+v: want the 1000 P2P bytes under p2p, the 700 CDN bytes and 40 ms under control, 3 control viewers", p, ctl)
+	if p.Viewers != 0 || p.Usage.P2PBytes != 1300 || ctl.Viewers != 3 || ctl.Usage.P2PBytes != 0 || ctl.Usage.CDNBytes != 700 || ctl.Usage.StallMs != 40 {
+		t.Fatalf("cohorts %+v %+v: want the 1300 P2P bytes under p2p, the 700 CDN bytes and 40 ms under control, 3 control viewers", p, ctl)
 	}
 	if p.WatchMs <= 0 || ctl.WatchMs <= 0 {
 		t.Fatalf("watch time p2p %d ms, control %d ms: each report covers some", p.WatchMs, ctl.WatchMs)
@@ -185,7 +191,7 @@ func TestKillSwitchMovesConnectedViewers(t *testing.T) {
 	for _, want := range []string{
 		`peercdn_rollout_p2p_percent 0`,
 		`peercdn_cohort_bytes_total{cohort="control",source="cdn"} 700`,
-		`peercdn_cohort_bytes_total{cohort="p2p",source="p2p"} 1000`,
+		`peercdn_cohort_bytes_total{cohort="p2p",source="p2p"} 1300`,
 		`peercdn_cohort_stall_seconds_total{cohort="control"} 0.04`,
 	} {
 		if !strings.Contains(metrics, want) {

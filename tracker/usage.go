@@ -37,8 +37,16 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 	// figures: the time since the previous one, up to two heartbeats (a
 	// viewer that paused reports nothing until it plays again).
 	watch := min(now.Sub(c.usageAt), 2*c.s.cfg.IdleTimeout/3)
+	control := c.control.Load()
+	if c.cohortAt.Load() > c.pingAt.UnixNano() {
+		// The rollout moved the viewer since its last ping: these bytes
+		// were got in the cohort it left (the control cohort's offload
+		// stays 0, not the P2P bytes of its last moments on P2P). Its
+		// agent reports at once when told, so little comes after.
+		control = !control
+	}
 	c.usageAt = now
-	cohort := cohortOf(c.control.Load())
+	cohort := cohortOf(control)
 	m := c.s.m
 	m.viewerCDN.Add(float64(u.CDNBytes))
 	m.viewerP2P.Add(float64(u.P2PBytes))
