@@ -1,10 +1,9 @@
 package tracker
 
 import (
+	crand "crypto/rand"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,8 +17,9 @@ import (
 func TestInRollout(t *testing.T) {
 	const n = 20000
 	ids := make([]string, n)
+	node := newNodeID()
 	for i := range ids {
-		ids[i] = fmt.Sprintf("node%x", rand.Uint64())
+		ids[i] = node + crand.Text() // as hello makes them
 	}
 	for _, percent := range []int{0, 1, 10, 50, 90, 100} {
 		in := 0
