@@ -58,9 +58,15 @@ type Summary struct {
 	Offload        float64 `json:"offload"`
 	// Control counts viewers the tracker's rollout kept on the CDN only
 	// when they stopped (its control cohort).
-	Control      int   `json:"control"`
-	Stalls       int   `json:"stalls"`
-	StallMs      int64 `json:"stallMs"`
+	Control int   `json:"control"`
+	Stalls  int   `json:"stalls"`
+	StallMs int64 `json:"stallMs"`
+	// LoadMs* are the times players waited for segments (request to last
+	// byte, any wait for a peer included), over every segment not served
+	// from the cache: the buffer the agent spent.
+	LoadMsP50    int64 `json:"loadMsP50"`
+	LoadMsP95    int64 `json:"loadMsP95"`
+	LoadMsMax    int64 `json:"loadMsMax"`
 	StartupMs    int64 `json:"startupMs"`    // median over viewers
 	StartupMsMax int64 `json:"startupMsMax"` // worst viewer
 	Segments     int   `json:"segments"`
@@ -131,7 +137,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 
 	var mu sync.Mutex
 	sum := Summary{Sources: map[agent.Source]int{}}
-	var startups []int64
+	var startups, loads []int64
 	collect := func(v *viewer) {
 		r := <-v.done
 		<-v.runs
@@ -158,6 +164,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		}
 		for _, rec := range v.agent.Segments() {
 			sum.Sources[rec.Source]++
+			loads = append(loads, rec.Duration.Milliseconds())
 		}
 		if r.Segments > 0 {
 			startups = append(startups, r.StartupMs)
@@ -283,6 +290,12 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	sum.Seconds = time.Since(start).Seconds()
 	if t := sum.CDNBytes + sum.P2PBytes; t > 0 {
 		sum.Offload = float64(sum.P2PBytes) / float64(t)
+	}
+	if len(loads) > 0 {
+		slices.Sort(loads)
+		sum.LoadMsP50 = loads[len(loads)/2]
+		sum.LoadMsP95 = loads[len(loads)*95/100]
+		sum.LoadMsMax = loads[len(loads)-1]
 	}
 	if len(startups) > 0 {
 		slices.Sort(startups)

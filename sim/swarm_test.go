@@ -97,6 +97,11 @@ func TestLiveSwarm(t *testing.T) {
 	if sum.Offload < 0.6 {
 		t.Errorf("offload %.2f, want >= 0.6", sum.Offload)
 	}
+	// The players' waits: ordered, and within what a live viewer's buffer
+	// (3 segments behind the edge) allows, or it would have stalled.
+	if !(0 <= sum.LoadMsP50 && sum.LoadMsP50 <= sum.LoadMsP95 && sum.LoadMsP95 <= sum.LoadMsMax && sum.LoadMsMax < 6000) {
+		t.Errorf("load times p50 %d, p95 %d, max %d ms", sum.LoadMsP50, sum.LoadMsP95, sum.LoadMsMax)
+	}
 	if diff := math.Abs(float64(sum.OriginSegmentBytes-sum.CDNBytes)) / float64(sum.CDNBytes); diff > 0.02 {
 		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff)
 	}
