@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/peercdn/peercdn/signaling"
 )
 
@@ -179,6 +181,11 @@ func adminError(w http.ResponseWriter, status int, code, text string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": code, "message": text})
 }
 
+// adminFailures bounds wrong admin tokens, node-wide: guessing one is
+// slow, and the operator with the right one is let in (it is checked
+// first).
+func newAdminFailures() *rate.Limiter { return rate.NewLimiter(1, 10) }
+
 // admin checks an admin request's bearer token. Without admin_token the
 // admin endpoints do not exist.
 func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
@@ -188,12 +195,20 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.AdminToken))
-	if !ok || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="peercdn admin"`)
-		adminError(w, http.StatusUnauthorized, "unauthorized", "Authorization: Bearer <admin_token> required")
+	if ok && subtle.ConstantTimeCompare(a[:], b[:]) == 1 {
+		return true
+	}
+	if !s.adminFailures.Allow() {
+		s.m.rejects.WithLabelValues("admin_rate").Inc()
+		w.Header().Set("Retry-After", "10")
+		adminError(w, http.StatusTooManyRequests, "rate_limited", "too many wrong admin tokens: wait")
 		return false
 	}
-	return true
+	s.m.rejects.WithLabelValues("admin_auth").Inc()
+	s.log.Warn("admin request with a wrong token", "from", s.clientIP(r), "path", r.URL.Path)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="peercdn admin"`)
+	adminError(w, http.StatusUnauthorized, "unauthorized", "Authorization: Bearer <admin_token> required")
+	return false
 }
 
 func (s *Server) serveRollout(w http.ResponseWriter, r *http.Request) {

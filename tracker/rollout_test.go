@@ -3,6 +3,7 @@ package tracker
 import (
 	crand "crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -95,6 +96,21 @@ func TestAdminRolloutChecksItsCaller(t *testing.T) {
 	}
 	if code, _ := adminRequest(t, n, http.MethodGet, "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("GET without the token: %d, want 401", code)
+	}
+	// Guessing: after a burst of wrong tokens, 429, while the right one
+	// still gets in.
+	limited := 0
+	for i := range 30 {
+		code, body := adminRequest(t, n, http.MethodGet, fmt.Sprint("guess", i), "")
+		if code == http.StatusTooManyRequests && body["error"] == "rate_limited" {
+			limited++
+		}
+	}
+	if limited < 15 {
+		t.Fatalf("%d of 30 wrong tokens in a row refused as rate_limited, want most", limited)
+	}
+	if code, _ := adminRequest(t, n, http.MethodGet, "s3cret", ""); code != http.StatusOK {
+		t.Fatalf("the right token while guesses are limited: %d", code)
 	}
 }
 

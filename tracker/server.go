@@ -44,8 +44,9 @@ type Server struct {
 
 	// p2pPercent is the rollout now (rollout.go); rolloutMu orders its
 	// changes with welcomes.
-	p2pPercent atomic.Int32
-	rolloutMu  sync.Mutex
+	p2pPercent    atomic.Int32
+	rolloutMu     sync.Mutex
+	adminFailures *rate.Limiter // wrong admin tokens (rollout.go)
 
 	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
 
@@ -125,6 +126,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
 	s.p2pPercent.Store(int32(cfg.P2PPercent))
+	s.adminFailures = newAdminFailures()
 	s.m.rolloutPercent.Set(float64(cfg.P2PPercent))
 	node := newNodeID()
 	if cl != nil {
