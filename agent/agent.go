@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,10 @@ type Agent struct {
 	// p2pOff: the tracker put this viewer in its rollout's control cohort
 	// (welcome or policy p2p false): CDN only, no swarms.
 	p2pOff atomic.Bool
+	// trackerURL is Config.TrackerURL with this agent's session
+	// (signaling.SessionParam): the tracker keeps its rollout cohort over
+	// reconnects.
+	trackerURL string
 
 	hmu       sync.Mutex
 	hashes    hashes
@@ -67,6 +72,11 @@ func New(cfg Config) (*Agent, error) {
 		swarms: make(map[signaling.Swarm]*swarm),
 		hashes: hashes{m: make(map[segKey][32]byte)},
 	}
+	sep := "?"
+	if strings.Contains(cfg.TrackerURL, "?") {
+		sep = "&"
+	}
+	a.trackerURL = cfg.TrackerURL + sep + signaling.SessionParam + "=" + rand.Text()
 	if cfg.UploadBytesPerSecond > 0 {
 		a.up = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), max(cfg.UploadBytesPerSecond, peerwire.MaxChunk))
 	}
@@ -189,7 +199,7 @@ func jitter(d time.Duration) time.Duration {
 // asked for.
 func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := a.cfg.Dial(dctx, a.cfg.TrackerURL, a.cfg.Origin)
+	c, err := a.cfg.Dial(dctx, a.trackerURL, a.cfg.Origin)
 	cancel()
 	if err != nil {
 		return 0, err

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 )
 
@@ -120,5 +122,26 @@ func TestKillSwitch(t *testing.T) {
 	waitHolds(t, b, 3)
 	if r, err := b.Load(ctx, req(o, 3, 10*time.Second)); err != nil || !fromPeer(r) {
 		t.Fatalf("with P2P on again: %s, %v; want the peer's copy", r.Source, err)
+	}
+}
+
+// The agent names one session for its lifetime in the tracker URL, so the
+// tracker keeps its rollout cohort over reconnects.
+func TestAgentNamesItsSession(t *testing.T) {
+	for _, base := range []string{"ws://127.0.0.1:1/ws", "ws://127.0.0.1:1/ws?x=1"} {
+		a, err := New(DefaultConfig(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(a.trackerURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := u.Query().Get(signaling.SessionParam); !signaling.ValidSession(s) || !strings.HasPrefix(a.trackerURL, base) {
+			t.Fatalf("%s became %s: want it with a valid session", base, a.trackerURL)
+		}
+		if b, _ := New(DefaultConfig(base)); b.trackerURL == a.trackerURL {
+			t.Fatal("two agents named the same session")
+		}
 	}
 }

@@ -401,3 +401,29 @@ func validSHA256(s string) bool {
 	}
 	return true
 }
+
+// SessionParam is the query parameter of the signaling URL (…/ws?session=…)
+// that carries the agent's session: a random id it keeps for its lifetime
+// (a page load), over every reconnect. The tracker puts a viewer in its
+// rollout cohort by it, so a viewer keeps its cohort when a connection
+// breaks or a node drains. Optional; chosen by the agent, so it decides
+// nothing but which cohort, which is the agent's to accept anyway.
+const SessionParam = "session"
+
+// MaxSessionLen bounds a session id.
+const MaxSessionLen = 64
+
+// ValidSession reports whether s is a session id the tracker uses: 16 to
+// MaxSessionLen letters, digits, '-' or '_'.
+func ValidSession(s string) bool {
+	if len(s) < 16 || len(s) > MaxSessionLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -41,6 +41,9 @@ type conn struct {
 	wt       *wtConn // set on /announce sockets (WebTorrent protocol)
 	welcomed atomic.Bool
 	control  atomic.Bool // in the rollout's control cohort: no swarms
+	// session is the agent's own id over reconnects (signaling.SessionParam),
+	// "" if none; set before the connection is served.
+	session string
 	// cohortAt is when the rollout last moved this viewer (unix ns): the
 	// first ping after carries what it got before, counted for the cohort
 	// it left.

@@ -35,9 +35,10 @@ const (
 
 var cohortNames = [numCohorts]string{"p2p", "control"}
 
-// inRollout reports whether peer id is among the percent that use P2P. A
-// hash of the id, so that raising percent only adds viewers to P2P and
-// lowering it only takes them out: nobody flips back and forth.
+// inRollout reports whether the viewer keyed id is among the percent that
+// use P2P. A hash of the id, so that raising percent only adds viewers to
+// P2P and lowering it only takes them out: nobody flips back and forth.
+// The id is the agent's session (cohortKey), the same over reconnects.
 func inRollout(id string, percent int) bool {
 	if percent >= 100 {
 		return true
@@ -48,6 +49,15 @@ func inRollout(id string, percent int) bool {
 	h := fnv.New32a()
 	io.WriteString(h, id)
 	return int(h.Sum32()%100) < percent
+}
+
+// cohortKey is what places c's viewer in a cohort: its agent's session,
+// or without one, its peer id.
+func (c *conn) cohortKey(p *peer) string {
+	if c.session != "" {
+		return "s:" + c.session
+	}
+	return p.id
 }
 
 func cohortOf(control bool) int {
@@ -93,7 +103,7 @@ func p2pOn(control bool) *bool {
 func (s *Server) setCohort(c *conn, p *peer, welcome func(control bool)) {
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
-	control := !inRollout(p.id, int(s.p2pPercent.Load()))
+	control := !inRollout(c.cohortKey(p), int(s.p2pPercent.Load()))
 	c.control.Store(control)
 	s.hub.add(p)
 	welcome(control)
@@ -122,7 +132,7 @@ func (s *Server) applyRollout(percent int) {
 	}
 	var gone []left
 	for _, p := range s.hub.localPeers() {
-		control := !inRollout(p.id, percent)
+		control := !inRollout(p.conn.cohortKey(p), percent)
 		if p.conn.control.Load() == control {
 			continue
 		}

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -277,4 +278,51 @@ func scrape(t *testing.T, n *testNode) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A viewer keeps its cohort over reconnects when its agent names its
+// session in the URL: a node draining (every deploy) does not reshuffle
+// the rollout's cohorts. A session that is not valid is ignored.
+func TestRolloutKeepsASessionsCohort(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.P2PPercent = 50; c.MaxConnsPerIP = 1000 })
+	welcome := func(session string) bool {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := signaling.Dial(ctx, n.url+"?"+signaling.SessionParam+"="+session, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		p2p := c.Welcome().P2P
+		return p2p == nil || *p2p
+	}
+	seen := map[bool]int{}
+	for range 30 {
+		s := crand.Text()
+		first := welcome(s)
+		seen[first]++
+		if first != inRollout("s:"+s, 50) {
+			t.Fatalf("session %s: welcomed with p2p %v, the rollout says %v", s, first, !first)
+		}
+		for range 3 {
+			if welcome(s) != first {
+				t.Fatalf("session %s changed cohort on reconnecting", s)
+			}
+		}
+	}
+	if seen[true] == 0 || seen[false] == 0 {
+		t.Fatalf("30 sessions at 50%%: %v", seen)
+	}
+	// Not a session (too short, or not [A-Za-z0-9_-]): the peer id decides,
+	// so the same string lands in both cohorts over enough connections.
+	for _, bad := range []string{"short", "has%20space-in-it-xxxxxxxx", strings.Repeat("a", signaling.MaxSessionLen+1)} {
+		got := map[bool]int{}
+		for range 40 {
+			got[welcome(bad)]++
+		}
+		if got[true] == 0 || got[false] == 0 {
+			t.Errorf("invalid session %.20q decided the cohort: %v", bad, got)
+		}
+	}
 }

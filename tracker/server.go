@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+
+	"github.com/peercdn/peercdn/signaling"
 )
 
 // Server is one tracker node. Create it with New, serve Handler, stop it
@@ -270,6 +272,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, nc, ip, origin, ipe)
+	if sess := r.URL.Query().Get(signaling.SessionParam); signaling.ValidSession(sess) {
+		c.session = sess // anything else: as if none (the peer id decides the cohort)
+	}
 	if n := rw.Reader.Buffered(); n > 0 {
 		// Frames the client sent with its upgrade request are read first.
 		b, _ := rw.Reader.Peek(n)
