@@ -52,12 +52,12 @@ type Cluster interface {
 	// NodeStats returns the figures of every node whose last PutStats has
 	// not expired (this node's included), maxStatsNodes at most.
 	NodeStats(ctx context.Context) ([][]byte, error)
-	// SetRollout stores the operator's p2p_percent for every node
-	// (rollout.go); nodes read it with Rollout every second or so.
-	SetRollout(ctx context.Context, percent int) error
-	// Rollout returns the stored p2p_percent; ok is false if none was set
-	// (or the store lost it: then nodes keep what they have).
-	Rollout(ctx context.Context) (percent int, ok bool, err error)
+	// SetRollout stores the operator's rollout (a Rollout, encoded) for
+	// every node; nodes read it with Rollout every second or so.
+	SetRollout(ctx context.Context, rollout []byte) error
+	// Rollout returns the stored rollout; ok is false if none was set (or
+	// the store lost it: then nodes keep what they have).
+	Rollout(ctx context.Context) (rollout []byte, ok bool, err error)
 	// Inbox yields the envelopes published to this node until Close.
 	Inbox() <-chan *Envelope
 	// Up reports whether the shared store answered its last health check.

@@ -21,8 +21,8 @@ type MemoryCluster struct {
 	swarms map[swarmKey]map[string]memMember
 	inbox  map[string]chan *Envelope
 	stats  map[string]memStats // by node
-	// rollout is the stored p2p_percent, -1 when none.
-	rollout int
+	// rollout is the stored rollout, nil when none.
+	rollout []byte
 }
 
 type memStats struct {
@@ -44,7 +44,7 @@ var ErrClusterDown = errors.New("tracker: cluster store unreachable")
 // their last refresh.
 func NewMemoryCluster(ttl time.Duration) *MemoryCluster {
 	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope),
-		stats: make(map[string]memStats), rollout: -1}
+		stats: make(map[string]memStats)}
 }
 
 // SetDown simulates the shared store going away (true) and coming back
@@ -56,7 +56,7 @@ func (mc *MemoryCluster) SetDown(down bool) {
 	if !down {
 		mc.swarms = make(map[swarmKey]map[string]memMember)
 		mc.stats = make(map[string]memStats)
-		mc.rollout = -1
+		mc.rollout = nil
 	}
 }
 
@@ -276,23 +276,23 @@ func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-func (n *memNode) SetRollout(ctx context.Context, percent int) error {
+func (n *memNode) SetRollout(ctx context.Context, b []byte) error {
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
 		return ErrClusterDown
 	}
-	n.mc.rollout = percent
+	n.mc.rollout = slices.Clone(b)
 	return nil
 }
 
-func (n *memNode) Rollout(ctx context.Context) (int, bool, error) {
+func (n *memNode) Rollout(ctx context.Context) ([]byte, bool, error) {
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return 0, false, ErrClusterDown
+		return nil, false, ErrClusterDown
 	}
-	return n.mc.rollout, n.mc.rollout >= 0, nil
+	return slices.Clone(n.mc.rollout), n.mc.rollout != nil, nil
 }
 
 func (n *memNode) Inbox() <-chan *Envelope { return n.ch }

@@ -448,24 +448,27 @@ func (rc *RedisCluster) NodeStats(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-// rolloutKey holds the operator's p2p_percent, without expiry.
-const rolloutKey = "peercdn:rollout:p2p_percent"
+// rolloutKey holds the operator's rollout (JSON), without expiry.
+const rolloutKey = "peercdn:rollout"
 
-func (rc *RedisCluster) SetRollout(ctx context.Context, percent int) error {
-	return rc.rdb.Set(ctx, rolloutKey, percent, 0).Err()
+// maxRolloutBytes bounds what a node reads back as the rollout.
+const maxRolloutBytes = 512 << 10
+
+func (rc *RedisCluster) SetRollout(ctx context.Context, b []byte) error {
+	return rc.rdb.Set(ctx, rolloutKey, b, 0).Err()
 }
 
-func (rc *RedisCluster) Rollout(ctx context.Context) (int, bool, error) {
-	v, err := rc.rdb.Get(ctx, rolloutKey).Int()
+func (rc *RedisCluster) Rollout(ctx context.Context) ([]byte, bool, error) {
+	b, err := rc.rdb.Get(ctx, rolloutKey).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return 0, false, nil
+		return nil, false, nil
 	case err != nil:
-		return 0, false, err
-	case v < 0 || v > 100:
-		return 0, false, fmt.Errorf("%s holds %d, not 0..100", rolloutKey, v)
+		return nil, false, err
+	case len(b) > maxRolloutBytes:
+		return nil, false, fmt.Errorf("%s holds %d bytes, more than %d", rolloutKey, len(b), maxRolloutBytes)
 	}
-	return v, true, nil
+	return b, true, nil
 }
 
 func (rc *RedisCluster) Inbox() <-chan *Envelope { return rc.inbox }

@@ -40,7 +40,8 @@ func (s *Server) localStats(limit int) Stats {
 	st := s.hub.stats(limit)
 	st.Draining = s.draining.Load()
 	st.Node = s.hub.node
-	st.Rollout = RolloutStats{P2PPercent: int(s.p2pPercent.Load()), Cohorts: s.hub.cohortStats()}
+	ro := s.rollout.Load()
+	st.Rollout = RolloutStats{P2PPercent: ro.P2PPercent, Origins: ro.Origins, Cohorts: s.hub.cohortStats()}
 	if s.cluster != nil {
 		st.Cluster = "up"
 		if !s.cluster.Up() {
@@ -115,7 +116,7 @@ func summary(st Stats) NodeSummary {
 // largest.
 func mergeStats(nodes []Stats, limit int) Stats {
 	out := Stats{Node: nodes[0].Node, Cluster: nodes[0].Cluster, Draining: nodes[0].Draining,
-		Rollout: RolloutStats{P2PPercent: nodes[0].Rollout.P2PPercent}}
+		Rollout: RolloutStats{P2PPercent: nodes[0].Rollout.P2PPercent, Origins: nodes[0].Rollout.Origins}}
 	cohorts := map[string]*CohortStats{}
 	type key struct{ origin, content, rendition string }
 	rows := map[key]*SwarmStats{}

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -80,8 +83,75 @@ type CohortStats struct {
 
 // RolloutStats is the rollout in /stats.json.
 type RolloutStats struct {
-	P2PPercent int           `json:"p2p_percent"`
-	Cohorts    []CohortStats `json:"cohorts"`
+	P2PPercent int            `json:"p2p_percent"`
+	Origins    map[string]int `json:"origins,omitempty"`
+	Cohorts    []CohortStats  `json:"cohorts"`
+}
+
+// Rollout is the operator's P2P rollout: the share of viewers on P2P for
+// every site, and for the sites (page origins, as in allowed_origins:
+// scheme://host) set apart. "" is native agents, which send no Origin.
+type Rollout struct {
+	P2PPercent int            `json:"p2p_percent"`
+	Origins    map[string]int `json:"origins,omitempty"`
+}
+
+// maxRolloutOrigins bounds the sites set apart.
+const maxRolloutOrigins = 1000
+
+// percent is the share for viewers of origin.
+func (r *Rollout) percent(origin string) int {
+	if p, ok := r.Origins[origin]; ok {
+		return p
+	}
+	return r.P2PPercent
+}
+
+func (r *Rollout) equal(o *Rollout) bool {
+	return r.P2PPercent == o.P2PPercent && maps.Equal(r.Origins, o.Origins)
+}
+
+// with returns a copy of r with origin's share set (origin "": every
+// site's) or, for percent nil, origin's setting removed.
+func (r *Rollout) with(origin string, all bool, percent *int) *Rollout {
+	out := &Rollout{P2PPercent: r.P2PPercent, Origins: maps.Clone(r.Origins)}
+	switch {
+	case all:
+		out.P2PPercent = *percent
+	case percent == nil:
+		delete(out.Origins, origin)
+	default:
+		if out.Origins == nil {
+			out.Origins = map[string]int{}
+		}
+		out.Origins[origin] = *percent
+	}
+	return out
+}
+
+func (r *Rollout) valid() bool {
+	if r.P2PPercent < 0 || r.P2PPercent > 100 || len(r.Origins) > maxRolloutOrigins {
+		return false
+	}
+	for o, p := range r.Origins {
+		if p < 0 || p > 100 || len(o) > maxOriginLen {
+			return false
+		}
+	}
+	return true
+}
+
+// maxOriginLen bounds an origin in the rollout.
+const maxOriginLen = 256
+
+// normOrigin is origin as the tracker keys swarms by it: lower-case
+// scheme://host; ok false if it is not one.
+func normOrigin(origin string) (string, bool) {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.Scheme == "" || len(origin) > maxOriginLen {
+		return "", false
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), true
 }
 
 // cohortFigures is what a node's viewers of one cohort reported.
@@ -103,25 +173,24 @@ func p2pOn(control bool) *bool {
 func (s *Server) setCohort(c *conn, p *peer, welcome func(control bool)) {
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
-	control := !inRollout(c.cohortKey(p), int(s.p2pPercent.Load()))
+	control := !inRollout(c.cohortKey(p), s.rollout.Load().percent(c.origin))
 	c.control.Store(control)
 	s.hub.add(p)
 	welcome(control)
 }
 
-// applyRollout makes percent this node's rollout and moves the viewers
-// whose cohort changes: into the control cohort, out of their swarms
-// (here, and in the shared store after); either way, told with a policy
-// message.
-func (s *Server) applyRollout(percent int) {
+// applyRollout makes ro this node's rollout and moves the viewers whose
+// cohort changes: into the control cohort, out of their swarms (here, and
+// in the shared store after); either way, told with a policy message.
+func (s *Server) applyRollout(ro *Rollout) {
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
-	if int(s.p2pPercent.Load()) == percent {
+	if s.rollout.Load().equal(ro) {
 		return
 	}
-	s.log.Info("rollout changed", "p2p_percent", percent, "was", s.p2pPercent.Load())
-	s.p2pPercent.Store(int32(percent))
-	s.m.rolloutPercent.Set(float64(percent))
+	s.log.Info("rollout changed", "p2p_percent", ro.P2PPercent, "origins", ro.Origins)
+	s.rollout.Store(ro)
+	s.m.rolloutPercent.Set(float64(ro.P2PPercent))
 	var policy [2][]byte // encoded once for every viewer: [p2p off, p2p on]
 	for i := range policy {
 		policy[i], _ = signaling.Encode(&signaling.Message{Type: signaling.TypePolicy, P2P: p2pOn(i == 0)})
@@ -132,7 +201,7 @@ func (s *Server) applyRollout(percent int) {
 	}
 	var gone []left
 	for _, p := range s.hub.localPeers() {
-		control := !inRollout(p.conn.cohortKey(p), percent)
+		control := !inRollout(p.conn.cohortKey(p), ro.percent(p.conn.origin))
 		if p.conn.control.Load() == control {
 			continue
 		}
@@ -166,22 +235,37 @@ func (s *Server) applyRollout(percent int) {
 // pollRollout adopts the cluster's rollout, if one was set: every node
 // follows a PUT on any node within a tick of clusterMaintain.
 func (s *Server) pollRollout(ctx context.Context) error {
-	percent, ok, err := s.cluster.Rollout(ctx)
+	ro, err := s.storedRollout(ctx)
 	if err != nil {
 		return err
 	}
-	if ok {
-		s.applyRollout(percent)
+	if ro != nil {
+		s.applyRollout(ro)
 	}
 	return nil
+}
+
+// storedRollout is the cluster's rollout; nil if none was set.
+func (s *Server) storedRollout(ctx context.Context) (*Rollout, error) {
+	b, ok, err := s.cluster.Rollout(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var ro Rollout
+	if err := json.Unmarshal(b, &ro); err != nil || !ro.valid() {
+		return nil, fmt.Errorf("the stored rollout is not valid: %q", truncate(string(b), 80))
+	}
+	return &ro, nil
 }
 
 // maxAdminBody bounds an admin request's body.
 const maxAdminBody = 1024
 
-// rolloutBody is GET and PUT /admin/rollout's JSON.
+// rolloutBody is PUT /admin/rollout's JSON: a share for every site, or
+// with origin, for that site.
 type rolloutBody struct {
-	P2PPercent *int `json:"p2p_percent"`
+	Origin     *string `json:"origin"`
+	P2PPercent *int    `json:"p2p_percent"`
 }
 
 // adminError is an admin endpoint's error body: a stable code and a text.
@@ -221,41 +305,95 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
+// serveRollout is GET, PUT and DELETE /admin/rollout: read the rollout,
+// set a share (every site's, or one origin's), or return an origin to
+// every site's share (DELETE ?origin=).
 func (s *Server) serveRollout(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
 	}
-	if r.Method == http.MethodPut {
+	var origin string
+	all := false
+	var percent *int
+	switch r.Method {
+	case http.MethodPut:
 		var body rolloutBody
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&body); err != nil || body.P2PPercent == nil {
-			adminError(w, http.StatusBadRequest, "bad_request", `want {"p2p_percent": 0..100}`)
+			adminError(w, http.StatusBadRequest, "bad_request", `want {"p2p_percent": 0..100} or {"origin": "https://site.example", "p2p_percent": 0..100}`)
 			return
 		}
-		percent := *body.P2PPercent
-		if percent < 0 || percent > 100 {
+		if p := *body.P2PPercent; p < 0 || p > 100 {
 			adminError(w, http.StatusBadRequest, "bad_request", "p2p_percent must be 0..100")
 			return
 		}
-		if s.cluster != nil {
-			// The store first: every node follows it, this one included (it
-			// would go back to the store's value on its next poll).
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			err := s.cluster.SetRollout(ctx, percent)
-			cancel()
-			if err != nil {
-				s.m.clusterErrors.WithLabelValues("rollout").Inc()
-				adminError(w, http.StatusServiceUnavailable, "store_unavailable",
-					"the shared store did not take the change, so no node applied it: retry, or restart the nodes with --p2p-percent")
+		percent, all = body.P2PPercent, body.Origin == nil
+		if body.Origin != nil {
+			o, ok := normOrigin(*body.Origin)
+			if !ok {
+				adminError(w, http.StatusBadRequest, "bad_request", "origin must be scheme://host, as pages send it")
 				return
 			}
+			origin = o
 		}
-		s.applyRollout(percent)
-		s.log.Info("rollout set by the admin API", "p2p_percent", percent, "from", s.clientIP(r))
+	case http.MethodDelete:
+		o, ok := normOrigin(r.URL.Query().Get("origin"))
+		if !ok {
+			adminError(w, http.StatusBadRequest, "bad_request", "DELETE /admin/rollout?origin=scheme://host")
+			return
+		}
+		origin = o
+	}
+	if r.Method != http.MethodGet {
+		ro, ok := s.changeRollout(w, r, origin, all, percent)
+		if !ok {
+			return
+		}
+		s.log.Info("rollout set by the admin API", "origin", origin, "all", all, "p2p_percent", ro.percent(origin), "from", s.clientIP(r))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	percent := int(s.p2pPercent.Load())
-	json.NewEncoder(w).Encode(rolloutBody{P2PPercent: &percent})
+	json.NewEncoder(w).Encode(s.rollout.Load())
+}
+
+// changeRollout applies one change to the rollout: on a cluster, to the
+// stored one (the store first: every node follows it, this one included,
+// which would otherwise go back to the store's on its next poll).
+func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, origin string, all bool, percent *int) (*Rollout, bool) {
+	s.adminMu.Lock() // one change at a time, each on the last
+	defer s.adminMu.Unlock()
+	base := s.rollout.Load()
+	if s.cluster != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		stored, err := s.storedRollout(ctx)
+		if err == nil && stored != nil {
+			base = stored // other nodes' changes are kept
+		}
+		ro := base.with(origin, all, percent)
+		if len(ro.Origins) > maxRolloutOrigins {
+			adminError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("at most %d origins set apart", maxRolloutOrigins))
+			return nil, false
+		}
+		b, _ := json.Marshal(ro)
+		if err == nil {
+			err = s.cluster.SetRollout(ctx, b)
+		}
+		if err != nil {
+			s.m.clusterErrors.WithLabelValues("rollout").Inc()
+			adminError(w, http.StatusServiceUnavailable, "store_unavailable",
+				"the shared store did not take the change, so no node applied it: retry, or restart the nodes with --p2p-percent")
+			return nil, false
+		}
+		s.applyRollout(ro)
+		return ro, true
+	}
+	ro := base.with(origin, all, percent)
+	if len(ro.Origins) > maxRolloutOrigins {
+		adminError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("at most %d origins set apart", maxRolloutOrigins))
+		return nil, false
+	}
+	s.applyRollout(ro)
+	return ro, true
 }

@@ -86,7 +86,7 @@ func TestAdminRolloutChecksItsCaller(t *testing.T) {
 			t.Errorf("PUT %.40q with token %q: %d %v, want %d %s", tc.body, tc.token, code, body, tc.code, tc.err)
 		}
 	}
-	if got := n.srv.p2pPercent.Load(); got != 100 {
+	if got := n.srv.rollout.Load().P2PPercent; got != 100 {
 		t.Fatalf("refused requests changed the rollout to %d", got)
 	}
 	if code, body := adminRequest(t, n, http.MethodPut, "s3cret", `{"p2p_percent":25}`); code != http.StatusOK || body["p2p_percent"] != 25.0 {
@@ -254,12 +254,23 @@ func TestRolloutFollowsTheCluster(t *testing.T) {
 				t.Fatalf("join on node 2 with P2P off: %s %s", m.Type, m.Code)
 			}
 			n3 := startClustered(t, st, admin)
-			eventually(t, 5*time.Second, "node 3 following the stored rollout", func() bool { return n3.srv.p2pPercent.Load() == 0 })
+			eventually(t, 5*time.Second, "node 3 following the stored rollout", func() bool { return n3.srv.rollout.Load().P2PPercent == 0 })
 			if w := n3.dial(t, "").Welcome().P2P; w == nil || *w {
 				t.Fatalf("welcome on a node started after the kill switch: p2p %v", w)
 			}
 			if code, body := adminRequest(t, n3, http.MethodGet, "k", ""); code != http.StatusOK || body["p2p_percent"] != 0.0 {
 				t.Fatalf("GET on node 3: %d %v", code, body)
+			}
+			// One site's share set on another node: every node has both
+			// changes (each change starts from the stored rollout).
+			if code, _ := adminRequest(t, n2, http.MethodPut, "k", `{"origin":"https://a.example","p2p_percent":30}`); code != http.StatusOK {
+				t.Fatalf("PUT for an origin on node 2: %d", code)
+			}
+			for i, n := range []*testNode{n1, n2, n3} {
+				eventually(t, 5*time.Second, fmt.Sprint("node ", i+1, " following"), func() bool {
+					ro := n.srv.rollout.Load()
+					return ro.P2PPercent == 0 && ro.Origins["https://a.example"] == 30
+				})
 			}
 		})
 	}
@@ -324,5 +335,58 @@ func TestRolloutKeepsASessionsCohort(t *testing.T) {
 		if got[true] == 0 || got[false] == 0 {
 			t.Errorf("invalid session %.20q decided the cohort: %v", bad, got)
 		}
+	}
+}
+
+// One site's rollout apart from the others': its viewers alone are moved.
+func TestRolloutPerOrigin(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.AdminToken = "k" })
+	a, b := n.dial(t, "https://a.example"), n.dial(t, "https://b.example")
+	join(t, a, live, "")
+	join(t, b, live, "")
+	if code, body := adminRequest(t, n, http.MethodPut, "k", `{"origin":"HTTPS://A.example/","p2p_percent":0}`); code != http.StatusOK {
+		t.Fatalf("PUT for one origin: %d %v", code, body)
+	}
+	if m := expect(t, a, signaling.TypePolicy, ""); *m.P2P {
+		t.Fatal("a.example's viewer told p2p true")
+	}
+	expectNothing(t, b, 200*time.Millisecond)
+	if m := join(t, a, live, ""); m.Code != signaling.CodeP2POff {
+		t.Fatalf("join on a.example: %s %s, want p2p_off", m.Type, m.Code)
+	}
+	if m := join(t, b, live, ""); m.Type != signaling.TypePeers {
+		t.Fatalf("join on b.example: %s %s", m.Type, m.Code)
+	}
+	if w := n.dial(t, "https://a.example").Welcome().P2P; w == nil || *w {
+		t.Fatalf("a new viewer on a.example welcomed with p2p %v", w)
+	}
+	code, body := adminRequest(t, n, http.MethodGet, "k", "")
+	if code != http.StatusOK || body["p2p_percent"] != 100.0 || fmt.Sprint(body["origins"]) != "map[https://a.example:0]" {
+		t.Fatalf("GET: %d %v", code, body)
+	}
+	if st := n.srv.localStats(1).Rollout; st.Origins["https://a.example"] != 0 || len(st.Origins) != 1 {
+		t.Fatalf("/stats.json rollout %+v", st)
+	}
+	for _, bad := range []struct{ method, body string }{
+		{http.MethodPut, `{"origin":"a.example","p2p_percent":0}`},
+		{http.MethodPut, `{"origin":"https://a.example"}`},
+		{http.MethodDelete, ""},
+	} {
+		if code, body := adminRequest(t, n, bad.method, "k", bad.body); code != http.StatusBadRequest {
+			t.Errorf("%s %s: %d %v, want 400", bad.method, bad.body, code, body)
+		}
+	}
+	r, _ := http.NewRequest(http.MethodDelete, n.hs.URL+"/admin/rollout?origin=https://a.example", nil)
+	r.Header.Set("Authorization", "Bearer k")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if m := expect(t, a, signaling.TypePolicy, ""); !*m.P2P {
+		t.Fatal("a.example back to every site's share: told p2p false")
+	}
+	if o := n.srv.rollout.Load().Origins; len(o) != 0 {
+		t.Fatalf("after DELETE: origins %v", o)
 	}
 }

@@ -44,10 +44,11 @@ type Server struct {
 
 	draining atomic.Bool
 
-	// p2pPercent is the rollout now (rollout.go); rolloutMu orders its
+	// rollout is the rollout now (rollout.go); rolloutMu orders its
 	// changes with welcomes.
-	p2pPercent    atomic.Int32
+	rollout       atomic.Pointer[Rollout]
 	rolloutMu     sync.Mutex
+	adminMu       sync.Mutex    // admin changes, one at a time
 	adminFailures *rate.Limiter // wrong admin tokens (rollout.go)
 
 	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
@@ -127,7 +128,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	s.notarySem = make(chan struct{}, notaryInFlight)
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
-	s.p2pPercent.Store(int32(cfg.P2PPercent))
+	s.rollout.Store(&Rollout{P2PPercent: cfg.P2PPercent})
 	s.adminFailures = newAdminFailures()
 	s.m.rolloutPercent.Set(float64(cfg.P2PPercent))
 	node := newNodeID()
@@ -179,6 +180,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /admin/rollout", s.serveRollout)
 	mux.HandleFunc("PUT /admin/rollout", s.serveRollout)
+	mux.HandleFunc("DELETE /admin/rollout", s.serveRollout)
 	mux.HandleFunc("GET /announce", s.serveWS) // WebTorrent tracker protocol
 	mux.HandleFunc("GET /announce/", s.serveWS)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
