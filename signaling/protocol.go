@@ -8,13 +8,14 @@
 //
 //	agent                         tracker
 //	  | --- hello {v}              -->  |  first frame, within the handshake timeout
-//	  | <-- welcome {peer_id, ice_servers, limits, heartbeat_ms}
+//	  | <-- welcome {peer_id, ice_servers, limits, heartbeat_ms, p2p?}
 //	  | --- join {swarm, token, slots} ->|
 //	  | <-- peers {swarm, peers[]}       |  up to K suggestions, newcomer offers to them
 //	  | --- offer {swarm, to, offer_id, sdp} ------> relayed to "to" as {from, ...}
 //	  | <-- answer {swarm, from, offer_id, sdp} <--- only for an offer the tracker relayed
 //	  | <-> candidate {swarm, to|from, offer_id, candidate} (trickle ICE, both ways)
 //	  | --- ping {slots} / <-- pong      |  every heartbeat_ms; silence past the idle timeout closes
+//	  | <-- policy {p2p}                 |  the operator's rollout moved this viewer (P2P on or off)
 //	  | <-- goaway {reason, retry_ms}    |  the node drains: reconnect elsewhere after retry_ms
 //	  | <-- error {code, message, ref}   |  the request "ref" failed; the connection stays up
 //
