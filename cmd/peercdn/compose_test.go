@@ -42,9 +42,21 @@ func TestComposeFile(t *testing.T) {
 	}
 	var demo bool
 	var vendor string
-	cfg, _, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string), new(time.Duration)))
+	cfg, fs, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string), new(time.Duration)))
 	if err != nil {
 		t.Fatalf("the tracker's flags do not parse: %v", err)
+	}
+	for k, v := range tr.Environment {
+		name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "PEERCDN_"), "_", "-"))
+		if !strings.HasPrefix(k, "PEERCDN_") || fs.Lookup(name) == nil {
+			t.Errorf("tracker environment %s names no flag", k)
+			continue
+		}
+		if v != nil {
+			if err := fs.Set(name, *v); err != nil {
+				t.Errorf("tracker environment %s=%q: %v", k, *v, err)
+			}
+		}
 	}
 	if cfg.Redis != "redis://redis:6379" || !demo {
 		t.Errorf("tracker: redis %q demo %v", cfg.Redis, demo)
