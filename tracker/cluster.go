@@ -53,8 +53,9 @@ type Cluster interface {
 	// not expired (this node's included), maxStatsNodes at most.
 	NodeStats(ctx context.Context) ([][]byte, error)
 	// SetRollout stores the operator's rollout (a Rollout, encoded) for
-	// every node; nodes read it with Rollout every second or so.
-	SetRollout(ctx context.Context, rollout []byte) error
+	// every node; nodes read it with Rollout every second or so. With
+	// ifAbsent it stores only where none is, and says whether it did.
+	SetRollout(ctx context.Context, rollout []byte, ifAbsent bool) (bool, error)
 	// Rollout returns the stored rollout; ok is false if none was set (or
 	// the store lost it: then nodes keep what they have).
 	Rollout(ctx context.Context) (rollout []byte, ok bool, err error)

@@ -276,14 +276,17 @@ func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-func (n *memNode) SetRollout(ctx context.Context, b []byte) error {
+func (n *memNode) SetRollout(ctx context.Context, b []byte, ifAbsent bool) (bool, error) {
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return ErrClusterDown
+		return false, ErrClusterDown
+	}
+	if ifAbsent && n.mc.rollout != nil {
+		return false, nil
 	}
 	n.mc.rollout = slices.Clone(b)
-	return nil
+	return true, nil
 }
 
 func (n *memNode) Rollout(ctx context.Context) ([]byte, bool, error) {

@@ -454,8 +454,11 @@ const rolloutKey = "peercdn:rollout"
 // maxRolloutBytes bounds what a node reads back as the rollout.
 const maxRolloutBytes = 512 << 10
 
-func (rc *RedisCluster) SetRollout(ctx context.Context, b []byte) error {
-	return rc.rdb.Set(ctx, rolloutKey, b, 0).Err()
+func (rc *RedisCluster) SetRollout(ctx context.Context, b []byte, ifAbsent bool) (bool, error) {
+	if ifAbsent {
+		return rc.rdb.SetNX(ctx, rolloutKey, b, 0).Result()
+	}
+	return true, rc.rdb.Set(ctx, rolloutKey, b, 0).Err()
 }
 
 func (rc *RedisCluster) Rollout(ctx context.Context) ([]byte, bool, error) {

@@ -234,6 +234,12 @@ func (s *Server) applyRollout(ro *Rollout) {
 
 // pollRollout adopts the cluster's rollout, if one was set: every node
 // follows a PUT on any node within a tick of clusterMaintain.
+//
+// A store that lost the rollout (Redis restarted without persistence) gets
+// it back from the nodes that followed it: each stores its own if none is
+// there and its own is not the configured p2p_percent (what an operator
+// set, then). Nodes started since, on their configuration, then follow it
+// too, instead of undoing a kill switch.
 func (s *Server) pollRollout(ctx context.Context) error {
 	ro, err := s.storedRollout(ctx)
 	if err != nil {
@@ -241,8 +247,18 @@ func (s *Server) pollRollout(ctx context.Context) error {
 	}
 	if ro != nil {
 		s.applyRollout(ro)
+		return nil
 	}
-	return nil
+	own := s.rollout.Load()
+	if own.equal(&Rollout{P2PPercent: s.cfg.P2PPercent}) {
+		return nil
+	}
+	b, _ := json.Marshal(own)
+	stored, err := s.cluster.SetRollout(ctx, b, true)
+	if stored {
+		s.log.Warn("the shared store had lost the rollout: stored this node's again", "p2p_percent", own.P2PPercent, "origins", own.Origins)
+	}
+	return err
 }
 
 // storedRollout is the cluster's rollout; nil if none was set.
@@ -378,7 +394,7 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, origin st
 		}
 		b, _ := json.Marshal(ro)
 		if err == nil {
-			err = s.cluster.SetRollout(ctx, b)
+			_, err = s.cluster.SetRollout(ctx, b, false)
 		}
 		if err != nil {
 			s.m.clusterErrors.WithLabelValues("rollout").Inc()

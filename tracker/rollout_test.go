@@ -390,3 +390,37 @@ func TestRolloutPerOrigin(t *testing.T) {
 		t.Fatalf("after DELETE: origins %v", o)
 	}
 }
+
+// A store restarted empty loses the rollout; the nodes that followed it
+// store it again, and a node started since, on its configuration, follows
+// it rather than undoing a kill switch.
+func TestRolloutSurvivesTheStoreLosingIt(t *testing.T) {
+	for _, st := range stores(t) {
+		if st.down == nil {
+			continue
+		}
+		t.Run(st.name, func(t *testing.T) {
+			admin := func(c *Config) { c.AdminToken = "k" }
+			n1, n2 := startClustered(t, st, admin), startClustered(t, st, admin)
+			if code, _ := adminRequest(t, n1, http.MethodPut, "k", `{"p2p_percent":0}`); code != http.StatusOK {
+				t.Fatalf("PUT 0: %d", code)
+			}
+			t.Cleanup(func() { adminRequest(t, n1, http.MethodPut, "k", `{"p2p_percent":100}`) })
+			eventually(t, 5*time.Second, "node 2 following", func() bool { return n2.srv.rollout.Load().P2PPercent == 0 })
+			st.down()
+			eventually(t, 5*time.Second, "node 1 sees the outage", func() bool { return !n1.srv.cluster.Up() })
+			st.up() // empty
+			eventually(t, 30*time.Second, "the rollout stored again", func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				ro, err := n1.srv.storedRollout(ctx)
+				return err == nil && ro != nil && ro.P2PPercent == 0
+			})
+			n3 := startClustered(t, st, admin)
+			eventually(t, 5*time.Second, "node 3 following the kill switch", func() bool { return n3.srv.rollout.Load().P2PPercent == 0 })
+			if w := n3.dial(t, "").Welcome().P2P; w == nil || *w {
+				t.Fatalf("welcome on node 3: p2p %v", w)
+			}
+		})
+	}
+}
