@@ -871,7 +871,7 @@ func TestKillSwitchInTheBrowser(t *testing.T) {
 		t.Fatalf("dashboard: %v", err)
 	}
 	js := `(() => {
-		const row = document.querySelector('#cohorts tr[data-cohort=control]');
+		const row = document.querySelector('#cohorts tr[data-cohort=control]:not([data-origin])');
 		// Offload 0: bytes got on P2P before the switch count for the p2p cohort.
 		return !document.getElementById('cohortsTable').hidden && row && row.children[1].textContent === '3' &&
 			['0.0%', '–'].includes(row.children[4].textContent) &&

@@ -3,6 +3,7 @@ package tracker
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -41,7 +42,8 @@ func (s *Server) localStats(limit int) Stats {
 	st.Draining = s.draining.Load()
 	st.Node = s.hub.node
 	ro := s.rollout.Load()
-	st.Rollout = RolloutStats{P2PPercent: ro.P2PPercent, Origins: ro.Origins, Cohorts: s.hub.cohortStats()}
+	st.Rollout = RolloutStats{P2PPercent: ro.P2PPercent, Origins: ro.Origins}
+	st.Rollout.Cohorts, st.Rollout.Sites = s.hub.cohortStats(ro.Origins)
 	if s.cluster != nil {
 		st.Cluster = "up"
 		if !s.cluster.Up() {
@@ -118,6 +120,8 @@ func mergeStats(nodes []Stats, limit int) Stats {
 	out := Stats{Node: nodes[0].Node, Cluster: nodes[0].Cluster, Draining: nodes[0].Draining,
 		Rollout: RolloutStats{P2PPercent: nodes[0].Rollout.P2PPercent, Origins: nodes[0].Rollout.Origins}}
 	cohorts := map[string]*CohortStats{}
+	type siteKey struct{ origin, cohort string }
+	sites := map[siteKey]*CohortStats{}
 	type key struct{ origin, content, rendition string }
 	rows := map[key]*SwarmStats{}
 	for _, st := range nodes {
@@ -126,6 +130,18 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		out.Members += st.Members
 		out.Swarms = max(out.Swarms, st.Swarms)
 		addUsage((*signaling.Usage)(&out.Usage), (*signaling.Usage)(&st.Usage))
+		for _, c := range st.Rollout.Sites {
+			k := siteKey{c.Origin, c.Cohort}
+			if m := sites[k]; m != nil {
+				m.Viewers += c.Viewers
+				m.WatchMs += c.WatchMs
+				addUsage((*signaling.Usage)(&m.Usage), (*signaling.Usage)(&c.Usage))
+				continue
+			}
+			if _, apart := out.Rollout.Origins[c.Origin]; apart && slices.Contains(cohortNames[:], c.Cohort) {
+				sites[k] = &c
+			}
+		}
 		for _, c := range st.Rollout.Cohorts {
 			if m := cohorts[c.Cohort]; m != nil {
 				m.Viewers += c.Viewers
@@ -151,6 +167,13 @@ func mergeStats(nodes []Stats, limit int) Stats {
 	for _, name := range cohortNames {
 		if c := cohorts[name]; c != nil {
 			out.Rollout.Cohorts = append(out.Rollout.Cohorts, *c)
+		}
+	}
+	for _, o := range slices.Sorted(maps.Keys(out.Rollout.Origins)) {
+		for _, name := range cohortNames {
+			if c := sites[siteKey{o, name}]; c != nil {
+				out.Rollout.Sites = append(out.Rollout.Sites, *c)
+			}
 		}
 	}
 	out.Swarms = max(out.Swarms, len(rows))

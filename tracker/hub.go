@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -94,8 +95,10 @@ type hub struct {
 	remote map[string]*remoteLoad
 	rng    *rand.Rand
 	usage  signaling.Usage // this node's viewers' reports since it started
-	// cohorts splits usage by rollout cohort (rollout.go).
+	// cohorts splits usage by rollout cohort (rollout.go); sites does for
+	// each site set apart in the rollout (at most maxRolloutOrigins).
 	cohorts [numCohorts]cohortFigures
+	sites   map[string]*[numCohorts]cohortFigures
 }
 
 func newHub(cfg *Config, m *metrics, node string, clustered bool) *hub {
@@ -634,19 +637,36 @@ func (h *hub) stats(limit int) Stats {
 	return st
 }
 
-// cohortStats is each cohort's figures: its viewers now, and what they
-// reported.
-func (h *hub) cohortStats() []CohortStats {
+// cohortStats is each cohort's figures, every site's and (sites) each
+// site's set apart in the rollout: viewers now, and what they reported.
+func (h *hub) cohortStats(apart map[string]int) (all, sites []CohortStats) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]CohortStats, numCohorts)
-	for i := range out {
-		out[i] = CohortStats{Cohort: cohortNames[i], WatchMs: h.cohorts[i].watchMs, Usage: usageStats(h.cohorts[i].usage)}
+	all = make([]CohortStats, numCohorts)
+	for i := range all {
+		all[i] = CohortStats{Cohort: cohortNames[i], WatchMs: h.cohorts[i].watchMs, Usage: usageStats(h.cohorts[i].usage)}
+	}
+	origins := slices.Sorted(maps.Keys(apart))
+	index := make(map[string]int, len(origins))
+	for _, o := range origins {
+		index[o] = len(sites)
+		f := h.sites[o]
+		for i := range numCohorts {
+			row := CohortStats{Origin: o, Cohort: cohortNames[i]}
+			if f != nil {
+				row.WatchMs, row.Usage = f[i].watchMs, usageStats(f[i].usage)
+			}
+			sites = append(sites, row)
+		}
 	}
 	for _, p := range h.peers {
-		out[cohortOf(p.conn.control.Load())].Viewers++
+		c := cohortOf(p.conn.control.Load())
+		all[c].Viewers++
+		if j, ok := index[p.conn.origin]; ok {
+			sites[j+c].Viewers++
+		}
 	}
-	return out
+	return all, sites
 }
 
 // sortSwarmStats orders swarms largest first, then by name.

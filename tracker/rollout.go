@@ -70,9 +70,11 @@ func cohortOf(control bool) int {
 	return cohortP2P
 }
 
-// CohortStats is one cohort's figures in /stats.json.
+// CohortStats is one cohort's figures in /stats.json: every site's, or
+// (in RolloutStats.Sites) one site's.
 type CohortStats struct {
-	Cohort string `json:"cohort"` // p2p or control
+	Origin string `json:"origin,omitempty"` // Sites only
+	Cohort string `json:"cohort"`           // p2p or control
 	// Viewers counts the cohort's agents connected now.
 	Viewers int `json:"viewers"`
 	// WatchMs is the viewing time the cohort's usage reports cover: the
@@ -86,6 +88,9 @@ type RolloutStats struct {
 	P2PPercent int            `json:"p2p_percent"`
 	Origins    map[string]int `json:"origins,omitempty"`
 	Cohorts    []CohortStats  `json:"cohorts"`
+	// Sites are the cohorts of each site set apart (Origins), figures
+	// counted since this node started, while the site was set apart.
+	Sites []CohortStats `json:"sites,omitempty"`
 }
 
 // Rollout is the operator's P2P rollout: the share of viewers on P2P for

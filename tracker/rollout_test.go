@@ -367,6 +367,22 @@ func TestRolloutPerOrigin(t *testing.T) {
 	if st := n.srv.localStats(1).Rollout; st.Origins["https://a.example"] != 0 || len(st.Origins) != 1 {
 		t.Fatalf("/stats.json rollout %+v", st)
 	}
+	// The site's own cohort figures: what its viewers reported since it
+	// was set apart (the first report after the switch for the cohort it
+	// left), none of b.example's.
+	time.Sleep(20 * time.Millisecond)
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "1", Usage: &signaling.Usage{P2PBytes: 100}})
+	expect(t, a, signaling.TypePong, "")
+	time.Sleep(20 * time.Millisecond)
+	send(t, a, &signaling.Message{Type: signaling.TypePing, Ref: "2", Usage: &signaling.Usage{CDNBytes: 500}})
+	expect(t, a, signaling.TypePong, "")
+	send(t, b, &signaling.Message{Type: signaling.TypePing, Ref: "3", Usage: &signaling.Usage{CDNBytes: 7}})
+	expect(t, b, signaling.TypePong, "")
+	sites := n.srv.localStats(1).Rollout.Sites
+	if len(sites) != 2 || sites[0].Origin != "https://a.example" || sites[0].Cohort != "p2p" || sites[1].Cohort != "control" ||
+		sites[0].Usage.P2PBytes != 100 || sites[0].Viewers != 0 || sites[1].Usage.CDNBytes != 500 || sites[1].Viewers != 2 || sites[1].WatchMs <= 0 {
+		t.Fatalf("sites %+v: want a.example's p2p cohort with the 100 P2P bytes, its control cohort with 2 viewers and the 500 CDN bytes", sites)
+	}
 	for _, bad := range []struct{ method, body string }{
 		{http.MethodPut, `{"origin":"a.example","p2p_percent":0}`},
 		{http.MethodPut, `{"origin":"https://a.example"}`},
@@ -422,5 +438,29 @@ func TestRolloutSurvivesTheStoreLosingIt(t *testing.T) {
 				t.Fatalf("welcome on node 3: p2p %v", w)
 			}
 		})
+	}
+}
+
+// A cluster view sums each site's cohorts over the nodes, for the sites
+// the answering node has set apart.
+func TestMergeSiteCohorts(t *testing.T) {
+	node := func(name string, viewers int, cdn int64) Stats {
+		return Stats{Node: name, Rollout: RolloutStats{P2PPercent: 100, Origins: map[string]int{"https://a.example": 0},
+			Cohorts: []CohortStats{{Cohort: "p2p"}, {Cohort: "control", Viewers: viewers, Usage: UsageStats{CDNBytes: cdn}}},
+			Sites: []CohortStats{
+				{Origin: "https://a.example", Cohort: "control", Viewers: viewers, WatchMs: 1000, Usage: UsageStats{CDNBytes: cdn}},
+				{Origin: "https://gone.example", Cohort: "control", Viewers: 9},
+			}}}
+	}
+	st := mergeStats([]Stats{node("n1", 2, 300), node("n2", 3, 400)}, 10)
+	if len(st.Rollout.Sites) != 1 {
+		t.Fatalf("sites %+v: want a.example's control cohort alone", st.Rollout.Sites)
+	}
+	s := st.Rollout.Sites[0]
+	if s.Origin != "https://a.example" || s.Viewers != 5 || s.WatchMs != 2000 || s.Usage.CDNBytes != 700 {
+		t.Fatalf("merged %+v: want 5 viewers, 2000 ms, 700 CDN bytes", s)
+	}
+	if c := st.Rollout.Cohorts[1]; c.Viewers != 5 || c.Usage.CDNBytes != 700 {
+		t.Fatalf("merged control cohort %+v", c)
 	}
 }

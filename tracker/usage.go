@@ -59,19 +59,36 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 	cm.p2p.Add(float64(u.P2PBytes))
 	cm.stall.Add(float64(u.StallMs) / 1000)
 	cm.watch.Add(watch.Seconds())
-	c.s.hub.addUsage(c.peer, u, cohort, watch)
+	_, apart := c.s.rollout.Load().Origins[c.origin]
+	c.s.hub.addUsage(c.peer, u, cohort, watch, apart)
 	return true
 }
 
 // addUsage adds a report to the node's totals and to one swarm of p's (a
 // viewer of one title is in one swarm per rendition it plays: the bytes are
 // the title's either way).
-func (h *hub) addUsage(p *peer, u *signaling.Usage, cohort int, watch time.Duration) {
+// With apart (p's site is set apart in the rollout) the cohort's figures
+// are the site's too.
+func (h *hub) addUsage(p *peer, u *signaling.Usage, cohort int, watch time.Duration, apart bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	addUsage(&h.usage, u)
 	addUsage(&h.cohorts[cohort].usage, u)
 	h.cohorts[cohort].watchMs += watch.Milliseconds()
+	if apart {
+		f := h.sites[p.conn.origin]
+		if f == nil && len(h.sites) < maxRolloutOrigins {
+			if h.sites == nil {
+				h.sites = map[string]*[numCohorts]cohortFigures{}
+			}
+			f = new([numCohorts]cohortFigures)
+			h.sites[p.conn.origin] = f
+		}
+		if f != nil {
+			addUsage(&f[cohort].usage, u)
+			f[cohort].watchMs += watch.Milliseconds()
+		}
+	}
 	for k := range p.swarms {
 		if sw := h.swarms[k]; sw != nil {
 			addUsage(&sw.usage, u)
