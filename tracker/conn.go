@@ -221,9 +221,7 @@ func (c *conn) finish() {
 		c.s.wtClusterLeave(c.s.wt.leave(c), c.group)
 	}
 	if c.peer != nil {
-		keys := c.s.hub.swarmsOf(c.peer)
-		c.s.hub.remove(c.peer)
-		c.s.clusterLeave(c.peer, keys)
+		c.s.clusterLeave(c.peer, c.s.hub.remove(c.peer))
 	}
 	if c.closing.Load() {
 		// The close code and the frames queued before it get out first,

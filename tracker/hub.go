@@ -132,14 +132,13 @@ func (h *hub) add(p *peer) {
 	h.mu.Unlock()
 }
 
-// remove takes p out of every swarm and forgets it.
-func (h *hub) remove(p *peer) {
+// remove takes p out of every swarm and forgets it; it returns the swarms
+// p was in.
+func (h *hub) remove(p *peer) []swarmKey {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for k := range p.swarms {
-		h.leaveLocked(p, k)
-	}
 	delete(h.peers, p.id)
+	return h.leaveAllLocked(p)
 }
 
 // join adds p to swarm k. Suggestions are a separate step (suggest), so a
@@ -548,21 +547,14 @@ func (h *hub) localPeers() []*peer {
 func (h *hub) leaveAll(p *peer) []swarmKey {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.leaveAllLocked(p)
+}
+
+func (h *hub) leaveAllLocked(p *peer) []swarmKey {
 	out := make([]swarmKey, 0, len(p.swarms))
 	for k := range p.swarms {
 		out = append(out, k)
 		h.leaveLocked(p, k)
-	}
-	return out
-}
-
-// swarmsOf lists the swarms p is in.
-func (h *hub) swarmsOf(p *peer) []swarmKey {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]swarmKey, 0, len(p.swarms))
-	for k := range p.swarms {
-		out = append(out, k)
 	}
 	return out
 }

@@ -384,35 +384,29 @@ func (s *Server) serveRollout(w http.ResponseWriter, r *http.Request) {
 func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, origin string, all bool, percent *int) (*Rollout, bool) {
 	s.adminMu.Lock() // one change at a time, each on the last
 	defer s.adminMu.Unlock()
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
 	base := s.rollout.Load()
+	var err error
 	if s.cluster != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		stored, err := s.storedRollout(ctx)
-		if err == nil && stored != nil {
+		var stored *Rollout
+		if stored, err = s.storedRollout(ctx); stored != nil {
 			base = stored // other nodes' changes are kept
 		}
-		ro := base.with(origin, all, percent)
-		if len(ro.Origins) > maxRolloutOrigins {
-			adminError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("at most %d origins set apart", maxRolloutOrigins))
-			return nil, false
-		}
-		b, _ := json.Marshal(ro)
-		if err == nil {
-			_, err = s.cluster.SetRollout(ctx, b, false)
-		}
-		if err != nil {
-			s.m.clusterErrors.WithLabelValues("rollout").Inc()
-			adminError(w, http.StatusServiceUnavailable, "store_unavailable",
-				"the shared store did not take the change, so no node applied it: retry, or restart the nodes with --p2p-percent")
-			return nil, false
-		}
-		s.applyRollout(ro)
-		return ro, true
 	}
 	ro := base.with(origin, all, percent)
 	if len(ro.Origins) > maxRolloutOrigins {
 		adminError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("at most %d origins set apart", maxRolloutOrigins))
+		return nil, false
+	}
+	if s.cluster != nil && err == nil {
+		b, _ := json.Marshal(ro)
+		_, err = s.cluster.SetRollout(ctx, b, false)
+	}
+	if err != nil {
+		s.m.clusterErrors.WithLabelValues("rollout").Inc()
+		adminError(w, http.StatusServiceUnavailable, "store_unavailable",
+			"the shared store did not take the change, so no node applied it: retry, or restart the nodes with --p2p-percent")
 		return nil, false
 	}
 	s.applyRollout(ro)
