@@ -90,6 +90,26 @@ func startTrackerWith(t testing.TB, mutate func(*tracker.Config)) string {
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
 }
 
+// trackerHTTP is the HTTP base of a tracker's signaling URL.
+func trackerHTTP(wsURL string) string {
+	return "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
+}
+
+// trackerStats reads the /stats.json of the tracker at wsURL.
+func trackerStats(t testing.TB, wsURL string) tracker.Stats {
+	t.Helper()
+	r, err := http.Get(trackerHTTP(wsURL) + "/stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var st tracker.Stats
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func startAgent(t testing.TB, trackerURL string, mutate func(*Config)) *Agent {
 	cfg := DefaultConfig(trackerURL)
 	cfg.LoopbackOnly = true
@@ -446,7 +466,6 @@ func TestUsageDeltas(t *testing.T) {
 // Before, that heartbeat's bytes were lost.
 func TestUsageReportsSurviveABrokenConnection(t *testing.T) {
 	wsURL := startTrackerWith(t, func(c *tracker.Config) { c.IdleTimeout = 1500 * time.Millisecond }) // pings every 500 ms
-	trackerHTTP := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
 	// A TCP proxy in front of the tracker that can swallow, silently, what
 	// the agent sends on the connections open now.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -462,7 +481,7 @@ func TestUsageReportsSurviveABrokenConnection(t *testing.T) {
 			if err != nil {
 				return
 			}
-			out, err := net.Dial("tcp", strings.TrimPrefix(trackerHTTP, "http://"))
+			out, err := net.Dial("tcp", strings.TrimPrefix(trackerHTTP(wsURL), "http://"))
 			if err != nil {
 				in.Close()
 				continue
@@ -489,18 +508,7 @@ func TestUsageReportsSurviveABrokenConnection(t *testing.T) {
 	}()
 	a := startAgent(t, "ws://"+ln.Addr().String()+"/ws", nil)
 	a.Join(testSwarm)
-	reported := func() int64 {
-		r, err := http.Get(trackerHTTP + "/stats.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		var st tracker.Stats
-		if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Usage.P2PBytes
-	}
+	reported := func() int64 { return trackerStats(t, wsURL).Usage.P2PBytes }
 	waitFor := func(want int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -614,20 +622,10 @@ func TestPeerOutcomesCounted(t *testing.T) {
 	c, d := startAgent(t, wsURL, unreachable), startAgent(t, wsURL, unreachable)
 	c.Join(swarm)
 	d.Join(swarm)
-	trackerHTTP := "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		sc, sd := c.Stats(), d.Stats()
-		r, err := http.Get(trackerHTTP + "/stats.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st tracker.Stats
-		err = json.NewDecoder(r.Body).Decode(&st)
-		r.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := trackerStats(t, wsURL)
 		if sc.PeersFailed >= 1 && sd.PeersFailed >= 1 && sc.PeersConnected+sd.PeersConnected == 0 && st.Usage.PeersFailed >= 2 {
 			t.Logf("failed: %d and %d; the tracker heard of %d failed and %d connected", sc.PeersFailed, sd.PeersFailed, st.Usage.PeersFailed, st.Usage.PeersConnected)
 			if st.Usage.PeersConnected != 2 {

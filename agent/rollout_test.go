@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,7 +16,7 @@ import (
 // setRollout PUTs p2p_percent to the tracker's admin API.
 func setRollout(t *testing.T, trackerWS, token string, percent int) {
 	t.Helper()
-	u := "http" + strings.TrimSuffix(strings.TrimPrefix(trackerWS, "ws"), "/ws") + "/admin/rollout"
+	u := trackerHTTP(trackerWS) + "/admin/rollout"
 	r, _ := http.NewRequest(http.MethodPut, u, strings.NewReader(fmt.Sprintf(`{"p2p_percent":%d}`, percent)))
 	r.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(r)
@@ -33,17 +32,8 @@ func setRollout(t *testing.T, trackerWS, token string, percent int) {
 // cohorts reads each cohort's figures from the tracker's /stats.json.
 func cohorts(t *testing.T, trackerWS string) map[string]tracker.CohortStats {
 	t.Helper()
-	r, err := http.Get("http" + strings.TrimSuffix(strings.TrimPrefix(trackerWS, "ws"), "/ws") + "/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var st tracker.Stats
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]tracker.CohortStats{}
-	for _, c := range st.Rollout.Cohorts {
+	for _, c := range trackerStats(t, trackerWS).Rollout.Cohorts {
 		out[c.Cohort] = c
 	}
 	return out
