@@ -251,12 +251,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 		// tracker draining still counts it. Not on a broken connection:
 		// a write into a dead socket can succeed and be lost; the bytes
 		// wait for the next connection instead.
-		if broken.Load() {
-			c.CloseNow()
-			close(closed)
-			return
-		}
-		if u := a.stats.usage(conn, "final"); u != nil {
+		if u := a.stats.usage(conn, "final"); u != nil && !broken.Load() {
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			if c.Send(fctx, &signaling.Message{Type: signaling.TypePing, Ref: "final", Usage: u}) == nil {
 				a.stats.ack("final")
