@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -246,19 +247,28 @@ func (s *Server) applyRollout(ro *Rollout) {
 // set, then). Nodes started since, on their configuration, then follow it
 // too, instead of undoing a kill switch.
 func (s *Server) pollRollout(ctx context.Context) error {
-	ro, err := s.storedRollout(ctx)
+	b, ok, err := s.cluster.Rollout(ctx)
 	if err != nil {
 		return err
 	}
-	if ro != nil {
+	if ok {
+		if bytes.Equal(b, s.polledRollout) {
+			return nil // as last time: nothing to decode
+		}
+		ro, err := parseRollout(b)
+		if err != nil {
+			return err
+		}
+		s.polledRollout = b
 		s.applyRollout(ro)
 		return nil
 	}
+	s.polledRollout = nil
 	own := s.rollout.Load()
 	if own.equal(&Rollout{P2PPercent: s.cfg.P2PPercent}) {
 		return nil
 	}
-	b, _ := json.Marshal(own)
+	b, _ = json.Marshal(own)
 	stored, err := s.cluster.SetRollout(ctx, b, true)
 	if stored {
 		s.log.Warn("the shared store had lost the rollout: stored this node's again", "p2p_percent", own.P2PPercent, "origins", own.Origins)
@@ -272,6 +282,11 @@ func (s *Server) storedRollout(ctx context.Context) (*Rollout, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	return parseRollout(b)
+}
+
+// parseRollout decodes a stored rollout.
+func parseRollout(b []byte) (*Rollout, error) {
 	var ro Rollout
 	if err := json.Unmarshal(b, &ro); err != nil || !ro.valid() {
 		return nil, fmt.Errorf("the stored rollout is not valid: %q", truncate(string(b), 80))

@@ -50,6 +50,7 @@ type Server struct {
 	rolloutMu     sync.Mutex
 	adminMu       sync.Mutex    // admin changes, one at a time
 	adminFailures *rate.Limiter // wrong admin tokens (rollout.go)
+	polledRollout []byte        // the store's rollout as last polled (clusterMaintain's)
 
 	clusterView clusterView // ?scope=cluster, cached (cluster_stats.go)
 
