@@ -38,7 +38,8 @@ type Agent struct {
 	cdnRate     atomic.Int64 // bytes/s moving average of CDN fetches
 	cdnRTT      atomic.Int64 // ns moving average of time to first byte
 	segSize     atomic.Int64 // bytes moving average of CDN segments
-	quorum      atomic.Int64 // the tracker's hash quorum; 0: no integrity
+	quorum      atomic.Int64 // the tracker's hash quorum (quorum integrity)
+	mode        atomic.Value // string: the tracker's Limits.Integrity
 	// p2pOff: the tracker put this viewer in its rollout's control cohort
 	// (welcome or policy p2p false): CDN only, no swarms.
 	p2pOff atomic.Bool
@@ -47,8 +48,7 @@ type Agent struct {
 	// reconnects.
 	trackerURL string
 
-	hmu       sync.Mutex
-	hashes    hashes
+	trust     *trust
 	manifests manifests
 
 	mu     sync.Mutex
@@ -70,7 +70,7 @@ func New(cfg Config) (*Agent, error) {
 		api:    newAPI(&cfg),
 		cache:  newCache(cfg.CacheBytes),
 		swarms: make(map[signaling.Swarm]*swarm),
-		hashes: hashes{m: make(map[segKey][32]byte)},
+		trust:  newTrust(),
 	}
 	sep := "?"
 	if strings.Contains(cfg.TrackerURL, "?") {
@@ -214,8 +214,10 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	}
 	if l := c.Welcome().Limits; l != nil {
 		a.quorum.Store(int64(l.HashQuorum))
+		a.mode.Store(l.Integrity)
 	} else {
 		a.quorum.Store(0)
+		a.mode.Store("")
 	}
 	a.setP2P(c.Welcome().P2P == nil || *c.Welcome().P2P)
 	a.mu.Lock()

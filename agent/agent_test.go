@@ -69,10 +69,7 @@ func startTracker(t testing.TB) string { return startTrackerWith(t, nil) }
 func startTrackerWith(t testing.TB, mutate func(*tracker.Config)) string {
 	cfg := tracker.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.HashDistinctNetworks = false // every agent here is 127.0.0.1
-	// Two agents: one CDN copy must do to vouch for a hash (the quorum
-	// itself is tested in the tracker and with hostile swarms in sim).
-	cfg.HashQuorum = 1
+	cfg.NotaryPrivate = true // the test origins are on 127.0.0.1
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -194,8 +191,10 @@ func TestSegmentTravelsBetweenPeers(t *testing.T) {
 	if sources[SourceCDN] != 1 || sources[SourceP2P] != 1 {
 		t.Fatalf("sources %v: want one CDN fetch and one P2P", sources)
 	}
-	if got := o.sent.Load(); got != segSize {
-		t.Fatalf("origin sent %d bytes, want one segment (%d)", got, segSize)
+	// One copy for the viewer that fetched it, one for the tracker's notary,
+	// whose hash let the other take it from that viewer.
+	if got := o.sent.Load(); got != 2*segSize {
+		t.Fatalf("origin sent %d bytes, want two copies of the segment (%d)", got, 2*segSize)
 	}
 	sa, sb := a.Stats(), b.Stats()
 	if sa.CDNBytes+sb.CDNBytes != segSize || sa.P2PBytes+sb.P2PBytes != segSize || sa.UploadBytes+sb.UploadBytes != segSize {
@@ -214,7 +213,7 @@ func TestStalledPeerCompletesFromCDN(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := 3 * time.Second
-	waitHolds(t, viewer, 7)
+	waitHolds(t, viewer, req(o, 7, 0))
 	before := o.sent.Load()
 	start := time.Now()
 	r, err := viewer.Load(ctx, req(o, 7, deadline))
@@ -236,11 +235,12 @@ func TestStalledPeerCompletesFromCDN(t *testing.T) {
 // (with integrity on): until then a, when elected, rightly fetches seq
 // from the CDN, and the tracker's push of the hash can trail the peer's
 // announcement on a busy machine.
-func waitHolds(t testing.TB, a *Agent, seq uint64) {
+func waitHolds(t testing.TB, a *Agent, r Request) {
+	seq := r.Seq
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		sw := a.swarmFor(&testSwarm)
-		if sw != nil && sw.best(seq, nil) != nil && a.mayTakeFromPeers(segKey{testSwarm, seq}) {
+		if sw != nil && sw.best(seq, nil) != nil && a.mayTakeFromPeers(context.Background(), sw, segKey{testSwarm, seq}, r.URL) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -308,9 +308,9 @@ func TestPrefetchUsesPeersOnly(t *testing.T) {
 	if _, err := seeder.Load(ctx, req(o, 5, 0)); err != nil {
 		t.Fatal(err)
 	}
-	waitHolds(t, viewer, 5)
+	waitHolds(t, viewer, req(o, 5, 0))
 	r5 := req(o, 5, 0)
-	for deadline := time.Now().Add(5 * time.Second); !viewer.mayTakeFromPeers(segKey{r5.Swarm, r5.Seq}); {
+	for deadline := time.Now().Add(5 * time.Second); !viewer.mayTakeFromPeers(ctx, viewer.swarmFor(&r5.Swarm), segKey{r5.Swarm, r5.Seq}, r5.URL); {
 		if time.Now().After(deadline) {
 			t.Fatal("the tracker never vouched for segment 5's hash")
 		}
@@ -379,7 +379,7 @@ func TestEvictWithdrawsFromPeers(t *testing.T) {
 		if _, err := a.Load(context.Background(), req(o, seq, 0)); err != nil {
 			t.Fatal(err)
 		}
-		waitHolds(t, b, seq)
+		waitHolds(t, b, req(o, seq, 0))
 	}
 	a.Evict(testSwarm, 3, 99) // 99 was never held
 	if a.cache.has(segKey{testSwarm, 3}) || !a.cache.has(segKey{testSwarm, 4}) {

@@ -12,19 +12,12 @@ import (
 )
 
 // Integrity: a peer's bytes reach the player only when their SHA-256
-// matches a hash the tracker vouches for (hash_quorum independent viewers
-// reported it after fetching the segment from the CDN themselves). With
-// no trusted hash yet, the segment comes from the CDN. A peer whose bytes
-// fail is dropped at once, never used again, and reported to the tracker.
-
-// maxHashes bounds the trusted hashes an agent remembers.
-const maxHashes = 4096
-
-// hashes are the trusted hashes the tracker pushed.
-type hashes struct {
-	m     map[segKey][32]byte
-	order []segKey
-}
+// matches a hash trusted in the order trust.go sets out (the origin's
+// manifest, the tracker's notary for the same CDN origin, the quorum where
+// the tracker runs one). With no trusted hash, the segment comes from the
+// CDN. A peer whose bytes fail is dropped at once, never used again, and
+// reported to the tracker. Every use asks one of three questions:
+// mayTakeFromPeers, goodFromPeer and keepCDNCopy.
 
 // Adversary makes an agent hostile, for load tests of the defences
 // (`peercdn swarm --hostile`). Never set it in a real viewer.
@@ -41,33 +34,77 @@ type Adversary struct {
 	SlowUploads bool
 }
 
-// integrity reports whether the tracker vouches for hashes, so that peers'
-// bytes must match one.
-func (a *Agent) integrity() bool { return a.quorum.Load() > 0 }
+// integrity reports whether the tracker vouches for hashes.
+func (a *Agent) integrity() bool { return a.integrityMode() != "" }
 
-func (a *Agent) trustedHash(k segKey) ([32]byte, bool) {
-	a.hmu.Lock()
-	defer a.hmu.Unlock()
-	h, ok := a.hashes.m[k]
-	return h, ok
+// integrityMode is the tracker's Limits.Integrity ("" while disconnected
+// or when it vouches for nothing).
+func (a *Agent) integrityMode() string {
+	if m, ok := a.mode.Load().(string); ok {
+		return m
+	}
+	return ""
 }
 
-// mayTakeFromPeers says whether a peer's copy of k could be accepted now.
-func (a *Agent) mayTakeFromPeers(k segKey) bool {
-	if !a.integrity() {
-		return true
+// expected is the hash a copy of k served at url must have. check is false
+// when peers' bytes are taken unverified (no integrity, and the origin
+// publishes no manifest there); ok is false when nothing may be taken from
+// peers yet.
+func (a *Agent) expected(k segKey, url string) (sum [32]byte, check, ok bool) {
+	noManifest := a.manifests.missing(url)
+	sum, lvl := a.trust.best(k, url, a.integrityMode() == signaling.IntegrityQuorum && noManifest)
+	if lvl != untrusted {
+		return sum, true, true
 	}
-	_, ok := a.trustedHash(k)
+	if !a.integrity() && noManifest {
+		return sum, false, true
+	}
+	return sum, true, false
+}
+
+// mayTakeFromPeers says whether a peer's copy of k could be accepted now,
+// looking the origin's manifest up first when it may list k.
+func (a *Agent) mayTakeFromPeers(ctx context.Context, sw *swarm, k segKey, url string) bool {
+	if _, _, ok := a.expected(k, url); ok {
+		if _, lvl := a.trust.best(k, url, false); lvl == byManifest || a.manifests.missing(url) {
+			return true
+		}
+	}
+	// The manifest outranks what the tracker said: ask it (cached, at most
+	// once a second per folder) whenever the folder may publish one.
+	a.manifestHash(ctx, sw, k, url)
+	_, _, ok := a.expected(k, url)
 	return ok
 }
 
-// verified checks a peer's copy of k against the trusted hash.
-func (a *Agent) verified(k segKey, data []byte) bool {
-	if !a.integrity() {
-		return true
+// goodFromPeer checks a peer's copy of k, served by the CDN at url.
+func (a *Agent) goodFromPeer(k segKey, url string, data []byte) bool {
+	want, check, ok := a.expected(k, url)
+	return ok && (!check || sha256.Sum256(data) == want)
+}
+
+// keepCDNCopy decides whether the agent's own CDN copy of k may be kept
+// and shared, and reports its hash toward the tracker's vouching. A copy
+// that disagrees with the manifest or the notary (a response cut short
+// without a length, a broken proxy) is neither kept nor reported; one that
+// disagrees with the quorum is evidence against the quorum's reporters,
+// and the quorum's hash is dropped instead.
+func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, url string, data []byte) bool {
+	if _, lvl := a.trust.best(k, url, true); lvl < byNotary && (a.integrity() || !a.manifests.missing(url)) {
+		a.manifestHash(ctx, sw, k, url) // check our own copy too, if the origin lists it
 	}
-	want, ok := a.trustedHash(k)
-	return ok && sha256.Sum256(data) == want
+	got := sha256.Sum256(data)
+	want, lvl := a.trust.best(k, url, true)
+	switch {
+	case lvl >= byNotary && got != want:
+		a.log.Warn("CDN bytes do not match the origin's hash: not shared", "url", url)
+		return false
+	case lvl == byQuorum && got != want:
+		a.log.Warn("CDN bytes contradict the quorum's hash: the quorum's hash is dropped", "url", url)
+		a.trust.dispute(k)
+	}
+	a.reportHash(k, got, data, url)
+	return true
 }
 
 // learnHash stores a hash the tracker vouches for and wakes loads waiting
@@ -81,34 +118,26 @@ func (a *Agent) learnHash(m *signaling.Message) {
 	if err != nil || len(b) != 32 {
 		return
 	}
-	a.addTrusted(segKey{*m.Swarm, seq}, [32]byte(b))
+	k := segKey{*m.Swarm, seq}
+	switch {
+	case m.CDN != "":
+		a.trust.learnNotary(k, m.CDN, [32]byte(b))
+	case a.integrityMode() == signaling.IntegrityQuorum:
+		a.trust.learnQuorum(k, [32]byte(b))
+	default:
+		return
+	}
 	if sw := a.swarmFor(m.Swarm); sw != nil {
 		sw.notify()
 	}
 }
 
-// addTrusted remembers a hash from the tracker or the origin's manifest.
-func (a *Agent) addTrusted(k segKey, sum [32]byte) {
-	a.hmu.Lock()
-	defer a.hmu.Unlock()
-	if _, ok := a.hashes.m[k]; ok {
-		return
-	}
-	a.hashes.m[k] = sum
-	a.hashes.order = append(a.hashes.order, k)
-	if len(a.hashes.order) > maxHashes {
-		delete(a.hashes.m, a.hashes.order[0])
-		a.hashes.order = a.hashes.order[1:]
-	}
-}
-
 // reportHash tells the tracker the hash of a segment fetched whole from
-// the CDN, toward the quorum (a member's word: not in the control cohort).
-func (a *Agent) reportHash(k segKey, data []byte, url string) {
+// the CDN, and where from (a member's word: not in the control cohort).
+func (a *Agent) reportHash(k segKey, sum [32]byte, data []byte, url string) {
 	if !a.integrity() || a.p2pOff.Load() {
 		return
 	}
-	sum := sha256.Sum256(data)
 	if adv := a.cfg.Adversary; adv != nil && adv.LieHashes {
 		sum = sha256.Sum256(corrupt(data))
 	}

@@ -79,13 +79,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			break
 		}
 		r := sw.best(req.Seq, tried)
-		if r != nil && !a.mayTakeFromPeers(k) {
-			a.manifestHash(ctx, sw, k, req.URL)
-		}
-		if r != nil && a.mayTakeFromPeers(k) {
+		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.URL) {
 			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
-			if err == nil && !a.verified(k, data) {
+			if err == nil && !a.goodFromPeer(k, req.URL, data) {
 				a.badPeer(sw, r, k)
 				tried[r] = true
 				continue
@@ -144,22 +141,24 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	k := segKey{req.Swarm, req.Seq}
-	if _, known := a.trustedHash(k); !known && a.integrity() {
-		if sw := a.swarmFor(&req.Swarm); sw != nil {
-			a.manifestHash(ctx, sw, k, req.URL) // check our own copy too, if the origin lists it
-		}
-	}
-	if _, known := a.trustedHash(k); known && !a.verified(k, data) {
-		// The CDN's bytes disagree with the trusted hash (a response cut
-		// short without a length, a broken proxy): the player gets them,
-		// as it would without peercdn, but they are neither kept nor shared.
-		a.log.Warn("CDN bytes do not match the trusted hash: not shared", "url", req.URL)
-		return a.done(req, data, SourceCDN, start, xfer, &took), nil
-	}
-	a.store(k, data)
-	a.reportHash(k, data, req.URL)
+	// The player gets the CDN's bytes as it would without peercdn; they
+	// are kept and shared only if no stronger hash contradicts them.
+	a.keepCDN(ctx, req, data)
 	return a.done(req, data, SourceCDN, start, xfer, &took), nil
+}
+
+// keepCDN stores the agent's own CDN copy of a segment for peers, unless
+// a stronger hash says it is damaged (keepCDNCopy).
+func (a *Agent) keepCDN(ctx context.Context, req Request, data []byte) {
+	k := segKey{req.Swarm, req.Seq}
+	sw := a.swarmFor(&req.Swarm)
+	if sw == nil {
+		a.store(k, data) // P2P off: the cache serves the player's own repeats
+		return
+	}
+	if a.keepCDNCopy(ctx, sw, k, req.URL, data) {
+		a.store(k, data)
+	}
 }
 
 // completeFromCDN fetches the bytes a peer did not deliver with a range
@@ -177,11 +176,12 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		joined = append(head[:len(head):len(head)], rest...)
 	}
 	switch {
-	case sizesAgree && a.verified(segKey{req.Swarm, req.Seq}, joined):
+	case sizesAgree && a.goodFromPeer(segKey{req.Swarm, req.Seq}, req.URL, joined):
 		data = joined
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
-		data = rest
+		a.keepCDN(ctx, req, rest)
+		return a.done(req, rest, SourceCDN, start, xfer, nil), nil
 	default:
 		if sizesAgree {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
@@ -190,9 +190,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		if err != nil {
 			return Result{}, err
 		}
-		k := segKey{req.Swarm, req.Seq}
-		a.store(k, data)
-		a.reportHash(k, data, req.URL)
+		a.keepCDN(ctx, req, data)
 		return a.done(req, data, SourceCDN, start, xfer, nil), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
@@ -349,14 +347,11 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 		return false
 	}
 	r := sw.best(req.Seq, nil)
-	if r != nil && !a.mayTakeFromPeers(k) {
-		a.manifestHash(ctx, sw, k, req.URL)
-	}
-	if r == nil || !a.mayTakeFromPeers(k) {
+	if r == nil || !a.mayTakeFromPeers(ctx, sw, k, req.URL) {
 		return false
 	}
 	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
-	if err == nil && !a.verified(k, data) {
+	if err == nil && !a.goodFromPeer(k, req.URL, data) {
 		a.badPeer(sw, r, k)
 		return false
 	}

@@ -13,8 +13,9 @@ import (
 
 // Hash manifests: when the origin publishes peercdn-hashes.json next to
 // its segments, a peer's copy is checked against it, as trusted as the CDN
-// itself, without waiting for the tracker's quorum (and with one CDN copy
-// per segment per neighbourhood instead of a quorum of them).
+// itself and ahead of anything the tracker says (trust.go), without
+// waiting for the tracker (and with one CDN copy per segment per
+// neighbourhood).
 
 type manifests struct {
 	mu   sync.Mutex
@@ -70,7 +71,7 @@ func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL st
 	}
 	if sum, ok := d.sums[name]; ok {
 		m.mu.Unlock()
-		a.addTrusted(k, sum)
+		a.trust.learnManifest(k, sum)
 		return true
 	}
 	wait := manifestRefresh
@@ -98,9 +99,22 @@ func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL st
 		sw.hasManifest.Store(true)
 	}
 	if ok {
-		a.addTrusted(k, sum)
+		a.trust.learnManifest(k, sum)
 	}
 	return ok
+}
+
+// missing says whether the origin is known to publish no manifest in
+// segURL's folder (so the quorum's word, or none, may count there).
+func (m *manifests) missing(segURL string) bool {
+	murl, _, ok := manifestURL(segURL)
+	if !ok {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.dirs[murl]
+	return d != nil && d.missing && d.sums == nil
 }
 
 // fetchManifest gets and decodes a manifest; missing means the origin has

@@ -90,7 +90,7 @@ func TestRelayOnlyWhenAllowed(t *testing.T) {
 				t.Fatal(err)
 			}
 			if allowed {
-				waitHolds(t, b, 1)
+				waitHolds(t, b, req(o, 1, 0))
 			}
 			r, err := b.Load(context.Background(), req(o, 1, 5*time.Second))
 			if err != nil {

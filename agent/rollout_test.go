@@ -72,7 +72,7 @@ func TestKillSwitch(t *testing.T) {
 	if _, err := a.Load(ctx, req(o, 1, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitHolds(t, b, 1)
+	waitHolds(t, b, req(o, 1, 0))
 	if r, err := b.Load(ctx, req(o, 1, 10*time.Second)); err != nil || !fromPeer(r) {
 		t.Fatalf("with P2P on: %s, %v; want the peer's copy", r.Source, err)
 	}
@@ -109,7 +109,7 @@ func TestKillSwitch(t *testing.T) {
 	if _, err := a.Load(ctx, req(o, 3, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitHolds(t, b, 3)
+	waitHolds(t, b, req(o, 3, 0))
 	if r, err := b.Load(ctx, req(o, 3, 10*time.Second)); err != nil || !fromPeer(r) {
 		t.Fatalf("with P2P on again: %s, %v; want the peer's copy", r.Source, err)
 	}

@@ -316,9 +316,10 @@ func (sw *swarm) elected(self string, seq uint64) bool {
 }
 
 // quorum is how many CDN copies of a segment the neighbourhood needs: the
-// tracker's hash quorum, or one when the origin publishes hashes.
+// tracker's hash quorum under quorum integrity, else one (the origin's
+// manifest or the tracker's notary vouches for that one).
 func (sw *swarm) quorum() int {
-	if sw.hasManifest.Load() {
+	if sw.hasManifest.Load() || sw.a.integrityMode() != signaling.IntegrityQuorum {
 		return 1
 	}
 	return max(1, int(sw.a.quorum.Load()))

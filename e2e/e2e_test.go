@@ -549,7 +549,7 @@ func TestNativeAndBrowserViewers(t *testing.T) {
 // (from peers already connected, and the CDN) without a stall.
 func TestTrackerStopped(t *testing.T) {
 	origin, _ := serve(t, "--demo")
-	tracker, stopTracker := serve(t, "--hash-distinct-networks=false")
+	tracker, stopTracker := serve(t, "--notary-private") // the demo origin is on 127.0.0.1
 	url := "http://" + origin + "/shaka.html?tracker=ws://" + tracker + "/ws"
 	first, last := play(t, url, 3, 48*time.Second, func() {
 		t.Log("stopping the tracker")

@@ -29,6 +29,10 @@ const LiveWindow = 6
 // Origin serves /vod/... and /live/... from a stream folder holding
 // master.m3u8 and one folder per rendition (index.m3u8, init.mp4, segments).
 type Origin struct {
+	// NoHashManifest serves no peercdn-hashes.json (404), as most CDNs:
+	// peers' bytes are then checked against the tracker's notary only.
+	NoHashManifest bool
+
 	fsys       fs.FS
 	renditions map[string]*rendition
 	now        func() time.Time
@@ -202,6 +206,8 @@ func (o *Origin) serveLive(w http.ResponseWriter, r *http.Request, rest string) 
 		http.ServeContent(w, r, "index.m3u8", time.Time{}, bytes.NewReader(b))
 	case file == "init.mp4":
 		o.serveFile(w, r, name+"/init.mp4", file)
+	case file == hashfile.Name && o.NoHashManifest:
+		http.NotFound(w, r)
 	case file == hashfile.Name:
 		b, err := o.liveHashes(rd, name, o.now())
 		if err != nil {

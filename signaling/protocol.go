@@ -58,8 +58,10 @@ const (
 	TypeCandidate Type = "candidate" // {swarm, to, offer_id, candidate}
 	TypePing      Type = "ping"      // keepalive, optionally updating {slots} and reporting {usage}
 	// TypeHash reports the SHA-256 of a segment the agent fetched whole from
-	// the CDN {swarm, segment, sha256}; from the tracker, it announces a
-	// trusted hash (agreed by hash_quorum independent reporters).
+	// the CDN {swarm, segment, sha256, url}; from the tracker, it announces a
+	// hash it vouches for: with cdn, the hash of the bytes its notary
+	// fetched from that CDN origin itself; without, one agreed by
+	// hash_quorum independent reporters (quorum integrity only).
 	TypeHash Type = "hash"
 	// TypeReport tells the tracker that peer "to" sent bytes of {segment}
 	// that did not match the trusted hash {swarm, to, segment}.
@@ -169,6 +171,32 @@ type Limits struct {
 	// 0: this tracker vouches for no hash, and agents take peers' bytes
 	// unverified.
 	HashQuorum int `json:"hash_quorum,omitempty"`
+	// Integrity is where the tracker's hashes come from: IntegrityNotary
+	// (its own fetch from the CDN, bound to the CDN origin), IntegrityQuorum
+	// (viewers' agreeing reports), or empty (none: agents take peers' bytes
+	// unverified unless the origin publishes hash manifests).
+	Integrity string `json:"integrity,omitempty"`
+}
+
+// Integrity modes a tracker announces in Limits.Integrity.
+const (
+	IntegrityNotary = "notary"
+	IntegrityQuorum = "quorum"
+)
+
+// CDNOrigin is the origin (scheme://host[:port], lower case, default port
+// dropped) of an http(s) segment URL: what a notary hash is bound to. ok is
+// false for anything else, and for URLs with user info.
+func CDNOrigin(raw string) (origin string, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", false
+	}
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+		host = strings.TrimSuffix(host, ":"+p)
+	}
+	return u.Scheme + "://" + host, true
 }
 
 // Message is every protocol message; Type says which fields are meaningful.
@@ -204,6 +232,7 @@ type Message struct {
 	Segment string `json:"segment,omitempty"` // hash, report: decimal segment number
 	SHA256  string `json:"sha256,omitempty"`  // hash: 64 lowercase hex digits
 	URL     string `json:"url,omitempty"`     // hash (agent): where the CDN served the segment
+	CDN     string `json:"cdn,omitempty"`     // hash (tracker): the CDN origin the notary fetched it from
 
 	Code    Code   `json:"code,omitempty"`     // error
 	Text    string `json:"message,omitempty"`  // error, goaway reason
@@ -311,6 +340,11 @@ func (m *Message) Validate() error {
 		}
 		if len(m.URL) > MaxURLLen {
 			return bad("url longer than %d bytes", MaxURLLen)
+		}
+		if m.CDN != "" {
+			if o, ok := CDNOrigin(m.CDN); !ok || o != m.CDN || len(m.CDN) > MaxURLLen {
+				return bad("cdn must be an http(s) origin, scheme://host[:port]")
+			}
 		}
 		return needSwarm()
 	case TypeReport:

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -11,11 +12,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/peercdn/peercdn/agent"
 	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/origin"
+	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 )
 
@@ -28,6 +32,12 @@ func demo(t *testing.T) (trackerURL, stream string) {
 
 // demoServer is demo, with the server's http:// base URL.
 func demoServer(t *testing.T) (trackerURL, stream, base string) {
+	return demoServerWith(t, false, nil)
+}
+
+// demoServerWith is demoServer whose origin publishes no hash manifest
+// with noManifest, and whose tracker configuration mutate adjusts.
+func demoServerWith(t *testing.T, noManifest bool, mutate func(*tracker.Config)) (trackerURL, stream, base string) {
 	st, err := fs.Sub(examples.Stream, "stream")
 	if err != nil {
 		t.Fatal(err)
@@ -36,8 +46,12 @@ func demoServer(t *testing.T) (trackerURL, stream, base string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.NoHashManifest = noManifest
 	cfg := tracker.DefaultConfig()
-	cfg.HashDistinctNetworks = false // every viewer here is 127.0.0.1
+	cfg.NotaryPrivate = true // the demo origin is on 127.0.0.1
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -146,12 +160,12 @@ func TestChurnDoesNotStall(t *testing.T) {
 	}
 }
 
-// TestHostileViewers: one of 6 viewers attacks: corrupt bytes, lies about
-// hashes, shares segments its CDN cut in half, floods its peers with
-// requests, or trickles its uploads. Bad bytes never reach an honest player
-// (every segment is checked against the origin's), each honest viewer that
-// gets one drops the attacker after that first bad segment, flooders are
-// cut off, and nobody stalls.
+// TestHostileViewers: two of 8 viewers attack: corrupt bytes, lie about
+// hashes, share segments their CDN cut in half, flood their peers with
+// requests, or trickle their uploads. Bad bytes never reach an honest
+// player (every segment is checked against the origin's), each honest
+// viewer that gets one drops that attacker after its first bad segment,
+// flooders are cut off, and nobody stalls.
 func TestHostileViewers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays 20 s of live video per attack")
@@ -159,8 +173,9 @@ func TestHostileViewers(t *testing.T) {
 	for _, attack := range attacks() {
 		t.Run(attack, func(t *testing.T) {
 			tr, stream := demo(t)
+			const viewers, hostile = 8, 2
 			sum, err := RunSwarm(context.Background(), SwarmConfig{
-				Trackers: []string{tr}, Stream: stream, Viewers: 6, Hostile: 1, Attack: attack,
+				Trackers: []string{tr}, Stream: stream, Viewers: viewers, Hostile: hostile, Attack: attack,
 				Duration: 20 * time.Second, JoinSpread: 3 * time.Second, Loopback: true,
 			})
 			if err != nil {
@@ -174,15 +189,57 @@ func TestHostileViewers(t *testing.T) {
 			if sum.Stalls != 0 || sum.Errors != 0 {
 				t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
 			}
-			const honest = 5
-			if sum.CorruptRejected > honest {
-				t.Errorf("honest viewers rejected %d corrupt segments: more than one each", sum.CorruptRejected)
+			const honest = viewers - hostile
+			if sum.CorruptRejected > honest*hostile {
+				t.Errorf("honest viewers rejected %d corrupt segments: more than one per attacker each", sum.CorruptRejected)
 			}
 			if attack != "flood" && sum.CorruptRejected != int64(sum.HostileDropped) {
-				t.Errorf("%d rejections but %d drops of the attacker", sum.CorruptRejected, sum.HostileDropped)
+				t.Errorf("%d rejections but %d drops of the attackers", sum.CorruptRejected, sum.HostileDropped)
 			}
 			if (attack == "corrupt" || attack == "flood") && sum.HostileDropped == 0 {
-				t.Error("nobody caught the attacker")
+				t.Error("nobody caught the attackers")
+			}
+		})
+	}
+}
+
+// TestColludersWithoutManifest: the origin publishes no hash manifest (as
+// most CDNs), and 3 of 9 viewers collude from 3 distinct networks (each
+// viewer connects as its own /24, through a trusted proxy's
+// X-Forwarded-For): enough to outvote a quorum of 2, not the tracker's
+// notary. No corrupt byte reaches an honest player, nobody stalls, and the
+// honest viewers still share.
+func TestColludersWithoutManifest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays 15 s of live video per attack")
+	}
+	for _, attack := range []string{"lie", "truncate", "corrupt"} {
+		t.Run(attack, func(t *testing.T) {
+			tr, stream, _ := demoServerWith(t, true, func(c *tracker.Config) { c.TrustedProxies = []string{"127.0.0.0/8"} })
+			var n atomic.Int32
+			sum, err := RunSwarm(context.Background(), SwarmConfig{
+				Trackers: []string{tr}, Stream: stream, Viewers: 9, Hostile: 3, Attack: attack,
+				Duration: 15 * time.Second, JoinSpread: 2 * time.Second, Loopback: true,
+				Agent: func(c *agent.Config) {
+					h := http.Header{"X-Forwarded-For": {fmt.Sprintf("198.18.%d.7", n.Add(1))}}
+					c.Dial = func(ctx context.Context, url, origin string) (*signaling.Client, error) {
+						return signaling.Dial(ctx, url, &signaling.DialOptions{Origin: origin, Header: h})
+					}
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("offload %.3f, stalls %d, corrupt accepted %d, rejected %d, hostile dropped %d",
+				sum.Offload, sum.Stalls, sum.CorruptAccepted, sum.CorruptRejected, sum.HostileDropped)
+			if sum.CorruptAccepted != 0 {
+				t.Errorf("%d corrupt segments reached honest players", sum.CorruptAccepted)
+			}
+			if sum.Stalls != 0 || sum.Errors != 0 {
+				t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
+			}
+			if sum.Offload < 0.3 {
+				t.Errorf("offload %.3f: the honest viewers should still share", sum.Offload)
 			}
 		})
 	}

@@ -124,6 +124,9 @@ type Envelope struct {
 	SHA256  string `json:"sha,omitempty"`
 	Net     string `json:"net,omitempty"`
 	Node    string `json:"node,omitempty"`
+	// CDN is set on a notary's hash (Type hash, From empty): the CDN
+	// origin it fetched the segment from.
+	CDN string `json:"cdn,omitempty"`
 }
 
 // EnvelopeSwarm is a swarmKey on the wire.

@@ -36,6 +36,14 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		}
 		return
 	}
+	if e.Type == signaling.TypeHash && e.CDN != "" {
+		seg, err := strconv.ParseUint(e.Segment, 10, 64)
+		if o, ok := signaling.CDNOrigin(e.CDN); err != nil || !validHash(e.SHA256) || !ok || o != e.CDN {
+			return
+		}
+		s.applyNotary(e.Swarm.key(), seg, e.CDN, e.SHA256)
+		return
+	}
 	if e.Type == signaling.TypeHash {
 		seg, err := strconv.ParseUint(e.Segment, 10, 64)
 		if err != nil || !validHash(e.SHA256) || e.From == "" || e.Net == "" {
@@ -43,7 +51,7 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		}
 		k := e.Swarm.key()
 		if sum := s.hub.remoteVote(k, e.From, e.Net, seg, e.SHA256); sum != "" {
-			s.pushHash(k, seg, sum)
+			s.pushHash(k, seg, sum, "")
 		}
 		return
 	}
@@ -188,6 +196,21 @@ func (s *Server) leaveCluster(members iter.Seq2[swarmKey, Member]) {
 			s.m.clusterErrors.WithLabelValues("leave").Inc()
 			return
 		}
+	}
+}
+
+// clusterNotary shares the notary's hash with every other node, so each
+// pushes it to its members without fetching the segment again.
+func (s *Server) clusterNotary(k swarmKey, seg uint64, cdn, sum string) {
+	if s.cluster == nil || !s.cluster.Up() {
+		return
+	}
+	e := &Envelope{Swarm: k.wire(), Type: signaling.TypeHash, Segment: strconv.FormatUint(seg, 10),
+		SHA256: sum, CDN: cdn, Node: s.hub.node, SentUnix: time.Now().UnixNano()}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := s.cluster.Broadcast(ctx, e); err != nil {
+		s.m.clusterErrors.WithLabelValues("publish").Inc()
 	}
 }
 

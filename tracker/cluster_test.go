@@ -311,7 +311,8 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 func TestClusterHashQuorum(t *testing.T) {
 	for _, st := range stores(t) {
 		t.Run(st.name, func(t *testing.T) {
-			n1, n2 := startClustered(t, st), startClustered(t, st)
+			quorum := func(c *Config) { c.Integrity = IntegrityQuorum }
+			n1, n2 := startClustered(t, st, quorum), startClustered(t, st, quorum)
 			a, b, c := n1.dial(t, ""), n2.dial(t, ""), n2.dial(t, "")
 			for _, x := range []*client{a, b, c} {
 				join(t, x, live, "")
@@ -321,6 +322,27 @@ func TestClusterHashQuorum(t *testing.T) {
 			reportHash(t, b, "5", hashA)
 			for _, x := range []*client{a, b, c} {
 				expectHash(t, x, "5", hashA)
+			}
+		})
+	}
+}
+
+// TestClusterNotary: the notary's hash found on one node reaches the
+// viewers of every node, and the segment is fetched once for the cluster.
+func TestClusterNotary(t *testing.T) {
+	for _, st := range stores(t) {
+		t.Run(st.name, func(t *testing.T) {
+			body := []byte("segment bytes")
+			cdn, hits := segmentOrigin(t, body)
+			private := func(c *Config) { c.NotaryPrivate = true }
+			n1, n2 := startClustered(t, st, private), startClustered(t, st, private)
+			a, b := n1.dial(t, ""), n2.dial(t, "")
+			join(t, a, live, "")
+			join(t, b, live, "")
+			send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "5", SHA256: sumOf(body), URL: cdn.URL + "/5.ts"})
+			expectHash(t, b, "5", sumOf(body))
+			if hits.Load() != 1 {
+				t.Fatalf("fetched %d times", hits.Load())
 			}
 		})
 	}

@@ -119,11 +119,25 @@ type Config struct {
 	// Default 1000.
 	StatsSwarms int `yaml:"stats_swarms"`
 
+	// Integrity is where the hashes agents check peers' bytes against come
+	// from, when the origin publishes no hash manifest (agents always
+	// prefer the origin's own manifest):
+	//   - "notary" (default): the tracker fetches each segment itself, once
+	//     per segment and CDN origin, from the URL the first viewer to fetch
+	//     it from the CDN reported, and vouches for that hash for that CDN
+	//     origin only. Viewers cannot outvote it; reporters of another hash
+	//     are removed from the swarm. Costs the CDN one more copy per
+	//     segment, and the tracker that traffic.
+	//   - "quorum": hash_quorum viewers from distinct networks agree. K
+	//     colluding viewers in K networks (K >= hash_quorum) can make the
+	//     tracker vouch for bytes of their choosing where no manifest is
+	//     published: only for trackers that cannot reach the CDN.
+	//   - "off": no hashes; agents take peers' bytes unverified where the
+	//     origin publishes no manifest. Do not.
+	Integrity string `yaml:"integrity"`
 	// HashQuorum is how many independent viewers must report the same
 	// SHA-256 for a segment they fetched from the CDN before the tracker
-	// vouches for it; agents take a peer's bytes only when they match a
-	// vouched hash. 0 turns integrity off (agents then trust peers' bytes:
-	// do not). Default 2.
+	// vouches for it, under integrity "quorum". Default 2.
 	HashQuorum int `yaml:"hash_quorum"`
 	// HashDistinctNetworks counts reporters of one /24 (IPv4) or /48 (IPv6)
 	// as one. Default true; `serve --demo` turns it off, as every viewer of
@@ -133,13 +147,23 @@ type Config struct {
 	// as corrupt before it is removed from the swarm for good. Default 2.
 	BadPeerReports int `yaml:"bad_peer_reports"`
 
-	// NotaryOrigins are URL prefixes ("https://cdn.example.com/live/") from
-	// which the tracker may fetch a segment whose reported hashes conflict,
-	// to settle it and ban the viewers that lied. Only URLs under these
-	// prefixes are ever fetched (no redirects), so viewers cannot aim the
-	// tracker elsewhere. Default empty: no notary; a contested segment
-	// comes from the CDN until one hash leads.
+	// NotaryOrigins are URL prefixes ("https://cdn.example.com/live/"): when
+	// set, the notary fetches only URLs under them (at any address), and
+	// under integrity "quorum" it settles contested segments from them.
+	// Default empty: under "notary", any http(s) URL a viewer reports, at
+	// public addresses only (see NotaryPrivate); the hash is bound to that
+	// URL's origin, so a viewer naming its own server vouches only for
+	// viewers of that server. Never follows redirects.
 	NotaryOrigins []string `yaml:"notary_origins"`
+	// NotaryPrivate lets the notary fetch from loopback, private, link-local
+	// and shared (CGNAT) addresses when NotaryOrigins is empty. Default
+	// false: viewers name the URLs, and must not aim the tracker at the
+	// operator's own network. `serve --demo` turns it on (its origin is
+	// itself); list an internal CDN in NotaryOrigins instead.
+	NotaryPrivate bool `yaml:"notary_private"`
+	// NotaryFetches is how many notary fetches run at once on a node; more
+	// wait in a queue of 16 times that. Default 16.
+	NotaryFetches int `yaml:"notary_fetches"`
 
 	// Redis, when set, joins this node to every node using the same Redis:
 	// swarms span nodes and relays cross them. redis://[user:pass@]host:port
@@ -197,11 +221,20 @@ func DefaultConfig() Config {
 		MemberTTL:            15 * time.Second,
 		StatsInterval:        5 * time.Second,
 		P2PPercent:           100,
+		Integrity:            IntegrityNotary,
 		HashQuorum:           2,
 		HashDistinctNetworks: true,
+		NotaryFetches:        16,
 		BadPeerReports:       2,
 	}
 }
+
+// Integrity modes (Config.Integrity).
+const (
+	IntegrityNotary = signaling.IntegrityNotary
+	IntegrityQuorum = signaling.IntegrityQuorum
+	IntegrityOff    = "off"
+)
 
 // NetworkGroup names a group of networks for matching (Config.Networks).
 type NetworkGroup struct {
@@ -269,6 +302,11 @@ func (c *Config) Validate() error {
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return bad("redis", "want redis://host:port or rediss://host:port, got %q", c.Redis)
 	}
+	switch c.Integrity {
+	case IntegrityNotary, IntegrityQuorum, IntegrityOff:
+	default:
+		return bad("integrity", "%q: want notary, quorum or off", c.Integrity)
+	}
 	for _, p := range c.NotaryOrigins {
 		u, err := url.Parse(p)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !strings.HasSuffix(u.Path, "/") {
@@ -291,7 +329,8 @@ func (c *Config) Validate() error {
 		{"max_conns", c.MaxConns, 1, 100_000_000},
 		{"send_queue", c.SendQueue, 1, 100_000},
 		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
-		{"hash_quorum", c.HashQuorum, 0, 16},
+		{"hash_quorum", c.HashQuorum, 1, 16},
+		{"notary_fetches", c.NotaryFetches, 1, 1024},
 		{"bad_peer_reports", c.BadPeerReports, 1, 1000},
 		{"p2p_percent", c.P2PPercent, 0, 100},
 	}

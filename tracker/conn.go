@@ -34,6 +34,9 @@ type conn struct {
 
 	limiter *rate.Limiter
 	strikes int
+	// notaryBudget bounds the notary fetches this viewer's reports start
+	// (made on its first report).
+	notaryBudget *rate.Limiter
 	// quiet suppresses repeated rate_limited errors until a message passes.
 	quiet bool
 
@@ -433,6 +436,7 @@ func (c *conn) welcome(ref, id string, p2p *bool) {
 			MessagesPerSecond: c.s.cfg.MessagesPerSecond,
 			Suggestions:       c.s.cfg.Suggestions,
 			HashQuorum:        c.s.cfg.HashQuorum,
+			Integrity:         c.s.integrityAnnounced(),
 		},
 	})
 }
@@ -492,17 +496,57 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 	}
 }
 
-// hash takes a viewer's report of a segment's SHA-256; one that completes
-// the quorum is pushed to every member of the swarm on this node.
+// hash takes a viewer's report of a segment's SHA-256 as the CDN served it.
 func (c *conn) hash(m *signaling.Message) {
-	if c.s.cfg.HashQuorum == 0 {
-		return
-	}
 	seg, err := strconv.ParseUint(m.Segment, 10, 64)
 	if err != nil || !validHash(m.SHA256) {
 		c.reply(signaling.CodeBadMessage, m.Ref, "bad segment or sha256")
 		return
 	}
+	switch c.s.cfg.Integrity {
+	case IntegrityNotary:
+		c.notaryHash(m, seg)
+	case IntegrityQuorum:
+		c.quorumHash(m, seg)
+	}
+}
+
+// notaryHash judges a report by the notary's own fetch from the same CDN
+// origin, starting that fetch if this is the first report (integrity.go).
+func (c *conn) notaryHash(m *signaling.Message, seg uint64) {
+	cdn, ok := signaling.CDNOrigin(m.URL)
+	if !ok || !c.s.hub.notaryAllows(m.URL) {
+		// Nothing the notary may fetch: the report cannot vouch for
+		// anything, and is no evidence against the viewer either.
+		c.s.m.rejects.WithLabelValues("notary_refused").Inc()
+		return
+	}
+	k := c.key(m)
+	if c.notaryBudget == nil {
+		c.notaryBudget = rate.NewLimiter(notaryStartsPerSecond, notaryStartBurst)
+	}
+	now := time.Now()
+	v, code := c.s.hub.notaryReport(c.peer, k, seg, cdn, m.SHA256, c.notaryBudget.TokensAt(now) >= 1, now)
+	switch {
+	case code != "":
+		c.reply(code, m.Ref, "join the swarm first")
+	case v == notaryStart:
+		c.notaryBudget.AllowN(now, 1)
+		if !c.s.startNotary(notaryJob{k: k, seg: seg, url: m.URL, cdn: cdn}) {
+			c.s.hub.notaryFailed(k, seg, cdn, now.Add(-notaryRetry))
+		}
+	case v == notaryLie:
+		// The CDN serves other bytes at that URL's origin: a liar, or a
+		// viewer whose copy was damaged. Either way it must not share.
+		c.s.m.rejects.WithLabelValues("hash_mismatch").Inc()
+		c.s.hub.banFromSwarm(c.peer, k)
+		c.s.evict(k, []*peer{c.peer}, "reported a segment hash the CDN does not serve")
+	}
+}
+
+// quorumHash counts a report toward the quorum; one that completes it is
+// pushed to every member of the swarm on this node.
+func (c *conn) quorumHash(m *signaling.Message, seg uint64) {
 	k := c.key(m)
 	accepted, lie, code := c.s.hub.reportHash(c.peer, k, seg, m.SHA256)
 	if code == "" && !lie {
@@ -512,21 +556,23 @@ func (c *conn) hash(m *signaling.Message) {
 	case code != "":
 		c.reply(code, m.Ref, "join the swarm first")
 	case lie:
-		// Against a hash the quorum agreed on: a lie or a corrupt copy.
+		// Against a hash the quorum agreed on: a lie, a corrupt copy, or
+		// evidence against the quorum. Not a strike (the quorum can be the
+		// liar); the notary, where configured, settles it.
 		c.s.m.rejects.WithLabelValues("hash_mismatch").Inc()
-		c.strike(signaling.CodeBadMessage)
 	case accepted != "":
-		c.s.pushHash(k, seg, accepted)
+		c.s.pushHash(k, seg, accepted, "")
 	case len(c.s.cfg.NotaryOrigins) > 0:
 		if url := c.s.hub.contested(k, seg, m.URL); url != "" {
-			c.s.notarize(k, seg, url)
+			c.s.startNotary(notaryJob{k: k, seg: seg, url: url})
 		}
 	}
 }
 
-// pushHash tells every member of k on this node that seg's hash is trusted.
-func (s *Server) pushHash(k swarmKey, seg uint64, sum string) {
-	b, err := signaling.Encode(hashMessage(k, seg, sum))
+// pushHash tells every member of k on this node that seg's hash is
+// vouched for (at CDN origin cdn, or anywhere when cdn is empty).
+func (s *Server) pushHash(k swarmKey, seg uint64, sum, cdn string) {
+	b, err := signaling.Encode(hashMessage(k, seg, sum, cdn))
 	if err != nil {
 		return
 	}

@@ -5,16 +5,31 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/peercdn/peercdn/signaling"
 )
 
-// The tracker is where viewers' segment hashes become trusted: a hash is
-// accepted once hash_quorum viewers who fetched the segment from the CDN
-// themselves (from distinct networks, unless hash_distinct_networks is
-// off) report it, and more of them report it than any other hash. No
-// single viewer can choose a hash alone. Accepted hashes are pushed to the
-// swarm; agents take a peer's bytes only when they match one.
+// The tracker is where segment hashes become trusted when the origin
+// publishes no hash manifest (agents prefer the manifest whenever there is
+// one). Two ways, by Config.Integrity:
+//
+//   - notary (the default): the first viewer to fetch a segment from the
+//     CDN reports its hash and URL; the tracker fetches that URL itself
+//     (notary.go) and vouches for the hash of what it got, bound to that
+//     URL's CDN origin. Agents accept it only for segments they would fetch
+//     from the same origin, so a viewer naming a server of its own vouches
+//     for nobody else's. Reporters of another hash are removed from the
+//     swarm. No number of colluding viewers changes what is vouched.
+//   - quorum: a hash is accepted once hash_quorum viewers who fetched the
+//     segment themselves (from distinct networks, unless
+//     hash_distinct_networks is off) report it and more report it than any
+//     other hash. K colluders in K networks, K >= hash_quorum, can win a
+//     segment nobody else reported first: an opt-in for trackers that
+//     cannot reach the CDN.
+//
+// Vouched hashes are pushed to the swarm; agents take a peer's bytes only
+// when they match one.
 
 // hashBook holds one swarm's recent segment hashes.
 type hashBook struct {
@@ -30,12 +45,50 @@ const hashBookSize = 512
 const recentHashes = 32
 
 type hashEntry struct {
+	voters map[string]string // peer id -> the hash it reported (one report each)
+
+	// Quorum integrity.
 	accepted string                     // hex, once trusted
 	votes    map[string]map[string]bool // hash -> reporter networks (or ids)
-	voters   map[string]string          // peer id -> the hash it reported (one vote each)
 	url      string                     // where a reporter got it, under notary_origins
 	notary   bool                       // a notary fetch was started
+
+	// Notary integrity: what the notary found at each CDN origin.
+	checks map[string]*originCheck
 }
+
+// originCheck is the notary's work on one segment at one CDN origin.
+type originCheck struct {
+	sum      string    // the notary's hash, once fetched
+	fetching bool      // a fetch is queued or running
+	retryAt  time.Time // after a failed fetch, none starts before this
+	// pending are the hashes reported before the notary's (peer id -> hash),
+	// judged when it arrives.
+	pending map[string]string
+}
+
+const (
+	// maxOriginsPerSegment bounds the CDN origins checked per segment
+	// (several CDNs of one title): past it, a check that has found nothing
+	// makes way for a new one, so reports naming made-up servers cannot
+	// keep a real CDN's check out.
+	maxOriginsPerSegment = 16
+	// maxPendingReports bounds the reports held for one check.
+	maxPendingReports = 256
+	// notaryRetry is how long after a failed fetch the next report may
+	// start another.
+	notaryRetry = 2 * time.Second
+)
+
+// notaryVerdict is what a report means under notary integrity.
+type notaryVerdict int
+
+const (
+	notaryWait   notaryVerdict = iota // recorded; the notary's hash will judge it
+	notaryStart                       // recorded; the caller must start the fetch
+	notaryAgrees                      // matches the notary's hash
+	notaryLie                         // contradicts the notary's hash for that origin
+)
 
 // network is what counts as one independent reporter: the /24 (IPv4) or
 // /48 (IPv6) of its address, or the peer itself when distinct networks are
@@ -107,29 +160,163 @@ func (h *hub) settle(k swarmKey, seg uint64, sum string) (accepted bool, liars [
 			continue
 		}
 		if p := h.peers[id]; p != nil {
-			if _, in := p.swarms[k]; in {
-				h.leaveLocked(p, k)
-			}
-			if p.banned == nil {
-				p.banned = map[swarmKey]bool{}
-			}
-			p.banned[k] = true
-			h.m.banned.Inc()
+			h.banLocked(p, k)
 			liars = append(liars, p)
 		}
 	}
 	return true, liars
 }
 
-// notaryAllows says whether raw lies under one of notary_origins: same
-// scheme and host, path under the prefix, no user info, no "..".
+// banLocked removes p from swarm k for good.
+func (h *hub) banLocked(p *peer, k swarmKey) {
+	if _, in := p.swarms[k]; in {
+		h.leaveLocked(p, k)
+	}
+	if p.banned == nil {
+		p.banned = map[swarmKey]bool{}
+	}
+	if !p.banned[k] {
+		p.banned[k] = true
+		h.m.banned.Inc()
+	}
+}
+
+// notaryReport records p's report that seg, fetched from CDN origin cdn,
+// has hash sum, and judges it by the notary's hash for that origin. With
+// mayStart, a report that finds no fetch under way claims one
+// (notaryStart): the caller fetches and calls notarized or notaryFailed.
+func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, mayStart bool, now time.Time) (notaryVerdict, signaling.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, in := p.swarms[k]; !in {
+		return notaryWait, signaling.CodeNotInSwarm
+	}
+	e := entryLocked(h.swarms[k], seg)
+	c := e.checks[cdn]
+	if c == nil {
+		if e.checks == nil {
+			e.checks = map[string]*originCheck{}
+		}
+		if len(e.checks) >= maxOriginsPerSegment && !evictIdleCheck(e.checks) {
+			return notaryWait, ""
+		}
+		c = &originCheck{pending: map[string]string{}}
+		e.checks[cdn] = c
+	}
+	if c.sum != "" {
+		if sum == c.sum {
+			return notaryAgrees, ""
+		}
+		return notaryLie, ""
+	}
+	if _, voted := e.voters[p.id]; voted {
+		return notaryWait, "" // one report per viewer per segment
+	}
+	e.voters[p.id] = sum
+	if len(c.pending) < maxPendingReports {
+		c.pending[p.id] = sum
+	}
+	if mayStart && !c.fetching && !now.Before(c.retryAt) {
+		c.fetching = true
+		return notaryStart, ""
+	}
+	return notaryWait, ""
+}
+
+// evictIdleCheck drops a check that found nothing and is not fetching.
+func evictIdleCheck(checks map[string]*originCheck) bool {
+	for o, c := range checks {
+		if c.sum == "" && !c.fetching {
+			delete(checks, o)
+			return true
+		}
+	}
+	return false
+}
+
+// notarized records the notary's hash of seg at CDN origin cdn (fetched
+// here or on another node). fresh is false if this node has no member of
+// k or knew it already; liars are the local members that reported another
+// hash for that origin, removed from the swarm for good.
+func (h *hub) notarized(k swarmKey, seg uint64, cdn, sum string) (fresh bool, liars []*peer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.swarms[k]
+	if sw == nil {
+		return false, nil
+	}
+	e := entryLocked(sw, seg)
+	c := e.checks[cdn]
+	if c == nil {
+		if e.checks == nil {
+			e.checks = map[string]*originCheck{}
+		}
+		if len(e.checks) >= maxOriginsPerSegment {
+			evictIdleCheck(e.checks)
+		}
+		c = &originCheck{}
+		e.checks[cdn] = c
+	}
+	c.fetching = false
+	if c.sum != "" {
+		return false, nil
+	}
+	c.sum = sum
+	h.m.hashes.Inc()
+	for id, reported := range c.pending {
+		if reported == sum {
+			continue
+		}
+		if p := h.peers[id]; p != nil {
+			h.banLocked(p, k)
+			liars = append(liars, p)
+		}
+	}
+	c.pending = nil
+	return true, liars
+}
+
+// notaryFailed ends a fetch that found nothing; the next report after
+// notaryRetry starts another.
+func (h *hub) notaryFailed(k swarmKey, seg uint64, cdn string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sw := h.swarms[k]
+	if sw == nil || sw.hashes == nil {
+		return
+	}
+	if e := sw.hashes.entries[seg]; e != nil {
+		if c := e.checks[cdn]; c != nil {
+			c.fetching = false
+			c.retryAt = now.Add(notaryRetry)
+		}
+	}
+}
+
+// banFromSwarm removes p from swarm k for good (a report against the
+// notary's hash).
+func (h *hub) banFromSwarm(p *peer, k swarmKey) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.banLocked(p, k)
+}
+
+// notaryAllows says whether the notary may fetch raw: an http(s) URL
+// without user info or "..", under one of notary_origins (same scheme and
+// host, path under the prefix) when those are set, and otherwise any such
+// URL under notary integrity (the dialer then refuses non-public
+// addresses, unless notary_private).
 func (h *hub) notaryAllows(raw string) bool {
-	if raw == "" || len(h.cfg.NotaryOrigins) == 0 {
+	if raw == "" {
 		return false
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.User != nil || u.Host == "" || strings.Contains(u.Path, "..") {
+	if err != nil || u.User != nil || u.Host == "" || strings.Contains(u.Path, "..") ||
+		(u.Scheme != "http" && u.Scheme != "https") {
 		return false
+	}
+	if len(h.cfg.NotaryOrigins) == 0 {
+		return h.cfg.Integrity == IntegrityNotary
 	}
 	for _, p := range h.cfg.NotaryOrigins {
 		a, err := url.Parse(p)
@@ -157,7 +344,9 @@ func (h *hub) remoteVote(k swarmKey, voter, network string, seg uint64, sum stri
 	return accepted
 }
 
-func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum string) (accepted string, lie bool) {
+// entryLocked returns seg's entry in sw's book, made if new (evicting the
+// oldest past hashBookSize).
+func entryLocked(sw *swarm, seg uint64) *hashEntry {
 	if sw.hashes == nil {
 		sw.hashes = &hashBook{entries: make(map[uint64]*hashEntry)}
 	}
@@ -172,6 +361,11 @@ func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum strin
 			b.order = b.order[1:]
 		}
 	}
+	return e
+}
+
+func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum string) (accepted string, lie bool) {
+	e := entryLocked(sw, seg)
 	if e.accepted != "" {
 		return "", sum != e.accepted
 	}
@@ -197,7 +391,8 @@ func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum strin
 	return sum, false
 }
 
-// recent returns up to recentHashes accepted hashes of swarm k, newest last.
+// recent returns up to recentHashes vouched hashes of swarm k, newest
+// segments first.
 func (h *hub) recent(k swarmKey) []*signaling.Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -208,16 +403,24 @@ func (h *hub) recent(k swarmKey) []*signaling.Message {
 	var out []*signaling.Message
 	order := sw.hashes.order
 	for i := len(order) - 1; i >= 0 && len(out) < recentHashes; i-- {
-		if e := sw.hashes.entries[order[i]]; e.accepted != "" {
-			out = append(out, hashMessage(k, order[i], e.accepted))
+		e := sw.hashes.entries[order[i]]
+		if e.accepted != "" {
+			out = append(out, hashMessage(k, order[i], e.accepted, ""))
+		}
+		for cdn, c := range e.checks {
+			if c.sum != "" && len(out) < recentHashes {
+				out = append(out, hashMessage(k, order[i], c.sum, cdn))
+			}
 		}
 	}
 	return out
 }
 
-func hashMessage(k swarmKey, seg uint64, sum string) *signaling.Message {
+// hashMessage vouches for sum as seg's hash: at CDN origin cdn (the
+// notary's), or anywhere (the quorum's, cdn empty).
+func hashMessage(k swarmKey, seg uint64, sum, cdn string) *signaling.Message {
 	sw := k.swarm
-	return &signaling.Message{Type: signaling.TypeHash, Swarm: &sw, Segment: strconv.FormatUint(seg, 10), SHA256: sum}
+	return &signaling.Message{Type: signaling.TypeHash, Swarm: &sw, Segment: strconv.FormatUint(seg, 10), SHA256: sum, CDN: cdn}
 }
 
 // membersOf returns this node's members of swarm k.
@@ -270,4 +473,12 @@ func (h *hub) reportPeer(reporter *peer, k swarmKey, target string) (removed *pe
 func validHash(s string) bool {
 	b, err := hex.DecodeString(s)
 	return err == nil && len(b) == 32
+}
+
+// integrityAnnounced is Config.Integrity as the welcome names it.
+func (s *Server) integrityAnnounced() string {
+	if s.cfg.Integrity == IntegrityOff {
+		return ""
+	}
+	return s.cfg.Integrity
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func noHash(t *testing.T, c *client, d time.Duration) {
 // neither make its hash trusted nor block an honest majority; a newcomer
 // gets recent trusted hashes on join.
 func TestHashQuorum(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.HashDistinctNetworks = false })
+	n := startNode(t, func(c *Config) { c.Integrity, c.HashDistinctNetworks = IntegrityQuorum, false })
 	a, b, c, liar := n.dial(t, ""), n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
 	for _, x := range []*client{a, b, c, liar} {
 		join(t, x, live, "")
@@ -70,7 +71,8 @@ func TestHashQuorum(t *testing.T) {
 	reportHash(t, b, "8", hashA) // 2 against 1
 	expectHash(t, c, "8", hashA)
 
-	// Reporting against a trusted hash is a strike (silent).
+	// Reporting against a trusted hash is silent (the quorum may be the
+	// liar: no strike).
 	drain(liar, 100*time.Millisecond)
 	reportHash(t, liar, "7", hashB)
 	expectNothing(t, liar, 100*time.Millisecond)
@@ -90,7 +92,7 @@ func TestHashQuorum(t *testing.T) {
 
 // TestHashQuorumNeedsDistinctNetworks: two viewers from one /24 count once.
 func TestHashQuorumNeedsDistinctNetworks(t *testing.T) {
-	n := startNode(t, nil) // distinct networks required; all clients are 127.0.0.1
+	n := startNode(t, func(c *Config) { c.Integrity = IntegrityQuorum }) // distinct networks required; all clients are 127.0.0.1
 	a, b, c := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
 	for _, x := range []*client{a, b, c} {
 		join(t, x, live, "")
@@ -155,6 +157,7 @@ func TestNotarySettlesContestedSegment(t *testing.T) {
 	}))
 	defer stray.Close()
 	n := startNode(t, func(c *Config) {
+		c.Integrity = IntegrityQuorum
 		c.HashDistinctNetworks = false
 		c.NotaryOrigins = []string{origin.URL + "/live/"}
 	})
@@ -187,5 +190,131 @@ func TestNotarySettlesContestedSegment(t *testing.T) {
 	}
 	if hits.Load() != 1 {
 		t.Fatalf("notary fetched %d times, want once", hits.Load())
+	}
+}
+
+// segmentOrigin serves body at every path and counts requests.
+func segmentOrigin(t *testing.T, body []byte) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(body)
+	}))
+	t.Cleanup(o.Close)
+	return o, &hits
+}
+
+func sumOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// waitBanned reads c's messages until it is told it was removed.
+func waitBanned(t *testing.T, c *client) {
+	t.Helper()
+	for {
+		m := recv(t, c)
+		if m.Type == signaling.TypeError {
+			if m.Code != signaling.CodeBanned {
+				t.Fatalf("got %s, want banned", m.Code)
+			}
+			return
+		}
+	}
+}
+
+// TestNotaryOutvotesColluders: under the default integrity, any number of
+// viewers agreeing on a false hash change nothing: the tracker vouches for
+// what it fetched itself, bound to that CDN origin, fetches each segment
+// once, and removes every reporter of another hash, before and after its
+// fetch.
+func TestNotaryOutvotesColluders(t *testing.T) {
+	body := []byte("the segment's true bytes")
+	cdn, hits := segmentOrigin(t, body)
+	n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+	liars := []*client{n.dial(t, ""), n.dial(t, ""), n.dial(t, "")}
+	watcher, late := n.dial(t, ""), n.dial(t, "")
+	for _, x := range append(liars, watcher, late) {
+		join(t, x, live, "")
+	}
+	url := cdn.URL + "/live/720p/4.m4s"
+	for _, l := range liars[:2] {
+		send(t, l, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: hashB, URL: url})
+	}
+	m := recv(t, watcher)
+	for m.Type != signaling.TypeHash {
+		m = recv(t, watcher)
+	}
+	want, _ := signaling.CDNOrigin(cdn.URL)
+	if m.SHA256 != sumOf(body) || m.CDN != want || m.Segment != "4" {
+		t.Fatalf("vouched for %s at %q, want the CDN's %s at %q", m.SHA256, m.CDN, sumOf(body), want)
+	}
+	waitBanned(t, liars[0])
+	waitBanned(t, liars[1])
+	// After the fetch: a third liar is removed at once, an honest report
+	// costs nothing, and nothing is fetched again.
+	send(t, liars[2], &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: hashB, URL: url})
+	waitBanned(t, liars[2])
+	drain(late, 100*time.Millisecond) // the pushed hash
+	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: sumOf(body), URL: url})
+	expectNothing(t, late, 200*time.Millisecond)
+	if hits.Load() != 1 {
+		t.Fatalf("notary fetched %d times, want once", hits.Load())
+	}
+	if ps := askPeers(t, watcher, live); len(ps) != 1 || ps[0] != late.PeerID() {
+		t.Fatalf("after the bans the watcher is offered %v", ps)
+	}
+}
+
+// TestNotaryBindsHashToItsCDN: a viewer naming a server of its own gets a
+// hash vouched for that server only; the real CDN's segment gets its own.
+func TestNotaryBindsHashToItsCDN(t *testing.T) {
+	truth, fake := []byte("true bytes"), []byte("the attacker's bytes")
+	cdn, _ := segmentOrigin(t, truth)
+	evil, _ := segmentOrigin(t, fake)
+	n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+	attacker, honest, watcher := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	for _, x := range []*client{attacker, honest, watcher} {
+		join(t, x, live, "")
+	}
+	send(t, attacker, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: sumOf(fake), URL: evil.URL + "/live/2.ts"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: sumOf(truth), URL: cdn.URL + "/live/2.ts"})
+	got := map[string]string{}
+	for len(got) < 2 {
+		if m := recv(t, watcher); m.Type == signaling.TypeHash {
+			got[m.CDN] = m.SHA256
+		}
+	}
+	evilOrigin, _ := signaling.CDNOrigin(evil.URL)
+	cdnOrigin, _ := signaling.CDNOrigin(cdn.URL)
+	if got[evilOrigin] != sumOf(fake) || got[cdnOrigin] != sumOf(truth) {
+		t.Fatalf("vouched %v", got)
+	}
+}
+
+// TestNotaryRefusesPrivateAddresses: by default the notary connects only to
+// public addresses (viewers choose its URLs), so a report naming loopback
+// is fetched by nobody and vouches for nothing.
+func TestNotaryRefusesPrivateAddresses(t *testing.T) {
+	cdn, hits := segmentOrigin(t, []byte("x"))
+	n := startNode(t, nil)
+	a, watcher := n.dial(t, ""), n.dial(t, "")
+	join(t, a, live, "")
+	join(t, watcher, live, "")
+	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "1", SHA256: sumOf([]byte("x")), URL: cdn.URL + "/1.ts"})
+	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: hashA, URL: "http://user:pw@example.com/2.ts"})
+	noHash(t, watcher, 500*time.Millisecond)
+	if hits.Load() != 0 {
+		t.Fatalf("the notary connected to loopback %d times", hits.Load())
+	}
+	for _, ip := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fc00::1", "0.0.0.0", "::ffff:127.0.0.1"} {
+		if publicAddr(netip.MustParseAddr(ip)) {
+			t.Errorf("%s counted as public", ip)
+		}
+	}
+	for _, ip := range []string{"203.0.113.7", "8.8.8.8", "2001:4860::1"} {
+		if !publicAddr(netip.MustParseAddr(ip)) {
+			t.Errorf("%s counted as private", ip)
+		}
 	}
 }

@@ -16,8 +16,9 @@ type metrics struct {
 	relay    prometheus.Histogram
 	ready    prometheus.Gauge
 
-	hashes prometheus.Counter
-	banned prometheus.Counter
+	hashes        prometheus.Counter
+	banned        prometheus.Counter
+	notaryFetches prometheus.Counter
 
 	// suggestedNear and suggestedOther count peers suggested to a newcomer
 	// (/ws) or handed an offer (/announce): of its network group, or not.
@@ -68,9 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "peercdn_tracker_ready", Help: "1 when the node takes new connections, 0 while draining."}),
 		hashes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peercdn_tracker_hashes_accepted_total", Help: "Segment hashes that reached the quorum and were pushed to their swarm."}),
+			Name: "peercdn_tracker_hashes_accepted_total", Help: "Segment hashes the tracker vouched for (its notary's, or the quorum's) and pushed to their swarm."}),
 		banned: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm after distinct peers reported their bytes as corrupt."}),
+			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm: their bytes reported corrupt by distinct peers, or their hash contradicted by the notary."}),
+		notaryFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_notary_fetches_total", Help: "Segments the notary fetched from the CDN whole (failures are rejects: notary_failed)."}),
 		clusterUp: nil, // below: it reads m
 		clusterIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_cluster_received_total", Help: "Envelopes received from other nodes."}),
@@ -118,7 +121,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rolloutPercent, cohortBytes, cohortStall, cohortWatch)
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
+		m.hashes, m.banned, m.notaryFetches, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
 	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats", "rollout"} {
 		m.clusterErrors.WithLabelValues(op)
 	}

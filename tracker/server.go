@@ -60,6 +60,7 @@ type Server struct {
 
 	notaryClient *http.Client
 	notarySem    chan struct{}
+	notaryQueued atomic.Int64 // fetches queued or running
 
 	// cluster is nil on a single node. clusterStop ends its loops.
 	cluster     Cluster
@@ -125,8 +126,8 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 		s.proxies = append(s.proxies, n)
 	}
 	s.groups = parseNetworks(cfg.Networks)
-	s.notaryClient = newNotaryClient()
-	s.notarySem = make(chan struct{}, notaryInFlight)
+	s.notaryClient = newNotaryClient(len(cfg.NotaryOrigins) == 0 && !cfg.NotaryPrivate)
+	s.notarySem = make(chan struct{}, cfg.NotaryFetches)
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)
 	s.rollout.Store(&Rollout{P2PPercent: cfg.P2PPercent})

@@ -40,7 +40,7 @@ func TestComposeFile(t *testing.T) {
 	if tr.Command[0] != "serve" {
 		t.Fatalf("tracker command %v", tr.Command)
 	}
-	var demo bool
+	var demo demoFlags
 	var vendor string
 	cfg, fs, err := loadConfig("serve", tr.Command[1:], serveFlags(&demo, &vendor, new(string), new(time.Duration)))
 	if err != nil {
@@ -58,7 +58,7 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	if cfg.Redis != "redis://redis:6379" || !demo {
+	if cfg.Redis != "redis://redis:6379" || !demo.on {
 		t.Errorf("tracker: redis %q demo %v", cfg.Redis, demo)
 	}
 	if _, ok := tr.DependsOn["redis"]; !ok {

@@ -107,9 +107,12 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is trusted")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "time a new connection has to say hello")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close connections silent this long")
-	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (0: integrity off)")
-	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "hash reporters must come from distinct /24 (/48) networks (off for loopback tests)")
-	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the tracker may fetch contested segments from (empty: no notary)")
+	fs.StringVar(&c.Integrity, "integrity", c.Integrity, "where segment hashes come from without an origin manifest: notary (the tracker fetches each segment itself), quorum (viewers' agreeing reports: colluders can win) or off")
+	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (--integrity quorum)")
+	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "quorum reporters must come from distinct /24 (/48) networks (--integrity quorum)")
+	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the notary may fetch from (empty: any http(s) URL at a public address)")
+	fs.BoolVar(&c.NotaryPrivate, "notary-private", c.NotaryPrivate, "let the notary fetch from loopback and private addresses (a CDN on the operator's own network; --demo sets it)")
+	fs.IntVar(&c.NotaryFetches, "notary-fetches", c.NotaryFetches, "notary fetches at once per node")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
 	fs.DurationVar(&c.MemberTTL, "member-ttl", c.MemberTTL, "a dead node's viewers leave other nodes' swarms within this")
 	fs.DurationVar(&c.StatsInterval, "stats-interval", c.StatsInterval, "how often a clustered node shares its figures for the cluster-wide dashboard")
@@ -152,18 +155,25 @@ func (f *iceFlag) Set(v string) error {
 	return nil
 }
 
+// demoFlags are serve's flags for the demo.
+type demoFlags struct {
+	on             bool
+	noHashManifest bool // the demo origin publishes no peercdn-hashes.json
+}
+
 // serveFlags binds the flags serve has beyond the tracker's Config.
-func serveFlags(demo *bool, vendor *string, pprofAddr *string, trim *time.Duration) func(*flag.FlagSet) {
+func serveFlags(demo *demoFlags, vendor *string, pprofAddr *string, trim *time.Duration) func(*flag.FlagSet) {
 	return func(fs *flag.FlagSet) {
+		fs.BoolVar(&demo.noHashManifest, "demo-no-hash-manifest", false, "the demo origin publishes no peercdn-hashes.json, as most CDNs (peers' bytes are checked against the notary only)")
 		fs.DurationVar(trim, "trim-memory", 15*time.Second, "after a quiet period this long, collect garbage and return memory to the OS (0: never)")
 		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
-		fs.BoolVar(demo, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
+		fs.BoolVar(&demo.on, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
 		fs.StringVar(vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
 	}
 }
 
 func serve(args []string) error {
-	var demo bool
+	var demo demoFlags
 	var vendor, pprofAddr string
 	var trim time.Duration
 	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor, &pprofAddr, &trim))
@@ -174,10 +184,10 @@ func serve(args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if demo && cfg.HashDistinctNetworks {
-		// Every viewer of a local demo comes from 127.0.0.1.
-		cfg.HashDistinctNetworks = false
-		log.Info("demo: segment hash reporters need not come from distinct networks")
+	if demo.on && !cfg.NotaryPrivate && len(cfg.NotaryOrigins) == 0 {
+		// The demo's origin is this process, on a loopback or LAN address.
+		cfg.NotaryPrivate = true
+		log.Info("demo: the notary may fetch from private addresses (the demo origin is this tracker)")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -193,7 +203,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if demo {
+	if demo.on {
 		log.Info("demo", "page", "/", "live", "/demo/live/master.m3u8", "vod", "/demo/vod/master.m3u8")
 	}
 	hs := &http.Server{
@@ -249,10 +259,10 @@ func serve(args []string) error {
 
 // withAssets serves the browser loader and agent beside the tracker, and
 // with demo the demo pages and the demo origin at /demo/.
-func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger, demo bool, vendor string) (http.Handler, error) {
+func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger, demo demoFlags, vendor string) (http.Handler, error) {
 	mux := http.NewServeMux()
-	web.New(log, vendor).Register(mux, demo)
-	if demo {
+	web.New(log, vendor).Register(mux, demo.on)
+	if demo.on {
 		stream, err := fs.Sub(examples.Stream, "stream")
 		if err != nil {
 			return nil, err
@@ -261,6 +271,7 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 		if err != nil {
 			return nil, err
 		}
+		o.NoHashManifest = demo.noHashManifest
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "peercdn_demo_origin_bytes_total", Help: "Body bytes the demo origin sent.",
 		}, func() float64 { return float64(o.Stats().Bytes) }))

@@ -30,7 +30,7 @@ func swarmCmd(args []string) error {
 	loopback := fs.Bool("loopback", true, "keep ICE on loopback (local runs)")
 	origin := fs.String("origin", "", "Origin header the viewers send (join a browser page's swarms)")
 	hostile := fs.Int("hostile", 0, "how many of the viewers attack the others (see --attack)")
-	attack := fs.String("attack", "", "what hostile viewers do: corrupt (upload corrupted segments) or lie (report false hashes, upload matching corrupt bytes)")
+	attack := fs.String("attack", "", "what hostile viewers do: corrupt (upload corrupted segments), lie (report false hashes, upload matching corrupt bytes), truncate (share segments their CDN cut in half), flood (1,000 requests a second to each peer, bogus relays to the tracker) or slow (trickle uploads at 2 KB/s)")
 	asJSON := fs.Bool("json", false, "print only the JSON summary")
 	verbose := fs.Bool("v", false, "log agent debug output")
 	if err := fs.Parse(args); err != nil {
