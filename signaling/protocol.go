@@ -258,6 +258,19 @@ func Decode(data []byte) (*Message, error) {
 	return &m, nil
 }
 
+// RefOf is the ref of a frame Decode refused, so the error can name the
+// request it answers: empty if the frame has none, is not JSON, or its ref
+// is longer than MaxRefLen.
+func RefOf(data []byte) string {
+	var r struct {
+		Ref string `json:"ref"`
+	}
+	if len(data) > MaxFrameLen || json.Unmarshal(data, &r) != nil || len(r.Ref) > MaxRefLen {
+		return ""
+	}
+	return r.Ref
+}
+
 // Validate checks that m carries the fields its type needs, each within
 // its limit.
 func (m *Message) Validate() error {

@@ -320,7 +320,7 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 	}
 	m, err := signaling.Decode(b)
 	if err != nil {
-		c.sendError(signaling.CodeBadMessage, "", err.Error())
+		c.sendError(signaling.CodeBadMessage, signaling.RefOf(b), err.Error())
 		return c.strike(signaling.CodeBadMessage)
 	}
 	if c.peer == nil {

@@ -353,10 +353,11 @@ func TestBadMessagesGetCodedErrors(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.MaxStrikes = 5 })
 	a := n.dial(t, "")
 	ctx := context.Background()
-	for _, raw := range []string{`not json`, `{"type":"nope"}`, `{"type":"offer","to":"x"}`, `{"type":"welcome","peer_id":"x"}`} {
+	for raw, ref := range map[string]string{`not json`: "", `{"type":"nope","ref":"r1"}`: "r1",
+		`{"type":"offer","to":"x","ref":"r2"}`: "r2", `{"type":"welcome","peer_id":"x"}`: ""} {
 		a.SendRaw(ctx, []byte(raw))
-		if m := recv(t, a); m.Code != signaling.CodeBadMessage || m.Text == "" {
-			t.Fatalf("%s: got %+v, want bad_message with a reason", raw, m)
+		if m := recv(t, a); m.Code != signaling.CodeBadMessage || m.Text == "" || m.Ref != ref {
+			t.Fatalf("%s: got %+v, want bad_message with a reason and ref %q", raw, m, ref)
 		}
 	}
 	a.SendRaw(ctx, []byte(`{}`))

@@ -161,6 +161,10 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 		}
 		a.exec.serve(w, r, "public, max-age=3600")
 	})
+	// Other methods on the assets: 405, not the tracker's 404 behind "/".
+	for _, p := range []string{"/peercdn.js", "/" + a.wasmURL, "/wasm_exec.js"} {
+		mux.HandleFunc(p, methodNotAllowed)
+	}
 	if !demo {
 		return
 	}
@@ -179,4 +183,11 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		http.ServeFile(w, r, filepath.Join(a.vendor, filepath.Base(r.PathValue("file"))))
 	})
+}
+
+// methodNotAllowed answers a request for a read-only asset with a method
+// other than GET or HEAD.
+func methodNotAllowed(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed: GET or HEAD", http.StatusMethodNotAllowed)
 }

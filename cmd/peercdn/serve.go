@@ -206,11 +206,9 @@ func serve(args []string) error {
 	if demo.on {
 		log.Info("demo", "page", "/", "live", "/demo/live/master.m3u8", "vod", "/demo/vod/master.m3u8")
 	}
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	ln = srv.Listener(ln) // per-IP connection cap before any upgrade
+	hs := srv.HTTPServer(handler)
+	hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	mode := "single node, in memory"
 	if cfg.Redis != "" {
 		mode = "cluster via redis"

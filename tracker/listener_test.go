@@ -1,0 +1,115 @@
+package tracker
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveLimited serves a tracker as `peercdn serve` does: its Listener and
+// HTTPServer.
+func serveLimited(t *testing.T, mutate func(*Config)) string {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer(srv.Handler())
+	go hs.Serve(srv.Listener(ln))
+	t.Cleanup(func() {
+		// Shutdown waits for connections still answering (a 431 lingers
+		// half a second before closing), which the leak check would see.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+		hs.Close()
+	})
+	return ln.Addr().String()
+}
+
+// TestOneIPHoldsBoundedConnections: connections that never upgrade (idle
+// keep-alives, unfinished headers) count against the address: past
+// max_conns_per_ip+16 new ones are closed at once, and a place comes back
+// when one closes.
+func TestOneIPHoldsBoundedConnections(t *testing.T) {
+	addr := serveLimited(t, func(c *Config) { c.MaxConnsPerIP = 4 })
+	const limit = 4 + preUpgradeSlack
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for range limit {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	closedAtOnce := func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return true
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err = c.Read(make([]byte, 1))
+		return err == io.EOF || (err != nil && !isTimeout(err))
+	}
+	if !closedAtOnce() {
+		t.Fatalf("connection %d from one address was kept open", limit+1)
+	}
+	held[0].Close()
+	time.Sleep(100 * time.Millisecond)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after a place freed up: %v %v", resp, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// TestHeaderBlockIsBounded: a header block past 16 KiB is refused (431)
+// instead of being read up to Go's default 1 MB.
+func TestHeaderBlockIsBounded(t *testing.T) {
+	addr := serveLimited(t, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 64<<10))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d for a 64 KiB header, want 431", resp.StatusCode)
+	}
+}
