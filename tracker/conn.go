@@ -33,7 +33,9 @@ type conn struct {
 	ipe    *ipEntry
 
 	limiter *rate.Limiter
-	strikes int
+	strikes int // decaying: see strikeDecay
+	// decayFrom is when the next forgiven strike started counting down.
+	decayFrom time.Time
 	// notaryBudget bounds the notary fetches this viewer's reports start
 	// (made on its first report).
 	notaryBudget *rate.Limiter
@@ -276,12 +278,31 @@ func (c *conn) readOne() bool {
 	return c.handleFrame(op, b)
 }
 
+// strikeDecay forgives one strike per this long without one: mistakes an
+// honest agent makes now and then (a relay to a peer that has just left a
+// churny swarm) never add up to max_strikes, while a burst still does.
+const strikeDecay = 10 * time.Second
+
+// decayStrikes forgives one of strikes per strikeDecay since from, and
+// returns what is left and when the next forgiveness started counting; a
+// burst within strikeDecay counts in full.
+func decayStrikes(strikes int, from, now time.Time) (int, time.Time) {
+	if strikes == 0 || from.IsZero() {
+		return strikes, now
+	}
+	n := int(now.Sub(from) / strikeDecay)
+	if n >= strikes {
+		return 0, now
+	}
+	return strikes - n, from.Add(time.Duration(n) * strikeDecay)
+}
+
 // pong answers a client's ping. Pings count against the connection's
-// message rate like any message: past it they go unanswered, so a ping
-// flood costs the tracker no more than a message flood.
+// message rate like any message: past it they go unanswered and are a
+// strike, so a ping flood is closed like a message flood.
 func (c *conn) pong(p []byte) {
 	if !c.limiter.Allow() {
-		c.s.m.rejects.WithLabelValues("ping_rate").Inc()
+		c.strike("ping_rate")
 		return
 	}
 	c.enqueue(frame{b: append([]byte(nil), p...), op: ws.OpPong})
@@ -379,6 +400,7 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 // closed with 1008.
 func (c *conn) strike(code signaling.Code) bool {
 	c.s.m.rejects.WithLabelValues(string(code)).Inc()
+	c.strikes, c.decayFrom = decayStrikes(c.strikes, c.decayFrom, time.Now())
 	c.strikes++
 	if c.strikes >= c.s.cfg.MaxStrikes {
 		c.s.m.rejects.WithLabelValues("strikes").Inc()

@@ -113,3 +113,30 @@ func TestHeaderBlockIsBounded(t *testing.T) {
 		t.Fatalf("status %d for a 64 KiB header, want 431", resp.StatusCode)
 	}
 }
+
+// TestStrikesDecay: a churny swarm's honest viewer, relaying to a peer that
+// has just left every 9 s for 30 minutes (200 strikes in all), never
+// reaches max_strikes (50); a burst of 50 within 5 s counts in full
+// (simulated time).
+func TestStrikesDecay(t *testing.T) {
+	const max = 50
+	start := time.Unix(1_800_000_000, 0)
+	strike := func(strikes int, from, now time.Time) (int, time.Time) {
+		strikes, from = decayStrikes(strikes, from, now)
+		return strikes + 1, from
+	}
+	strikes, from := 0, time.Time{}
+	for i := range 200 {
+		now := start.Add(time.Duration(i) * 9 * time.Second)
+		if strikes, from = strike(strikes, from, now); strikes >= max {
+			t.Fatalf("closed after %v of well-paced mistakes", now.Sub(start))
+		}
+	}
+	strikes, from = 0, time.Time{}
+	for i := range max {
+		strikes, from = strike(strikes, from, start.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	if strikes != max {
+		t.Fatalf("a burst of %d strikes within 5 s counted %d", max, strikes)
+	}
+}

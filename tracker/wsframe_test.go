@@ -130,6 +130,23 @@ func TestFraming(t *testing.T) {
 		}
 	})
 
+	t.Run("a ping flood is closed for strikes", func(t *testing.T) {
+		n := startNode(t, func(c *Config) { c.MessagesPerSecond, c.MessageBurst, c.MaxStrikes = 1, 5, 10 })
+		c := n.dialRaw(t, "/ws")
+		for range 40 {
+			c.send(ws.OpPing, true, true, []byte("p"))
+		}
+		for {
+			f := c.next()
+			if f.Header.OpCode == ws.OpClose {
+				if code, _ := ws.ParseCloseFrameData(f.Payload); code != ws.StatusPolicyViolation {
+					t.Fatalf("closed with %d, want 1008", code)
+				}
+				return
+			}
+		}
+	})
+
 	t.Run("fragments with a ping between them make one message", func(t *testing.T) {
 		c := n.dialRaw(t, "/ws")
 		c.send(ws.OpText, false, true, helloJSON[:5])
