@@ -103,7 +103,11 @@ func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, url string
 		a.log.Warn("CDN bytes contradict the quorum's hash: the quorum's hash is dropped", "url", url)
 		a.trust.dispute(k)
 	}
-	a.reportHash(k, got, data, url)
+	if lvl != byManifest {
+		// The origin's manifest vouches already: a report would only cost
+		// the notary a fetch.
+		a.reportHash(k, got, data, url)
+	}
 	return true
 }
 
