@@ -65,14 +65,12 @@ func (a *Agent) expected(k segKey, url string) (sum [32]byte, check, ok bool) {
 // mayTakeFromPeers says whether a peer's copy of k could be accepted now,
 // looking the origin's manifest up first when it may list k.
 func (a *Agent) mayTakeFromPeers(ctx context.Context, sw *swarm, k segKey, url string) bool {
-	if _, _, ok := a.expected(k, url); ok {
-		if _, lvl := a.trust.best(k, url, false); lvl == byManifest || a.manifests.missing(url) {
-			return true
-		}
+	if _, lvl := a.trust.best(k, url, false); lvl != byManifest {
+		// The manifest outranks what the tracker said: ask it first (cached;
+		// fetched at most once a second per folder, every 5 minutes where
+		// there is none).
+		a.manifestHash(ctx, sw, k, url)
 	}
-	// The manifest outranks what the tracker said: ask it (cached, at most
-	// once a second per folder) whenever the folder may publish one.
-	a.manifestHash(ctx, sw, k, url)
 	_, _, ok := a.expected(k, url)
 	return ok
 }

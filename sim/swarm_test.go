@@ -181,14 +181,7 @@ func TestHostileViewers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("offload %.3f, stalls %d, corrupt accepted %d, rejected %d, hostile dropped %d",
-				sum.Offload, sum.Stalls, sum.CorruptAccepted, sum.CorruptRejected, sum.HostileDropped)
-			if sum.CorruptAccepted != 0 {
-				t.Errorf("%d corrupt segments reached honest players", sum.CorruptAccepted)
-			}
-			if sum.Stalls != 0 || sum.Errors != 0 {
-				t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
-			}
+			checkUnharmed(t, sum)
 			const honest = viewers - hostile
 			if sum.CorruptRejected > honest*hostile {
 				t.Errorf("honest viewers rejected %d corrupt segments: more than one per attacker each", sum.CorruptRejected)
@@ -230,18 +223,25 @@ func TestColludersWithoutManifest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("offload %.3f, stalls %d, corrupt accepted %d, rejected %d, hostile dropped %d",
-				sum.Offload, sum.Stalls, sum.CorruptAccepted, sum.CorruptRejected, sum.HostileDropped)
-			if sum.CorruptAccepted != 0 {
-				t.Errorf("%d corrupt segments reached honest players", sum.CorruptAccepted)
-			}
-			if sum.Stalls != 0 || sum.Errors != 0 {
-				t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
-			}
+			checkUnharmed(t, sum)
 			if sum.Offload < 0.3 {
 				t.Errorf("offload %.3f: the honest viewers should still share", sum.Offload)
 			}
 		})
+	}
+}
+
+// checkUnharmed logs a hostile run and checks that no corrupt segment
+// reached an honest player and nobody stalled.
+func checkUnharmed(t *testing.T, sum Summary) {
+	t.Helper()
+	t.Logf("offload %.3f, stalls %d, corrupt accepted %d, rejected %d, hostile dropped %d",
+		sum.Offload, sum.Stalls, sum.CorruptAccepted, sum.CorruptRejected, sum.HostileDropped)
+	if sum.CorruptAccepted != 0 {
+		t.Errorf("%d corrupt segments reached honest players", sum.CorruptAccepted)
+	}
+	if sum.Stalls != 0 || sum.Errors != 0 {
+		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
 	}
 }
 

@@ -24,6 +24,13 @@ type testNode struct {
 
 func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	t.Helper()
+	return serveNode(t, newTestServer(t, mutate))
+}
+
+// newTestServer builds a tracker on 127.0.0.1 whose configuration mutate
+// adjusts.
+func newTestServer(t testing.TB, mutate func(*Config)) *Server {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	if mutate != nil {
@@ -33,7 +40,7 @@ func startNode(t testing.TB, mutate func(*Config)) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveNode(t, srv)
+	return srv
 }
 
 // serveNode serves srv on a loopback httptest server, drained and closed

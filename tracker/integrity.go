@@ -192,16 +192,9 @@ func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, may
 		return notaryWait, signaling.CodeNotInSwarm
 	}
 	e := entryLocked(h.swarms[k], seg)
-	c := e.checks[cdn]
+	c := e.checkLocked(cdn)
 	if c == nil {
-		if e.checks == nil {
-			e.checks = map[string]*originCheck{}
-		}
-		if len(e.checks) >= maxOriginsPerSegment && !evictIdleCheck(e.checks) {
-			return notaryWait, ""
-		}
-		c = &originCheck{pending: map[string]string{}}
-		e.checks[cdn] = c
+		return notaryWait, "" // every origin's place is taken
 	}
 	if c.sum != "" {
 		if sum == c.sum {
@@ -221,6 +214,24 @@ func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, may
 		return notaryStart, ""
 	}
 	return notaryWait, ""
+}
+
+// checkLocked returns the check of CDN origin cdn, made if new; nil when
+// maxOriginsPerSegment are taken and none is idle (found nothing, not
+// fetching) to make way.
+func (e *hashEntry) checkLocked(cdn string) *originCheck {
+	if c := e.checks[cdn]; c != nil {
+		return c
+	}
+	if e.checks == nil {
+		e.checks = map[string]*originCheck{}
+	}
+	if len(e.checks) >= maxOriginsPerSegment && !evictIdleCheck(e.checks) {
+		return nil
+	}
+	c := &originCheck{pending: map[string]string{}}
+	e.checks[cdn] = c
+	return c
 }
 
 // evictIdleCheck drops a check that found nothing and is not fetching.
@@ -245,17 +256,9 @@ func (h *hub) notarized(k swarmKey, seg uint64, cdn, sum string) (fresh bool, li
 	if sw == nil {
 		return false, nil
 	}
-	e := entryLocked(sw, seg)
-	c := e.checks[cdn]
+	c := entryLocked(sw, seg).checkLocked(cdn)
 	if c == nil {
-		if e.checks == nil {
-			e.checks = map[string]*originCheck{}
-		}
-		if len(e.checks) >= maxOriginsPerSegment {
-			evictIdleCheck(e.checks)
-		}
-		c = &originCheck{}
-		e.checks[cdn] = c
+		return false, nil
 	}
 	c.fetching = false
 	if c.sum != "" {
