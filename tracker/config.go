@@ -108,6 +108,10 @@ type Config struct {
 	// SendQueue is how many frames may wait for one slow client before it is
 	// closed. Default 256.
 	SendQueue int `yaml:"send_queue"`
+	// SendQueueBytes bounds the bytes waiting for one client: a member
+	// relaying large offers to a slow reader cannot make the node hold
+	// SendQueue of them. Default 1 MiB.
+	SendQueueBytes int `yaml:"send_queue_bytes"`
 	// DrainTimeout is how long a draining node waits for clients to leave
 	// after goaway before closing them. Default 15s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
@@ -215,6 +219,7 @@ func DefaultConfig() Config {
 		AnnounceInterval:     120 * time.Second,
 		WriteTimeout:         10 * time.Second,
 		SendQueue:            256,
+		SendQueueBytes:       1 << 20,
 		DrainTimeout:         15 * time.Second,
 		RetrySpread:          5 * time.Second,
 		StatsSwarms:          1000,
@@ -328,6 +333,7 @@ func (c *Config) Validate() error {
 		{"max_conns_per_ip", c.MaxConnsPerIP, 1, 10_000_000},
 		{"max_conns", c.MaxConns, 1, 100_000_000},
 		{"send_queue", c.SendQueue, 1, 100_000},
+		{"send_queue_bytes", c.SendQueueBytes, 64 << 10, 1 << 30},
 		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
 		{"hash_quorum", c.HashQuorum, 1, 16},
 		{"notary_fetches", c.NotaryFetches, 1, 1024},
@@ -338,6 +344,11 @@ func (c *Config) Validate() error {
 		if f.v < f.lo || f.v > f.hi {
 			return bad(f.name, "%d is outside %d..%d", f.v, f.lo, f.hi)
 		}
+	}
+	if c.SendQueueBytes < 2*c.MaxMessageBytes {
+		// A relayed message is re-encoded with its sender's id: room for
+		// two keeps the largest one from closing a reader that is idle.
+		return bad("send_queue_bytes", "must be at least twice max_message_bytes")
 	}
 	if c.MessagesPerSecond <= 0 {
 		return bad("messages_per_second", "must be positive")

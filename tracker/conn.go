@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bufio"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -69,12 +70,14 @@ type conn struct {
 
 	qmu     sync.Mutex
 	queue   []frame
+	queued  int  // payload bytes in queue
 	writing bool // a writer goroutine is draining queue
 	dead    bool // the writer is finished for good: frames are dropped
 	writers sync.WaitGroup
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+	slow      atomic.Bool   // counted as a slow consumer once
 	finished  chan struct{} // closed when the writer is finished for good
 
 	done   func() // runs once the connection is over
@@ -199,16 +202,21 @@ func (c *conn) linger() {
 	if !c.closing.Load() || c.peerClosed {
 		return
 	}
+	// A client that keeps sending after our close (a flood closed for
+	// strikes does) gets lingerBytes read, not closeWait of reading: past
+	// that the socket is closed, its close frame lost or not.
 	if c.failed.Load() {
 		// The writer half-closes after the close frame: a client reads it,
 		// sees the end, and closes its side.
-		io.Copy(io.Discard, c.rd.br)
+		io.Copy(io.Discard, io.LimitReader(c.rd.br, lingerBytes))
 		return
 	}
 	buf := readPool.Get().(*[]byte)
 	defer readPool.Put(buf)
+	counted := &countingReader{r: c.rd.br, left: lingerBytes}
+	rd := &msgReader{br: bufio.NewReaderSize(counted, 512)}
 	for {
-		_, b, err := c.rd.readMessage((*buf)[:0], c.s.cfg.MaxMessageBytes, func([]byte) {})
+		_, b, err := rd.readMessage((*buf)[:0], c.s.cfg.MaxMessageBytes, func([]byte) bool { return true })
 		if cap(b) <= maxPooledBatch {
 			*buf = b[:0]
 		}
@@ -216,6 +224,28 @@ func (c *conn) linger() {
 			return // the close frame, an error, or close's read deadline
 		}
 	}
+}
+
+// lingerBytes bounds what a closing connection reads while it waits for its
+// client's close frame.
+const lingerBytes = 64 << 10
+
+// countingReader reads from r until left bytes have been read.
+type countingReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // finish leaves every swarm and closes the connection, after the frames
@@ -287,25 +317,19 @@ const strikeDecay = 10 * time.Second
 // returns what is left and when the next forgiveness started counting; a
 // burst within strikeDecay counts in full.
 func decayStrikes(strikes int, from, now time.Time) (int, time.Time) {
-	if strikes == 0 || from.IsZero() {
-		return strikes, now
-	}
-	n := int(now.Sub(from) / strikeDecay)
-	if n >= strikes {
-		return 0, now
-	}
-	return strikes - n, from.Add(time.Duration(n) * strikeDecay)
+	return forgive(strikes, from, now, strikeDecay)
 }
 
 // pong answers a client's ping. Pings count against the connection's
 // message rate like any message: past it they go unanswered and are a
-// strike, so a ping flood is closed like a message flood.
-func (c *conn) pong(p []byte) {
+// strike, so a ping flood is closed like a message flood. False once the
+// connection is closing: reading stops.
+func (c *conn) pong(p []byte) bool {
 	if !c.limiter.Allow() {
-		c.strike("ping_rate")
-		return
+		return c.strike("ping_rate")
 	}
 	c.enqueue(frame{b: append([]byte(nil), p...), op: ws.OpPong})
+	return true
 }
 
 var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 2<<10); return &b }}
@@ -403,6 +427,9 @@ func (c *conn) strike(code signaling.Code) bool {
 	c.strikes, c.decayFrom = decayStrikes(c.strikes, c.decayFrom, time.Now())
 	c.strikes++
 	if c.strikes >= c.s.cfg.MaxStrikes {
+		if !c.closing.Load() {
+			c.s.penalties.closed(c.ip, time.Now())
+		}
 		c.s.m.rejects.WithLabelValues("strikes").Inc()
 		c.close(ws.StatusPolicyViolation, "too many bad or rate-limited messages")
 		return false
@@ -627,8 +654,16 @@ func (c *conn) relay(m *signaling.Message, now time.Time) {
 	k := c.key(m)
 	target, node, code := c.s.hub.route(c.peer, k, m.Type, m.To, m.OfferID, now)
 	if code != "" {
-		c.reply(code, m.Ref, "cannot relay "+string(m.Type)+" to "+truncate(m.To, 40))
+		text := "cannot relay " + string(m.Type) + " to " + truncate(m.To, 40)
+		if code == signaling.CodeUnknownOffer {
+			// An answer or candidate for an offer that expired, or that
+			// a flood of others pushed out of this peer's table, is no
+			// fault of the sender; the message rate still bounds it.
+			c.reply(code, m.Ref, text)
+			return
+		}
 		// Relaying to strangers is how floods look: it counts as a strike.
+		c.sendError(code, m.Ref, text)
 		c.strike(code)
 		return
 	}
@@ -668,21 +703,33 @@ func (c *conn) sendMsg(m *signaling.Message) {
 	c.enqueue(frame{b: b})
 }
 
-// enqueue never blocks: a client whose queue is full is too slow to keep
-// and is closed.
+// enqueue never blocks: a client whose queue is full, in frames or in
+// bytes, is too slow to keep and is closed.
 func (c *conn) enqueue(f frame) {
 	if c.closing.Load() {
 		return
 	}
 	c.qmu.Lock()
-	if len(c.queue) >= c.s.cfg.SendQueue {
+	if len(c.queue) >= c.s.cfg.SendQueue || c.queued+len(f.b) > c.s.cfg.SendQueueBytes {
 		c.qmu.Unlock()
-		c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
-		go c.close(ws.StatusPolicyViolation, "too slow to read: send queue full")
+		c.slowConsumer()
 		return
 	}
 	c.pushLocked(f)
 	c.qmu.Unlock()
+}
+
+// slowConsumer closes a client that does not read what it is sent. What is
+// queued for it is dropped so that the close frame goes out next, not after
+// a backlog the client is not reading anyway.
+func (c *conn) slowConsumer() {
+	if c.closing.Load() || !c.slow.CompareAndSwap(false, true) {
+		return
+	}
+	c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
+	// Not inline: the caller may be another connection's goroutine
+	// holding its own locks.
+	go c.closeWith(ws.StatusPolicyViolation, "too slow to read", true)
 }
 
 // pushLocked queues f and starts a writer if none is running.
@@ -691,6 +738,7 @@ func (c *conn) pushLocked(f frame) {
 		return
 	}
 	c.queue = append(c.queue, f)
+	c.queued += len(f.b)
 	if !c.writing {
 		c.writing = true
 		c.writers.Add(1)
@@ -698,8 +746,13 @@ func (c *conn) pushLocked(f frame) {
 	}
 }
 
-// maxBatch bounds the frames one syscall carries.
-const maxBatch = 64
+// maxBatch bounds the frames one syscall carries, and maxBatchBytes its
+// size, so that one write to a slow reader is small enough to finish within
+// write_timeout.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 64 << 10
+)
 
 // take pops up to maxBatch frames, or ends the writer when the queue is
 // empty.
@@ -708,13 +761,19 @@ func (c *conn) take(into []frame) []frame {
 	defer c.qmu.Unlock()
 	if len(c.queue) == 0 || c.dead {
 		c.writing = false
-		c.queue = nil // an idle connection keeps no queue
+		c.queue, c.queued = nil, 0 // an idle connection keeps no queue
 		return into[:0]
 	}
-	n := copy(into[:cap(into)], c.queue)
+	n, size := 0, 0
+	for n < len(c.queue) && n < cap(into) && (n == 0 || size+len(c.queue[n].b) <= maxBatchBytes) {
+		size += len(c.queue[n].b)
+		n++
+	}
+	into = append(into[:0], c.queue[:n]...)
 	clear(c.queue[:n])
 	c.queue = c.queue[n:]
-	return into[:n]
+	c.queued -= size
+	return into
 }
 
 // setDead drops queued frames and refuses new ones; the first call marks
@@ -722,7 +781,7 @@ func (c *conn) take(into []frame) []frame {
 func (c *conn) setDead() {
 	c.qmu.Lock()
 	was := c.dead
-	c.dead, c.queue = true, nil
+	c.dead, c.queue, c.queued = true, nil, 0
 	c.qmu.Unlock()
 	if !was {
 		close(c.finished)
@@ -744,27 +803,33 @@ func (c *conn) writeLoop() {
 		out := batchPool.Get().(*[]byte)
 		b := (*out)[:0]
 		closing := false
-		for _, f := range batch {
+		var ends [maxBatch]int // where each frame ends in b
+		for i, f := range batch {
 			op := f.op
 			if op == 0 {
 				op = ws.OpText
 			}
 			b = appendFrame(b, op, f.b)
+			ends[i] = len(b)
 			if op == ws.OpClose {
 				closing = true
 				break
 			}
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		_, err := c.nc.Write(b)
+		n, err := c.nc.Write(b)
+		if err != nil {
+			if !closing && isTimeout(err) {
+				c.closeStalled(b, n, ends[:len(batch)])
+			} else {
+				c.nc.Close()
+			}
+			c.setDead()
+			return
+		}
 		if cap(b) <= maxPooledBatch {
 			*out = b[:0]
 			batchPool.Put(out)
-		}
-		if err != nil {
-			c.nc.Close()
-			c.setDead()
-			return
 		}
 		c.nc.SetWriteDeadline(time.Time{})
 		now := time.Now()
@@ -783,6 +848,41 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// closeStalled ends a connection whose client stopped reading in the middle
+// of a write: n bytes of b went out. The frame it was in is completed and
+// followed by a close frame, given closeWait to get through, so that a
+// client that is merely slow learns why it is closed rather than seeing its
+// connection cut mid-frame. The reader then waits for the client's reply.
+func (c *conn) closeStalled(b []byte, n int, ends []int) {
+	if c.slow.CompareAndSwap(false, true) {
+		c.s.m.rejects.WithLabelValues("slow_consumer").Inc()
+	}
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.nc.SetReadDeadline(time.Now().Add(closeWait))
+	})
+	end := n
+	for _, e := range ends {
+		if e >= n {
+			end = e
+			break
+		}
+	}
+	tail := appendFrame(append([]byte(nil), b[n:end]...), ws.OpClose,
+		ws.NewCloseFrameBody(ws.StatusPolicyViolation, "too slow to read"))
+	c.nc.SetWriteDeadline(time.Now().Add(closeWait))
+	if _, err := c.nc.Write(tail); err != nil {
+		c.nc.Close()
+		return
+	}
+	c.s.idle.kick(c) // a parked connection must be read to its end
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
@@ -812,6 +912,12 @@ func (c *conn) goAway(retryMs int) {
 // queued (the error that explains it) have been written. It never blocks its
 // caller, which may be another connection's goroutine.
 func (c *conn) close(code ws.StatusCode, reason string) {
+	c.closeWith(code, reason, false)
+}
+
+// closeWith is close; drop discards the frames still queued, which then
+// never reach the client.
+func (c *conn) closeWith(code ws.StatusCode, reason string, drop bool) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		// Bounds the wait for the client's close frame, and ends a read
@@ -819,6 +925,10 @@ func (c *conn) close(code ws.StatusCode, reason string) {
 		c.nc.SetReadDeadline(time.Now().Add(closeWait))
 		c.qmu.Lock()
 		dead := c.dead
+		if drop {
+			clear(c.queue)
+			c.queue, c.queued = c.queue[:0], 0
+		}
 		c.pushLocked(frame{op: ws.OpClose, b: ws.NewCloseFrameBody(code, reason)})
 		c.qmu.Unlock()
 		if dead {

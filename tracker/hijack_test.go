@@ -77,7 +77,12 @@ func maskedText(p []byte) []byte {
 // (batchWriter.closeRead closes it). This test exercises the window; it
 // did not reproduce that race in 30 runs here.
 func TestCloseHandshakeWhileClientSends(t *testing.T) {
-	n := startNode(t, nil)
+	n := startNode(t, func(c *Config) {
+		// The drain closes them, not strikes for their rate (which would
+		// soon have the address refused as a flooder).
+		c.MessagesPerSecond, c.MessageBurst = 1e6, 1e6
+		c.IPMessagesPerSecond, c.IPMessageBurst = 1e6, 1e6
+	})
 	url := strings.Replace(n.url, "/ws", "/announce", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -55,6 +55,12 @@ type offerKey struct{ other, id string }
 // own pending limit, this bounds many senders aiming at one target.
 const maxRecvFactor = 4
 
+// maxOffersFromOne bounds the live offers one sender holds at one target.
+// An honest agent has one offer in flight per peer (a retry follows a
+// failure, seconds apart), so a handful within OfferTTL is generous; it is
+// what keeps a few members from filling a chosen peer's table.
+const maxOffersFromOne = 8
+
 type swarm struct {
 	members []*peer
 	index   map[*peer]int
@@ -484,10 +490,9 @@ func (h *hub) deliverLocked(target *peer, t signaling.Type, from, offerID string
 	expiry := now.Add(h.cfg.OfferTTL)
 	switch t {
 	case signaling.TypeOffer:
-		if _, exists := target.recv[key]; !exists && len(target.recv) >= maxRecvFactor*h.cfg.MaxPendingOffers {
-			expireOffers(target.recv, now)
-			if len(target.recv) >= maxRecvFactor*h.cfg.MaxPendingOffers {
-				return signaling.CodeTooManyOffers
+		if _, exists := target.recv[key]; !exists {
+			if code := admitOffer(target.recv, from, maxRecvFactor*h.cfg.MaxPendingOffers, now); code != "" {
+				return code
 			}
 		}
 		target.recv[key] = expiry
@@ -502,6 +507,62 @@ func (h *hub) deliverLocked(target *peer, t signaling.Type, from, offerID string
 		}
 	}
 	return ""
+}
+
+// admitOffer makes room in a target's received offers for one more from
+// sender, or refuses it. No sender holds more than maxOffersFromOne; when the
+// table is full, the sender holding the most gives up its oldest, so long as
+// that is more than the newcomer holds. However many members aim at one peer,
+// a sender that holds less than its fair share always gets through: the
+// victim keeps receiving honest offers, and the attackers only push out each
+// other's.
+func admitOffer(recv map[offerKey]time.Time, sender string, limit int, now time.Time) signaling.Code {
+	held := countFrom(recv, sender)
+	if held >= maxOffersFromOne {
+		expireOffers(recv, now)
+		if held = countFrom(recv, sender); held >= maxOffersFromOne {
+			return signaling.CodeTooManyOffers
+		}
+	}
+	if len(recv) < limit {
+		return ""
+	}
+	expireOffers(recv, now)
+	if len(recv) < limit {
+		return ""
+	}
+	counts := make(map[string]int, len(recv)/maxOffersFromOne+1)
+	top := ""
+	for k := range recv {
+		counts[k.other]++
+		if c := counts[k.other]; c > counts[top] || (c == counts[top] && k.other < top) {
+			top = k.other
+		}
+	}
+	if counts[top] <= held+1 {
+		// Everyone holds about as much as this sender: the table is full
+		// of fair shares, and this one must wait like the others.
+		return signaling.CodeTooManyOffers
+	}
+	var oldest offerKey
+	var oldestExp time.Time
+	for k, exp := range recv {
+		if k.other == top && (oldestExp.IsZero() || exp.Before(oldestExp)) {
+			oldest, oldestExp = k, exp
+		}
+	}
+	delete(recv, oldest)
+	return ""
+}
+
+func countFrom(recv map[offerKey]time.Time, sender string) int {
+	n := 0
+	for k := range recv {
+		if k.other == sender {
+			n++
+		}
+	}
+	return n
 }
 
 func offerValid(m map[offerKey]time.Time, k offerKey, now time.Time) bool {

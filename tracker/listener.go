@@ -14,7 +14,8 @@ import (
 // proxies excepted), each reading at most MaxHeaderBytes of headers, and a
 // keep-alive connection idle for IdleHTTPTimeout is closed. So one IP costs
 // a node at most about (64+16) x (16+4) KiB of header buffers before any
-// upgrade, 1.6 MB, and (64+16) descriptors.
+// upgrade, 1.6 MB, and (64+16) descriptors (TestHeaderFloodMemory: 600
+// unfinished header blocks from one address grow heap and stacks 2.7 MB).
 const (
 	// MaxHeaderBytes bounds a request's header block (Go's default is 1 MB).
 	MaxHeaderBytes = 16 << 10

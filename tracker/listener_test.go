@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -81,11 +82,6 @@ func TestOneIPHoldsBoundedConnections(t *testing.T) {
 	}
 }
 
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
-}
-
 // TestHeaderBlockIsBounded: a header block past 16 KiB is refused (431)
 // instead of being read up to Go's default 1 MB.
 func TestHeaderBlockIsBounded(t *testing.T) {
@@ -129,5 +125,44 @@ func TestStrikesDecay(t *testing.T) {
 	}
 	if strikes != max {
 		t.Fatalf("a burst of %d strikes within 5 s counted %d", max, strikes)
+	}
+}
+
+// TestHeaderFloodMemory: 600 connections from one address, each sending an
+// unfinished header block as large as it may (what took a node to 1.2 GB
+// when headers could be 1 MB), cost the node a bounded heap: the budget in
+// listener.go is about 1.6 MB, asserted here with room for the runtime's
+// own noise.
+func TestHeaderFloodMemory(t *testing.T) {
+	addr := serveLimited(t, nil)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse
+	}
+	before := heap()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	line := "X-Pad: " + strings.Repeat("a", 1000) + "\r\n"
+	block := "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat(line, (MaxHeaderBytes-100)/len(line))
+	for range 600 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			continue
+		}
+		conns = append(conns, c)
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte(block)) // never finished
+	}
+	time.Sleep(500 * time.Millisecond) // let the node read what it will
+	grew := int64(heap()) - int64(before)
+	t.Logf("600 unfinished %d KiB header blocks from one address: heap and stacks grew %.2f MB", len(block)>>10, float64(grew)/1e6)
+	if grew > 8<<20 {
+		t.Fatalf("heap and stacks grew %d bytes, want under 8 MiB", grew)
 	}
 }

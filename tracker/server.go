@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +72,10 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	ips   map[string]*ipEntry
-	wg    sync.WaitGroup // one per connection handler
+	// penalties refuses addresses whose connections keep being closed
+	// for strikes (penalty.go).
+	penalties penaltyBox
+	wg        sync.WaitGroup // one per connection handler
 }
 
 // ipEntry is the state shared by all connections of one client IP.
@@ -259,6 +263,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := s.clientIP(r)
+	if wait, boxed := s.penalties.refused(ip, time.Now()); boxed {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		s.reject(w, http.StatusTooManyRequests, "ip_penalty", "too many connections from this address were closed for floods: retry later")
+		return
+	}
 	ipe, status, reason := s.admit(ip)
 	if status != 0 {
 		s.reject(w, status, reason, "too many connections: "+reason)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(floodEnv); addr != "" {
+		runFlooders(addr) // a child of BenchmarkRoundTripUnderPingFlood
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 )
@@ -49,6 +51,9 @@ func (e *clientClosed) Error() string { return "client closed the connection" }
 var (
 	errTooBig        = &frameError{ws.StatusMessageTooBig, "message over max_message_bytes"}
 	errTooFragmented = &frameError{ws.StatusPolicyViolation, "message in over 64 fragments"}
+	// errPingFlood ends reading a client closed for pinging past the rate:
+	// its pings are not read one by one while it is being closed.
+	errPingFlood = errors.New("closed for pinging too fast")
 )
 
 // maxFragments bounds the frames of one message: browsers send each
@@ -60,8 +65,9 @@ const maxFragments = 64
 // to buf, and returns it with its opcode (text or binary). A message over
 // limit bytes, in one frame or in fragments, is refused before its payload
 // is read. Pings are answered through pong; pongs are ignored; a close
-// frame ends it with *clientClosed.
-func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)) (ws.OpCode, []byte, error) {
+// frame ends it with *clientClosed. pong returning false ends it with
+// errPingFlood.
+func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte) bool) (ws.OpCode, []byte, error) {
 	var op ws.OpCode // of the message being assembled; 0 before its first frame
 	state := ws.StateServerSide
 	fragments := 0
@@ -84,8 +90,13 @@ func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)
 			ws.Cipher(p, h.Mask, 0)
 			switch h.OpCode {
 			case ws.OpPing:
-				pong(p)
+				if !pong(p) {
+					return 0, buf, errPingFlood
+				}
 			case ws.OpClose:
+				if err := checkCloseFrame(p); err != nil {
+					return 0, buf, err
+				}
 				code, _ := ws.ParseCloseFrameDataUnsafe(p)
 				return 0, buf, &clientClosed{code}
 			}
@@ -116,6 +127,29 @@ func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)
 			return op, buf, nil
 		}
 	}
+}
+
+// checkCloseFrame holds a client's close frame to RFC 6455 section 5.5.1 and
+// 7.4: empty, or a code a peer may send (1000-1003, 1007-1014, 3000-4999)
+// and a UTF-8 reason. Anything else is a protocol error (1002), or 1007
+// for the reason.
+func checkCloseFrame(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) == 1 {
+		return &frameError{ws.StatusProtocolError, "close frame of one byte"}
+	}
+	code := int(p[0])<<8 | int(p[1])
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+	default:
+		return &frameError{ws.StatusProtocolError, "close code " + strconv.Itoa(code) + " may not be sent"}
+	}
+	if !utf8.Valid(p[2:]) {
+		return &frameError{ws.StatusInvalidFramePayloadData, "close reason is not UTF-8"}
+	}
+	return nil
 }
 
 // appendFrame appends a whole server frame (unmasked) carrying p.

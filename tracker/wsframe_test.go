@@ -170,6 +170,24 @@ func TestFraming(t *testing.T) {
 		c.expectEOF()
 	})
 
+	t.Run("an empty close is answered 1000", func(t *testing.T) {
+		c := n.dialRaw(t, "/ws")
+		c.send(ws.OpClose, true, true, nil)
+		if code := c.expectClose(); code != ws.StatusNormalClosure {
+			t.Fatalf("close code %d, want 1000", code)
+		}
+		c.expectEOF()
+	})
+
+	t.Run("an application's close code is echoed", func(t *testing.T) {
+		c := n.dialRaw(t, "/ws")
+		c.send(ws.OpClose, true, true, ws.NewCloseFrameBody(4321, "app"))
+		if code := c.expectClose(); code != 4321 {
+			t.Fatalf("close code %d, want 4321", code)
+		}
+		c.expectEOF()
+	})
+
 	for _, tc := range []struct {
 		name string
 		send func(c *rawClient)
@@ -200,6 +218,16 @@ func TestFraming(t *testing.T) {
 				c.send(ws.OpContinuation, false, true, nil)
 			}
 		}, ws.StatusPolicyViolation},
+		{"a close frame of one byte", func(c *rawClient) { c.send(ws.OpClose, true, true, []byte{3}) }, ws.StatusProtocolError},
+		{"a close with code 1005 (never sent on the wire)", func(c *rawClient) {
+			c.send(ws.OpClose, true, true, ws.NewCloseFrameBody(ws.StatusNoStatusRcvd, ""))
+		}, ws.StatusProtocolError},
+		{"a close with code 999", func(c *rawClient) { c.send(ws.OpClose, true, true, []byte{0x03, 0xe7}) }, ws.StatusProtocolError},
+		{"a close with code 2000", func(c *rawClient) { c.send(ws.OpClose, true, true, []byte{0x07, 0xd0}) }, ws.StatusProtocolError},
+		{"a close with code 5000", func(c *rawClient) { c.send(ws.OpClose, true, true, []byte{0x13, 0x88}) }, ws.StatusProtocolError},
+		{"a close reason that is not UTF-8", func(c *rawClient) {
+			c.send(ws.OpClose, true, true, []byte{0x03, 0xe8, 0xff, 0xfe})
+		}, ws.StatusInvalidFramePayloadData},
 		{"a 2^63-byte header", func(c *rawClient) {
 			b := []byte{0x81, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
 			c.nc.Write(b)
@@ -277,11 +305,12 @@ func FuzzReadMessage(f *testing.F) {
 		r := &msgReader{br: bufio.NewReaderSize(bytes.NewReader(in), 64)}
 		for {
 			pongs := 0
-			op, b, err := r.readMessage(nil, limit, func(p []byte) {
+			op, b, err := r.readMessage(nil, limit, func(p []byte) bool {
 				if len(p) > ws.MaxControlFramePayloadSize {
 					t.Fatalf("pong of %d bytes", len(p))
 				}
 				pongs++
+				return pongs < 100
 			})
 			if err != nil {
 				return
@@ -300,7 +329,7 @@ func FuzzReadMessageRoundTrip(f *testing.F) {
 		in := clientFrames(p, []int{int(a), int(b)}, seed)
 		r := &msgReader{br: bufio.NewReaderSize(bytes.NewReader(in), 64)}
 		pongs := 0
-		op, got, err := r.readMessage(nil, len(p), func([]byte) { pongs++ })
+		op, got, err := r.readMessage(nil, len(p), func([]byte) bool { pongs++; return true })
 		if err != nil || op != ws.OpText || !bytes.Equal(got, p) {
 			t.Fatalf("read %q %v %v, want %q", got, op, err, p)
 		}
