@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/turnserver"
 )
 
 // Config is everything an operator can set. DefaultConfig gives safe values
@@ -41,6 +42,34 @@ type Config struct {
 	// false: a relayed peer costs the TURN server twice the segment's bytes
 	// and saves the CDN once, so agents ignore TURN unless told.
 	AllowRelay bool `yaml:"allow_relay"`
+	// PublicHost is the name or address viewers reach this node's STUN and
+	// TURN ports at. Default empty: the host each viewer used to reach the
+	// tracker (its Host header), right unless a proxy on another host
+	// stands in front.
+	PublicHost string `yaml:"public_host"`
+	// STUNListen is the UDP address of the built-in STUN server, which
+	// every welcome then names first. Default ":3478"; empty: none.
+	STUNListen string `yaml:"stun_listen"`
+	// TURNListen is the UDP address of the built-in TURN relay. Default
+	// empty: none. Relays cost their bytes twice; agents use them only
+	// with allow_relay.
+	TURNListen string `yaml:"turn_listen"`
+	// TURNRelayIP is the address relay allocations are reached at.
+	// Default: public_host if it is an IP address, else turn_listen's IP.
+	TURNRelayIP string `yaml:"turn_relay_ip"`
+	// TURNPorts is the relay ports' range. Default "49152-65535".
+	TURNPorts string `yaml:"turn_ports"`
+	// TURNBytesPerSecond caps what one viewer's allocation relays each
+	// way. Default 1 MiB/s (8 Mbit/s: a few HD renditions).
+	TURNBytesPerSecond int `yaml:"turn_bytes_per_second"`
+	// TURNSecret mints TURN REST API credentials (coturn's
+	// use-auth-secret) in each welcome: for the embedded relay, and for
+	// every turn: server in ICEServers given without a username. Default
+	// empty (serve --turn-listen makes one up).
+	TURNSecret string `yaml:"turn_secret"`
+	// TURNCredentialTTL is how long minted TURN credentials are valid: a
+	// viewing session's length. Default 12h.
+	TURNCredentialTTL time.Duration `yaml:"turn_credential_ttl"`
 
 	// Suggestions is K, how many peers a newcomer is offered. Default 8.
 	Suggestions int `yaml:"suggestions"`
@@ -220,6 +249,10 @@ func DefaultConfig() Config {
 		WriteTimeout:         10 * time.Second,
 		SendQueue:            256,
 		SendQueueBytes:       1 << 20,
+		TURNCredentialTTL:    12 * time.Hour,
+		STUNListen:           ":3478",
+		TURNPorts:            "49152-65535",
+		TURNBytesPerSecond:   1 << 20,
 		DrainTimeout:         15 * time.Second,
 		RetrySpread:          5 * time.Second,
 		StatsSwarms:          1000,
@@ -282,6 +315,31 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.PublicHost != "" && !validHost(c.PublicHost) {
+		return bad("public_host", "%q is not a host name or IP address", c.PublicHost)
+	}
+	for _, a := range []struct{ name, v string }{{"stun_listen", c.STUNListen}, {"turn_listen", c.TURNListen}} {
+		if _, _, err := net.SplitHostPort(a.v); a.v != "" && err != nil {
+			return bad(a.name, "want host:port or :port, got %q", a.v)
+		}
+	}
+	if c.TURNRelayIP != "" {
+		if _, err := netip.ParseAddr(c.TURNRelayIP); err != nil {
+			return bad("turn_relay_ip", "%q is not an IP address", c.TURNRelayIP)
+		}
+	}
+	if c.TURNListen != "" {
+		if _, _, err := turnserver.PortRange(c.TURNPorts); err != nil {
+			return bad("turn_ports", "%q: %v", c.TURNPorts, err)
+		}
+	}
+	if c.TURNSecret != "" && len(c.TURNSecret) < 16 {
+		return bad("turn_secret", "use at least 16 bytes")
+	}
+	if len(c.ICEServers) > signaling.MaxICEServers-2 {
+		// Two places are kept for the built-in STUN and TURN.
+		return bad("ice_servers", "at most %d", signaling.MaxICEServers-2)
+	}
 	if len(c.ICEServers) > signaling.MaxICEServers {
 		return bad("ice_servers", "at most %d", signaling.MaxICEServers)
 	}
@@ -334,6 +392,7 @@ func (c *Config) Validate() error {
 		{"max_conns", c.MaxConns, 1, 100_000_000},
 		{"send_queue", c.SendQueue, 1, 100_000},
 		{"send_queue_bytes", c.SendQueueBytes, 64 << 10, 1 << 30},
+		{"turn_bytes_per_second", c.TURNBytesPerSecond, 16 << 10, 1 << 30},
 		{"stats_swarms", c.StatsSwarms, 0, 1_000_000},
 		{"hash_quorum", c.HashQuorum, 1, 16},
 		{"notary_fetches", c.NotaryFetches, 1, 1024},
@@ -366,6 +425,7 @@ func (c *Config) Validate() error {
 		{"idle_timeout", c.IdleTimeout, time.Second},
 		{"announce_interval", c.AnnounceInterval, time.Second},
 		{"write_timeout", c.WriteTimeout, 100 * time.Millisecond},
+		{"turn_credential_ttl", c.TURNCredentialTTL, time.Minute},
 		{"drain_timeout", c.DrainTimeout, 0},
 		{"retry_spread", c.RetrySpread, 0},
 		{"member_ttl", c.MemberTTL, 3 * time.Second},

@@ -32,6 +32,7 @@ type conn struct {
 	group  string // network group of ip, for matching (proximity.go)
 	origin string
 	ipe    *ipEntry
+	host   string // the host the client reached the tracker at, if plain
 
 	limiter *rate.Limiter
 	strikes int // decaying: see strikeDecay
@@ -476,7 +477,7 @@ func (c *conn) hello(m *signaling.Message) bool {
 func (c *conn) welcome(ref, id string, p2p *bool) {
 	c.sendMsg(&signaling.Message{
 		Type: signaling.TypeWelcome, Ref: ref, V: signaling.Version, PeerID: id, P2P: p2p,
-		ICEServers:  c.s.cfg.ICEServers,
+		ICEServers:  c.iceServers(id),
 		AllowRelay:  c.s.cfg.AllowRelay,
 		HeartbeatMs: int(c.s.cfg.IdleTimeout / 3 / time.Millisecond),
 		Limits: &signaling.Limits{

@@ -19,6 +19,10 @@ type metrics struct {
 	hashes        prometheus.Counter
 	banned        prometheus.Counter
 	notaryFetches prometheus.Counter
+	// The built-in STUN and TURN (ice.go).
+	stun            *prometheus.CounterVec
+	turnBytes       prometheus.Counter
+	turnAllocations prometheus.Counter
 
 	// suggestedNear and suggestedOther count peers suggested to a newcomer
 	// (/ws) or handed an offer (/announce): of its network group, or not.
@@ -74,6 +78,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm: their bytes reported corrupt by distinct peers, or their hash contradicted by the notary."}),
 		notaryFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_notary_fetches_total", Help: "Segments the notary fetched from the CDN whole (failures are rejects: notary_failed)."}),
+		stun: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peercdn_tracker_stun_requests_total", Help: "Datagrams on the built-in STUN port, by result: answered, rate_limited (past 20/s from one address), malformed, unsupported (STUN but not a plain binding request)."}, []string{"result"}),
+		turnBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_turn_relayed_bytes_total", Help: "Bytes the built-in TURN relay carried, both ways."}),
+		turnAllocations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_turn_allocations_total", Help: "Relay allocations made on the built-in TURN."}),
 		clusterUp: nil, // below: it reads m
 		clusterIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_cluster_received_total", Help: "Envelopes received from other nodes."}),
@@ -121,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rolloutPercent, cohortBytes, cohortStall, cohortWatch)
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.notaryFetches, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
+		m.hashes, m.banned, m.notaryFetches, m.stun, m.turnBytes, m.turnAllocations, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
 	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats", "rollout"} {
 		m.clusterErrors.WithLabelValues(op)
 	}

@@ -59,6 +59,10 @@ type Server struct {
 	// registration (tests: a drain that starts in between).
 	testHookUpgraded func()
 
+	// stunPort and turnPort are the built-in STUN and TURN ports handed
+	// out in welcomes; 0 while not serving (ice.go).
+	stunPort, turnPort atomic.Int32
+
 	notaryClient *http.Client
 	notarySem    chan struct{}
 	notaryQueued atomic.Int64 // fetches queued or running
@@ -285,6 +289,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, nc, ip, origin, ipe)
+	c.host = requestHost(r.Host)
 	if sess := r.URL.Query().Get(signaling.SessionParam); signaling.ValidSession(sess) {
 		c.session = sess // anything else: as if none (the peer id decides the cohort)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/peercdn/peercdn/origin"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
+	"github.com/peercdn/peercdn/tracker/turnserver"
 	"github.com/peercdn/peercdn/web"
 )
 
@@ -91,6 +93,14 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP listen address")
 	fs.Var((*listFlag)(&c.AllowedOrigins), "allowed-origins", "comma-separated page origin patterns allowed to connect (empty: any)")
 	fs.StringVar(&c.TokenSecret, "token-secret", c.TokenSecret, "HMAC secret for join tokens (empty: no tokens needed)")
+	fs.StringVar(&c.STUNListen, "stun-listen", c.STUNListen, "UDP address of the built-in STUN server, named first in every welcome (empty: none)")
+	fs.StringVar(&c.PublicHost, "public-host", c.PublicHost, "host name or IP viewers reach the STUN/TURN ports at (default: the host each viewer reached the tracker at)")
+	fs.StringVar(&c.TURNListen, "turn-listen", c.TURNListen, "UDP address of the built-in TURN relay (empty: none; agents use it only with --allow-relay)")
+	fs.StringVar(&c.TURNRelayIP, "turn-relay-ip", c.TURNRelayIP, "address relay allocations are reached at (default: --public-host if an IP, else --turn-listen's IP)")
+	fs.StringVar(&c.TURNPorts, "turn-ports", c.TURNPorts, "relay port range min-max")
+	fs.IntVar(&c.TURNBytesPerSecond, "turn-bytes-per-second", c.TURNBytesPerSecond, "cap on what one viewer's relay carries each way")
+	fs.StringVar(&c.TURNSecret, "turn-secret", c.TURNSecret, "shared secret for TURN REST credentials (coturn's static-auth-secret), minted per viewer; --turn-listen makes one up if empty (env PEERCDN_TURN_SECRET)")
+	fs.BoolVar(&c.AllowRelay, "allow-relay", c.AllowRelay, "let agents exchange segments through TURN relays")
 	fs.Var((*iceFlag)(&c.ICEServers), "ice-servers", "comma-separated STUN/TURN URLs handed to agents (credentials: use the YAML file)")
 	fs.IntVar(&c.Suggestions, "suggestions", c.Suggestions, "peers suggested to a newcomer")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest frame accepted (bigger: close 1009)")
@@ -189,6 +199,11 @@ func serve(args []string) error {
 		cfg.NotaryPrivate = true
 		log.Info("demo: the notary may fetch from private addresses (the demo origin is this tracker)")
 	}
+	if cfg.TURNListen != "" && cfg.TURNSecret == "" {
+		// Only this node checks the credentials it mints: any secret will
+		// do. A cluster, or a coturn beside it, needs one set for all.
+		cfg.TURNSecret = rand.Text()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := tracker.New(cfg, log, reg)
@@ -232,6 +247,11 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	closeICE, err := serveICE(ctx, srv, &cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeICE()
 	if trim > 0 {
 		go trimMemory(ctx, trim)
 	}
@@ -277,4 +297,68 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 	}
 	mux.Handle("/", tracker)
 	return mux, nil
+}
+
+// serveICE starts the built-in STUN server and, if asked, the TURN relay.
+// The default STUN port being taken (another STUN or TURN server on this
+// host) is a warning, not a failure: the tracker works without it, on
+// operators' ice_servers.
+func serveICE(ctx context.Context, srv *tracker.Server, cfg *tracker.Config, log *slog.Logger) (func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if cfg.STUNListen != "" {
+		pc, err := net.ListenPacket("udp", cfg.STUNListen)
+		switch {
+		case err != nil && cfg.STUNListen == tracker.DefaultConfig().STUNListen:
+			log.Warn("built-in STUN off: its default port is taken (set --stun-listen, or --stun-listen= to silence this)", "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("stun listen on %s: %w", cfg.STUNListen, err)
+		default:
+			go srv.ServeSTUN(ctx, pc)
+			closers = append(closers, func() { pc.Close() })
+			log.Info("stun", "addr", pc.LocalAddr().String(), "public_host", cfg.PublicHost)
+		}
+	}
+	if cfg.TURNListen != "" {
+		pc, err := net.ListenPacket("udp", cfg.TURNListen)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("turn listen on %s: %w", cfg.TURNListen, err)
+		}
+		relayIP := net.ParseIP(cfg.TURNRelayIP)
+		if relayIP == nil {
+			relayIP = net.ParseIP(cfg.PublicHost)
+		}
+		if ua := pc.LocalAddr().(*net.UDPAddr); relayIP == nil && !ua.IP.IsUnspecified() {
+			relayIP = ua.IP
+		}
+		if relayIP == nil {
+			pc.Close()
+			closeAll()
+			return nil, errors.New("turn: set --turn-relay-ip (or --public-host to an IP address): the address viewers reach relays at")
+		}
+		lo, hi, _ := turnserver.PortRange(cfg.TURNPorts)
+		bind := ""
+		if ua := pc.LocalAddr().(*net.UDPAddr); ua.IP.IsUnspecified() {
+			bind = "0.0.0.0"
+		}
+		t, err := srv.ServeTURN(turnserver.Config{PacketConn: pc, RelayIP: relayIP, RelayBind: bind,
+			MinPort: lo, MaxPort: hi, BytesPerSecond: cfg.TURNBytesPerSecond})
+		if err != nil {
+			pc.Close()
+			closeAll()
+			return nil, fmt.Errorf("turn: %w", err)
+		}
+		closers = append(closers, func() { t.Close() })
+		log.Info("turn", "addr", pc.LocalAddr().String(), "relay_ip", relayIP.String(), "ports", cfg.TURNPorts,
+			"allow_relay", cfg.AllowRelay)
+		if !cfg.AllowRelay {
+			log.Warn("turn: agents use the relay only with --allow-relay")
+		}
+	}
+	return closeAll, nil
 }
