@@ -6,8 +6,8 @@ BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
 FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode ./hashfile:FuzzDecode ./tracker:FuzzWebTorrentMessage ./tracker:FuzzReadMessage ./tracker:FuzzReadMessageRoundTrip ./tracker:FuzzWTDecode ./tracker/stunserver:FuzzAnswer
-# Debian packages the tests need: redis-server (cluster tests), iproute2 (loopback-only namespaces).
-APT_PKGS := redis-server iproute2
+# Debian packages the tests need: redis-server (cluster tests), iproute2 and nftables (the NAT lab, internal/netlab).
+APT_PKGS := redis-server iproute2 nftables
 
 export GOFLAGS := -mod=mod
 
