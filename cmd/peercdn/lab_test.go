@@ -176,4 +176,3 @@ func labGet(from *netlab.Host, addr, path string) (string, error) {
 	}
 	return string(b), err
 }
-
