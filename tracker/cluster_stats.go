@@ -158,6 +158,7 @@ func mergeStats(nodes []Stats, limit int) Stats {
 			if m := rows[k]; m != nil {
 				m.Peers += r.Peers
 				m.Joins += r.Joins
+				m.Networks += r.Networks // a network with viewers on two nodes counts twice
 				addUsage((*signaling.Usage)(&m.UsageStats), (*signaling.Usage)(&r.UsageStats))
 				continue
 			}

@@ -626,7 +626,11 @@ type SwarmStats struct {
 	Content   string `json:"content"`
 	Rendition string `json:"rendition,omitempty"`
 	Peers     int    `json:"peers"`
-	Joins     uint64 `json:"joins"`
+	// Networks is how many network groups (networks, else /24 or /48:
+	// households and offices) its viewers are in: four viewers behind one
+	// office NAT are one.
+	Networks int    `json:"networks"`
+	Joins    uint64 `json:"joins"`
 	UsageStats
 }
 
@@ -678,7 +682,7 @@ func (h *hub) stats(limit int) Stats {
 	for k, sw := range h.swarms {
 		st.Members += len(sw.members)
 		all = append(all, SwarmStats{Origin: k.origin, Content: k.swarm.Content,
-			Rendition: k.swarm.Rendition, Peers: len(sw.members), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
+			Rendition: k.swarm.Rendition, Peers: len(sw.members), Networks: len(sw.near), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
 	}
 	h.mu.Unlock()
 	sortSwarmStats(all)
