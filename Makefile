@@ -11,7 +11,7 @@ APT_PKGS := redis-server iproute2 nftables
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab deps clean
 
 all: build
 
@@ -57,6 +57,11 @@ bench-trackers: build bench/node_modules/bittorrent-tracker
 # bench-scale measures `peercdn serve` holding 5k, 10k and 19k connections.
 bench-scale: build
 	bench/scale.sh
+# bench-lab runs 22 native viewers in NAT lab households (16 homes, 6
+# symmetric NATs), with the built-in STUN, then with its TURN too (root).
+bench-lab: deps
+	LAB_MIXED=1 $(GO) test -count=1 -timeout 20m -v -run TestNATLabMixed ./cmd/peercdn
+	LAB_MIXED=1 LAB_TURN=1 $(GO) test -count=1 -timeout 20m -v -run TestNATLabMixed ./cmd/peercdn
 bench/node_modules/bittorrent-tracker:
 	@command -v npm >/dev/null || $(MAKE) deps APT_PKGS="nodejs npm"
 	cd bench && { [ -f package.json ] || echo '{"name":"peercdn-bench","private":true}' > package.json; } && \

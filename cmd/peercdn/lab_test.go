@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,4 +176,94 @@ func labGet(from *netlab.Host, addr, path string) (string, error) {
 		return "", fmt.Errorf("%s", resp.Status)
 	}
 	return string(b), err
+}
+
+// TestNATLabMixed is a larger swarm for benchmarks (make bench-lab): native
+// viewers in LAB_HOMES port-preserving homes and LAB_SYMMETRIC symmetric
+// ones (default 16 and 6), one each, joining 1 s apart, 60 s, with the
+// built-in STUN, and the built-in TURN if LAB_TURN=1. It reports offload,
+// stalls and connections; it asserts only that nobody stalled.
+func TestNATLabMixed(t *testing.T) {
+	if os.Getenv("LAB_MIXED") == "" {
+		t.Skip("a benchmark: make bench-lab (LAB_MIXED=1)")
+	}
+	homes, symmetric := envInt("LAB_HOMES", 16), envInt("LAB_SYMMETRIC", 6)
+	bin := binary(t)
+	lab := netlab.New(t)
+	addr := netlab.Internet + ":8080"
+	args := []string{"serve", "--demo", "--listen", addr, "--stun-listen", netlab.Internet + ":3478"}
+	if os.Getenv("LAB_TURN") == "1" {
+		args = append(args, "--turn-listen", netlab.Internet+":3578", "--allow-relay")
+	}
+	serve := lab.Internet().Command(context.Background(), bin, args...)
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	waitHealthy(t, lab.Internet(), addr)
+	const seconds = 60
+	type result struct {
+		nat netlab.NAT
+		sum sim.Summary
+	}
+	var mu sync.Mutex
+	var results []result
+	var wg sync.WaitGroup
+	n := homes + symmetric
+	for i := range n {
+		nat := netlab.Home
+		if i%(n/max(1, symmetric)+1) == 1 && symmetric > 0 {
+			nat = netlab.Symmetric
+			symmetric--
+		}
+		host := lab.Household(nat, 1, 0)[0]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * time.Second)
+			out, err := host.Command(context.Background(), bin, "swarm", "--tracker", "ws://"+addr+"/ws",
+				"--viewers", "1", "--seconds", strconv.Itoa(seconds), "--loopback=false", "--json").Output()
+			var s sim.Summary
+			if err == nil {
+				err = json.Unmarshal(out, &s)
+			}
+			if err != nil {
+				t.Errorf("viewer in %s: %v", host.NS, err)
+				return
+			}
+			mu.Lock()
+			results = append(results, result{nat, s})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, nat := range []netlab.NAT{netlab.Home, netlab.Symmetric} {
+		var p2p, cdn, ok, failed int64
+		stalls, viewers := 0, 0
+		for _, r := range results {
+			if r.nat == nat {
+				viewers++
+				p2p, cdn, stalls = p2p+r.sum.P2PBytes, cdn+r.sum.CDNBytes, stalls+r.sum.Stalls
+				ok, failed = ok+r.sum.PeersConnected, failed+r.sum.PeersFailed
+			}
+		}
+		t.Logf("%d %s viewers: offload %.3f (p2p %d, cdn %d), connections %d opened %d failed, stalls %d",
+			viewers, nat, float64(p2p)/float64(max(1, p2p+cdn)), p2p, cdn, ok, failed, stalls)
+		if stalls > 0 {
+			t.Errorf("%d stalls", stalls)
+		}
+	}
+	var p2p, cdn int64
+	for _, r := range results {
+		p2p, cdn = p2p+r.sum.P2PBytes, cdn+r.sum.CDNBytes
+	}
+	t.Logf("swarm of %d: offload %.3f; TURN relayed %.0f bytes", len(results), float64(p2p)/float64(max(1, p2p+cdn)),
+		labMetric(t, lab.Internet(), addr, "peercdn_tracker_turn_relayed_bytes_total"))
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }
