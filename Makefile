@@ -101,7 +101,7 @@ fuzz:
 # e2e plays the demo in headless Chromium (Debian's chromium package).
 e2e: build vendor
 	$(MAKE) deps APT_PKGS=chromium
-	$(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e
+	$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e
 
 test: deps vet unit interop fuzz e2e
 
