@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"github.com/peercdn/peercdn/signaling"
 )
 
@@ -54,6 +56,9 @@ type Config struct {
 	// LoopbackOnly restricts ICE to loopback addresses (tests and local load
 	// generation; native only). Default false.
 	LoopbackOnly bool
+	// ICENet is the network WebRTC runs on (native only): a pion virtual
+	// network in simulations (sim/netsim). Default nil: the host's.
+	ICENet transport.Net
 	// ICEServers overrides the tracker's ICE servers. Default: the tracker's.
 	ICEServers []signaling.ICEServer
 	// AllowRelay carries segments over TURN relays. Default false, unless

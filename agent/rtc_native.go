@@ -27,6 +27,11 @@ func newAPI(cfg *Config) rtcAPI {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
+	if cfg.ICENet != nil {
+		se.SetNet(cfg.ICENet)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	}
 	if cfg.relayOnly {
 		// pion holds relayed pairs back 2 s in case a direct one turns up;
 		// with relays the only kind there is none will, and a browser told

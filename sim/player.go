@@ -156,14 +156,18 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 		if pl == nil || (live && now.Sub(refreshed) >= time.Duration(pl.TargetDuration*float64(time.Second)/2)) {
 			np, err := p.playlist(ctx, mediaURL)
 			if err != nil {
-				res.Errors++
+				if ctx.Err() == nil { // not the end of the run cutting a refresh short
+					res.Errors++
+				}
 				sleep(ctx, 500*time.Millisecond)
 				continue
 			}
 			pl, refreshed = np, now
 			if !initDone && pl.Map != nil {
 				if _, err := p.get(ctx, resolve(mediaURL, pl.Map.URI)); err != nil {
-					res.Errors++
+					if ctx.Err() == nil {
+						res.Errors++
+					}
 					continue
 				}
 				initDone = true

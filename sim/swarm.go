@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/agent"
+	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/sim/netsim"
 )
 
 // SwarmConfig describes a load test: N simulated viewers in one process.
@@ -41,6 +43,28 @@ type SwarmConfig struct {
 	// segment an honest player gets is checked against the origin's bytes.
 	Hostile int
 	Attack  string
+	// Network gives each viewer a link drawn from this preset (sim/netsim):
+	// WebRTC over a virtual network behind its own NAT, CDN requests over
+	// the same link. Nil: loopback.
+	Network *netsim.Preset
+	// Seed draws the links (the same seed, the same links).
+	Seed uint64
+	// Baseline also runs the same viewers on the same links with P2P off,
+	// at the same time, for Summary.Baseline.
+	Baseline bool
+	// cdnOnly runs the viewers without a tracker (the baseline's).
+	cdnOnly bool
+}
+
+// Baseline is what the same viewers saw from the CDN alone.
+type Baseline struct {
+	Stalls       int   `json:"stalls"`
+	StallMs      int64 `json:"stallMs"`
+	StartupMs    int64 `json:"startupMs"`
+	StartupMsMax int64 `json:"startupMsMax"`
+	CDNBytes     int64 `json:"cdnBytes"`
+	LoadMsP50    int64 `json:"loadMsP50"`
+	LoadMsP95    int64 `json:"loadMsP95"`
 }
 
 // Summary is the JSON `peercdn swarm` prints.
@@ -83,12 +107,27 @@ type Summary struct {
 	// where the viewer dropped the hostile peer.
 	CorruptRejected int64 `json:"corruptRejected"`
 	HostileDropped  int   `json:"hostileDropped"`
+	// Network is the preset the viewers' links came from, Limit the most
+	// offload N viewers of one stream can reach ((N-1)/N: one CDN copy).
+	Network string  `json:"network,omitempty"`
+	Limit   float64 `json:"limit"`
+	// PeersFailedByNAT splits PeersFailed by the failing viewer's NAT.
+	PeersFailedByNAT map[netsim.NAT]int64 `json:"peersFailedByNat,omitempty"`
+	// Abandoned counts segments started from a peer and completed from
+	// the CDN (too slow or gone).
+	Abandoned int `json:"abandoned"`
+	// LoadMsBySource is the load time p50 and p95 by where segments came
+	// from.
+	LoadMsBySource map[agent.Source][2]int64 `json:"loadMsBySource,omitempty"`
+	// Baseline: the same viewers and links with P2P off (SwarmConfig.Baseline).
+	Baseline *Baseline `json:"baseline,omitempty"`
 	// OriginSegmentBytes is what the origin itself counted (demo origin only,
 	// from /demo/stats.json), to check cdnBytes against.
 	OriginSegmentBytes int64 `json:"originSegmentBytes,omitempty"`
 }
 
 type viewer struct {
+	nat     netsim.NAT
 	hostile bool
 	agent   *agent.Agent
 	cancel  context.CancelFunc
@@ -131,9 +170,36 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		check = originChecker()
 	}
 	originBefore, haveOrigin := originStats(cfg.Stream)
+	var world *netsim.World
+	var links []netsim.Link
+	if cfg.Network != nil {
+		links = cfg.Network.Links(cfg.Viewers, cfg.Seed)
+		if !cfg.cdnOnly {
+			w, err := netsim.New()
+			if err != nil {
+				return Summary{}, err
+			}
+			defer w.Close()
+			world = w
+		}
+	}
+	var baseline chan Summary
+	if cfg.Baseline {
+		bcfg := cfg
+		bcfg.Baseline, bcfg.cdnOnly, bcfg.Hostile, bcfg.Attack, bcfg.Churn = false, true, 0, "", 0
+		baseline = make(chan Summary, 1)
+		go func() {
+			b, err := RunSwarm(ctx, bcfg)
+			if err != nil {
+				cfg.Log.Warn("baseline failed", "err", err)
+			}
+			baseline <- b
+		}()
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	start := time.Now()
+	bySource := map[agent.Source][]int64{}
 
 	var mu sync.Mutex
 	sum := Summary{Sources: map[agent.Source]int{}}
@@ -149,6 +215,12 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.UploadBytes += st.UploadBytes
 		sum.PeersConnected += st.PeersConnected
 		sum.PeersFailed += st.PeersFailed
+		if st.PeersFailed > 0 && v.nat != "" {
+			if sum.PeersFailedByNAT == nil {
+				sum.PeersFailedByNAT = map[netsim.NAT]int64{}
+			}
+			sum.PeersFailedByNAT[v.nat] += st.PeersFailed
+		}
 		sum.P2PFailures += st.P2PFailures
 		sum.Prefetched += st.Prefetched
 		if st.Control {
@@ -165,6 +237,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		for _, rec := range v.agent.Segments() {
 			sum.Sources[rec.Source]++
 			loads = append(loads, rec.Duration.Milliseconds())
+			if rec.Source != agent.SourceCache {
+				bySource[rec.Source] = append(bySource[rec.Source], rec.Duration.Milliseconds())
+			}
 		}
 		if r.Segments > 0 {
 			startups = append(startups, r.StartupMs)
@@ -173,8 +248,28 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	n := 0
 	launch := func() (*viewer, error) {
 		acfg := agent.DefaultConfig(cfg.Trackers[n%len(cfg.Trackers)])
+		if cfg.cdnOnly {
+			acfg.TrackerURL = ""
+		}
+		var link *netsim.Link
+		if links != nil {
+			link = &links[n%len(links)]
+		}
 		n++
-		acfg.LoopbackOnly = cfg.Loopback
+		acfg.LoopbackOnly = cfg.Loopback && link == nil
+		var httpClient *http.Client
+		if link != nil {
+			httpClient = netsim.CDNClient(*link, nil)
+			acfg.CDN = agent.HTTPCDN{Client: httpClient}
+			if world != nil {
+				vn, err := world.Viewer(*link, cfg.Seed+uint64(n))
+				if err != nil {
+					return nil, err
+				}
+				acfg.ICENet = vn
+				acfg.ICEServers = []signaling.ICEServer{{URLs: []string{"stun:" + netsim.STUNAddr}}}
+			}
+		}
 		acfg.Origin = cfg.Origin
 		acfg.Log = cfg.Log
 		if cfg.Agent != nil {
@@ -210,6 +305,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		}
 		vctx, vcancel := context.WithCancel(ctx)
 		v := &viewer{agent: a, cancel: vcancel, done: make(chan Result, 1), runs: make(chan struct{})}
+		if link != nil {
+			v.nat = link.NAT
+		}
 		v.hostile = hostile
 		go func() { a.Run(vctx); close(v.runs) }()
 		if hostile {
@@ -223,7 +321,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 			}()
 		}
 		go func() {
-			p := &Player{Agent: a, Master: cfg.Stream, Rendition: cfg.Rendition}
+			p := &Player{Agent: a, Master: cfg.Stream, Rendition: cfg.Rendition, HTTP: httpClient}
 			if !hostile {
 				p.Check = check
 			}
@@ -302,7 +400,26 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.StartupMs = startups[len(startups)/2]
 		sum.StartupMsMax = startups[len(startups)-1]
 	}
-	if haveOrigin {
+	sum.Abandoned = sum.Sources[agent.SourceMixed]
+	if cfg.Viewers > 1 {
+		sum.Limit = float64(cfg.Viewers-1) / float64(cfg.Viewers)
+	}
+	if cfg.Network != nil {
+		sum.Network = cfg.Network.Name
+	}
+	for src, ls := range bySource {
+		slices.Sort(ls)
+		if sum.LoadMsBySource == nil {
+			sum.LoadMsBySource = map[agent.Source][2]int64{}
+		}
+		sum.LoadMsBySource[src] = [2]int64{ls[len(ls)/2], ls[len(ls)*95/100]}
+	}
+	if baseline != nil {
+		b := <-baseline
+		sum.Baseline = &Baseline{Stalls: b.Stalls, StallMs: b.StallMs, StartupMs: b.StartupMs, StartupMsMax: b.StartupMsMax,
+			CDNBytes: b.CDNBytes, LoadMsP50: b.LoadMsP50, LoadMsP95: b.LoadMsP95}
+	}
+	if haveOrigin && !cfg.Baseline {
 		if after, ok := originStats(cfg.Stream); ok {
 			sum.OriginSegmentBytes = after - originBefore
 		}

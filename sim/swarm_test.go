@@ -20,6 +20,7 @@ import (
 	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/origin"
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/sim/netsim"
 	"github.com/peercdn/peercdn/tracker"
 )
 
@@ -251,4 +252,44 @@ func attacks() []string {
 		return []string{a}
 	}
 	return []string{"corrupt", "lie", "truncate", "flood", "slow"}
+}
+
+// TestMixedNetworkNeverWorseThanCDN: 12 viewers on the mixed preset's links
+// (30% behind symmetric NATs, 20% with an uplink below the bitrate, RTT up
+// to 150 ms, loss up to 2%), each over a simulated network, beside the same
+// 12 viewers and links with P2P off: the swarm stalls no more than the CDN
+// alone, and its cone-NAT viewers share.
+func TestMixedNetworkNeverWorseThanCDN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays 40 s of live video")
+	}
+	tr, stream := demo(t)
+	p, err := netsim.Load("mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := RunSwarm(context.Background(), SwarmConfig{
+		Trackers: []string{tr}, Stream: stream, Viewers: 12,
+		Duration: 40 * time.Second, JoinSpread: 6 * time.Second,
+		Network: &p, Seed: 7, Baseline: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sum.Baseline
+	t.Logf("offload %.3f (limit %.3f), stalls %d (%d ms), startup %d ms, failed connections %v, abandoned %d, loads %v; baseline: stalls %d (%d ms), startup %d ms",
+		sum.Offload, sum.Limit, sum.Stalls, sum.StallMs, sum.StartupMs, sum.PeersFailedByNAT, sum.Abandoned, sum.LoadMsBySource,
+		b.Stalls, b.StallMs, b.StartupMs)
+	if sum.Stalls > b.Stalls {
+		t.Errorf("%d stalls (%d ms) with peers, %d (%d ms) from the CDN alone", sum.Stalls, sum.StallMs, b.Stalls, b.StallMs)
+	}
+	if sum.Errors != 0 {
+		t.Errorf("%d errors", sum.Errors)
+	}
+	if sum.Offload < 0.2 {
+		t.Errorf("offload %.3f: the cone viewers did not share", sum.Offload)
+	}
+	if sum.PeersFailedByNAT[netsim.Symmetric] == 0 {
+		t.Error("no connection failed behind a symmetric NAT: the network is not simulated")
+	}
 }

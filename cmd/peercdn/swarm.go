@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/sim"
+	"github.com/peercdn/peercdn/sim/netsim"
 )
 
 // swarmCmd runs N native viewers against a tracker and a stream.
@@ -31,6 +32,9 @@ func swarmCmd(args []string) error {
 	origin := fs.String("origin", "", "Origin header the viewers send (join a browser page's swarms)")
 	hostile := fs.Int("hostile", 0, "how many of the viewers attack the others (see --attack)")
 	attack := fs.String("attack", "", "what hostile viewers do: corrupt (upload corrupted segments), lie (report false hashes, upload matching corrupt bytes), truncate (share segments their CDN cut in half), flood (1,000 requests a second to each peer, bogus relays to the tracker) or slow (trickle uploads at 2 KB/s)")
+	network := fs.String("network", "", "give each viewer a real-world link drawn from a preset ("+strings.Join(netsim.Presets(), ", ")+") or a JSON file: WebRTC over a simulated network behind its own NAT, CDN requests over the same link; the summary adds a CDN-only baseline of the same viewers and links")
+	baseline := fs.Bool("baseline", true, "with --network, also run the same viewers with P2P off, at the same time, for baseline")
+	seed := fs.Uint64("seed", 1, "with --network, draws the links")
 	asJSON := fs.Bool("json", false, "print only the JSON summary")
 	verbose := fs.Bool("v", false, "log agent debug output")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +67,13 @@ func swarmCmd(args []string) error {
 		Duration: time.Duration(*seconds) * time.Second, JoinSpread: *spread,
 		Churn: *churn, Rendition: *rendition, Loopback: *loopback, Origin: *origin,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *network != "" {
+		p, err := netsim.Load(*network)
+		if err != nil {
+			return err
+		}
+		cfg.Network, cfg.Seed, cfg.Baseline = &p, *seed, *baseline
 	}
 	if !*asJSON {
 		fmt.Fprintf(os.Stderr, "%d viewers of %s for %ds via %s\n", *viewers, *stream, *seconds, *trackers)
