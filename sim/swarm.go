@@ -188,8 +188,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		bcfg := cfg
 		bcfg.Baseline, bcfg.cdnOnly, bcfg.Hostile, bcfg.Attack, bcfg.Churn = false, true, 0, "", 0
 		baseline = make(chan Summary, 1)
+		parent := ctx
 		go func() {
-			b, err := RunSwarm(ctx, bcfg)
+			b, err := RunSwarm(parent, bcfg)
 			if err != nil {
 				cfg.Log.Warn("baseline failed", "err", err)
 			}
