@@ -11,7 +11,7 @@ APT_PKGS := redis-server iproute2 nftables
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network deps clean
 
 all: build
 
@@ -57,6 +57,10 @@ bench-trackers: build bench/node_modules/bittorrent-tracker
 # bench-scale measures `peercdn serve` holding 5k, 10k and 19k connections.
 bench-scale: build
 	bench/scale.sh
+# bench-network runs peercdn swarm --network over presets and swarm sizes,
+# each beside its CDN-only baseline (bench/out/network-*.json).
+bench-network: build
+	bench/network.sh
 # bench-lab runs 22 native viewers in NAT lab households (16 homes, 6
 # symmetric NATs), with the built-in STUN, then with its TURN too (root).
 bench-lab: deps
