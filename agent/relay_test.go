@@ -134,3 +134,32 @@ func TestRelayFilters(t *testing.T) {
 		t.Fatalf("withoutRelayCandidates:\n%q\nwant\n%q", got, want)
 	}
 }
+
+// TestUnreachablePeerIsLeftAlone: two agents whose connection can never open
+// (relay-only without a relay: as two viewers behind symmetric NATs) fail
+// once, and then neither dials nor accepts the other again for a while,
+// although the tracker keeps suggesting it every top-up.
+func TestUnreachablePeerIsLeftAlone(t *testing.T) {
+	tr := startTrackerWith(t, nil)
+	mutate := func(c *Config) {
+		c.relayOnly = true
+		c.connectTimeout = time.Second
+	}
+	a, b := startAgent(t, tr, mutate), startAgent(t, tr, mutate)
+	a.Join(testSwarm)
+	b.Join(testSwarm)
+	deadline := time.Now().Add(20 * time.Second)
+	for a.Stats().PeersFailed+b.Stats().PeersFailed == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if a.Stats().PeersFailed+b.Stats().PeersFailed == 0 {
+		t.Fatal("the connection never failed")
+	}
+	// Three top-ups (every 5 s) would each dial again.
+	time.Sleep(16 * time.Second)
+	sa, sb := a.Stats(), b.Stats()
+	t.Logf("a: %d connections, %d failed; b: %d connections, %d failed", sa.PeerConnections, sa.PeersFailed, sb.PeerConnections, sb.PeersFailed)
+	if n := sa.PeerConnections + sb.PeerConnections; n > 2 {
+		t.Fatalf("%d peer connections created for one unreachable pair, want 2 (one attempt)", n)
+	}
+}

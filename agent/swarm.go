@@ -23,6 +23,10 @@ type swarm struct {
 	peers   map[string]*remote
 	changed chan struct{}   // closed and replaced whenever a peer's holdings change
 	banned  map[string]bool // peers that sent corrupt bytes: never again
+	// unreachable: peers a negotiated connection to failed (NATs that
+	// never let the two meet), and until when neither dials nor accepts
+	// the other again.
+	unreachable map[string]unreachable
 	// hasManifest: the origin publishes hashes for this swarm, so one CDN
 	// copy per segment is enough (no tracker quorum).
 	hasManifest atomic.Bool
@@ -117,6 +121,53 @@ func (sw *swarm) reserve(r *remote, incoming bool) bool {
 	return true
 }
 
+// unreachable is one peer's failures to connect.
+type unreachable struct {
+	fails int
+	until time.Time
+}
+
+// unreachableWait is how long a peer that failed to connect is left alone:
+// 30 s, doubling per further failure, up to 10 minutes. A swarm with
+// viewers behind symmetric NATs otherwise spends its slots and the
+// tracker's relays redialling peers it can never reach.
+func unreachableWait(fails int) time.Duration {
+	return min(10*time.Minute, 30*time.Second<<min(fails-1, 5))
+}
+
+// maxUnreachable bounds the memory of failures (a peer connection each,
+// so MaxPeerConnections bounds them anyway).
+const maxUnreachable = 512
+
+// failed records that a negotiated connection to id never opened.
+func (sw *swarm) failed(id string, now time.Time) {
+	sw.a.stats.peersFailed.Add(1)
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.unreachable == nil {
+		sw.unreachable = map[string]unreachable{}
+	}
+	if len(sw.unreachable) >= maxUnreachable {
+		for k, u := range sw.unreachable {
+			if now.After(u.until) {
+				delete(sw.unreachable, k)
+			}
+		}
+	}
+	u := sw.unreachable[id]
+	u.fails++
+	u.until = now.Add(unreachableWait(u.fails))
+	sw.unreachable[id] = u
+}
+
+// cooling reports whether id failed to connect lately.
+func (sw *swarm) cooling(id string, now time.Time) bool {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	u, ok := sw.unreachable[id]
+	return ok && now.Before(u.until)
+}
+
 // ban keeps a peer that sent corrupt bytes out of this swarm for good.
 func (sw *swarm) ban(id string) {
 	sw.mu.Lock()
@@ -150,11 +201,11 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 			sw.a.stats.peersConnected.Add(1)
 		case <-r.closed:
 			if r.gone.Load() && r.negotiated() {
-				sw.a.stats.peersFailed.Add(1)
+				sw.failed(r.id, time.Now())
 			}
 		case <-t.C:
 			if r.negotiated() {
-				sw.a.stats.peersFailed.Add(1)
+				sw.failed(r.id, time.Now())
 			}
 			r.close()
 		}
@@ -175,7 +226,7 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 
 // dial offers a connection to a suggested peer.
 func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
-	if peerID == c.PeerID() || sw.count() >= sw.a.cfg.MaxPeers || sw.peer(peerID) != nil {
+	if peerID == c.PeerID() || sw.count() >= sw.a.cfg.MaxPeers || sw.peer(peerID) != nil || sw.cooling(peerID, time.Now()) {
 		return
 	}
 	pc, err := sw.a.newPC()
@@ -218,6 +269,9 @@ func (sw *swarm) accept(ctx context.Context, c *signaling.Client, m *signaling.M
 	}
 	if sw.count() >= sw.a.maxIncoming() {
 		return // full: the offerer's connect timeout frees its slot
+	}
+	if sw.cooling(m.From, time.Now()) {
+		return // it failed to connect lately: the offerer times out too
 	}
 	pc, err := sw.a.newPC()
 	if err != nil {
