@@ -40,6 +40,8 @@ type Agent struct {
 	segSize     atomic.Int64 // bytes moving average of CDN segments
 	quorum      atomic.Int64 // the tracker's hash quorum (quorum integrity)
 	mode        atomic.Value // string: the tracker's Limits.Integrity
+	manifestsOn atomic.Bool  // the tracker's Limits.HashManifests
+	flushes     atomic.Int64 // Flush calls, for their refs
 	// p2pOff: the tracker put this viewer in its rollout's control cohort
 	// (welcome or policy p2p false): CDN only, no swarms.
 	p2pOff atomic.Bool
@@ -135,6 +137,30 @@ func (a *Agent) ReportPlayerCDN(n int64) {
 	a.stats.mu.Unlock()
 }
 
+// Flush sends what the player got since the last report to the tracker
+// now, without waiting for the next heartbeat: for a page being hidden or
+// closed, whose last heartbeat interval (up to 20 s of bytes) would
+// otherwise be lost with the tab. The tracker acknowledges it as any
+// report. It does nothing while disconnected (the report waits for the
+// next connection) and never blocks on the network: browsers call it from
+// their pagehide event.
+func (a *Agent) Flush() {
+	a.mu.Lock()
+	c := a.sig
+	a.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ref := "f" + strconv.FormatInt(a.flushes.Add(1), 10)
+	u := a.stats.usageNow(ref)
+	if u == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c.Send(ctx, &signaling.Message{Type: signaling.TypePing, Ref: ref, Usage: u})
+}
+
 // ReportStall lets the player count a stall of d in the agent's stats.
 func (a *Agent) ReportStall(d time.Duration) {
 	a.stats.mu.Lock()
@@ -215,9 +241,11 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 	if l := c.Welcome().Limits; l != nil {
 		a.quorum.Store(int64(l.HashQuorum))
 		a.mode.Store(l.Integrity)
+		a.manifestsOn.Store(l.HashManifests)
 	} else {
 		a.quorum.Store(0)
 		a.mode.Store("")
+		a.manifestsOn.Store(false)
 	}
 	a.setP2P(c.Welcome().P2P == nil || *c.Welcome().P2P)
 	a.mu.Lock()

@@ -639,3 +639,37 @@ func TestPeerOutcomesCounted(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestFlushReportsAtOnce: Flush hands the tracker what the player got since
+// the last report without waiting for the heartbeat (20 s here), as a page
+// closing must: before, a closed tab's last interval was lost.
+func TestFlushReportsAtOnce(t *testing.T) {
+	wsURL := startTrackerWith(t, func(c *tracker.Config) { c.IdleTimeout = time.Minute })
+	a := startAgent(t, wsURL, nil)
+	a.Join(testSwarm)
+	for deadline := time.Now().Add(5 * time.Second); trackerStats(t, wsURL).Members == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not connect")
+		}
+	}
+	a.stats.p2p.Add(700)
+	a.ReportPlayerCDN(300)
+	a.Flush()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		u := trackerStats(t, wsURL).Usage
+		if u.P2PBytes == 700 && u.CDNBytes == 300 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tracker counted %d P2P and %d CDN bytes 3 s after Flush, want 700 and 300", u.P2PBytes, u.CDNBytes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Acknowledged: nothing is sent twice.
+	a.Flush()
+	time.Sleep(200 * time.Millisecond)
+	if u := trackerStats(t, wsURL).Usage; u.P2PBytes != 700 {
+		t.Fatalf("a second Flush counted again: %d P2P bytes", u.P2PBytes)
+	}
+}

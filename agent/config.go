@@ -67,6 +67,10 @@ type Config struct {
 	// server twice its bytes to save the CDN once. Peers a relay would be
 	// the only way to reach stay unconnected; the CDN serves those viewers.
 	AllowRelay bool
+	// HashManifests says whether the CDN publishes hash manifests
+	// (peercdn-hashes.json) beside its segments, so that the agent looks
+	// for them. Nil: as the tracker's welcome says (Limits.HashManifests).
+	HashManifests *bool
 
 	// CDN fetches segments from the CDN. Default natively: net/http's
 	// default client; the browser build must set it (wasm/ uses fetch).

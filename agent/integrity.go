@@ -51,7 +51,7 @@ func (a *Agent) integrityMode() string {
 // publishes no manifest there); ok is false when nothing may be taken from
 // peers yet.
 func (a *Agent) expected(k segKey, url string) (sum [32]byte, check, ok bool) {
-	noManifest := a.manifests.missing(url)
+	noManifest := a.noManifest(url)
 	sum, lvl := a.trust.best(k, url, a.integrityMode() == signaling.IntegrityQuorum && noManifest)
 	if lvl != untrusted {
 		return sum, true, true
@@ -88,7 +88,7 @@ func (a *Agent) goodFromPeer(k segKey, url string, data []byte) bool {
 // disagrees with the quorum is evidence against the quorum's reporters,
 // and the quorum's hash is dropped instead.
 func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, url string, data []byte) bool {
-	if _, lvl := a.trust.best(k, url, true); lvl < byNotary && (a.integrity() || !a.manifests.missing(url)) {
+	if _, lvl := a.trust.best(k, url, true); lvl < byNotary && (a.integrity() || !a.noManifest(url)) {
 		a.manifestHash(ctx, sw, k, url) // check our own copy too, if the origin lists it
 	}
 	got := sha256.Sum256(data)

@@ -55,6 +55,9 @@ func manifestURL(segURL string) (string, string, bool) {
 // fetching the manifest when unknown or stale, and trusts the hash found.
 // It reports whether k now has a trusted hash.
 func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL string) bool {
+	if !a.lookForManifests() {
+		return false
+	}
 	murl, name, ok := manifestURL(segURL)
 	if !ok {
 		return false
@@ -102,6 +105,22 @@ func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL st
 		a.trust.learnManifest(k, sum)
 	}
 	return ok
+}
+
+// lookForManifests says whether the CDN is said to publish hash manifests:
+// by the page (Config.HashManifests), else by the tracker. Where it
+// publishes none, asking costs every viewer a 404 in its console.
+func (a *Agent) lookForManifests() bool {
+	if a.cfg.HashManifests != nil {
+		return *a.cfg.HashManifests
+	}
+	return a.manifestsOn.Load()
+}
+
+// noManifest says whether no manifest lists segURL's segment: none is
+// looked for, or the origin publishes none in its folder.
+func (a *Agent) noManifest(segURL string) bool {
+	return !a.lookForManifests() || a.manifests.missing(segURL)
 }
 
 // missing says whether the origin is known to publish no manifest in

@@ -151,6 +151,17 @@ func (c *counters) usage(conn uint64, ref string) *signaling.Usage {
 	return &d
 }
 
+// usageNow is usage on the current connection; nil while there is none.
+func (c *counters) usageNow(ref string) *signaling.Usage {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == 0 {
+		return nil
+	}
+	return c.usage(conn, ref)
+}
+
 // ack records that the tracker counted the report sent with ref.
 func (c *counters) ack(ref string) {
 	c.mu.Lock()

@@ -38,6 +38,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if b := os.Getenv("E2E_BINARY"); b != "" {
+		binary = b // another build, side by side (a before/after comparison)
+	}
 	for _, f := range []string{binary, filepath.Join(root, "web", "vendor", "hls.min.js"), chromium} {
 		if _, err := os.Stat(f); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: %s missing: run `make e2e`\n", f)

@@ -6,6 +6,7 @@ package origin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ type Origin struct {
 	// NoHashManifest serves no peercdn-hashes.json (404), as most CDNs:
 	// peers' bytes are then checked against the tracker's notary only.
 	NoHashManifest bool
+	// Latency delays every response (before its headers), and
+	// BytesPerSecond, when positive, paces every response body: a CDN
+	// edge farther away or slower than loopback, for benchmarks.
+	Latency        time.Duration
+	BytesPerSecond int
 
 	fsys       fs.FS
 	renditions map[string]*rendition
@@ -135,6 +141,9 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Headers", "Range")
 	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+	// Pages may read the resource timing of cross-origin loads (cache hits
+	// show as transferSize 0): CDNs commonly allow it.
+	h.Set("Timing-Allow-Origin", "*")
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -156,7 +165,18 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.requests.Add(1)
-	cw := &countingWriter{ResponseWriter: w, o: o, segment: strings.HasSuffix(rest, ".m4s")}
+	if o.Latency > 0 {
+		select {
+		case <-time.After(o.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	var out http.ResponseWriter = w
+	if o.BytesPerSecond > 0 {
+		out = &pacedWriter{ResponseWriter: w, rate: o.BytesPerSecond, done: r.Context().Done()}
+	}
+	cw := &countingWriter{ResponseWriter: out, o: o, segment: strings.HasSuffix(rest, ".m4s")}
 	if view == "live" {
 		o.serveLive(cw, r, rest)
 		return
@@ -330,3 +350,41 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*countingWriter)(nil)
+
+// pacedWriter sends a body at rate bytes a second, in 50 ms slices.
+type pacedWriter struct {
+	http.ResponseWriter
+	rate  int
+	done  <-chan struct{}
+	start time.Time
+	sent  int
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	n := 0
+	for len(b) > 0 {
+		slice := min(len(b), max(1, p.rate/20))
+		m, err := p.ResponseWriter.Write(b[:slice])
+		n += m
+		p.sent += m
+		if err != nil {
+			return n, err
+		}
+		b = b[slice:]
+		if f, ok := p.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		due := p.start.Add(time.Duration(float64(p.sent) / float64(p.rate) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-p.done:
+				return n, context.Canceled
+			}
+		}
+	}
+	return n, nil
+}

@@ -101,3 +101,37 @@ func TestLiveTimelineIsContinuous(t *testing.T) {
 		t.Errorf("VOD segment shifted: %v", vod)
 	}
 }
+
+// TestPacedResponses: Latency holds the headers back, BytesPerSecond paces
+// the body, as a CDN farther and slower than loopback (benchmarks).
+func TestPacedResponses(t *testing.T) {
+	st, err := fs.Sub(examples.Stream, "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Latency = 100 * time.Millisecond
+	o.BytesPerSecond = 200_000
+	hs := httptest.NewServer(o)
+	t.Cleanup(hs.Close)
+	start := time.Now()
+	resp, err := http.Get(hs.URL + "/vod/360p/000.m4s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ttfb := time.Since(start)
+	b, _ := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	want := o.Latency + time.Duration(float64(len(b))/float64(o.BytesPerSecond)*float64(time.Second))
+	t.Logf("%d bytes: first byte after %v, all after %v (want about %v)", len(b), ttfb, took, want)
+	if ttfb < o.Latency || took < want-60*time.Millisecond || took > want+time.Second {
+		t.Errorf("%d bytes took %v (first byte %v), want about %v", len(b), took, ttfb, want)
+	}
+	if resp.Header.Get("Timing-Allow-Origin") != "*" {
+		t.Errorf("no Timing-Allow-Origin: pages cannot tell cache hits from CDN loads")
+	}
+}

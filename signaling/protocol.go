@@ -176,6 +176,11 @@ type Limits struct {
 	// (viewers' agreeing reports), or empty (none: agents take peers' bytes
 	// unverified unless the origin publishes hash manifests).
 	Integrity string `json:"integrity,omitempty"`
+	// HashManifests says the CDN publishes hash manifests
+	// (peercdn-hashes.json) beside its segments: agents look for them. Where
+	// it publishes none, agents do not ask (each miss is a 404 in every
+	// viewer's console).
+	HashManifests bool `json:"hash_manifests,omitempty"`
 }
 
 // Integrity modes a tracker announces in Limits.Integrity.

@@ -50,6 +50,7 @@ func demoServerWith(t *testing.T, noManifest bool, mutate func(*tracker.Config))
 	o.NoHashManifest = noManifest
 	cfg := tracker.DefaultConfig()
 	cfg.NotaryPrivate = true // the demo origin is on 127.0.0.1
+	cfg.HashManifests = !noManifest
 	if mutate != nil {
 		mutate(&cfg)
 	}

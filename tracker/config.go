@@ -176,6 +176,12 @@ type Config struct {
 	// as one. Default true; `serve --demo` turns it off, as every viewer of
 	// a local demo shares 127.0.0.1.
 	HashDistinctNetworks bool `yaml:"hash_distinct_networks"`
+	// HashManifests tells agents that the CDN publishes hash manifests
+	// (`peercdn hash`) beside its segments, so that they look for them:
+	// checked against the origin's own hashes, peers' bytes need no notary
+	// fetch. Default false: agents ask the CDN for nothing it does not
+	// serve. A page can say otherwise (the hashManifests option).
+	HashManifests bool `yaml:"hash_manifests"`
 	// BadPeerReports is how many distinct peers must report a peer's bytes
 	// as corrupt before it is removed from the swarm for good. Default 2.
 	BadPeerReports int `yaml:"bad_peer_reports"`

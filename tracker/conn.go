@@ -487,6 +487,7 @@ func (c *conn) welcome(ref, id string, p2p *bool) {
 			Suggestions:       c.s.cfg.Suggestions,
 			HashQuorum:        c.s.cfg.HashQuorum,
 			Integrity:         c.s.integrityAnnounced(),
+			HashManifests:     c.s.cfg.HashManifests,
 		},
 	})
 }

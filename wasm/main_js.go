@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"syscall/js"
 	"time"
 
@@ -28,12 +29,23 @@ type options struct {
 	Debug       bool                  `json:"debug"`
 	CDNSafetyMs int                   `json:"cdnSafetyMs"`
 	MaxWaitMs   int                   `json:"maxWaitMs"`
+	// HashManifests: the CDN publishes peercdn-hashes.json (true) or not
+	// (false); absent, the tracker says.
+	HashManifests *bool `json:"hashManifests"`
 }
 
 var (
 	a      *agent.Agent
 	cancel context.CancelFunc
 	done   chan struct{}
+	// final is the agent's last stats, kept after destroy: a page's totals
+	// do not drop to what the player loads alone.
+	final = "{}"
+
+	// loads are the loads in flight, by the page's id, to cancel when the
+	// player aborts them (a seek, a quality switch, the player destroyed).
+	loadsMu sync.Mutex
+	loads   = map[int]context.CancelFunc{}
 )
 
 func main() {
@@ -43,6 +55,8 @@ func main() {
 	api.Set("stats", js.FuncOf(stats))
 	api.Set("destroy", js.FuncOf(destroy))
 	api.Set("report", js.FuncOf(report))
+	api.Set("cancel", js.FuncOf(cancelLoad))
+	api.Set("flush", js.FuncOf(flush))
 	js.Global().Set("__peercdn", api)
 	select {} // serve calls from JS forever
 }
@@ -62,6 +76,7 @@ func start(_ js.Value, args []js.Value) any {
 		UploadBytesPerSecond: o.UploadLimit,
 		ICEServers:           o.ICEServers,
 		AllowRelay:           o.AllowRelay,
+		HashManifests:        o.HashManifests,
 		CDN:                  fetchCDN{},
 		Dial:                 dialWS,
 	}
@@ -105,8 +120,9 @@ func start(_ js.Value, args []js.Value) any {
 	return nil
 }
 
-// load(reqJSON) returns a Promise of {data: Uint8Array, source, transferMs,
-// abrMs, abrFirstByteMs} (see agent.Result).
+// load(reqJSON, id) returns a Promise of {data: Uint8Array, source,
+// transferMs, abrMs, abrFirstByteMs} (see agent.Result); cancel(id) ends
+// it (the Promise rejects), so that an aborted load costs nothing more.
 func load(_ js.Value, args []js.Value) any {
 	var r struct {
 		Content    string  `json:"content"`    // site's content id, or empty
@@ -115,8 +131,24 @@ func load(_ js.Value, args []js.Value) any {
 		DeadlineMs float64 `json:"deadlineMs"` // buffer ahead of the playhead
 	}
 	raw := args[0].String()
+	ctx, stop := context.WithCancel(context.Background())
+	if len(args) > 1 && args[1].Type() == js.TypeNumber {
+		id := args[1].Int()
+		loadsMu.Lock()
+		loads[id] = stop
+		loadsMu.Unlock()
+		inner := stop
+		stop = func() {
+			inner()
+			loadsMu.Lock()
+			delete(loads, id)
+			loadsMu.Unlock()
+		}
+	}
+	ag := a
 	return promise(func() (any, error) {
-		if a == nil {
+		defer stop()
+		if ag == nil {
 			return nil, errString("peercdn: not started")
 		}
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
@@ -124,7 +156,7 @@ func load(_ js.Value, args []js.Value) any {
 		}
 		req := agent.SegmentByURL(r.Content, r.Manifest, r.URL)
 		req.Deadline = time.Now().Add(time.Duration(r.DeadlineMs * float64(time.Millisecond)))
-		res, err := a.Load(context.Background(), req)
+		res, err := ag.Load(ctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -141,9 +173,33 @@ func load(_ js.Value, args []js.Value) any {
 	})
 }
 
+// cancelLoad(id) cancels a load in flight.
+func cancelLoad(_ js.Value, args []js.Value) any {
+	if len(args) == 0 || args[0].Type() != js.TypeNumber {
+		return nil
+	}
+	loadsMu.Lock()
+	stop := loads[args[0].Int()]
+	loadsMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return nil
+}
+
+// flush() sends the agent's usage report now: the page is being hidden or
+// closed, and a closed tab's report would otherwise wait for a heartbeat
+// that never comes. It runs on the event loop and does not wait for JS.
+func flush(js.Value, []js.Value) any {
+	if a != nil {
+		a.Flush()
+	}
+	return nil
+}
+
 func stats(js.Value, []js.Value) any {
 	if a == nil {
-		return "{}"
+		return final
 	}
 	b, _ := json.Marshal(a.Stats())
 	return string(b)
@@ -167,6 +223,8 @@ func destroy(js.Value, []js.Value) any {
 		if cancel != nil {
 			cancel()
 			<-done
+			b, _ := json.Marshal(a.Stats())
+			final = string(b)
 			cancel, a = nil, nil
 		}
 		return nil, nil

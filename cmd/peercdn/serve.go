@@ -120,6 +120,7 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.StringVar(&c.Integrity, "integrity", c.Integrity, "where segment hashes come from without an origin manifest: notary (the tracker fetches each segment itself), quorum (viewers' agreeing reports: colluders can win) or off")
 	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (--integrity quorum)")
 	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "quorum reporters must come from distinct /24 (/48) networks (--integrity quorum)")
+	fs.BoolVar(&c.HashManifests, "hash-manifests", c.HashManifests, "the CDN publishes peercdn-hashes.json beside its segments (peercdn hash): agents look for it (--demo sets it)")
 	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the notary may fetch from (empty: any http(s) URL at a public address)")
 	fs.BoolVar(&c.NotaryPrivate, "notary-private", c.NotaryPrivate, "let the notary fetch from loopback and private addresses (a CDN on the operator's own network; --demo sets it)")
 	fs.IntVar(&c.NotaryFetches, "notary-fetches", c.NotaryFetches, "notary fetches at once per node")
@@ -169,12 +170,18 @@ func (f *iceFlag) Set(v string) error {
 type demoFlags struct {
 	on             bool
 	noHashManifest bool // the demo origin publishes no peercdn-hashes.json
+	latency        time.Duration
+	kbps           int
+	originListen   string
 }
 
 // serveFlags binds the flags serve has beyond the tracker's Config.
 func serveFlags(demo *demoFlags, vendor *string, pprofAddr *string, trim *time.Duration) func(*flag.FlagSet) {
 	return func(fs *flag.FlagSet) {
 		fs.BoolVar(&demo.noHashManifest, "demo-no-hash-manifest", false, "the demo origin publishes no peercdn-hashes.json, as most CDNs (peers' bytes are checked against the notary only)")
+		fs.DurationVar(&demo.latency, "demo-cdn-latency", 0, "the demo origin answers every request this much later (a CDN edge farther than loopback)")
+		fs.IntVar(&demo.kbps, "demo-cdn-kbps", 0, "the demo origin sends each response at most this fast, in kbit/s (0: unpaced)")
+		fs.StringVar(&demo.originListen, "demo-origin-listen", "", "also serve the demo origin at / on this address, as a CDN on another origin (e.g. 127.0.0.1:8081)")
 		fs.DurationVar(trim, "trim-memory", 15*time.Second, "after a quiet period this long, collect garbage and return memory to the OS (0: never)")
 		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
 		fs.BoolVar(&demo.on, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
@@ -198,6 +205,9 @@ func serve(args []string) error {
 		// The demo's origin is this process, on a loopback or LAN address.
 		cfg.NotaryPrivate = true
 		log.Info("demo: the notary may fetch from private addresses (the demo origin is this tracker)")
+	}
+	if demo.on && !demo.noHashManifest {
+		cfg.HashManifests = true // the demo origin publishes them
 	}
 	if cfg.TURNListen != "" && cfg.TURNSecret == "" {
 		// Only this node checks the credentials it mints: any secret will
@@ -290,6 +300,16 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 			return nil, err
 		}
 		o.NoHashManifest = demo.noHashManifest
+		o.Latency = demo.latency
+		o.BytesPerSecond = demo.kbps * 1000 / 8
+		if demo.originListen != "" {
+			ln, err := net.Listen("tcp", demo.originListen)
+			if err != nil {
+				return nil, fmt.Errorf("demo origin listen on %s: %w", demo.originListen, err)
+			}
+			log.Info("demo origin", "addr", ln.Addr().String(), "live", "/live/master.m3u8", "vod", "/vod/master.m3u8")
+			go http.Serve(ln, o)
+		}
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "peercdn_demo_origin_bytes_total", Help: "Body bytes the demo origin sent.",
 		}, func() float64 { return float64(o.Stats().Bytes) }))

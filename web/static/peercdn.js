@@ -2,7 +2,10 @@
  *   hls.js:  const hls = new Hls(); peercdn.hlsjs(hls); hls.loadSource(url); ...
  *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ...
  * Options (before the script tag, or peercdn.configure({...}) before playing):
- *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug, consent}
+ *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug, consent,
+ *                           hashManifests}
+ * hashManifests: the CDN publishes peercdn-hashes.json beside its segments
+ * (true) or not (false); unset, the tracker says (serve --hash-manifests).
  * consent: true waits for peercdn.consent(true) before any peer connection
  * (peers see each other's IP addresses); CDN only until then.
  * The player starts on the CDN at once; the agent (WebAssembly) loads in
@@ -96,10 +99,53 @@
     window.__peercdn.report(pending.cdn, pending.stallMs);
     pending = { cdn: 0, stallMs: 0 };
   }
-  function playerCDN(n) {
-    state.cdnFallback.cdnBytes += n;
-    report(n, 0);
+  // playerCDN counts n bytes of url the player loaded on its own. A load
+  // the browser served from its cache (the agent had just fetched the same
+  // URL, when the player fell back while the agent's CDN fetch was under
+  // way) cost the CDN nothing: counted, it overstated CDN bytes by 8%. Resource
+  // Timing tells: a cache hit has transferSize 0 with a body. (Cross-origin
+  // without Timing-Allow-Origin both read 0: counted, as nothing is known.)
+  // Its entry may be queued after the load's own event: look a moment later.
+  function playerCDN(url, n) {
+    setTimeout(function () {
+      if (cachedLoad(url)) return;
+      state.cdnFallback.cdnBytes += n;
+      report(n, 0);
+    }, 250);
   }
+  var lastEntry = new Map(); // url -> its latest resource timing entry
+  if (typeof PerformanceObserver === 'function') {
+    try {
+      // The timeline's buffer fills (250 entries) in a long session; an
+      // observer sees every entry.
+      new PerformanceObserver(function (list) {
+        list.getEntries().forEach(function (e) {
+          lastEntry.delete(e.name);
+          lastEntry.set(e.name, e);
+          if (lastEntry.size > 256) lastEntry.delete(lastEntry.keys().next().value);
+        });
+      }).observe({ type: 'resource' });
+    } catch (e) { /* no resource timing: count every load */ }
+  }
+  function cachedLoad(url) {
+    var abs;
+    try { abs = new URL(url, location.href).href; } catch (e) { return false; }
+    var e = lastEntry.get(abs);
+    if (!e && performance.getEntriesByName) {
+      var es = performance.getEntriesByName(abs, 'resource');
+      e = es[es.length - 1];
+    }
+    return !!e && e.transferSize === 0 && e.decodedBodySize > 0;
+  }
+
+  // A page being hidden or closed sends the agent's report at once: a
+  // closed tab's last heartbeat interval (up to 20 s of bytes) was lost to
+  // the tracker's figures.
+  function flush() { if (usable()) window.__peercdn.flush(); }
+  window.addEventListener('pagehide', flush);
+  document.addEventListener('visibilitychange', function () {
+    if (document.visibilityState === 'hidden') flush();
+  });
 
   // watchStalls times the media element's stalls: waiting after playback
   // started, not for a seek, until it plays again.
@@ -162,6 +208,10 @@
   }
 
   // load asks the agent for one segment; it resolves to {data, source, ...}.
+  // Its cancel() ends the load in the agent: an aborted one must cost
+  // nothing more (before, the agent could still go to the CDN seconds
+  // after hls.js gave the segment up).
+  var loadIds = 0;
   function load(manifestURL, url, media, start) {
     var req = {
       content: opts.contentId || '',
@@ -169,7 +219,10 @@
       url: url,
       deadlineMs: deadline(media, start),
     };
-    return window.__peercdn.load(JSON.stringify(req));
+    var id = ++loadIds;
+    var p = window.__peercdn.load(JSON.stringify(req), id);
+    p.cancel = function () { if (window.__peercdn && window.__peercdn.cancel) window.__peercdn.cancel(id); };
+    return p;
   }
 
   // hlsjs makes an hls.js instance load fragments through the agent.
@@ -191,6 +244,8 @@
       var self = this, stats = this.stats, t0 = performance.now(), settled = false;
       stats.loading.start = t0;
       var dl = deadline(hls.media, frag.start);
+      var pending = load(hls.url, context.url, hls.media, frag.start);
+      this.pending = pending;
       // Whatever happens inside the agent, the player gets its segment: if
       // the agent has not answered when only the CDN reserve is left, the
       // CDN serves it.
@@ -199,7 +254,7 @@
         settled = true;
         self.cdn(context, config, callbacks);
       }, guardMs(dl));
-      load(hls.url, context.url, hls.media, frag.start).then(function (res) {
+      pending.then(function (res) {
         clearTimeout(guard);
         if (self.aborted || settled) return;
         settled = true;
@@ -213,6 +268,7 @@
         stats.loading.start = stats.loading.first - t.firstByteMs;
         stats.loaded = stats.total = res.data.byteLength;
         if (opts.verify) verify(context.url, res);
+        self.delivered = true;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
         clearTimeout(guard);
@@ -228,18 +284,32 @@
       // once"): after an agent attempt, clear it so the CDN load can start
       // and time itself.
       this.inner.stats.loading.start = 0;
-      var onSuccess = callbacks.onSuccess;
+      var onSuccess = callbacks.onSuccess, self = this;
       var counted = Object.assign({}, callbacks, {
         onSuccess: function (response, stats, ctx, net) {
-          if (response.data && response.data.byteLength) playerCDN(response.data.byteLength);
+          self.delivered = true;
+          if (response.data && response.data.byteLength) playerCDN(ctx.url, response.data.byteLength);
           onSuccess(response, stats, ctx, net);
         },
       });
       this.inner.load(context, config, counted);
       this.stats = this.inner.stats;
     };
-    PeerLoader.prototype.abort = function () { this.aborted = true; this.inner.abort(); };
-    PeerLoader.prototype.destroy = function () { this.aborted = true; this.inner.destroy(); };
+    // An abort (a seek, a quality switch) ends the agent's load too. Once
+    // the player has its bytes, hls.js destroys the loader: an agent load
+    // still running then (the player fell back to the CDN meanwhile) goes
+    // on, since the browser joins the two CDN requests into one and the
+    // agent's copy serves the swarm; cancelled, its bytes were lost.
+    PeerLoader.prototype.abort = function () {
+      this.aborted = true;
+      if (this.pending) this.pending.cancel();
+      this.inner.abort();
+    };
+    PeerLoader.prototype.destroy = function () {
+      this.aborted = true;
+      if (this.pending && !this.delivered) this.pending.cancel();
+      this.inner.destroy();
+    };
     PeerLoader.prototype.getCacheAge = function () { return null; };
     PeerLoader.prototype.getResponseHeader = function () { return null; };
     hls.config.fLoader = PeerLoader;
@@ -256,7 +326,7 @@
       if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
-          op.promise.then(function (r) { if (r && r.data) playerCDN(r.data.byteLength); }, function () {});
+          op.promise.then(function (r) { if (r && r.data) playerCDN(uri, r.data.byteLength); }, function () {});
         }
         return op;
       }
@@ -265,7 +335,8 @@
       var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
       var media = player.getMediaElement();
       watchStalls(media);
-      var agentLoad = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start).then(function (res) {
+      var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start);
+      var agentLoad = pending.then(function (res) {
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
       });
@@ -277,11 +348,11 @@
         clearTimeout(guard);
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
         return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise.then(function (r) {
-          if (r && r.data) playerCDN(r.data.byteLength); // count the CDN bytes in stats() and reports
+          if (r && r.data) playerCDN(uri, r.data.byteLength); // count the CDN bytes in stats() and reports
           return r;
         });
       });
-      return new sh.util.AbortableOperation(p, function () { aborted = true; return Promise.resolve(); });
+      return new sh.util.AbortableOperation(p, function () { aborted = true; pending.cancel(); return Promise.resolve(); });
     };
     NE.registerScheme('http', plugin, NE.PluginPriority.APPLICATION);
     NE.registerScheme('https', plugin, NE.PluginPriority.APPLICATION);
@@ -297,7 +368,8 @@
     // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...};
     // control is true while the tracker's rollout keeps this viewer on the CDN only.
     stats: function () {
-      var s = usable() ? JSON.parse(window.__peercdn.stats()) : {};
+      // After destroy the agent's last figures stay (it keeps them).
+      var s = state.ready ? JSON.parse(window.__peercdn.stats()) : {};
       var out = Object.assign({ cdnBytes: 0, p2pBytes: 0, uploadBytes: 0, peers: 0 }, s);
       out.cdnBytes += state.cdnFallback.cdnBytes; // segments loaded before the agent was ready
       out.ready = state.ready;
