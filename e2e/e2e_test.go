@@ -139,6 +139,9 @@ func startBrowser(t *testing.T, throttle bool) context.Context {
 // first played.
 const stallProbe = `
 window.__qa = {playing: false, stalls: 0, stallMs: 0, waitingAt: 0, firstFrameMs: 0};
+document.addEventListener('DOMContentLoaded', function () {
+  if (window.peercdn) window.peercdn.ready.then(function () { window.__readyAt = performance.now(); });
+});
 document.addEventListener('playing', function () {
   var q = window.__qa;
   if (!q.firstFrameMs) q.firstFrameMs = performance.now();
@@ -669,6 +672,11 @@ func TestConsent(t *testing.T) {
 }
 
 func trackerConnections(t *testing.T, addr string) float64 {
+	return metric(t, addr, "peercdn_tracker_connections")
+}
+
+// metric reads an unlabelled series from the tracker's /metrics.
+func metric(t *testing.T, addr, name string) float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -676,13 +684,13 @@ func trackerConnections(t *testing.T, addr string) float64 {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "peercdn_tracker_connections "); ok {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			var f float64
 			fmt.Sscan(v, &f)
 			return f
 		}
 	}
-	t.Fatal("no peercdn_tracker_connections in /metrics")
+	t.Fatalf("no %s in /metrics", name)
 	return 0
 }
 

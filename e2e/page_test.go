@@ -132,7 +132,7 @@ func TestAbortedLoadIsCancelled(t *testing.T) {
     load() { baseLoads++; }
     abort() {} destroy() {}
   }
-  const media = {paused: false, readyState: 4, currentTime: 0, playbackRate: 1, seeking: false,
+  const media = {paused: false, readyState: 4, currentTime: 0, playbackRate: 1, seeking: false, played: {length: 1},
     buffered: {length: 1, start: () => 0, end: () => 20}, addEventListener() {}};
   const hls = {config: {loader: Base}, media, url: location.origin + '/demo/vod/master.m3u8', on() {}};
   peercdn.hlsjs(hls);

@@ -51,6 +51,13 @@
     if (!opts.consent) resolve();
   });
 
+  // started settles when a watched video first plays, or after
+  // startDelayMs (3 s) when none does (no player attached yet).
+  var started = new Promise(function (resolve) {
+    state.played = resolve;
+    setTimeout(resolve, opts.startDelayMs >= 0 ? opts.startDelayMs : 3000);
+  });
+
   var ready = (async function () {
     await consented;
     if (state.destroyed) throw new Error('consent withdrawn');
@@ -60,10 +67,17 @@
     await loadScript(new URL('wasm_exec.js', base).href);
     var go = new Go();
     var src = new URL(WASM, base).href;
-    var result = WebAssembly.instantiateStreaming
-      ? await WebAssembly.instantiateStreaming(fetch(src), go.importObject)
-      : await WebAssembly.instantiate(await (await fetch(src)).arrayBuffer(), go.importObject);
-    go.run(result.instance);
+    // Compiling runs off the main thread; starting the Go runtime and the
+    // agent (its tracker connection, its peer connections) does not, and
+    // delayed hls.js by 0.2-2 s at startup when it ran at once: it waits
+    // until the video plays, whose first segments come from the CDN as
+    // they would without peercdn.
+    var module = WebAssembly.compileStreaming
+      ? await WebAssembly.compileStreaming(fetch(src))
+      : await WebAssembly.compile(await (await fetch(src)).arrayBuffer());
+    await started;
+    if (state.destroyed) throw new Error('destroyed before start');
+    go.run(await WebAssembly.instantiate(module, go.importObject));
     if (!window.__peercdn) throw new Error('agent did not start');
     var err = window.__peercdn.start(JSON.stringify(opts));
     if (err) throw new Error(err);
@@ -164,14 +178,18 @@
       report(0, ms);
     };
     media.addEventListener('playing', resumed);
+    media.addEventListener('playing', function () { state.played(); });
     media.addEventListener('seeking', function () { waitingAt = 0; });
   }
 
   // deadline is how long until the playhead needs a segment starting at
   // start (media seconds; undefined if unknown): the buffer ahead, or less
   // when the segment starts earlier (a quality switch replacing buffer).
+  // Until the video has played, and while it cannot play on (readyState
+  // below HAVE_FUTURE_DATA: starting, stalled), it is now: a viewer
+  // waiting for a peer with 2 s buffered delayed its first frame by 1-3 s.
   function deadline(media, start) {
-    if (!media || media.paused || !media.readyState) return 0; // start-up: now
+    if (!media || media.paused || media.readyState < 3 || !media.played || !media.played.length) return 0;
     var ms = bufferAhead(media);
     if (typeof start === 'number' && isFinite(start)) {
       ms = Math.min(ms, Math.max(0, (start - media.currentTime) * 1000 / (media.playbackRate || 1)));

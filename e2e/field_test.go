@@ -1,0 +1,223 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestField is the harness of bench/field.sh (FIELD=1), shaped like the
+// independent one that compared peercdn with p2p-media-loader: one
+// headless Chromium, a browser context per viewer, viewers joining GAP
+// apart; hls.js with its defaults (ABR on) through peercdn's script tag,
+// and, joining among them in the same run, plain hls.js viewers; a CDN on
+// its own origin (port) with 30 ms of latency, an optional per-response
+// rate, and no hash manifest; the tracker with serve's defaults (the
+// demo's notary may fetch from loopback, as it would from a public CDN).
+// After the last join it lets them play WINDOW, then prints one JSON line
+// (FIELD_OUT appends it to a file):
+//
+//   - offload from the pages' counters, over the peercdn viewers, and the
+//     CDN's view (its segment bytes, less the plain viewers', notary
+//     fetches included);
+//   - startup (hls.loadSource to the first 'playing') medians, peercdn and
+//     plain;
+//   - rebuffers; the hls.js bandwidth estimates; the renditions played.
+//
+// Settings (environment): FIELD_VIEW live|vod, FIELD_VIEWERS (6),
+// FIELD_PLAIN (3), FIELD_GAP (2s), FIELD_WINDOW (90s), FIELD_CDN_KBPS (0:
+// unpaced), FIELD_LEVEL (a fixed rendition; empty: ABR), FIELD_ARGS (more
+// serve flags).
+func TestField(t *testing.T) {
+	if os.Getenv("FIELD") == "" {
+		t.Skip("the field harness runs from bench/field.sh (FIELD=1)")
+	}
+	env := func(k, def string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	atoi := func(k, def string) int {
+		n, err := strconv.Atoi(env(k, def))
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		return n
+	}
+	dur := func(k, def string) time.Duration {
+		d, err := time.ParseDuration(env(k, def))
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		return d
+	}
+	view, n, nPlain := env("FIELD_VIEW", "live"), atoi("FIELD_VIEWERS", "6"), atoi("FIELD_PLAIN", "3")
+	gap, window, kbps, level := dur("FIELD_GAP", "2s"), dur("FIELD_WINDOW", "90s"), env("FIELD_CDN_KBPS", "0"), env("FIELD_LEVEL", "")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdn := ln.Addr().String()
+	ln.Close()
+	args := []string{"--demo", "--demo-no-hash-manifest", "--demo-origin-listen", cdn,
+		"--demo-cdn-latency", "30ms", "--demo-cdn-kbps", kbps}
+	if extra := env("FIELD_ARGS", ""); extra != "" {
+		args = append(args, strings.Fields(extra)...)
+	}
+	addr, _ := serve(t, args...)
+	src := "http://" + cdn + "/" + view + "/master.m3u8"
+	page := func(plain bool) string {
+		u := "http://" + addr + "/?src=" + src
+		if plain {
+			u += "&peercdn=off"
+		}
+		if level != "" {
+			u += "&level=" + level
+		}
+		return u
+	}
+
+	// Plain viewers join among the peercdn ones, each after an equal share
+	// of them (the last after the last): late joiners start on a busier
+	// machine, so both kinds must join late too.
+	var order []bool // plain?
+	for i := range n {
+		order = append(order, false)
+		if nPlain > 0 && (i+1)%max(1, n/nPlain) == 0 && countTrue(order) < nPlain {
+			order = append(order, true)
+		}
+	}
+	alloc := newBrowser(t)
+	type joined struct {
+		ctx   context.Context
+		plain bool
+	}
+	var views []joined
+	for i, plain := range order {
+		views = append(views, joined{viewer(t, alloc, page(plain)), plain})
+		if i < len(order)-1 {
+			time.Sleep(gap)
+		}
+	}
+	time.Sleep(window)
+	if os.Getenv("FIELD_DEBUG") != "" {
+		// The last peercdn viewer's start: its loads, in page time.
+		last := views[len(views)-1].ctx
+		tl, err := chromedp.Run(last, chromedp.Evaluate[string](`JSON.stringify({
+  loadSourceAt: window.__loadSourceAt, firstFrame: window.__qa.firstFrameMs, ready: window.__readyAt,
+  loads: performance.getEntriesByType('resource').filter(e => e.startTime < window.__qa.firstFrameMs + 500)
+    .map(e => [e.name.replace(/^https?:\/\/[^/]+/, ''), e.initiatorType, Math.round(e.startTime), Math.round(e.responseStart), Math.round(e.responseEnd), e.transferSize])})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the last viewer's start: %s", tl)
+	}
+
+	type pageFigures struct {
+		Sample   sample
+		StartMs  float64 `json:"startMs"`
+		BW       float64 `json:"bw"`
+		Level    int     `json:"level"`
+		NetBytes int64   `json:"netBytes"`
+		Entries  int     `json:"entries"`
+	}
+	var res struct {
+		View, CDNKbps, Level                   string
+		Viewers, Plain                         int
+		Offload, CDNOffload                    float64
+		P2PBytes, CDNBytes, PlainBytes, Origin int64
+		StartupMs, PlainStartupMs              float64
+		Rebuffers, PlainRebuffers              int
+		BandwidthMbps, PlainBandwidthMbps      []float64
+		Levels                                 []int
+		StartupsMs, PlainStartupsMs            []float64
+		PerViewerOffload                       []float64
+		Window, Gap                            string
+		// PagesNetBytes: what the peercdn pages took from the network, by
+		// Resource Timing; NotaryFetches: segments the tracker fetched.
+		PagesNetBytes int64
+		NotaryFetches float64
+	}
+	res.View, res.CDNKbps, res.Level, res.Viewers, res.Plain = view, kbps, level, n, nPlain
+	res.Window, res.Gap = window.String(), gap.String()
+	// netBytes: the media segment bytes this page took from the network
+	// (Resource Timing; the CDN sends Timing-Allow-Origin), cache hits
+	// excluded: the pages' side of the CDN's count.
+	js := `JSON.stringify({startMs: window.__qa.firstFrameMs - window.__loadSourceAt, bw: demoPlayer.bandwidthEstimate, level: demoPlayer.currentLevel,
+  netBytes: performance.getEntriesByType('resource').filter(e => /\.m4s(\?|$)/.test(e.name) && e.transferSize > 0).reduce((a, e) => a + e.encodedBodySize, 0),
+  entries: performance.getEntriesByType('resource').length})`
+	for _, v := range views {
+		s := read(t, v.ctx)
+		raw, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f pageFigures
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Entries >= 250 {
+			t.Logf("a page's resource timing buffer is full (%d entries): its network bytes are undercounted", f.Entries)
+		}
+		if v.plain {
+			res.PlainBytes += f.NetBytes
+			res.PlainRebuffers += s.QA.Stalls
+			res.PlainStartupsMs = append(res.PlainStartupsMs, f.StartMs)
+			res.PlainBandwidthMbps = append(res.PlainBandwidthMbps, f.BW/1e6)
+			continue
+		}
+		res.P2PBytes += s.Stats.P2PBytes
+		res.CDNBytes += s.Stats.CDNBytes
+		res.PagesNetBytes += f.NetBytes
+		res.Rebuffers += s.QA.Stalls
+		res.StartupsMs = append(res.StartupsMs, f.StartMs)
+		res.BandwidthMbps = append(res.BandwidthMbps, f.BW/1e6)
+		res.Levels = append(res.Levels, f.Level)
+		if tot := s.Stats.P2PBytes + s.Stats.CDNBytes; tot > 0 {
+			res.PerViewerOffload = append(res.PerViewerOffload, float64(s.Stats.P2PBytes)/float64(tot))
+		}
+	}
+	_, segs := originStats(t, addr)
+	res.Origin = segs
+	res.NotaryFetches = metric(t, addr, "peercdn_tracker_notary_fetches_total")
+	total := res.P2PBytes + res.CDNBytes
+	res.Offload = float64(res.P2PBytes) / float64(total)
+	res.CDNOffload = 1 - float64(segs-res.PlainBytes)/float64(total)
+	res.StartupMs = median(res.StartupsMs)
+	if len(res.PlainStartupsMs) > 0 {
+		res.PlainStartupMs = median(res.PlainStartupsMs)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	if out := os.Getenv("FIELD_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(f, string(b))
+		f.Close()
+	}
+	t.Logf("%s, %d viewers + %d plain, CDN %s kbps: offload %.3f (pages), %.3f (at the CDN); startup median %.0f ms, plain %.0f ms; rebuffers %d, plain %d",
+		view, n, nPlain, kbps, res.Offload, res.CDNOffload, res.StartupMs, res.PlainStartupMs, res.Rebuffers, res.PlainRebuffers)
+}
+
+func countTrue(bs []bool) (n int) {
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
