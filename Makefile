@@ -11,7 +11,7 @@ APT_PKGS := redis-server iproute2 nftables
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network deps clean
+.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
 
 all: build
 
@@ -61,6 +61,10 @@ bench-scale: build
 # each beside its CDN-only baseline (bench/out/network-*.json).
 bench-network: build
 	bench/network.sh
+# bench-field runs the field harness: Chromium viewers with peercdn and
+# plain hls.js in the same run, live, VOD and a slow CDN (bench/field.sh).
+bench-field: build vendor
+	bench/field.sh
 # bench-lab runs 22 native viewers in NAT lab households (16 homes, 6
 # symmetric NATs), with the built-in STUN, then with its TURN too (root).
 bench-lab: deps

@@ -37,7 +37,7 @@ import (
 // Settings (environment): FIELD_VIEW live|vod, FIELD_VIEWERS (6),
 // FIELD_PLAIN (3), FIELD_GAP (2s), FIELD_WINDOW (90s), FIELD_CDN_KBPS (0:
 // unpaced), FIELD_LEVEL (a fixed rendition; empty: ABR), FIELD_ARGS (more
-// serve flags).
+// serve flags), FIELD_QUERY (page options for the peercdn viewers).
 func TestField(t *testing.T) {
 	if os.Getenv("FIELD") == "" {
 		t.Skip("the field harness runs from bench/field.sh (FIELD=1)")
@@ -82,6 +82,8 @@ func TestField(t *testing.T) {
 		u := "http://" + addr + "/?src=" + src
 		if plain {
 			u += "&peercdn=off"
+		} else if q := env("FIELD_QUERY", ""); q != "" {
+			u += "&" + q // page options, e.g. startDelayMs=0
 		}
 		if level != "" {
 			u += "&level=" + level

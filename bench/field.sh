@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# field.sh: the field harness (e2e/field_test.go) over the runs an
+# independent harness compared peercdn and p2p-media-loader on: hls.js
+# viewers in one headless Chromium, joining GAP apart, with plain hls.js
+# viewers joining among them in the same run; a CDN on its own port, 30 ms
+# away, publishing no hash manifest; `peercdn serve` with its defaults.
+# One JSON line per run goes to bench/out/field.jsonl, and a table to
+# stdout.
+#   RUNS="live vod live-slow live-abr" VIEWERS=6 WINDOW=90s bench/field.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-"live vod live-slow"}
+OUT=$PWD/bench/out/field.jsonl
+mkdir -p bench/out
+: > "$OUT"
+for run in $RUNS; do
+	view=${run%%-*}
+	kbps=0
+	level=1 # one rendition, as the outside harness's first runs
+	case $run in
+	*-slow) kbps=1200; level="" ;; # the CDN at 1.2 Mbit/s per response, 2 renditions, ABR on
+	*-abr) level="" ;;             # 2 renditions, ABR on
+	esac
+	echo "== $run" >&2
+	FIELD=1 FIELD_OUT="$OUT" FIELD_VIEW="$view" FIELD_CDN_KBPS="$kbps" FIELD_LEVEL="$level" \
+		FIELD_VIEWERS="${VIEWERS:-6}" FIELD_PLAIN="${PLAIN:-3}" FIELD_GAP="${GAP:-2s}" FIELD_WINDOW="${WINDOW:-90s}" \
+		go test -tags e2e -count=1 -timeout 20m -run '^TestField$' -v ./e2e | grep -E 'field_test|^--- ' >&2
+done
+# The table: offload from the pages and at the CDN (notary fetches
+# included), startup medians, rebuffers, ABR estimates.
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+print("| run | viewers | offload (pages) | offload (CDN) | startup p50 peercdn / plain | rebuffers peercdn / plain | ABR estimate p50 peercdn / plain (Mbit/s) | renditions |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    name = r["View"] + (", CDN %s kbps" % r["CDNKbps"] if r["CDNKbps"] != "0" else "") + (", ABR" if r["Level"] == "" else "")
+    med = lambda xs: statistics.median(xs) if xs else 0
+    print("| %s | %d + %d plain | %.1f%% | %.1f%% | %.0f / %.0f ms | %d / %d | %.2f / %.2f | %s |" % (
+        name, r["Viewers"], r["Plain"], 100 * r["Offload"], 100 * r["CDNOffload"], r["StartupMs"], r["PlainStartupMs"],
+        r["Rebuffers"], r["PlainRebuffers"], med(r["BandwidthMbps"]), med(r["PlainBandwidthMbps"]),
+        ",".join(str(l) for l in sorted(set(r["Levels"])))))
+PY
