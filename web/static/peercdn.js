@@ -341,6 +341,7 @@
     var sh = window.shaka;
     var NE = sh.net.NetworkingEngine;
     var plugin = function (uri, request, type, progress, headers, config) {
+      if (type === NE.RequestType.SEGMENT) watchStalls(player.getMediaElement()); // its first 'playing' starts the agent
       if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
@@ -352,7 +353,6 @@
       var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
       var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
       var media = player.getMediaElement();
-      watchStalls(media);
       var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start);
       var agentLoad = pending.then(function (res) {
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
