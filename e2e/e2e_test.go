@@ -345,18 +345,24 @@ type usage struct {
 
 func reportedUsage(t *testing.T, addr string) usage {
 	t.Helper()
-	r, err := http.Get("http://" + addr + "/stats.json")
+	var st struct {
+		Usage usage `json:"usage"`
+	}
+	getJSON(t, "http://"+addr+"/stats.json", &st)
+	return st.Usage
+}
+
+// getJSON decodes the JSON at url into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	r, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Body.Close()
-	var st struct {
-		Usage usage `json:"usage"`
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
 	}
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Usage
 }
 
 // checkReports compares what the viewers' agents reported to the tracker

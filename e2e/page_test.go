@@ -4,10 +4,8 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -28,18 +26,11 @@ import (
 // originStats reads the demo origin's counters (/demo/stats.json).
 func originStats(t *testing.T, addr string) (bytes, segmentBytes int64) {
 	t.Helper()
-	r, err := http.Get("http://" + addr + "/demo/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
 	var st struct {
 		Bytes        int64 `json:"bytes"`
 		SegmentBytes int64 `json:"segmentBytes"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	getJSON(t, "http://"+addr+"/demo/stats.json", &st)
 	return st.Bytes, st.SegmentBytes
 }
 

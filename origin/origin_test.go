@@ -14,7 +14,8 @@ import (
 	"github.com/peercdn/peercdn/examples"
 )
 
-func demoOrigin(t *testing.T, now time.Time) *httptest.Server {
+// newDemo is the origin of the demo stream.
+func newDemo(t *testing.T) *Origin {
 	st, err := fs.Sub(examples.Stream, "stream")
 	if err != nil {
 		t.Fatal(err)
@@ -23,6 +24,11 @@ func demoOrigin(t *testing.T, now time.Time) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return o
+}
+
+func demoOrigin(t *testing.T, now time.Time) *httptest.Server {
+	o := newDemo(t)
 	o.now = func() time.Time { return now }
 	hs := httptest.NewServer(o)
 	t.Cleanup(hs.Close)
@@ -105,14 +111,7 @@ func TestLiveTimelineIsContinuous(t *testing.T) {
 // TestPacedResponses: Latency holds the headers back, BytesPerSecond paces
 // the body, as a CDN farther and slower than loopback (benchmarks).
 func TestPacedResponses(t *testing.T) {
-	st, err := fs.Sub(examples.Stream, "stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := New(st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := newDemo(t)
 	o.Latency = 100 * time.Millisecond
 	o.BytesPerSecond = 200_000
 	hs := httptest.NewServer(o)

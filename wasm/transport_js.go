@@ -64,13 +64,13 @@ func (fetchCDN) Get(ctx context.Context, url string, from int) (*agent.CDNRespon
 	}
 	// The length is what arrives: Content-Length may count compressed
 	// bytes, and a body cut short makes the stream's read reject.
-	r := &agent.CDNResponse{Status: resp.Get("status").Int(), ContentLength: -1,
-		Body: &streamBody{stop: stop, abort: func() { ac.Call("abort") }}}
+	body := &streamBody{stop: stop, abort: func() { ac.Call("abort") }}
+	if b := resp.Get("body"); b.Truthy() {
+		body.reader = b.Call("getReader")
+	}
+	r := &agent.CDNResponse{Status: resp.Get("status").Int(), ContentLength: -1, Body: body}
 	if cr := resp.Get("headers").Call("get", "Content-Range"); cr.Type() == js.TypeString {
 		r.ContentRange = cr.String()
-	}
-	if b := resp.Get("body"); b.Truthy() {
-		r.Body.(*streamBody).reader = b.Call("getReader")
 	}
 	return r, nil
 }

@@ -172,13 +172,13 @@
       if (!waitingAt && media.currentTime > 0 && !media.seeking && !media.paused) waitingAt = performance.now();
     });
     var resumed = function () {
+      state.played(); // the first 'playing' starts the agent
       if (!waitingAt) return;
       var ms = performance.now() - waitingAt;
       waitingAt = 0;
       report(0, ms);
     };
     media.addEventListener('playing', resumed);
-    media.addEventListener('playing', function () { state.played(); });
     media.addEventListener('seeking', function () { waitingAt = 0; });
   }
 
