@@ -62,8 +62,10 @@ bench-scale: build
 bench-network: build
 	bench/network.sh
 # bench-field runs the field harness: Chromium viewers with peercdn and
-# plain hls.js in the same run, live, VOD and a slow CDN (bench/field.sh).
+# plain hls.js in the same run, live, VOD and a slow CDN (bench/field.sh),
+# on a stream shaped as the outside harness's (made with ffmpeg).
 bench-field: build vendor
+	$(MAKE) deps APT_PKGS=ffmpeg
 	bench/field.sh
 # bench-lab runs 22 native viewers in NAT lab households (16 homes, 6
 # symmetric NATs), with the built-in STUN, then with its TURN too (root).

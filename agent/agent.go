@@ -53,6 +53,9 @@ type Agent struct {
 	trust     *trust
 	manifests manifests
 
+	askMu sync.Mutex
+	asked map[segKey]time.Time // hash queries sent (askHash)
+
 	mu     sync.Mutex
 	sig    *signaling.Client // nil while disconnected
 	ice    []signaling.ICEServer

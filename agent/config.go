@@ -44,10 +44,14 @@ type Config struct {
 	// P2PStallTimeout aborts a peer transfer that delivers no byte for this
 	// long; the rest comes from the CDN. Default 800ms.
 	P2PStallTimeout time.Duration
-	// MaxWait bounds how long a request waits for a peer to announce a
-	// segment nobody holds yet, whatever the deadline: deadlines are
-	// estimates. Default 2.5s.
+	// MaxWait bounds how long a request due within FarAhead waits for a
+	// peer to announce a segment nobody holds yet, whatever the deadline:
+	// deadlines are estimates. Default 2.5s.
 	MaxWait time.Duration
+	// FarAhead: a request due later than this (a VOD player buffering far
+	// ahead) waits for peers until it is due within FarAhead, then
+	// MaxWait more: the CDN is for what is due soon. Default 10s.
+	FarAhead time.Duration
 	// CDNSafety is the time always kept in reserve for a CDN fetch on top of
 	// its measured duration, so a segment falls back to the CDN early enough.
 	// Default 1s.
@@ -127,6 +131,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = 2500 * time.Millisecond
+	}
+	if c.FarAhead == 0 {
+		c.FarAhead = 10 * time.Second
 	}
 	if c.CDNSafety == 0 {
 		c.CDNSafety = time.Second

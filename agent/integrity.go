@@ -72,8 +72,38 @@ func (a *Agent) mayTakeFromPeers(ctx context.Context, sw *swarm, k segKey, url s
 		a.manifestHash(ctx, sw, k, url)
 	}
 	_, _, ok := a.expected(k, url)
+	if !ok && a.integrity() {
+		a.askHash(k)
+	}
 	return ok
 }
+
+// askHash asks the tracker what it vouches for k, at most once per
+// hashAskEvery: a join brings only the last 32 hashes of a swarm, and a
+// VOD viewer starting at the beginning of a title wants older ones. The
+// answer comes as the tracker's hash messages (learnHash), which wake the
+// loads waiting.
+func (a *Agent) askHash(k segKey) {
+	now := time.Now()
+	a.askMu.Lock()
+	if t, ok := a.asked[k]; ok && now.Sub(t) < hashAskEvery {
+		a.askMu.Unlock()
+		return
+	}
+	if a.asked == nil || len(a.asked) >= maxAsked {
+		a.asked = map[segKey]time.Time{} // forget: at worst a segment is asked again
+	}
+	a.asked[k] = now
+	a.askMu.Unlock()
+	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm, Segment: strconv.FormatUint(k.seq, 10)})
+}
+
+// hashAskEvery spaces the hash queries of one segment: its notary fetch
+// may be under way.
+const hashAskEvery = time.Second
+
+// maxAsked bounds the memory of hash queries.
+const maxAsked = 1024
 
 // goodFromPeer checks a peer's copy of k, served by the CDN at url.
 func (a *Agent) goodFromPeer(k segKey, url string, data []byte) bool {

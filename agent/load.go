@@ -113,11 +113,17 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
-		} else if sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
+		} else if r == nil && sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
 			break // our turn to seed the swarm from the CDN (one of quorum copies)
 		}
+		// (A peer holds it but no hash is trusted yet: the tracker was
+		// asked (askHash); its answer wakes this wait.)
 		// Peers announce, or connect; poll too, for the tracker connection.
-		if time.Since(start) > a.cfg.MaxWait {
+		// A segment due later than FarAhead waits for as long as it is:
+		// two VOD viewers racing through a title otherwise each took half
+		// of it from the CDN twice (the one elected was behind the other,
+		// and the other gave up after MaxWait).
+		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.cfg.MaxWait {
 			break // waited long enough for a peer to get it: the CDN, now
 		}
 		t := time.NewTimer(min(time.Until(giveUp), 250*time.Millisecond))
@@ -135,6 +141,15 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	return a.loadCDN(ctx, req, start)
 }
 
+// patientUntil is when a load started at start and due at deadline stops
+// waiting for peers without limit: when it is due within farAhead.
+func patientUntil(start, deadline time.Time, farAhead time.Duration) time.Time {
+	if t := deadline.Add(-farAhead); t.After(start) {
+		return t
+	}
+	return start
+}
+
 func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Result, error) {
 	xfer := time.Now()
 	data, _, took, err := a.fetchCDN(ctx, req.URL, 0)
@@ -145,6 +160,39 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 	// are kept and shared only if no stronger hash contradicts them.
 	a.keepCDN(ctx, req, data)
 	return a.done(req, data, SourceCDN, start, xfer, &took), nil
+}
+
+// Adopt takes a segment the player fetched from the CDN on its own (before
+// the agent started, or falling back) as if the agent had: checked against
+// the hashes it knows, reported to the tracker and shared. Without it the
+// first viewer's startup segments were in no cache, and the second viewer
+// fetched them from the CDN again. It waits, up to ctx, for the tracker
+// connection its report needs; the player's bytes are already counted
+// (ReportPlayerCDN).
+func (a *Agent) Adopt(ctx context.Context, req Request, data []byte) {
+	if len(data) == 0 || len(data) > peerwire.MaxSegmentSize || a.cache.has(segKey{req.Swarm, req.Seq}) {
+		return
+	}
+	a.Join(req.Swarm)
+	for a.tracker() == nil {
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	if !a.cache.has(segKey{req.Swarm, req.Seq}) {
+		a.keepCDN(ctx, req, data)
+	}
+}
+
+// tracker is the tracker connection, nil while there is none.
+func (a *Agent) tracker() *signaling.Client {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sig
 }
 
 // keepCDN stores the agent's own CDN copy of a segment for peers, unless

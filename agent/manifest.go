@@ -23,10 +23,10 @@ type manifests struct {
 }
 
 type dirHashes struct {
-	fetched  time.Time
-	missing  bool // the origin publishes none here (404)
-	inflight bool
-	sums     map[string][32]byte
+	fetched time.Time
+	missing bool          // the origin publishes none here (404)
+	fetch   chan struct{} // closed when the fetch under way ends; nil: none
+	sums    map[string][32]byte
 }
 
 const (
@@ -77,20 +77,41 @@ func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL st
 		a.trust.learnManifest(k, sum)
 		return true
 	}
+	if f := d.fetch; f != nil {
+		// A fetch is under way: its answer is ours too. (Returning at
+		// once sent the segments adopted together at startup to the
+		// tracker's notary, a CDN copy each, for want of a manifest
+		// that was on its way.)
+		m.mu.Unlock()
+		select {
+		case <-f:
+		case <-ctx.Done():
+			return false
+		}
+		m.mu.Lock()
+		sum, ok := d.sums[name]
+		m.mu.Unlock()
+		if ok {
+			a.trust.learnManifest(k, sum)
+		}
+		return ok
+	}
 	wait := manifestRefresh
 	if d.missing {
 		wait = manifestMissingRetry
 	}
-	if d.inflight || time.Since(d.fetched) < wait {
+	if time.Since(d.fetched) < wait {
 		m.mu.Unlock()
 		return false
 	}
-	d.inflight = true
+	done := make(chan struct{})
+	d.fetch = done
 	m.mu.Unlock()
 
 	sums, missing := a.fetchManifest(ctx, murl)
 	m.mu.Lock()
-	d.inflight = false
+	d.fetch = nil
+	defer close(done) // after the unlock below: waiters read d.sums
 	d.fetched = time.Now()
 	d.missing = missing
 	if sums != nil {

@@ -13,6 +13,15 @@ RUNS=${RUNS:-"live vod live-slow"}
 OUT=$PWD/bench/out/field.jsonl
 mkdir -p bench/out
 : > "$OUT"
+# The stream, shaped as the outside harness's: 120 s, 640x360 at 800 kbit/s
+# and 426x240 at 400 kbit/s, 64 kbit/s audio, 2 s segments (ffmpeg).
+# STREAM=builtin runs on the demo's own 60 s sample instead.
+STREAM=${STREAM:-$PWD/bench/out/field-stream}
+if [ "$STREAM" != builtin ] && [ ! -f "$STREAM/master.m3u8" ]; then
+	OUT="$STREAM" SECONDS_LONG=120 AUDIO=64k RENDITIONS="240p 426x240 400k
+360p 640x360 800k" examples/make-stream.sh >&2
+fi
+[ "$STREAM" = builtin ] && STREAM=""
 for run in $RUNS; do
 	view=${run%%-*}
 	kbps=0
@@ -22,7 +31,7 @@ for run in $RUNS; do
 	*-abr) level="" ;;             # 2 renditions, ABR on
 	esac
 	echo "== $run" >&2
-	FIELD=1 FIELD_OUT="$OUT" FIELD_VIEW="$view" FIELD_CDN_KBPS="$kbps" FIELD_LEVEL="$level" \
+	FIELD=1 FIELD_OUT="$OUT" FIELD_STREAM="$STREAM" FIELD_VIEW="$view" FIELD_CDN_KBPS="$kbps" FIELD_LEVEL="$level" \
 		FIELD_VIEWERS="${VIEWERS:-6}" FIELD_PLAIN="${PLAIN:-3}" FIELD_GAP="${GAP:-2s}" FIELD_WINDOW="${WINDOW:-90s}" \
 		go test -tags e2e -count=1 -timeout 20m -run '^TestField$' -v ./e2e | grep -E 'field_test|^--- ' >&2
 done

@@ -35,7 +35,8 @@ import (
 //   - rebuffers; the hls.js bandwidth estimates; the renditions played.
 //
 // Settings (environment): FIELD_VIEW live|vod, FIELD_VIEWERS (6),
-// FIELD_PLAIN (3), FIELD_GAP (2s), FIELD_WINDOW (90s), FIELD_CDN_KBPS (0:
+// FIELD_PLAIN (3), FIELD_GAP (2s), FIELD_WINDOW (90s), FIELD_STREAM (a
+// folder for serve --demo-stream; empty: the built-in 60 s sample), FIELD_CDN_KBPS (0:
 // unpaced), FIELD_LEVEL (a fixed rendition; empty: ABR), FIELD_ARGS (more
 // serve flags), FIELD_QUERY (page options for the peercdn viewers).
 func TestField(t *testing.T) {
@@ -73,6 +74,9 @@ func TestField(t *testing.T) {
 	ln.Close()
 	args := []string{"--demo", "--demo-no-hash-manifest", "--demo-origin-listen", cdn,
 		"--demo-cdn-latency", "30ms", "--demo-cdn-kbps", kbps}
+	if st := env("FIELD_STREAM", ""); st != "" {
+		args = append(args, "--demo-stream", st) // a stream of the outside harness's shape (bench/field.sh)
+	}
 	if extra := env("FIELD_ARGS", ""); extra != "" {
 		args = append(args, strings.Fields(extra)...)
 	}
@@ -82,8 +86,13 @@ func TestField(t *testing.T) {
 		u := "http://" + addr + "/?src=" + src
 		if plain {
 			u += "&peercdn=off"
-		} else if q := env("FIELD_QUERY", ""); q != "" {
-			u += "&" + q // page options, e.g. startDelayMs=0
+		} else {
+			if q := env("FIELD_QUERY", ""); q != "" {
+				u += "&" + q // page options, e.g. startDelayMs=0
+			}
+			if os.Getenv("FIELD_DEBUG") != "" {
+				u += "&trace=1"
+			}
 		}
 		if level != "" {
 			u += "&level=" + level
@@ -125,6 +134,17 @@ func TestField(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("the last viewer's start: %s", tl)
+		// Each peercdn viewer's loads: how each segment came, in order.
+		for i, v := range views {
+			if v.plain {
+				continue
+			}
+			tr, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](`JSON.stringify(window.__peercdnTrace || [])`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("viewer %d loads: %s", i, tr)
+		}
 	}
 
 	type pageFigures struct {

@@ -61,7 +61,9 @@ const (
 	// the CDN {swarm, segment, sha256, url}; from the tracker, it announces a
 	// hash it vouches for: with cdn, the hash of the bytes its notary
 	// fetched from that CDN origin itself; without, one agreed by
-	// hash_quorum independent reporters (quorum integrity only).
+	// hash_quorum independent reporters (quorum integrity only). An agent's
+	// hash with only {swarm, segment} asks what is vouched for it: the
+	// tracker answers with those hashes, or nothing.
 	TypeHash Type = "hash"
 	// TypeReport tells the tracker that peer "to" sent bytes of {segment}
 	// that did not match the trusted hash {swarm, to, segment}.
@@ -352,6 +354,9 @@ func (m *Message) Validate() error {
 	case TypeHash:
 		if err := validSegment(m.Segment); err != nil {
 			return bad("%v", err)
+		}
+		if m.SHA256 == "" && m.URL == "" && m.CDN == "" {
+			return needSwarm() // a query (agent): what is vouched for this segment
 		}
 		if !validSHA256(m.SHA256) {
 			return bad("sha256 must be 64 lowercase hex digits")

@@ -550,6 +550,19 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 // hash takes a viewer's report of a segment's SHA-256 as the CDN served it.
 func (c *conn) hash(m *signaling.Message) {
 	seg, err := strconv.ParseUint(m.Segment, 10, 64)
+	if err == nil && m.SHA256 == "" {
+		// A query: what is vouched for this segment. A VOD viewer starts
+		// at the title's beginning, far behind the last hashes a join
+		// brings, and took those segments from the CDN for want of one.
+		hs, code := c.s.hub.vouched(c.peer, c.key(m), seg)
+		if code != "" {
+			c.reply(code, m.Ref, "join the swarm first")
+		}
+		for _, h := range hs {
+			c.sendMsg(h)
+		}
+		return
+	}
 	if err != nil || !validHash(m.SHA256) {
 		c.reply(signaling.CodeBadMessage, m.Ref, "bad segment or sha256")
 		return

@@ -419,6 +419,34 @@ func (h *hub) recent(k swarmKey) []*signaling.Message {
 	return out
 }
 
+// vouched returns what is vouched for seg of swarm k, for a member p
+// asking (a hash query): the quorum's hash and the notary's per CDN origin.
+func (h *hub) vouched(p *peer, k swarmKey, seg uint64) ([]*signaling.Message, signaling.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, in := p.swarms[k]; !in {
+		return nil, signaling.CodeNotInSwarm
+	}
+	sw := h.swarms[k]
+	if sw == nil || sw.hashes == nil {
+		return nil, ""
+	}
+	e := sw.hashes.entries[seg]
+	if e == nil {
+		return nil, ""
+	}
+	var out []*signaling.Message
+	if e.accepted != "" {
+		out = append(out, hashMessage(k, seg, e.accepted, ""))
+	}
+	for cdn, c := range e.checks {
+		if c.sum != "" {
+			out = append(out, hashMessage(k, seg, c.sum, cdn))
+		}
+	}
+	return out, ""
+}
+
 // hashMessage vouches for sum as seg's hash: at CDN origin cdn (the
 // notary's), or anywhere (the quorum's, cdn empty).
 func hashMessage(k swarmKey, seg uint64, sum, cdn string) *signaling.Message {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -316,5 +317,47 @@ func TestNotaryRefusesPrivateAddresses(t *testing.T) {
 		if !publicAddr(netip.MustParseAddr(ip)) {
 			t.Errorf("%s counted as private", ip)
 		}
+	}
+}
+
+// TestHashQuery: a member asking for a segment's hash gets what the notary
+// vouched, however many segments came after it (a join brings the last
+// 32 only); a segment with nothing vouched gets no answer, and a viewer
+// outside the swarm gets not_in_swarm.
+func TestHashQuery(t *testing.T) {
+	body := []byte("segment zero")
+	cdn, _ := segmentOrigin(t, body)
+	n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+	// Three reporters: each viewer starts at most 20 notary fetches at once.
+	reporters := []*client{n.dial(t, ""), n.dial(t, ""), n.dial(t, "")}
+	watcher := n.dial(t, "")
+	for _, r := range append(reporters, watcher) {
+		join(t, r, live, "")
+	}
+	for i := 0; i <= recentHashes+8; i++ { // 40 after segment 0: it falls out of what a join brings
+		seg, r := strconv.Itoa(i), reporters[i%len(reporters)]
+		send(t, r, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: seg, SHA256: sumOf(body), URL: cdn.URL + "/live/" + seg + ".m4s"})
+		expectHash(t, watcher, seg, sumOf(body))
+	}
+	late := n.dial(t, "")
+	join(t, late, live, "")
+	for _, m := range drain(late, 300*time.Millisecond) {
+		if m.Type == signaling.TypeHash && m.Segment == "0" {
+			t.Fatal("a join brought segment 0's hash: the query is not what is tested")
+		}
+	}
+	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "0"})
+	m := recv(t, late)
+	want, _ := signaling.CDNOrigin(cdn.URL)
+	if m.Type != signaling.TypeHash || m.Segment != "0" || m.SHA256 != sumOf(body) || m.CDN != want {
+		t.Fatalf("query answered %+v, want segment 0 = %s at %s", m, sumOf(body), want)
+	}
+	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "999"})
+	expectNothing(t, late, 200*time.Millisecond)
+
+	outsider := n.dial(t, "")
+	send(t, outsider, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "0", Ref: "q"})
+	if m := recv(t, outsider); m.Type != signaling.TypeError || m.Code != signaling.CodeNotInSwarm {
+		t.Fatalf("outsider's query answered %+v", m)
 	}
 }

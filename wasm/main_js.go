@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/agent"
+	"github.com/peercdn/peercdn/peerwire"
 	"github.com/peercdn/peercdn/signaling"
 )
 
@@ -52,6 +53,8 @@ func main() {
 	api := js.Global().Get("Object").New()
 	api.Set("start", js.FuncOf(start))
 	api.Set("load", js.FuncOf(load))
+	api.Set("join", js.FuncOf(join))
+	api.Set("adopt", js.FuncOf(adopt))
 	api.Set("stats", js.FuncOf(stats))
 	api.Set("destroy", js.FuncOf(destroy))
 	api.Set("report", js.FuncOf(report))
@@ -171,6 +174,56 @@ func load(_ js.Value, args []js.Value) any {
 		out.Set("abrFirstByteMs", float64(res.ABRFirstByte)/float64(time.Millisecond))
 		return out, nil
 	})
+}
+
+// join(reqJSON) joins the swarm of a segment the player loaded before the
+// agent started (the same JSON as load, without a deadline): its peers
+// connect now, not at the player's next load, 2 s later in live, when
+// they took up to 3 s more and that load went to the CDN.
+func join(_ js.Value, args []js.Value) any {
+	if a == nil || len(args) == 0 {
+		return nil
+	}
+	var r struct {
+		Content  string `json:"content"`
+		Manifest string `json:"manifest"`
+		URL      string `json:"url"`
+	}
+	if err := json.Unmarshal([]byte(args[0].String()), &r); err != nil {
+		return err.Error()
+	}
+	a.Join(agent.SegmentByURL(r.Content, r.Manifest, r.URL).Swarm)
+	return nil
+}
+
+// adopt(reqJSON, Uint8Array) gives the agent a segment the player fetched
+// from the CDN on its own (agent.Adopt): it is shared as the agent's own
+// CDN copies are.
+func adopt(_ js.Value, args []js.Value) any {
+	if a == nil || len(args) < 2 || args[1].Type() != js.TypeObject {
+		return nil
+	}
+	var r struct {
+		Content  string `json:"content"`
+		Manifest string `json:"manifest"`
+		URL      string `json:"url"`
+	}
+	if err := json.Unmarshal([]byte(args[0].String()), &r); err != nil {
+		return err.Error()
+	}
+	n := args[1].Get("byteLength").Int()
+	if n <= 0 || n > peerwire.MaxSegmentSize {
+		return nil
+	}
+	data := make([]byte, n)
+	js.CopyBytesToGo(data, args[1])
+	ag := a
+	go func() {
+		ctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
+		defer stop()
+		ag.Adopt(ctx, agent.SegmentByURL(r.Content, r.Manifest, r.URL), data)
+	}()
+	return nil
 }
 
 // cancelLoad(id) cancels a load in flight.

@@ -173,6 +173,7 @@ type demoFlags struct {
 	latency        time.Duration
 	kbps           int
 	originListen   string
+	stream         string // a folder to serve instead of the built-in sample stream
 }
 
 // serveFlags binds the flags serve has beyond the tracker's Config.
@@ -181,6 +182,7 @@ func serveFlags(demo *demoFlags, vendor *string, pprofAddr *string, trim *time.D
 		fs.BoolVar(&demo.noHashManifest, "demo-no-hash-manifest", false, "the demo origin publishes no peercdn-hashes.json, as most CDNs (peers' bytes are checked against the notary only)")
 		fs.DurationVar(&demo.latency, "demo-cdn-latency", 0, "the demo origin answers every request this much later (a CDN edge farther than loopback)")
 		fs.IntVar(&demo.kbps, "demo-cdn-kbps", 0, "the demo origin sends each response at most this fast, in kbit/s (0: unpaced)")
+		fs.StringVar(&demo.stream, "demo-stream", "", "the demo origin serves the HLS stream in this folder (master.m3u8 and one folder per rendition, as examples/make-stream.sh makes them) instead of the built-in one")
 		fs.StringVar(&demo.originListen, "demo-origin-listen", "", "also serve the demo origin at / on this address, as a CDN on another origin (e.g. 127.0.0.1:8081)")
 		fs.DurationVar(trim, "trim-memory", 15*time.Second, "after a quiet period this long, collect garbage and return memory to the OS (0: never)")
 		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
@@ -294,6 +296,9 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 		stream, err := fs.Sub(examples.Stream, "stream")
 		if err != nil {
 			return nil, err
+		}
+		if demo.stream != "" {
+			stream = os.DirFS(demo.stream)
 		}
 		o, err := origin.New(stream)
 		if err != nil {

@@ -21,9 +21,26 @@
   var wsBase = (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host + '/ws';
   var opts = Object.assign({ tracker: wsBase, upload: true, debug: false }, window.peercdnConfig || {});
 
-  var state = { ready: false, failed: null, destroyed: false, listeners: {}, cdnFallback: { cdnBytes: 0 } };
+  var state = { ready: false, failed: null, destroyed: false, listeners: {}, cdnFallback: { cdnBytes: 0 }, early: [] };
+
+  // handOver gives the agent a segment the player fetched from the CDN on
+  // its own, to share as its own CDN copies (agent.Adopt): the first
+  // viewer's startup segments were in no cache, and the next viewer
+  // fetched them from the CDN again. Before the agent starts, up to 8 wait
+  // (copies: the player may transfer its buffer), and their swarms are
+  // joined as it starts, not at the player's next load.
+  function handOver(manifestURL, url, data) {
+    if (state.destroyed || state.failed || !data || !data.byteLength) return;
+    var req = JSON.stringify({ content: opts.contentId || '', manifest: manifestURL || '', url: url });
+    if (usable()) {
+      window.__peercdn.adopt(req, new Uint8Array(data)); // copied at once, before the player moves on
+    } else if (!state.ready && state.early.length < 8) {
+      state.early.push({ req: req, data: new Uint8Array(data.slice(0)) });
+    }
+  }
 
   function emit(kind, detail) {
+    if (opts.trace && kind !== 'segment') (window.__peercdnTrace = window.__peercdnTrace || []).push(['', Math.round(performance.now()), kind, 0]);
     (state.listeners[kind] || []).slice().forEach(function (fn) {
       try { fn(detail); } catch (e) { console.error(e); }
     });
@@ -76,12 +93,17 @@
       ? await WebAssembly.compileStreaming(fetch(src))
       : await WebAssembly.compile(await (await fetch(src)).arrayBuffer());
     await started;
+    if (opts.trace) (window.__peercdnTrace = window.__peercdnTrace || []).push(['', Math.round(performance.now()), 'start', 0]);
     if (state.destroyed) throw new Error('destroyed before start');
     go.run(await WebAssembly.instantiate(module, go.importObject));
     if (!window.__peercdn) throw new Error('agent did not start');
     var err = window.__peercdn.start(JSON.stringify(opts));
     if (err) throw new Error(err);
     state.ready = true;
+    // Join the swarms of what the player loaded meanwhile: peers connect
+    // now rather than at its next load.
+    state.early.forEach(function (e) { window.__peercdn.join(e.req); window.__peercdn.adopt(e.req, e.data); });
+    state.early = [];
     report(0, 0); // what the player got before
     emit('ready', {});
   })().catch(function (e) {
@@ -100,6 +122,14 @@
   }
 
   function usable() { return state.ready && !state.destroyed; }
+
+  // trace (debug option) logs each segment load of the page's players in
+  // window.__peercdnTrace: [url, ms since navigation, how, ms taken], how
+  // one of agent:<source>, cdn:not-ready, cdn:guard, cdn:agent-error.
+  function trace(url, t0, how) {
+    if (!opts.trace) return;
+    (window.__peercdnTrace = window.__peercdnTrace || []).push([url.replace(/^.*\//, ''), Math.round(t0), how, Math.round(performance.now() - t0)]);
+  }
 
   // The tracker's offload and rebuffering figures (its dashboard) come from
   // the agent's reports: it must also hear of segments the player got from
@@ -210,9 +240,12 @@
   }
 
   // guardMs is how long a player waits for the agent before going to the
-  // CDN itself: the deadline less a reserve, between 0.5 s and 4 s.
+  // CDN itself: the deadline less a reserve, between 0.5 s and 4 s, and
+  // later for a segment due far ahead, which the agent waits for peers to
+  // bring until it is due within 10 s (agent.Config.FarAhead), then 2.5 s
+  // more (MaxWait).
   function guardMs(deadlineMs) {
-    return Math.min(4000, Math.max(500, deadlineMs - 1500));
+    return Math.max(500, Math.min(deadlineMs - 1500, Math.max(4000, deadlineMs - 6000)));
   }
 
   // abrTiming is what a player's bandwidth estimate is told a load took:
@@ -256,6 +289,7 @@
       this.context = context;
       var frag = context.frag;
       if (!usable() || !frag || frag.sn === 'initSegment' || context.rangeStart !== undefined && context.rangeStart > 0) {
+        if (frag && frag.sn !== 'initSegment') trace(context.url, performance.now(), 'cdn:not-ready');
         this.cdn(context, config, callbacks);
         return;
       }
@@ -270,6 +304,7 @@
       var guard = setTimeout(function () {
         if (settled || self.aborted) return;
         settled = true;
+        trace(context.url, t0, 'cdn:guard');
         self.cdn(context, config, callbacks);
       }, guardMs(dl));
       pending.then(function (res) {
@@ -286,12 +321,14 @@
         stats.loading.start = stats.loading.first - t.firstByteMs;
         stats.loaded = stats.total = res.data.byteLength;
         if (opts.verify) verify(context.url, res);
+        trace(context.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
         self.delivered = true;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
         clearTimeout(guard);
         if (self.aborted || settled) return;
         settled = true;
+        trace(context.url, t0, 'cdn:agent-error');
         self.cdn(context, config, callbacks); // the CDN, as if peercdn were not there
       });
     };
@@ -307,6 +344,7 @@
         onSuccess: function (response, stats, ctx, net) {
           self.delivered = true;
           if (response.data && response.data.byteLength) playerCDN(ctx.url, response.data.byteLength);
+          if (ctx.frag && ctx.frag.sn !== 'initSegment' && !(ctx.rangeStart > 0)) handOver(hls.url, ctx.url, response.data);
           onSuccess(response, stats, ctx, net);
         },
       });
@@ -345,7 +383,12 @@
       if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
-          op.promise.then(function (r) { if (r && r.data) playerCDN(uri, r.data.byteLength); }, function () {});
+          var whole = !(request.headers && request.headers.Range);
+          op.promise.then(function (r) {
+            if (!r || !r.data) return;
+            playerCDN(uri, r.data.byteLength);
+            if (whole) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data);
+          }, function () {});
         }
         return op;
       }
@@ -367,6 +410,7 @@
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
         return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise.then(function (r) {
           if (r && r.data) playerCDN(uri, r.data.byteLength); // count the CDN bytes in stats() and reports
+          if (r && r.data) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data);
           return r;
         });
       });
