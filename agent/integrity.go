@@ -98,6 +98,21 @@ func (a *Agent) askHash(k segKey) {
 	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm, Segment: strconv.FormatUint(k.seq, 10)})
 }
 
+// announceFetch tells the tracker that k is being fetched from the CDN at
+// url now, when its notary will vouch for it (no manifest lists it, nothing
+// trusts it yet): the notary fetches alongside rather than after this
+// agent's report, and the swarm may take it from peers one CDN fetch time
+// sooner (on a slow CDN, before its deadlines ran out).
+func (a *Agent) announceFetch(k segKey, url string) {
+	if a.integrityMode() != signaling.IntegrityNotary || a.p2pOff.Load() || !a.noManifest(url) {
+		return
+	}
+	if _, lvl := a.trust.best(k, url, false); lvl != untrusted {
+		return
+	}
+	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm, Segment: strconv.FormatUint(k.seq, 10), URL: url})
+}
+
 // hashAskEvery spaces the hash queries of one segment: its notary fetch
 // may be under way.
 const hashAskEvery = time.Second

@@ -138,6 +138,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
+	a.announceFetch(k, req.URL)
 	return a.loadCDN(ctx, req, start)
 }
 
@@ -186,6 +187,19 @@ func (a *Agent) Adopt(ctx context.Context, req Request, data []byte) {
 	if !a.cache.has(segKey{req.Swarm, req.Seq}) {
 		a.keepCDN(ctx, req, data)
 	}
+}
+
+// ObservePlayerCDN folds a CDN load the player made on its own (n bytes,
+// first byte after ttfb, whole after total) into the agent's CDN figures,
+// which it tells players' ABR for the segments it delivers (abrTiming).
+// Without them a first segment from a peer was reported at the peer's
+// speed, and hls.js switched a viewer on a slow CDN to a rendition the
+// CDN could not carry, alone in its swarm.
+func (a *Agent) ObservePlayerCDN(n int, ttfb, total time.Duration) {
+	if n <= 0 || total <= 0 || ttfb < 0 || ttfb > total {
+		return
+	}
+	a.observeCDN(ttfb, n, total)
 }
 
 // tracker is the tracker connection, nil while there is none.

@@ -120,3 +120,22 @@ func TestFarAheadWaitsForPeers(t *testing.T) {
 		t.Fatalf("the viewer ahead got the segment from %s after %v", r.Source, r.Duration)
 	}
 }
+
+// TestPlayerCDNLoadsSetABRFigures: the player's own CDN loads give the
+// agent its CDN figures, which a segment from a peer reports to the
+// player's ABR; before, with none, the peer's speed was reported.
+func TestPlayerCDNLoadsSetABRFigures(t *testing.T) {
+	a, err := New(DefaultConfig("ws://127.0.0.1:1/ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := a.abrTiming(150_000, nil); total != 0 {
+		t.Fatalf("figures before any CDN load: %v", total)
+	}
+	// 150 kB: 30 ms to the first byte, 1 s in all (1.2 Mbit/s).
+	a.ObservePlayerCDN(150_000, 30*time.Millisecond, 1030*time.Millisecond)
+	total, first := a.abrTiming(150_000, nil)
+	if first != 30*time.Millisecond || total < 1020*time.Millisecond || total > 1040*time.Millisecond {
+		t.Fatalf("a peer's 150 kB would be reported as %v (first byte %v), want about 1.03 s", total, first)
+	}
+}

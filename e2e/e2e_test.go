@@ -151,7 +151,7 @@ document.addEventListener('playing', function () {
 document.addEventListener('waiting', function (e) {
   var q = window.__qa;
   if (e.target.seeking) return; // a seek (hls.js jumping to the live edge) is not a stall
-  if (q.playing && !q.waitingAt) { q.stalls++; q.waitingAt = performance.now(); }
+  if (q.playing && !q.waitingAt) { q.stalls++; q.waitingAt = performance.now(); (q.stallAt = q.stallAt || []).push(Math.round(q.waitingAt)); }
 }, true);
 `
 

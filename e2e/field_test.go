@@ -139,7 +139,7 @@ func TestField(t *testing.T) {
 			if v.plain {
 				continue
 			}
-			tr, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](`JSON.stringify(window.__peercdnTrace || [])`))
+			tr, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](`JSON.stringify((window.__peercdnTrace || []).concat((window.__qa.stallAt || []).map(t => ['', t, 'stall', 0])))`))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -63,7 +63,9 @@ const (
 	// fetched from that CDN origin itself; without, one agreed by
 	// hash_quorum independent reporters (quorum integrity only). An agent's
 	// hash with only {swarm, segment} asks what is vouched for it: the
-	// tracker answers with those hashes, or nothing.
+	// tracker answers with those hashes, or nothing; with {swarm, segment,
+	// url} and no sha256 it announces a CDN fetch under way, and the
+	// notary may start its own at once.
 	TypeHash Type = "hash"
 	// TypeReport tells the tracker that peer "to" sent bytes of {segment}
 	// that did not match the trusted hash {swarm, to, segment}.
@@ -355,8 +357,10 @@ func (m *Message) Validate() error {
 		if err := validSegment(m.Segment); err != nil {
 			return bad("%v", err)
 		}
-		if m.SHA256 == "" && m.URL == "" && m.CDN == "" {
-			return needSwarm() // a query (agent): what is vouched for this segment
+		if m.SHA256 == "" && m.CDN == "" && len(m.URL) <= MaxURLLen {
+			// Agent: a query (no url), what is vouched for this segment;
+			// or an announcement (url), fetching it from there now.
+			return needSwarm()
 		}
 		if !validSHA256(m.SHA256) {
 			return bad("sha256 must be 64 lowercase hex digits")

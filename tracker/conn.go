@@ -550,6 +550,17 @@ func (c *conn) join(m *signaling.Message, now time.Time) {
 // hash takes a viewer's report of a segment's SHA-256 as the CDN served it.
 func (c *conn) hash(m *signaling.Message) {
 	seg, err := strconv.ParseUint(m.Segment, 10, 64)
+	if err == nil && m.SHA256 == "" && m.URL != "" {
+		// An announcement: the agent is fetching this segment from the
+		// CDN now. The notary starts its own fetch at once rather than
+		// after the agent's report: on a slow CDN the hash otherwise came
+		// two fetch times after the segment appeared, too late for the
+		// swarm's live deadlines.
+		if c.s.cfg.Integrity == IntegrityNotary {
+			c.notaryHash(m, seg)
+		}
+		return
+	}
 	if err == nil && m.SHA256 == "" {
 		// A query: what is vouched for this segment. A VOD viewer starts
 		// at the title's beginning, far behind the last hashes a join

@@ -182,7 +182,8 @@ func (h *hub) banLocked(p *peer, k swarmKey) {
 }
 
 // notaryReport records p's report that seg, fetched from CDN origin cdn,
-// has hash sum, and judges it by the notary's hash for that origin. With
+// has hash sum, and judges it by the notary's hash for that origin. An
+// empty sum announces a fetch under way: no vote, only the notary's start. With
 // mayStart, a report that finds no fetch under way claims one
 // (notaryStart): the caller fetches and calls notarized or notaryFailed.
 func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, mayStart bool, now time.Time) (notaryVerdict, signaling.Code) {
@@ -197,10 +198,19 @@ func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, may
 		return notaryWait, "" // every origin's place is taken
 	}
 	if c.sum != "" {
-		if sum == c.sum {
+		if sum == "" || sum == c.sum {
 			return notaryAgrees, ""
 		}
 		return notaryLie, ""
+	}
+	if sum == "" {
+		// An announcement (the viewer is fetching the segment now): the
+		// notary may start, the viewer's report comes later.
+		if mayStart && !c.fetching && !now.Before(c.retryAt) {
+			c.fetching = true
+			return notaryStart, ""
+		}
+		return notaryWait, ""
 	}
 	if _, voted := e.voters[p.id]; voted {
 		return notaryWait, "" // one report per viewer per segment

@@ -361,3 +361,26 @@ func TestHashQuery(t *testing.T) {
 		t.Fatalf("outsider's query answered %+v", m)
 	}
 }
+
+// TestNotaryStartsOnAnnouncement: a viewer announcing the CDN fetch it has
+// begun (a hash with a url and no sha256) starts the notary's fetch at
+// once, and the swarm hears the hash with no report yet; the announcer's
+// later report is still judged (a false one is banned).
+func TestNotaryStartsOnAnnouncement(t *testing.T) {
+	body := []byte("segment nine")
+	cdn, hits := segmentOrigin(t, body)
+	n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+	fetcher, watcher := n.dial(t, ""), n.dial(t, "")
+	join(t, fetcher, live, "")
+	join(t, watcher, live, "")
+	url := cdn.URL + "/live/9.m4s"
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", URL: url})
+	expectHash(t, watcher, "9", sumOf(body))
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", URL: url}) // again: nothing more
+	drain(watcher, 100*time.Millisecond)
+	if hits.Load() != 1 {
+		t.Fatalf("notary fetched %d times, want once", hits.Load())
+	}
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashB, URL: url})
+	waitBanned(t, fetcher)
+}

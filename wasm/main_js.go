@@ -196,9 +196,11 @@ func join(_ js.Value, args []js.Value) any {
 	return nil
 }
 
-// adopt(reqJSON, Uint8Array) gives the agent a segment the player fetched
-// from the CDN on its own (agent.Adopt): it is shared as the agent's own
-// CDN copies are.
+// adopt(reqJSON, Uint8Array[, firstByteMs, totalMs]) gives the agent a
+// segment the player fetched from the CDN on its own (agent.Adopt): it is
+// shared as the agent's own CDN copies are; the load's times, when the
+// browser did not serve it from its cache, count in the agent's CDN
+// figures (agent.ObservePlayerCDN).
 func adopt(_ js.Value, args []js.Value) any {
 	if a == nil || len(args) < 2 || args[1].Type() != js.TypeObject {
 		return nil
@@ -218,6 +220,10 @@ func adopt(_ js.Value, args []js.Value) any {
 	data := make([]byte, n)
 	js.CopyBytesToGo(data, args[1])
 	ag := a
+	if len(args) >= 4 && args[2].Type() == js.TypeNumber && args[3].Type() == js.TypeNumber {
+		ms := func(v js.Value) time.Duration { return time.Duration(v.Float() * float64(time.Millisecond)) }
+		ag.ObservePlayerCDN(n, ms(args[2]), ms(args[3]))
+	}
 	go func() {
 		ctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 		defer stop()

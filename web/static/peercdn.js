@@ -29,14 +29,22 @@
   // fetched them from the CDN again. Before the agent starts, up to 8 wait
   // (copies: the player may transfer its buffer), and their swarms are
   // joined as it starts, not at the player's next load.
-  function handOver(manifestURL, url, data) {
+  // timing is {firstByteMs, totalMs} of the player's load, when known: the
+  // agent tells players' ABR what the CDN takes, and a first segment from
+  // a peer was otherwise reported at the peer's speed.
+  function handOver(manifestURL, url, data, timing) {
     if (state.destroyed || state.failed || !data || !data.byteLength) return;
     var req = JSON.stringify({ content: opts.contentId || '', manifest: manifestURL || '', url: url });
     if (usable()) {
-      window.__peercdn.adopt(req, new Uint8Array(data)); // copied at once, before the player moves on
+      adopt({ req: req, url: url, data: new Uint8Array(data), timing: timing }); // copied at once, before the player moves on
     } else if (!state.ready && state.early.length < 8) {
-      state.early.push({ req: req, data: new Uint8Array(data.slice(0)) });
+      state.early.push({ req: req, url: url, data: new Uint8Array(data.slice(0)), timing: timing });
     }
+  }
+  function adopt(e) {
+    var t = e.timing;
+    if (t && t.totalMs > 0 && !cachedLoad(e.url)) window.__peercdn.adopt(e.req, e.data, t.firstByteMs, t.totalMs);
+    else window.__peercdn.adopt(e.req, e.data);
   }
 
   function emit(kind, detail) {
@@ -102,7 +110,7 @@
     state.ready = true;
     // Join the swarms of what the player loaded meanwhile: peers connect
     // now rather than at its next load.
-    state.early.forEach(function (e) { window.__peercdn.join(e.req); window.__peercdn.adopt(e.req, e.data); });
+    state.early.forEach(function (e) { window.__peercdn.join(e.req); adopt(e); });
     state.early = [];
     report(0, 0); // what the player got before
     emit('ready', {});
@@ -300,17 +308,28 @@
       this.pending = pending;
       // Whatever happens inside the agent, the player gets its segment: if
       // the agent has not answered when only the CDN reserve is left, the
-      // CDN serves it.
+      // player loads it from the CDN too, and the first to finish serves
+      // it. (The agent is often under way on the CDN by then, since its
+      // deadline comes first: giving its load up and starting over made a
+      // viewer on a slow CDN stall.)
+      var racing = false;
       var guard = setTimeout(function () {
         if (settled || self.aborted) return;
-        settled = true;
+        racing = true;
         trace(context.url, t0, 'cdn:guard');
         self.cdn(context, config, callbacks);
       }, guardMs(dl));
       pending.then(function (res) {
         clearTimeout(guard);
-        if (self.aborted || settled) return;
+        if (self.aborted || settled || self.delivered) return;
         settled = true;
+        if (racing) {
+          // The agent came first: the player's own load ends, unheard.
+          self.agentWon = true;
+          self.inner.abort();
+          stats.aborted = false;
+          trace(context.url, t0, 'agent:won-race');
+        }
         // hls.js's ABR is told what the CDN took, or would take, for these
         // bytes (agent.Result.ABR): never the wait for a peer, which it
         // would count against the network, nor a peer's speed, since the
@@ -326,7 +345,7 @@
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
         clearTimeout(guard);
-        if (self.aborted || settled) return;
+        if (self.aborted || settled || racing) return;
         settled = true;
         trace(context.url, t0, 'cdn:agent-error');
         self.cdn(context, config, callbacks); // the CDN, as if peercdn were not there
@@ -341,10 +360,18 @@
       this.inner.stats.loading.start = 0;
       var onSuccess = callbacks.onSuccess, self = this;
       var counted = Object.assign({}, callbacks, {
+        onAbort: function () {
+          if (self.agentWon) return; // the agent's copy was delivered instead
+          if (callbacks.onAbort) callbacks.onAbort.apply(null, arguments);
+        },
         onSuccess: function (response, stats, ctx, net) {
+          if (self.delivered) return;
           self.delivered = true;
           if (response.data && response.data.byteLength) playerCDN(ctx.url, response.data.byteLength);
-          if (ctx.frag && ctx.frag.sn !== 'initSegment' && !(ctx.rangeStart > 0)) handOver(hls.url, ctx.url, response.data);
+          if (ctx.frag && ctx.frag.sn !== 'initSegment' && !(ctx.rangeStart > 0)) {
+            var l = stats && stats.loading;
+            handOver(hls.url, ctx.url, response.data, l && l.end > l.start ? { firstByteMs: Math.max(0, l.first - l.start), totalMs: l.end - l.start } : null);
+          }
           onSuccess(response, stats, ctx, net);
         },
       });
@@ -387,7 +414,7 @@
           op.promise.then(function (r) {
             if (!r || !r.data) return;
             playerCDN(uri, r.data.byteLength);
-            if (whole) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data);
+            if (whole) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null);
           }, function () {});
         }
         return op;
@@ -408,11 +435,16 @@
       var p = Promise.race([agentLoad, late]).then(function (r) { clearTimeout(guard); return r; }, function () {
         clearTimeout(guard);
         if (aborted) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
-        return sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config).promise.then(function (r) {
+        // The CDN, and the agent's load goes on: the first to finish
+        // serves the segment (see hlsjs).
+        var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
+        var cdnLoad = op.promise.then(function (r) {
           if (r && r.data) playerCDN(uri, r.data.byteLength); // count the CDN bytes in stats() and reports
-          if (r && r.data) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data);
+          if (r && r.data) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null);
           return r;
         });
+        var agentWins = agentLoad.then(function (r) { op.abort(); return r; }, function () { return new Promise(function () {}); });
+        return Promise.race([agentWins, cdnLoad]);
       });
       return new sh.util.AbortableOperation(p, function () { aborted = true; pending.cancel(); return Promise.resolve(); });
     };
