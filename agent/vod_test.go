@@ -24,6 +24,7 @@ func TestAdoptedSegmentIsShared(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	first.Adopt(context.Background(), r, body)
+	waitHolds(t, next, r) // its announcement and the notary's hash have reached the next viewer
 	got, err := next.Load(context.Background(), req(o, 3, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +77,12 @@ func TestLateViewerGetsOldHashes(t *testing.T) {
 	}
 	late := startAgent(t, tr, nil)
 	waitPeers(t, 2, late)
+	for deadline := time.Now().Add(5 * time.Second); late.swarmFor(&testSwarm).best(0, nil) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("no peer announced segment 0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, _, ok := late.expected(segKey{testSwarm, 0}, req(o, 0, 0).URL); ok {
 		t.Fatal("the join brought segment 0's hash: the query is not what is tested")
 	}
