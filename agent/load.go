@@ -171,10 +171,10 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 // connection its report needs; the player's bytes are already counted
 // (ReportPlayerCDN).
 func (a *Agent) Adopt(ctx context.Context, req Request, data []byte) {
+	a.Join(req.Swarm) // the player plays it: its peers connect now, not at the next load
 	if len(data) == 0 || len(data) > peerwire.MaxSegmentSize || a.cache.has(segKey{req.Swarm, req.Seq}) {
 		return
 	}
-	a.Join(req.Swarm)
 	for a.tracker() == nil {
 		t := time.NewTimer(100 * time.Millisecond)
 		select {

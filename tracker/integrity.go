@@ -416,14 +416,20 @@ func (h *hub) recent(k swarmKey) []*signaling.Message {
 	var out []*signaling.Message
 	order := sw.hashes.order
 	for i := len(order) - 1; i >= 0 && len(out) < recentHashes; i-- {
-		e := sw.hashes.entries[order[i]]
-		if e.accepted != "" {
-			out = append(out, hashMessage(k, order[i], e.accepted, ""))
-		}
-		for cdn, c := range e.checks {
-			if c.sum != "" && len(out) < recentHashes {
-				out = append(out, hashMessage(k, order[i], c.sum, cdn))
-			}
+		out = sw.hashes.entries[order[i]].messages(k, order[i], out)
+	}
+	return out[:min(len(out), recentHashes)]
+}
+
+// messages appends what is vouched for seg to out: the quorum's hash and
+// the notary's per CDN origin.
+func (e *hashEntry) messages(k swarmKey, seg uint64, out []*signaling.Message) []*signaling.Message {
+	if e.accepted != "" {
+		out = append(out, hashMessage(k, seg, e.accepted, ""))
+	}
+	for cdn, c := range e.checks {
+		if c.sum != "" {
+			out = append(out, hashMessage(k, seg, c.sum, cdn))
 		}
 	}
 	return out
@@ -445,16 +451,7 @@ func (h *hub) vouched(p *peer, k swarmKey, seg uint64) ([]*signaling.Message, si
 	if e == nil {
 		return nil, ""
 	}
-	var out []*signaling.Message
-	if e.accepted != "" {
-		out = append(out, hashMessage(k, seg, e.accepted, ""))
-	}
-	for cdn, c := range e.checks {
-		if c.sum != "" {
-			out = append(out, hashMessage(k, seg, c.sum, cdn))
-		}
-	}
-	return out, ""
+	return e.messages(k, seg, nil), ""
 }
 
 // hashMessage vouches for sum as seg's hash: at CDN origin cdn (the

@@ -53,7 +53,6 @@ func main() {
 	api := js.Global().Get("Object").New()
 	api.Set("start", js.FuncOf(start))
 	api.Set("load", js.FuncOf(load))
-	api.Set("join", js.FuncOf(join))
 	api.Set("adopt", js.FuncOf(adopt))
 	api.Set("stats", js.FuncOf(stats))
 	api.Set("destroy", js.FuncOf(destroy))
@@ -123,14 +122,23 @@ func start(_ js.Value, args []js.Value) any {
 	return nil
 }
 
+// segmentRequest names a segment as the page's loads and adoptions do.
+type segmentRequest struct {
+	Content  string `json:"content"`  // site's content id, or empty
+	Manifest string `json:"manifest"` // the player's manifest URL
+	URL      string `json:"url"`      // the segment
+}
+
+func (r segmentRequest) request() agent.Request {
+	return agent.SegmentByURL(r.Content, r.Manifest, r.URL)
+}
+
 // load(reqJSON, id) returns a Promise of {data: Uint8Array, source,
 // transferMs, abrMs, abrFirstByteMs} (see agent.Result); cancel(id) ends
 // it (the Promise rejects), so that an aborted load costs nothing more.
 func load(_ js.Value, args []js.Value) any {
 	var r struct {
-		Content    string  `json:"content"`    // site's content id, or empty
-		Manifest   string  `json:"manifest"`   // the player's manifest URL
-		URL        string  `json:"url"`        // the segment
+		segmentRequest
 		DeadlineMs float64 `json:"deadlineMs"` // buffer ahead of the playhead
 	}
 	raw := args[0].String()
@@ -157,7 +165,7 @@ func load(_ js.Value, args []js.Value) any {
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			return nil, err
 		}
-		req := agent.SegmentByURL(r.Content, r.Manifest, r.URL)
+		req := r.request()
 		req.Deadline = time.Now().Add(time.Duration(r.DeadlineMs * float64(time.Millisecond)))
 		res, err := ag.Load(ctx, req)
 		if err != nil {
@@ -176,26 +184,6 @@ func load(_ js.Value, args []js.Value) any {
 	})
 }
 
-// join(reqJSON) joins the swarm of a segment the player loaded before the
-// agent started (the same JSON as load, without a deadline): its peers
-// connect now, not at the player's next load, 2 s later in live, when
-// they took up to 3 s more and that load went to the CDN.
-func join(_ js.Value, args []js.Value) any {
-	if a == nil || len(args) == 0 {
-		return nil
-	}
-	var r struct {
-		Content  string `json:"content"`
-		Manifest string `json:"manifest"`
-		URL      string `json:"url"`
-	}
-	if err := json.Unmarshal([]byte(args[0].String()), &r); err != nil {
-		return err.Error()
-	}
-	a.Join(agent.SegmentByURL(r.Content, r.Manifest, r.URL).Swarm)
-	return nil
-}
-
 // adopt(reqJSON, Uint8Array[, firstByteMs, totalMs]) gives the agent a
 // segment the player fetched from the CDN on its own (agent.Adopt): it is
 // shared as the agent's own CDN copies are; the load's times, when the
@@ -205,11 +193,7 @@ func adopt(_ js.Value, args []js.Value) any {
 	if a == nil || len(args) < 2 || args[1].Type() != js.TypeObject {
 		return nil
 	}
-	var r struct {
-		Content  string `json:"content"`
-		Manifest string `json:"manifest"`
-		URL      string `json:"url"`
-	}
+	var r segmentRequest
 	if err := json.Unmarshal([]byte(args[0].String()), &r); err != nil {
 		return err.Error()
 	}
@@ -227,7 +211,7 @@ func adopt(_ js.Value, args []js.Value) any {
 	go func() {
 		ctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 		defer stop()
-		ag.Adopt(ctx, agent.SegmentByURL(r.Content, r.Manifest, r.URL), data)
+		ag.Adopt(ctx, r.request(), data) // joins its swarm first: peers connect now, not at the player's next load
 	}()
 	return nil
 }

@@ -108,9 +108,9 @@
     var err = window.__peercdn.start(JSON.stringify(opts));
     if (err) throw new Error(err);
     state.ready = true;
-    // Join the swarms of what the player loaded meanwhile: peers connect
-    // now rather than at its next load.
-    state.early.forEach(function (e) { window.__peercdn.join(e.req); adopt(e); });
+    // Hand over what the player loaded meanwhile; adopting joins its swarm,
+    // so peers connect now rather than at the player's next load.
+    state.early.forEach(adopt);
     state.early = [];
     report(0, 0); // what the player got before
     emit('ready', {});
