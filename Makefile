@@ -11,16 +11,19 @@ APT_PKGS := redis-server iproute2 nftables
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
+.PHONY: all build wasm check-wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
 
 all: build
 
 build: wasm
 	$(GO) build -o $(BIN) ./cmd/peercdn
 
-# wasm builds the browser agent that the binary embeds and serves.
+# wasm builds the browser agent that the binary embeds and serves. Its
+# brotli form and wasm_exec.js are committed, so that `go install` builds a
+# complete binary; the build is reproducible (no VCS stamp), and
+# check-wasm (in `make test`) fails when the committed agent is stale.
 wasm:
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o web/dist/peercdn.wasm ./wasm
+	GOOS=js GOARCH=wasm $(GO) build -buildvcs=false -trimpath -ldflags="-s -w" -o web/dist/peercdn.wasm ./wasm
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/dist/wasm_exec.js
 	$(GO) run ./web/precompress web/dist/peercdn.wasm
 
@@ -35,7 +38,8 @@ web/vendor/hls.min.js web/vendor/shaka-player.compiled.js:
 		npm install --no-audit --no-fund --loglevel=error hls.js@$(HLSJS_VERSION) shaka-player@$(SHAKA_VERSION)
 	cp web/npm-vendor/node_modules/hls.js/dist/hls.min.js web/npm-vendor/node_modules/shaka-player/dist/shaka-player.compiled.js web/vendor/
 
-run: deps vendor build
+# run needs Go and npm only (no root, no Redis: the demo is one node in memory).
+run: vendor build
 	$(BIN) serve --demo
 
 # stream regenerates the sample stream in examples/stream (needs ffmpeg).
@@ -113,7 +117,13 @@ e2e: build vendor
 	$(MAKE) deps APT_PKGS=chromium
 	$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e
 
-test: deps vet unit interop fuzz e2e
+# check-wasm: the committed agent (web/dist) is what its source builds.
+check-wasm: wasm
+	@if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- web/dist; then \
+		git diff --stat -- web/dist; \
+		echo "web/dist is stale: commit what 'make wasm' built (the agent go install embeds)"; exit 1; fi
+
+test: deps vet check-wasm unit interop fuzz e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

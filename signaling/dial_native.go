@@ -21,6 +21,9 @@ type DialOptions struct {
 	// Header adds HTTP headers to the upgrade request (for instance a
 	// proxy's X-Forwarded-For, in tests). Default: none.
 	Header http.Header
+	// HTTPClient makes the upgrade request: its transport's TLS settings
+	// apply to wss:// (a private CA's roots). Default: http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 // Dial connects to the tracker at url (ws:// or wss://, path /ws), says hello
@@ -29,7 +32,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 	if opts == nil {
 		opts = &DialOptions{}
 	}
-	o := &websocket.DialOptions{HTTPHeader: opts.Header.Clone()}
+	o := &websocket.DialOptions{HTTPHeader: opts.Header.Clone(), HTTPClient: opts.HTTPClient}
 	if opts.Origin != "" {
 		if o.HTTPHeader == nil {
 			o.HTTPHeader = http.Header{}

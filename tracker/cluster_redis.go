@@ -46,14 +46,16 @@ type RedisCluster struct {
 	ttl  time.Duration
 	log  *slog.Logger
 
-	up     atomic.Bool
-	out    chan pub
-	inbox  chan *Envelope
-	sub    *redis.PubSub
-	all    *redis.PubSub // broadcast channel, every node
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed sync.Once
+	up atomic.Bool
+	// pingFailures counts unanswered health checks.
+	pingFailures atomic.Uint64
+	out          chan pub
+	inbox        chan *Envelope
+	sub          *redis.PubSub
+	all          *redis.PubSub // broadcast channel, every node
+	stop         chan struct{}
+	wg           sync.WaitGroup
+	closed       sync.Once
 }
 
 type pub struct {
@@ -164,6 +166,9 @@ func channelFor(node string) string {
 
 func (rc *RedisCluster) Node() string { return rc.node }
 func (rc *RedisCluster) Up() bool     { return rc.up.Load() }
+
+// PingFailures counts health checks Redis did not answer, from the first.
+func (rc *RedisCluster) PingFailures() uint64 { return rc.pingFailures.Load() }
 
 func memberScore(expiry time.Time, slots int) float64 {
 	return float64(expiry.UnixMilli()*64 + int64(min(max(slots, 0), maxSlots)))
@@ -481,13 +486,18 @@ func (rc *RedisCluster) health() {
 	defer rc.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for first := true; ; first = false {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		err := rc.rdb.Ping(ctx).Err()
 		cancel()
 		was := rc.up.Swap(err == nil)
+		if err != nil {
+			rc.pingFailures.Add(1)
+		}
 		switch {
-		case err != nil && was:
+		case err != nil && (was || first):
+			// From the first attempt: a node started against a wrong
+			// address says so at once.
 			rc.log.Warn("redis unreachable: serving this node's viewers only", "err", err)
 		case err == nil && !was:
 			rc.log.Info("redis reachable: cross-node matching on")

@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/peercdn/peercdn/internal/redistest"
 	"github.com/peercdn/peercdn/signaling"
@@ -414,4 +417,52 @@ func TestClusterWebTorrentAcrossNodes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRedisUnreachableSaysSoAtOnce: a node pointed at a Redis that never
+// answers warns and counts from its first health check, not only after
+// having once been up.
+func TestRedisUnreachableSaysSoAtOnce(t *testing.T) {
+	rs := redistest.Stopped(t)
+	var logs lockedLog
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.Redis = rs.URL()
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	eventually(t, 3*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), "redis unreachable") })
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failures float64
+	for _, mf := range mfs {
+		if mf.GetName() == "peercdn_tracker_cluster_ping_failures_total" {
+			failures = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if failures < 1 {
+		t.Fatalf("ping failures counted %v, want at least 1", failures)
+	}
+}
+
+// lockedLog is a log sink written by the node's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -156,6 +156,12 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 			return 0
 		}
 		s.m.clusterState.Store(&state)
+		if pf, ok := cl.(interface{ PingFailures() uint64 }); ok {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "peercdn_tracker_cluster_ping_failures_total",
+				Help: "Health checks the shared store (Redis) did not answer, from the node's first."},
+				func() float64 { return float64(pf.PingFailures()) }))
+		}
 		s.cluster = cl
 		s.clusterStop = make(chan struct{})
 		s.clusterWG.Add(2)

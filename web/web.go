@@ -10,6 +10,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -55,12 +56,10 @@ type Assets struct {
 func New(log *slog.Logger, vendorDir string) *Assets {
 	a := &Assets{log: log.With("component", "web")}
 	a.static, _ = fs.Sub(files, "static")
-	if b, err := files.ReadFile("dist/peercdn.wasm"); err == nil {
-		sum := sha256.Sum256(b)
-		a.wasmURL = "peercdn." + hex.EncodeToString(sum[:6]) + ".wasm"
-		a.wasm = &asset{name: a.wasmURL, ctype: "application/wasm", raw: b}
-		a.wasm.br, _ = files.ReadFile("dist/peercdn.wasm.br") // from `make wasm`
-		a.wasm.gz, _ = files.ReadFile("dist/peercdn.wasm.gz")
+	if b, br, err := embeddedWasm(); err == nil {
+		a.wasmURL = wasmName(b)
+		a.wasm = &asset{name: a.wasmURL, ctype: "application/wasm", raw: b, br: br}
+		a.wasm.gz, _ = files.ReadFile("dist/peercdn.wasm.gz") // from `make wasm`
 	} else {
 		a.log.Warn("no agent wasm embedded: run `make wasm` before building; pages will play from the CDN only")
 		a.wasmURL = "peercdn.missing.wasm"
@@ -190,4 +189,34 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 func methodNotAllowed(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
 	http.Error(w, "method not allowed: GET or HEAD", http.StatusMethodNotAllowed)
+}
+
+// embeddedWasm returns the agent and its brotli form. A build from a
+// checkout has the brotli form only (committed: `go install` builds a
+// complete binary); `make wasm` adds the raw file.
+func embeddedWasm() (raw, br []byte, err error) {
+	br, _ = files.ReadFile("dist/peercdn.wasm.br")
+	if raw, err = files.ReadFile("dist/peercdn.wasm"); err == nil {
+		return raw, br, nil
+	}
+	if br == nil {
+		return nil, nil, err
+	}
+	raw, err = io.ReadAll(brotli.NewReader(bytes.NewReader(br)))
+	return raw, br, err
+}
+
+func wasmName(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "peercdn." + hex.EncodeToString(sum[:6]) + ".wasm"
+}
+
+// Agent describes the embedded browser agent: its file name (which holds
+// its content hash) and size, or ok false if the binary has none.
+func Agent() (name string, size int, ok bool) {
+	raw, _, err := embeddedWasm()
+	if err != nil {
+		return "", 0, false
+	}
+	return wasmName(raw), len(raw), true
 }

@@ -28,7 +28,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
-	for _, name := range []string{"redis", "tracker", "lb", "cdn"} {
+	for _, name := range []string{"redis", "tracker", "demo", "lb", "cdn"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Fatalf("service %s: %v", name, err)
 		}
@@ -58,8 +58,14 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	if cfg.Redis != "redis://redis:6379" || !demo.on {
-		t.Errorf("tracker: redis %q demo %v", cfg.Redis, demo)
+	if cfg.Redis != "redis://redis:6379" || demo.on || !tr.ReadOnly {
+		t.Errorf("tracker: redis %q demo %v read-only %v; want production defaults", cfg.Redis, demo.on, tr.ReadOnly)
+	}
+	dm, _ := p.GetService("demo")
+	var demo2 demoFlags
+	dcfg, _, err := loadConfig("serve", dm.Command[1:], serveFlags(&demo2, &vendor, new(string), new(time.Duration)))
+	if err != nil || !demo2.on || dcfg.Redis != cfg.Redis {
+		t.Errorf("demo service: %v, demo %v, redis %q: want the demo on the tracker's cluster", err, demo2.on, dcfg.Redis)
 	}
 	if _, ok := tr.DependsOn["redis"]; !ok {
 		t.Error("tracker does not wait for redis")

@@ -5,7 +5,8 @@
 //	peercdn bench   load-test a tracker (bench tracker)
 //	peercdn token   mint a join token for a content id
 //	peercdn hash    write segment hash manifests for an origin's folders
-//	peercdn version print the protocol version
+//	peercdn health  check a tracker's /healthz (the container's HEALTHCHECK)
+//	peercdn version print the version, commit, protocol and agent
 package main
 
 import (
@@ -21,7 +22,8 @@ commands:
   bench    load-test a tracker, either protocol (peercdn bench tracker --help)
   token    mint a signed join token (peercdn token --help)
   hash     write peercdn-hashes.json for segment folders or playlists (peercdn hash --help)
-  version  print the signaling protocol version
+  health   exit 0 if a tracker answers /healthz (the image's HEALTHCHECK)
+  version  print the version, commit, Go, protocol and browser agent
 `
 
 func main() {
@@ -42,7 +44,9 @@ func main() {
 	case "hash":
 		err = hashCmd(args, os.Stdout)
 	case "version":
-		err = version()
+		err = versionCmd(args, os.Stdout)
+	case "health":
+		err = healthCmd(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

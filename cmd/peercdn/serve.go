@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,22 +67,59 @@ func loadConfig(name string, args []string, extra func(*flag.FlagSet)) (tracker.
 	if extra != nil {
 		extra(fs)
 	}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		env := "PEERCDN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", env, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return cfg, fs, envErr
+	if err := applyEnv(fs); err != nil {
+		return cfg, fs, err
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, fs, err
 	}
 	return cfg, fs, cfg.Validate()
+}
+
+// envName is the environment variable that sets flag name.
+func envName(flag string) string {
+	return "PEERCDN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets fs's flags from PEERCDN_* variables. A PEERCDN_ variable
+// that names no flag is refused rather than ignored: a misspelt
+// PEERCDN_ALLOWED_ORIGIN would otherwise leave the tracker open to every
+// site. PEERCDN_TEST_* belong to the test suite.
+func applyEnv(fs *flag.FlagSet) error {
+	known := map[string]string{"PEERCDN_CONFIG": "config"}
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = f.Name })
+	var unknown []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := known[k]; !ok && strings.HasPrefix(k, "PEERCDN_") && !strings.HasPrefix(k, "PEERCDN_TEST_") {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return fmt.Errorf("unknown environment variable %s: no such setting (each flag --x-y is PEERCDN_X_Y)", strings.Join(unknown, ", "))
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envName(f.Name)
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			shown := strconv.Quote(v)
+			if secretFlag(f.Name) {
+				shown = "(hidden)"
+			}
+			errs = append(errs, fmt.Errorf("%s=%s: %w", env, shown, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// secretFlag says whether a flag's value must not be echoed in errors.
+func secretFlag(name string) bool {
+	return strings.Contains(name, "secret") || strings.Contains(name, "token")
 }
 
 type ioDiscard struct{}
@@ -178,7 +218,15 @@ type demoFlags struct {
 
 // serveFlags binds the flags serve has beyond the tracker's Config.
 func serveFlags(demo *demoFlags, vendor *string, pprofAddr *string, trim *time.Duration) func(*flag.FlagSet) {
+	return serveFlagsAll(demo, vendor, pprofAddr, trim, new(logFlags), new(tlsFlags))
+}
+
+// serveFlagsAll is serveFlags with the logging and TLS flags.
+func serveFlagsAll(demo *demoFlags, vendor *string, pprofAddr *string, trim *time.Duration, lf *logFlags, tf *tlsFlags) func(*flag.FlagSet) {
 	return func(fs *flag.FlagSet) {
+		fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+		fs.StringVar(&lf.format, "log-format", "json", "json (one object a line, for a log pipeline) or text (key=value, for a terminal)")
+		tf.bind(fs)
 		fs.BoolVar(&demo.noHashManifest, "demo-no-hash-manifest", false, "the demo origin publishes no peercdn-hashes.json, as most CDNs (peers' bytes are checked against the notary only)")
 		fs.DurationVar(&demo.latency, "demo-cdn-latency", 0, "the demo origin answers every request this much later (a CDN edge farther than loopback)")
 		fs.IntVar(&demo.kbps, "demo-cdn-kbps", 0, "the demo origin sends each response at most this fast, in kbit/s (0: unpaced)")
@@ -195,14 +243,19 @@ func serve(args []string) error {
 	var demo demoFlags
 	var vendor, pprofAddr string
 	var trim time.Duration
-	cfg, _, err := loadConfig("serve", args, serveFlags(&demo, &vendor, &pprofAddr, &trim))
+	var lf logFlags
+	var tf tlsFlags
+	cfg, _, err := loadConfig("serve", args, serveFlagsAll(&demo, &vendor, &pprofAddr, &trim, &lf, &tf))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := lf.newLogger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	if demo.on && !cfg.NotaryPrivate && len(cfg.NotaryOrigins) == 0 {
 		// The demo's origin is this process, on a loopback or LAN address.
 		cfg.NotaryPrivate = true
@@ -236,11 +289,39 @@ func serve(args []string) error {
 	ln = srv.Listener(ln) // per-IP connection cap before any upgrade
 	hs := srv.HTTPServer(handler)
 	hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	scheme := "ws"
+	var plain *http.Server
+	if tf.on() {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		tcfg, redirect, err := tf.setup(port, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, tcfg)
+		hs.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2: see setup
+		scheme = "wss"
+		if redirect != nil {
+			pln, err := net.Listen("tcp", tf.httpListen)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("http listen on %s: %w", tf.httpListen, err)
+			}
+			plain = &http.Server{Handler: redirect, ReadHeaderTimeout: 10 * time.Second,
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+			go plain.Serve(pln)
+			defer plain.Close()
+			log.Info("http: ACME challenges and redirect to https", "addr", pln.Addr().String())
+		}
+	} else if tf.httpListen != "" {
+		ln.Close()
+		return errors.New("--http-listen redirects to HTTPS: set --tls-cert/--tls-key or --acme-domain")
+	}
 	mode := "single node, in memory"
 	if cfg.Redis != "" {
 		mode = "cluster via redis"
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "ws", "/ws", "protocol", signaling.Version, "mode", mode,
+	log.Info("serving", "addr", ln.Addr().String(), scheme, "/ws", "protocol", signaling.Version, "mode", mode,
 		"node", srv.Node())
 
 	if pprofAddr != "" {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 )
 
@@ -26,10 +25,5 @@ func token(args []string) error {
 		return errors.New("need --secret (16+ bytes) and --content")
 	}
 	fmt.Println(tracker.Token([]byte(*secret), *content, time.Now().Add(*ttl)))
-	return nil
-}
-
-func version() error {
-	fmt.Printf("peercdn signaling protocol v%d (accepts v%d..v%d)\n", signaling.Version, signaling.MinVersion, signaling.Version)
 	return nil
 }
