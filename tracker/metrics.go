@@ -139,5 +139,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, t := range []string{"hello", "join", "leave", "peers", "offer", "answer", "candidate", "ping", "hash", "report"} {
 		m.messages.WithLabelValues(t)
 	}
+	// The refusals an operator alerts on (docs/operations.md): zero until
+	// the first, rather than absent.
+	for _, r := range []string{"origin", "node_full", "strikes", "too_big", "ip_conns", "draining"} {
+		m.rejects.WithLabelValues(r)
+	}
 	return m
 }
