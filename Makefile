@@ -12,7 +12,7 @@ APT_PKGS := redis-server iproute2 nftables prometheus
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm check-wasm vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
+.PHONY: all build wasm check-wasm helm-check vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
 
 all: build
 
@@ -124,7 +124,14 @@ check-wasm: wasm
 		git diff --stat -- web/dist; \
 		echo "web/dist is stale: commit what 'make wasm' built (the agent go install embeds)"; exit 1; fi
 
-test: deps vet check-wasm unit interop fuzz e2e
+# helm-check renders the Helm chart (deploy/helm/peercdn) with Helm's own
+# engine and decodes every object strictly (module deploy/helm/chartcheck,
+# kept apart so Helm stays out of the binary's module graph); the binary
+# checks the variable names the chart sets.
+helm-check: build
+	cd deploy/helm/chartcheck && $(GO) vet ./... && PEERCDN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+
+test: deps vet check-wasm unit helm-check interop fuzz e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
