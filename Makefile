@@ -12,7 +12,7 @@ APT_PKGS := redis-server iproute2 nftables prometheus
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm check-wasm helm-check vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
+.PHONY: all build wasm check-wasm helm-check npm npm-tools vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
 
 all: build
 
@@ -113,8 +113,22 @@ fuzz:
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
 
+# npm builds the npm package (web/npm/dist) from the script tag's source;
+# nothing is published from here. Its version names the commit.
+NPM_VERSION ?= 0.0.0-$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+npm: wasm
+	$(GO) run ./web/npmpkg -out web/npm/dist -version $(NPM_VERSION)
+
+# npm-tools: a bundler and TypeScript for the test that builds an app
+# with the package (e2e TestBundledApp).
+ESBUILD_VERSION    ?= 0.28.2
+TYPESCRIPT_VERSION ?= 5.9.3
+npm-tools: vendor
+	@test -x web/npm-vendor/node_modules/.bin/esbuild -a -x web/npm-vendor/node_modules/.bin/tsc || \
+		(cd web/npm-vendor && npm install --no-audit --no-fund --loglevel=error esbuild@$(ESBUILD_VERSION) typescript@$(TYPESCRIPT_VERSION))
+
 # e2e plays the demo in headless Chromium (Debian's chromium package).
-e2e: build vendor
+e2e: build vendor npm npm-tools
 	$(MAKE) deps APT_PKGS=chromium
 	$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e
 

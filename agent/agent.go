@@ -31,7 +31,8 @@ type Agent struct {
 	api   rtcAPI
 	cache *cache
 	stats counters
-	up    *rate.Limiter // nil: no upload cap
+	up    *rate.Limiter // the upload cap (rate.Inf: none)
+	live  liveConfig
 
 	pcCreated   atomic.Int64
 	prefetching atomic.Bool
@@ -82,9 +83,7 @@ func New(cfg Config) (*Agent, error) {
 		sep = "&"
 	}
 	a.trackerURL = cfg.TrackerURL + sep + signaling.SessionParam + "=" + rand.Text()
-	if cfg.UploadBytesPerSecond > 0 {
-		a.up = rate.NewLimiter(rate.Limit(cfg.UploadBytesPerSecond), max(cfg.UploadBytesPerSecond, peerwire.MaxChunk))
-	}
+	a.initLive()
 	return a, nil
 }
 
@@ -179,8 +178,11 @@ func (a *Agent) emit(e Event) {
 }
 
 func (a *Agent) waitUpload(ctx context.Context, n int) error {
-	if a.up == nil {
+	if a.up.Limit() == rate.Inf {
 		return nil
+	}
+	if n > a.up.Burst() { // a cap set lower than a chunk meanwhile
+		n = a.up.Burst()
 	}
 	return a.up.WaitN(ctx, n)
 }
@@ -210,6 +212,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = min(2*backoff, 30*time.Second)
 		}
 		a.log.Debug("tracker connection ended", "err", err, "retry", wait)
+		reason := "closed"
+		if err != nil {
+			reason = err.Error()
+		}
+		a.emit(Event{Kind: EventTrackerDown, Reason: reason, RetryMs: wait.Milliseconds()})
 		select {
 		case <-ctx.Done():
 			return nil
@@ -251,6 +258,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 		a.manifestsOn.Store(false)
 	}
 	a.setP2P(c.Welcome().P2P == nil || *c.Welcome().P2P)
+	a.emit(Event{Kind: EventTrackerUp})
 	a.mu.Lock()
 	a.sig = c
 	a.ice = ice
@@ -368,7 +376,7 @@ func (a *Agent) topUp(ctx context.Context, c *signaling.Client) {
 		a.mu.Lock()
 		var want []*swarm
 		for _, sw := range a.swarms {
-			if sw.count() < a.cfg.MaxPeers {
+			if sw.count() < a.maxPeers() {
 				want = append(want, sw)
 			}
 		}
@@ -381,7 +389,7 @@ func (a *Agent) topUp(ctx context.Context, c *signaling.Client) {
 }
 
 // maxIncoming is how many peers a swarm accepts, counting offers it answers.
-func (a *Agent) maxIncoming() int { return a.cfg.MaxPeers + (a.cfg.MaxPeers+1)/2 }
+func (a *Agent) maxIncoming() int { return a.maxPeers() + (a.maxPeers()+1)/2 }
 
 // freeSlots is what the agent tells the tracker it can still accept, in
 // its fullest swarm, so that the tracker suggests peers with room.
@@ -411,7 +419,11 @@ func (a *Agent) sendJoin(ctx context.Context, c *signaling.Client, sw *swarm) {
 // the CDN only, still reporting usage: the control cohort. On again, Load
 // joins swarms as it needs them.
 func (a *Agent) setP2P(on bool) {
-	if a.p2pOff.Swap(!on) == !on || on {
+	if a.p2pOff.Swap(!on) == !on {
+		return
+	}
+	a.emit(Event{Kind: EventRollout, P2P: &on})
+	if on {
 		return
 	}
 	a.log.Info("P2P off by the tracker's rollout: CDN only")
@@ -511,7 +523,7 @@ func (a *Agent) newPC() (peerConn, error) {
 
 // announce tells a swarm's peers what changed in the cache.
 func (a *Agent) announce(s signaling.Swarm, flags uint8, seqs []uint64) {
-	if a.cfg.ConsumeOnly || len(seqs) == 0 {
+	if a.consumeOnly() || len(seqs) == 0 {
 		return
 	}
 	if sw := a.swarmFor(&s); sw != nil {

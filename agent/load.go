@@ -74,7 +74,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	}
 	tried := map[*remote]bool{}
 	for ctx.Err() == nil {
-		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cfg.CDNSafety)
+		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cdnSafety())
 		if !time.Now().Before(giveUp) {
 			break
 		}
@@ -123,7 +123,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// two VOD viewers racing through a title otherwise each took half
 		// of it from the CDN twice (the one elected was behind the other,
 		// and the other gave up after MaxWait).
-		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.cfg.MaxWait {
+		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() {
 			break // waited long enough for a peer to get it: the CDN, now
 		}
 		t := time.NewTimer(min(time.Until(giveUp), 250*time.Millisecond))

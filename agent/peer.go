@@ -143,7 +143,7 @@ func (r *remote) onOpen() {
 		go r.flood()
 	}
 	// Tell the new peer everything we hold in this swarm.
-	if !r.a.cfg.ConsumeOnly {
+	if !r.a.consumeOnly() {
 		seqs := r.a.cache.seqs(r.sw.id)
 		for first := true; first || len(seqs) > 0; first = false {
 			n := min(len(seqs), peerwire.MaxHaveCount)
@@ -297,7 +297,7 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 	busy := len(r.uploads) >= maxUploadsPerPeer
 	_, dup := r.uploads[id]
 	r.mu.Unlock()
-	if !ok || r.a.cfg.ConsumeOnly || busy || dup || int(offset) >= len(data) {
+	if !ok || r.a.consumeOnly() || busy || dup || int(offset) >= len(data) {
 		r.send(peerwire.Absent(id))
 		return
 	}
@@ -344,6 +344,9 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			}
 			r.a.stats.up.Add(int64(n))
 			off += n
+			if off == len(data) {
+				r.a.emit(Event{Kind: EventUpload, Peer: r.id, Seq: seq, Bytes: len(data) - int(offset)})
+			}
 			if adv := r.a.cfg.Adversary; adv != nil && adv.SlowUploads {
 				// About 2 KB/s: a tenth of the demo's lowest bitrate.
 				select {

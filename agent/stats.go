@@ -60,9 +60,20 @@ type SegmentRecord struct {
 
 // Event is something a page or a load test may want to see as it happens.
 type Event struct {
-	Kind    EventKind
-	Peer    string         // peer events
-	Segment *SegmentRecord // segment events
+	Kind    EventKind      `json:"kind"`
+	Peer    string         `json:"peer,omitempty"`    // peer and upload events
+	Segment *SegmentRecord `json:"segment,omitempty"` // segment events
+	// Reason says why: a peer connection failed or ended, the tracker
+	// connection failed or ended.
+	Reason string `json:"reason,omitempty"`
+	// RetryMs: the agent reconnects to the tracker after this long.
+	RetryMs int64 `json:"retryMs,omitempty"`
+	// Seq and Bytes: the segment a peer was sent, and how much of it.
+	Seq   uint64 `json:"seq,omitempty"`
+	Bytes int    `json:"bytes,omitempty"`
+	// P2P: the tracker's rollout turned P2P on (true) or off for this
+	// viewer (the kill switch, or the control cohort).
+	P2P *bool `json:"p2p,omitempty"`
 }
 
 // EventKind names an event.
@@ -75,6 +86,18 @@ const (
 	EventPeerGone EventKind = "peer-gone"
 	// EventPeerDropped: a peer sent a segment that failed verification.
 	EventPeerDropped EventKind = "peer-dropped"
+	// EventPeerFailed: a negotiated connection never opened (NAT,
+	// firewall), with the Reason.
+	EventPeerFailed EventKind = "peer-failed"
+	// EventUpload: a peer was sent Bytes of segment Seq.
+	EventUpload EventKind = "upload"
+	// EventTrackerUp: connected to the tracker (again).
+	EventTrackerUp EventKind = "tracker-connected"
+	// EventTrackerDown: the tracker connection ended or could not be made
+	// (Reason); the agent tries again after RetryMs.
+	EventTrackerDown EventKind = "tracker-disconnected"
+	// EventRollout: the tracker's rollout turned P2P on or off (P2P).
+	EventRollout EventKind = "rollout"
 )
 
 // maxRecords bounds the per-segment log so long live sessions do not grow.

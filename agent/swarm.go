@@ -110,7 +110,7 @@ func (sw *swarm) closeAll() {
 func (sw *swarm) reserve(r *remote, incoming bool) bool {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	limit := sw.a.cfg.MaxPeers
+	limit := sw.a.maxPeers()
 	if incoming {
 		limit = sw.a.maxIncoming()
 	}
@@ -142,6 +142,7 @@ const maxUnreachable = 512
 // failed records that a negotiated connection to id never opened.
 func (sw *swarm) failed(id string, now time.Time) {
 	sw.a.stats.peersFailed.Add(1)
+	sw.a.emit(Event{Kind: EventPeerFailed, Peer: id, Reason: "never connected (NAT or firewall between the two)"})
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	if sw.unreachable == nil {
@@ -226,7 +227,7 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 
 // dial offers a connection to a suggested peer.
 func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
-	if peerID == c.PeerID() || sw.count() >= sw.a.cfg.MaxPeers || sw.peer(peerID) != nil || sw.cooling(peerID, time.Now()) {
+	if peerID == c.PeerID() || sw.count() >= sw.a.maxPeers() || sw.peer(peerID) != nil || sw.cooling(peerID, time.Now()) {
 		return
 	}
 	pc, err := sw.a.newPC()

@@ -59,6 +59,7 @@ func main() {
 	api.Set("report", js.FuncOf(report))
 	api.Set("cancel", js.FuncOf(cancelLoad))
 	api.Set("flush", js.FuncOf(flush))
+	api.Set("configure", js.FuncOf(configure))
 	js.Global().Set("__peercdn", api)
 	select {} // serve calls from JS forever
 }
@@ -304,4 +305,42 @@ type console struct{}
 func (console) Write(p []byte) (int, error) {
 	js.Global().Get("console").Call("debug", string(p))
 	return len(p), nil
+}
+
+// configure(optionsJSON) applies the options a running agent takes
+// (agent.Live: upload, uploadBytesPerSecond, maxPeers, maxWaitMs,
+// cdnSafetyMs) and returns an error message, or null. Absent options keep
+// their values.
+func configure(_ js.Value, args []js.Value) any {
+	if a == nil || len(args) == 0 {
+		return "agent not running"
+	}
+	var o struct {
+		Upload      *bool `json:"upload"`
+		UploadLimit *int  `json:"uploadBytesPerSecond"`
+		MaxPeers    *int  `json:"maxPeers"`
+		MaxWaitMs   *int  `json:"maxWaitMs"`
+		CDNSafetyMs *int  `json:"cdnSafetyMs"`
+	}
+	if err := json.Unmarshal([]byte(args[0].String()), &o); err != nil {
+		return err.Error()
+	}
+	var l agent.Live
+	if o.Upload != nil {
+		consume := !*o.Upload
+		l.ConsumeOnly = &consume
+	}
+	l.UploadBytesPerSecond, l.MaxPeers = o.UploadLimit, o.MaxPeers
+	ms := func(p *int) *time.Duration {
+		if p == nil {
+			return nil
+		}
+		d := time.Duration(*p) * time.Millisecond
+		return &d
+	}
+	l.MaxWait, l.CDNSafety = ms(o.MaxWaitMs), ms(o.CDNSafetyMs)
+	if err := a.Configure(l); err != nil {
+		return err.Error()
+	}
+	return nil
 }

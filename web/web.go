@@ -69,6 +69,7 @@ func New(log *slog.Logger, vendorDir string) *Assets {
 	}
 	js, _ := fs.ReadFile(a.static, "peercdn.js")
 	js = bytes.ReplaceAll(js, []byte("__PEERCDN_WASM__"), []byte(a.wasmURL))
+	js = bytes.ReplaceAll(js, []byte("__PEERCDN_RELEASE__"), []byte(strings.TrimSuffix(a.wasmURL, ".wasm")))
 	a.loader = &asset{name: "peercdn.js", ctype: "text/javascript; charset=utf-8", raw: js}
 	if st, err := os.Stat(vendorDir); err == nil && st.IsDir() {
 		a.vendor = vendorDir
@@ -153,6 +154,22 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 		}
 		a.wasm.serve(w, r, "public, max-age=31536000, immutable")
 	})
+	// The same agent under a fixed name, for pages that load it from the
+	// tracker without its script (the npm package's agentURL): revalidated
+	// on each load, since the name does not change with the build.
+	mux.HandleFunc("GET /peercdn.wasm", func(w http.ResponseWriter, r *http.Request) {
+		if a.wasm == nil {
+			http.Error(w, "agent wasm not built: run `make wasm`", http.StatusNotFound)
+			return
+		}
+		etag := `"` + a.wasmURL + `"`
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		a.wasm.serve(w, r, "no-cache")
+	})
 	mux.HandleFunc("GET /wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
 		if a.exec == nil {
 			http.Error(w, "wasm_exec.js not built: run `make wasm`", http.StatusNotFound)
@@ -161,7 +178,7 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 		a.exec.serve(w, r, "public, max-age=3600")
 	})
 	// Other methods on the assets: 405, not the tracker's 404 behind "/".
-	for _, p := range []string{"/peercdn.js", "/" + a.wasmURL, "/wasm_exec.js"} {
+	for _, p := range []string{"/peercdn.js", "/" + a.wasmURL, "/peercdn.wasm", "/wasm_exec.js"} {
 		mux.HandleFunc(p, methodNotAllowed)
 	}
 	if !demo {

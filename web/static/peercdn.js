@@ -1,27 +1,38 @@
-/* peercdn loader: add <script src="https://TRACKER/peercdn.js"></script>, then
+/* peercdn: peer-assisted segment loading for hls.js and Shaka Player.
+ *
+ * Script tag: <script src="https://TRACKER/peercdn.js"></script>, then
  *   hls.js:  const hls = new Hls(); peercdn.hlsjs(hls); hls.loadSource(url); ...
  *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ...
- * Options (before the script tag, or peercdn.configure({...}) before playing):
- *   window.peercdnConfig = {tracker, contentId, cacheMB, upload, maxPeers, iceServers, debug, consent,
- *                           hashManifests}
- * hashManifests: the CDN publishes peercdn-hashes.json beside its segments
- * (true) or not (false); unset, the tracker says (serve --hash-manifests).
- * consent: true waits for peercdn.consent(true) before any peer connection
- * (peers see each other's IP addresses); CDN only until then.
+ * npm (web/npm, an ES module of this same file):
+ *   import { configure, hlsjs, shaka } from 'peercdn';
+ *   configure({ tracker: 'wss://tracker.example.com/ws' }); hlsjs(hls); shaka(player, shakaLib);
+ * Options: window.peercdnConfig before the script tag, or configure({...})
+ * at any time (a running agent takes upload, uploadBytesPerSecond,
+ * maxPeers, maxWaitMs and cdnSafetyMs at once). peercdn.d.ts documents
+ * every option and event.
  * The player starts on the CDN at once; the agent (WebAssembly) loads in
  * parallel and takes over segment loading when ready. If it cannot load, or
  * the browser lacks WebRTC, everything keeps working from the CDN.
  */
-(function () {
+// peercdnFactory builds the API. env: {script} (the script tag: the agent
+// and the default tracker are on its server, and it starts at once) or
+// {moduleURL} (the ES module: the agent beside the module unless
+// agentURL says otherwise, the tracker from configure, and it starts at
+// the first hlsjs/shaka/consent call).
+var peercdnFactory = function (env) {
   'use strict';
-  if (window.peercdn && window.peercdn.version) return;
-  var WASM = '__PEERCDN_WASM__'; // the content-hashed file name, filled in by the server
-  var script = document.currentScript;
-  var base = script ? new URL('.', script.src) : new URL('/', location.href);
-  var wsBase = (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host + '/ws';
-  var opts = Object.assign({ tracker: wsBase, upload: true, debug: false }, window.peercdnConfig || {});
+  var WASM = '__PEERCDN_WASM__'; // the agent's file name, filled in by the build
+  var RELEASE = '__PEERCDN_RELEASE__';
+  var script = env.script;
+  var base = script ? new URL('.', script.src) : env.moduleURL ? new URL('.', env.moduleURL) : new URL('/', location.href);
+  var defaults = { upload: true, debug: false, metered: 'consume-only', hiddenTab: 'normal' };
+  if (script) defaults.tracker = (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host + '/ws';
+  var opts = Object.assign(defaults, window.peercdnConfig || {});
 
   var state = { ready: false, failed: null, destroyed: false, listeners: {}, cdnFallback: { cdnBytes: 0 }, early: [] };
+  var kick;
+  var kicked = new Promise(function (resolve) { kick = resolve; });
+  if (script) kick();
 
   // handOver gives the agent a segment the player fetched from the CDN on
   // its own, to share as its own CDN copies (agent.Adopt): the first
@@ -53,10 +64,16 @@
       try { fn(detail); } catch (e) { console.error(e); }
     });
   }
+  // The agent's events (agent.Event), as the page sees them.
   window.__peercdnEvent = function (kind, json) {
     var e = JSON.parse(json);
-    if (kind === 'segment') emit('segment', e.Segment);
-    else emit(kind, { peer: e.Peer });
+    if (kind === 'segment') {
+      var g = e.segment || {};
+      emit('segment', { seq: g.seq, source: g.source, bytes: g.bytes, ms: (g.durationNs || 0) / 1e6, by: 'agent' });
+    } else {
+      delete e.kind;
+      emit(kind, e);
+    }
   };
 
   function loadScript(src) {
@@ -84,14 +101,16 @@
   });
 
   var ready = (async function () {
+    await kicked;
     await consented;
     if (state.destroyed) throw new Error('consent withdrawn');
     if (typeof RTCPeerConnection === 'undefined') throw new Error('no WebRTC in this browser');
     if (typeof WebAssembly === 'undefined') throw new Error('no WebAssembly in this browser');
-    if (navigator.connection && navigator.connection.saveData) opts.upload = false; // metered
-    await loadScript(new URL('wasm_exec.js', base).href);
+    if (!opts.tracker) throw new Error('no tracker: configure({tracker: "wss://.../ws"})');
+    applyNetwork();
+    if (typeof Go === 'undefined') await loadScript(new URL(opts.wasmExecURL || 'wasm_exec.js', base).href);
     var go = new Go();
-    var src = new URL(WASM, base).href;
+    var src = new URL(opts.agentURL || WASM, base).href;
     // Compiling runs off the main thread; starting the Go runtime and the
     // agent (its tracker connection, its peer connections) does not, and
     // delayed hls.js by 0.2-2 s at startup when it ran at once: it waits
@@ -105,7 +124,7 @@
     if (state.destroyed) throw new Error('destroyed before start');
     go.run(await WebAssembly.instantiate(module, go.importObject));
     if (!window.__peercdn) throw new Error('agent did not start');
-    var err = window.__peercdn.start(JSON.stringify(opts));
+    var err = window.__peercdn.start(JSON.stringify(agentOptions()));
     if (err) throw new Error(err);
     state.ready = true;
     // Hand over what the player loaded meanwhile; adopting joins its swarm,
@@ -117,7 +136,38 @@
   })().catch(function (e) {
     state.failed = e;
     console.warn('peercdn: playing from the CDN only:', e.message);
+    emit('error', { reason: e.message });
   });
+
+  // agentOptions is what the agent starts with: the options, with the
+  // network's and the tab's rules applied to uploading.
+  function agentOptions() {
+    var o = Object.assign({}, opts);
+    o.upload = uploading();
+    return o;
+  }
+  // uploading: the site's upload option, unless the connection is metered
+  // (Save-Data, or cellular where the Network Information API says so)
+  // and metered is 'consume-only', or the tab is hidden and hiddenTab is
+  // 'consume-only'.
+  function uploading() {
+    if (opts.upload === false) return false;
+    var c = navigator.connection;
+    var metered = !!c && (c.saveData || c.type === 'cellular');
+    if (metered && opts.metered !== 'upload') return false;
+    if (document.visibilityState === 'hidden' && opts.hiddenTab === 'consume-only') return false;
+    return true;
+  }
+  var lastUpload = null;
+  // applyNetwork tells a running agent when uploading() changes.
+  function applyNetwork() {
+    var up = uploading();
+    if (up === lastUpload) return;
+    lastUpload = up;
+    if (usable() && window.__peercdn.configure) window.__peercdn.configure(JSON.stringify({ upload: up }));
+  }
+  if (navigator.connection && navigator.connection.addEventListener) navigator.connection.addEventListener('change', applyNetwork);
+  document.addEventListener('visibilitychange', applyNetwork);
 
   // bufferAhead is how much media is buffered past the playhead, in ms.
   function bufferAhead(media) {
@@ -163,6 +213,7 @@
       if (cachedLoad(url)) return;
       state.cdnFallback.cdnBytes += n;
       report(n, 0);
+      emit('segment', { url: url, source: 'cdn', bytes: n, by: 'player' });
     }, 250);
   }
   var lastEntry = new Map(); // url -> its latest resource timing entry
@@ -286,6 +337,8 @@
 
   // hlsjs makes an hls.js instance load fragments through the agent.
   function hlsjs(hls) {
+    if (!hls || !hls.config) throw new TypeError('peercdn.hlsjs(hls): pass an hls.js instance');
+    kick();
     var Base = hls.config.loader;
     function PeerLoader(config) {
       this.inner = new Base(config);
@@ -348,6 +401,7 @@
         if (self.aborted || settled || racing) return;
         settled = true;
         trace(context.url, t0, 'cdn:agent-error');
+        emit('segment-error', { url: context.url, reason: 'agent' });
         self.cdn(context, config, callbacks); // the CDN, as if peercdn were not there
       });
     };
@@ -384,6 +438,7 @@
     // on, since the browser joins the two CDN requests into one and the
     // agent's copy serves the swarm; cancelled, its bytes were lost.
     PeerLoader.prototype.abort = function () {
+      if (!this.aborted && !this.delivered && this.context) emit('segment-abort', { url: this.context.url });
       this.aborted = true;
       if (this.pending) this.pending.cancel();
       this.inner.abort();
@@ -402,8 +457,14 @@
   }
 
   // shaka routes a Shaka Player's segment requests through the agent.
-  function shakaPlayer(player) {
-    var sh = window.shaka;
+  // lib is the shaka-player module; a page with the script build of
+  // Shaka may leave it out (window.shaka).
+  function shakaPlayer(player, lib) {
+    var sh = lib || (typeof window !== 'undefined' && window.shaka);
+    if (!sh || !sh.net || !sh.net.NetworkingEngine) {
+      throw new TypeError('peercdn.shaka(player, shaka): pass the shaka-player module (import shaka from "shaka-player")');
+    }
+    kick();
     var NE = sh.net.NetworkingEngine;
     var plugin = function (uri, request, type, progress, headers, config) {
       if (type === NE.RequestType.SEGMENT) watchStalls(player.getMediaElement()); // its first 'playing' starts the agent
@@ -446,17 +507,29 @@
         var agentWins = agentLoad.then(function (r) { op.abort(); return r; }, function () { return new Promise(function () {}); });
         return Promise.race([agentWins, cdnLoad]);
       });
-      return new sh.util.AbortableOperation(p, function () { aborted = true; pending.cancel(); return Promise.resolve(); });
+      return new sh.util.AbortableOperation(p, function () { aborted = true; emit('segment-abort', { url: uri }); pending.cancel(); return Promise.resolve(); });
     };
     NE.registerScheme('http', plugin, NE.PluginPriority.APPLICATION);
     NE.registerScheme('https', plugin, NE.PluginPriority.APPLICATION);
     return player;
   }
 
-  window.peercdn = {
-    version: 1,
+  var api = {
+    version: 1, // the API's version
+    release: RELEASE, // the build: the agent's file, or the package version
     ready: ready,
-    configure: function (o) { Object.assign(opts, o); },
+    // configure sets options; a running agent takes upload,
+    // uploadBytesPerSecond, maxPeers, maxWaitMs and cdnSafetyMs at once
+    // (the others apply at start). It throws on a value the agent refuses.
+    configure: function (o) {
+      Object.assign(opts, o);
+      if (!usable() || !window.__peercdn.configure) return;
+      var live = {};
+      ['uploadBytesPerSecond', 'maxPeers', 'maxWaitMs', 'cdnSafetyMs'].forEach(function (k) { if (k in o) live[k] = o[k]; });
+      if ('upload' in o || 'metered' in o || 'hiddenTab' in o) { lastUpload = uploading(); live.upload = lastUpload; }
+      var err = window.__peercdn.configure(JSON.stringify(live));
+      if (err) throw new Error('peercdn.configure: ' + err);
+    },
     hlsjs: hlsjs,
     shaka: shakaPlayer,
     // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...};
@@ -470,20 +543,28 @@
       out.error = state.failed ? state.failed.message : null;
       return out;
     },
-    // on('segment'|'peer-connected'|'peer-gone'|'ready', fn)
+    // on(kind, fn): see peercdn.d.ts for the kinds and what each carries.
     on: function (kind, fn) { (state.listeners[kind] = state.listeners[kind] || []).push(fn); },
     off: function (kind, fn) { state.listeners[kind] = (state.listeners[kind] || []).filter(function (f) { return f !== fn; }); },
     // destroy releases every peer connection; players keep going on the CDN.
     destroy: function () {
       state.destroyed = true;
       state.grant(); // a pending consent ends too
+      kick();
       return ready.then(function () { return window.__peercdn && window.__peercdn.destroy(); });
     },
     // consent(true) starts peer-to-peer delivery when the page was loaded
     // with {consent: true}; consent(false) stops it for good (as destroy).
     consent: function (yes) {
-      if (yes) { state.grant(); return ready; }
-      return window.peercdn.destroy();
+      if (yes) { kick(); state.grant(); return ready; }
+      return api.destroy();
     },
   };
+  return api;
+};
+//@script-tag: the build for a <script> tag ends here; the ES module build
+// replaces what follows with its exports.
+(function () {
+  if (window.peercdn && window.peercdn.version) return;
+  window.peercdn = peercdnFactory({ script: document.currentScript });
 })();
