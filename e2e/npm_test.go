@@ -131,5 +131,21 @@ func TestBundledApp(t *testing.T) {
 		}
 		t.Logf("viewer %d events %v", i, ev)
 	}
-	t.Logf("bundled app: offload %.3f, %d of 3 viewers with P2P bytes", offload, withP2P)
+	// configure reaches the running agent: a refused value throws, and a
+	// viewer told to stop uploading serves no more than what was under way.
+	v := lastViews[0]
+	refused, err := chromedp.Run(v, chromedp.Evaluate[string](`(() => { try { peercdn.configure({maxPeers: 0}); return ''; } catch (e) { return e.message; } })()`))
+	if err != nil || !strings.Contains(refused, "MaxPeers") {
+		t.Errorf("configure({maxPeers: 0}): %q %v, want refused", refused, err)
+	}
+	if _, err := chromedp.Run(v, chromedp.Evaluate[bool](`peercdn.configure({upload: false}), true`)); err != nil {
+		t.Fatal(err)
+	}
+	before := read(t, v).Stats.UploadBytes
+	time.Sleep(12 * time.Second)
+	after := read(t, v).Stats.UploadBytes
+	if after-before > 600<<10 { // a segment or two already under way
+		t.Errorf("viewer 0 uploaded %d bytes in 12 s after configure({upload: false})", after-before)
+	}
+	t.Logf("bundled app: offload %.3f, %d of 3 viewers with P2P bytes; after upload off, %d bytes uploaded in 12 s", offload, withP2P, after-before)
 }
