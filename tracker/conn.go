@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
 // conn is one agent's WebSocket. A reading goroutine (one at a time, run)
@@ -355,7 +356,7 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 	c.quiet = false
 	if c.wt != nil {
 		if op != ws.OpText {
-			c.enqueue(frame{b: wtFailure("binary frames are not part of the protocol", "")})
+			c.enqueue(frame{b: wtwire.Failure("binary frames are not part of the protocol", "")})
 			return c.strike("wt_bad_message")
 		}
 		return c.handleWT(b)

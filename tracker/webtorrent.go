@@ -4,14 +4,13 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"golang.org/x/time/rate"
+
+	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
 // The WebTorrent tracker protocol at /announce, as bittorrent-tracker's
@@ -22,73 +21,6 @@ import (
 // origin allow-list and metrics as /ws. Stricter than bittorrent-tracker: a
 // peer_id belongs to one socket per swarm, answers need a matching offer,
 // and bad messages count as strikes.
-
-// Messages are decoded with encoding/json/v2's prototype, as Unmarshal
-// does (wtDecode takes the fields from its tokenizer by hand, a fifth of
-// encoding/json's time: BenchmarkWTDecode): case-sensitive, rejecting
-// invalid UTF-8 and duplicate names, as a tracker should.
-
-// wtMsg is every message of the protocol; Action says which fields count.
-type wtMsg struct {
-	Action   string         `json:"action"`
-	InfoHash jsontext.Value `json:"info_hash"` // a string, or a list (scrape)
-	PeerID   string         `json:"peer_id"`
-	NumWant  *int           `json:"numwant"`
-	Event    string         `json:"event"`
-	Offers   []wtOffer      `json:"offers"`
-	Answer   jsontext.Value `json:"answer"`
-	OfferID  string         `json:"offer_id"`
-	ToPeerID string         `json:"to_peer_id"`
-}
-
-type wtOffer struct {
-	Offer   jsontext.Value `json:"offer"`
-	OfferID string         `json:"offer_id"`
-}
-
-// The messages the tracker sends most (offers and answers handed on, and
-// announce replies) are appended by hand: with reflection, encoding them
-// was 8% of the compat flood's CPU. TestWTEncodersMatchMarshal holds them
-// to what jsonv2.Marshal writes.
-
-// wtRelayMsg encodes an offer (field "offer") or answer ("answer") handed
-// on, as bittorrent-tracker sends them, in one allocation of the right
-// size (ids seldom need escapes). sdp must be a valid JSON value (the
-// decoder checked it).
-func wtRelayMsg(field string, sdp []byte, offerID, peerID, infoHash string) []byte {
-	b := make([]byte, 0, 80+len(sdp)+len(offerID)+len(peerID)+len(infoHash))
-	b = append(b, `{"action":"announce","`...)
-	b = append(b, field...)
-	b = append(b, `":`...)
-	b = append(b, sdp...)
-	b = append(b, `,"offer_id":`...)
-	b, _ = jsontext.AppendQuote(b, offerID) // ids are valid UTF-8: validID
-	b = append(b, `,"peer_id":`...)
-	b, _ = jsontext.AppendQuote(b, peerID)
-	b = append(b, `,"info_hash":`...)
-	b, _ = jsontext.AppendQuote(b, infoHash)
-	return append(b, '}')
-}
-
-// wtAnnounceReply encodes the reply to an announce.
-func wtAnnounceReply(interval int, infoHash string, complete, incomplete int) []byte {
-	b := make([]byte, 0, 96+len(infoHash))
-	b = append(b, `{"action":"announce","interval":`...)
-	b = strconv.AppendInt(b, int64(interval), 10)
-	b = append(b, `,"info_hash":`...)
-	b, _ = jsontext.AppendQuote(b, infoHash)
-	b = append(b, `,"complete":`...)
-	b = strconv.AppendInt(b, int64(complete), 10)
-	b = append(b, `,"incomplete":`...)
-	b = strconv.AppendInt(b, int64(incomplete), 10)
-	return append(b, '}')
-}
-
-// wtMaxOffers bounds the offers of one announce (clients send up to 10).
-const wtMaxOffers = 10
-
-// wtMaxScrape bounds the info hashes of one scrape.
-const wtMaxScrape = 64
 
 type wtKey struct{ origin, infoHash string }
 
@@ -175,33 +107,11 @@ type wtConn struct {
 	offers *rate.Limiter
 }
 
-// validID reports whether s is a 20-byte binary string (runes 0..255).
-func validID(s string) bool {
-	n := 0
-	for _, r := range s {
-		if r > 0xff || r == utf8.RuneError {
-			return false
-		}
-		n++
-	}
-	return n == 20
-}
-
-func wtFailure(reason string, infoHash string) []byte {
-	m := map[string]any{"failure reason": reason}
-	if infoHash != "" {
-		m["info_hash"] = infoHash
-		m["action"] = "announce"
-	}
-	b, _ := jsonv2.Marshal(m)
-	return b
-}
-
 // handleWT processes one WebTorrent frame; false ends the connection.
 func (c *conn) handleWT(b []byte) bool {
-	var m wtMsg
-	if err := wtDecode(b, &m); err != nil {
-		c.enqueue(frame{b: wtFailure("invalid JSON", "")})
+	var m wtwire.Msg
+	if err := wtwire.Decode(b, &m); err != nil {
+		c.enqueue(frame{b: wtwire.Failure("invalid JSON", "")})
 		return c.strike("wt_bad_message")
 	}
 	c.s.m.messages.WithLabelValues("wt_" + wtActionLabel(m.Action)).Inc()
@@ -211,7 +121,7 @@ func (c *conn) handleWT(b []byte) bool {
 	case "scrape":
 		return c.wtScrape(&m)
 	}
-	c.enqueue(frame{b: wtFailure("invalid action", "")})
+	c.enqueue(frame{b: wtwire.Failure("invalid action", "")})
 	return c.strike("wt_bad_message")
 }
 
@@ -222,14 +132,14 @@ func wtActionLabel(a string) string {
 	return "other"
 }
 
-func (c *conn) wtAnnounce(m *wtMsg) bool {
+func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 	var ih string
-	if jsonv2.Unmarshal(m.InfoHash, &ih) != nil || !validID(ih) || !validID(m.PeerID) {
-		c.enqueue(frame{b: wtFailure("info_hash and peer_id must be 20-byte strings", "")})
+	if jsonv2.Unmarshal(m.InfoHash, &ih) != nil || !wtwire.ValidID(ih) || !wtwire.ValidID(m.PeerID) {
+		c.enqueue(frame{b: wtwire.Failure("info_hash and peer_id must be 20-byte strings", "")})
 		return c.strike("wt_bad_message")
 	}
 	if c.s.draining.Load() {
-		c.enqueue(frame{b: wtFailure("tracker node draining: reconnect elsewhere", ih)})
+		c.enqueue(frame{b: wtwire.Failure("tracker node draining: reconnect elsewhere", ih)})
 		return true
 	}
 	if !c.welcomed.Load() {
@@ -251,12 +161,12 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	switch {
 	case self != nil && self.id != m.PeerID:
 		h.mu.Unlock()
-		c.enqueue(frame{b: wtFailure("one peer_id per socket and swarm", ih)})
+		c.enqueue(frame{b: wtwire.Failure("one peer_id per socket and swarm", ih)})
 		return c.strike("wt_peer_id")
 	case self == nil:
 		if sw != nil && sw.peers[m.PeerID] != nil {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtFailure("peer_id in use by another socket", ih)})
+			c.enqueue(frame{b: wtwire.Failure("peer_id in use by another socket", ih)})
 			return c.strike("wt_peer_id")
 		}
 		if m.Event == "stopped" {
@@ -265,7 +175,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		}
 		if len(c.wt.peers) >= c.s.cfg.MaxSwarmsPerConn {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtFailure("in max_swarms_per_conn swarms already", ih)})
+			c.enqueue(frame{b: wtwire.Failure("in max_swarms_per_conn swarms already", ih)})
 			return true
 		}
 		if sw == nil {
@@ -275,7 +185,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 		}
 		if len(sw.list) >= c.s.cfg.MaxPeersPerSwarm {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtFailure("swarm full", ih)})
+			c.enqueue(frame{b: wtwire.Failure("swarm full", ih)})
 			return true
 		}
 		isNew = true
@@ -300,8 +210,8 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	}
 	seed := self.complete
 	want := len(m.Offers)
-	if want > wtMaxOffers {
-		want = wtMaxOffers
+	if want > wtwire.MaxOffers {
+		want = wtwire.MaxOffers
 	}
 	if m.NumWant != nil && *m.NumWant < want {
 		want = max(*m.NumWant, 0)
@@ -334,7 +244,7 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	// over this socket's limit.
 	offer := func(q *wtPeer, member string) bool {
 		o := m.Offers[len(sends)]
-		if !validID(o.OfferID) || len(o.Offer) == 0 {
+		if !wtwire.ValidID(o.OfferID) || len(o.Offer) == 0 {
 			return false
 		}
 		if c.wt.offers == nil {
@@ -348,13 +258,13 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 			return true
 		}
 		q.hand(wtHanded{key: h.offerKey(o.OfferID, self.id), exp: now.Add(c.s.cfg.OfferTTL).UnixNano()})
-		sends = append(sends, out{to: q, msg: wtRelayMsg("offer", o.Offer, o.OfferID, self.id, ih)})
+		sends = append(sends, out{to: q, msg: wtwire.RelayMsg("offer", o.Offer, o.OfferID, self.id, ih)})
 		return true
 	}
 	// Peer ids of this node, member ids of others: self and each peer
 	// offered to, a dozen at most, so a small array rather than a map per
 	// announce.
-	var pickedArr [2*wtMaxOffers + 1]string
+	var pickedArr [2*wtwire.MaxOffers + 1]string
 	picked := append(pickedArr[:0], self.id)
 	isPicked := func(id string) bool { return slices.Contains(picked, id) }
 	// Peers of this node in the socket's network group first (proximity.go),
@@ -440,13 +350,13 @@ func (c *conn) wtAnnounce(m *wtMsg) bool {
 	if counts, ok := c.s.wtClusterCounts([]wtKey{k}); ok {
 		complete, incomplete = counts[0].Seeds, counts[0].leechers()
 	}
-	c.enqueue(frame{b: wtAnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete)})
+	c.enqueue(frame{b: wtwire.AnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete)})
 	return true
 }
 
 // wtAnswer relays an answer to the peer whose offer it answers, only from
 // the peer that offer was handed to.
-func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
+func (c *conn) wtAnswer(k wtKey, m *wtwire.Msg, now time.Time) bool {
 	h := c.s.wt
 	h.mu.Lock()
 	self := c.wt.peers[k]
@@ -475,24 +385,24 @@ func (c *conn) wtAnswer(k wtKey, m *wtMsg, now time.Time) bool {
 		c.s.wtPublish(envWTAnswer, k, self.id, wtMemberID(e.node, m.ToPeerID), m.OfferID, m.Answer, now)
 		return true
 	}
-	b := wtRelayMsg("answer", m.Answer, m.OfferID, self.id, k.infoHash)
+	b := wtwire.RelayMsg("answer", m.Answer, m.OfferID, self.id, k.infoHash)
 	c.s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
 	to.c.enqueue(frame{b: b, read: now})
 	return true
 }
 
-func (c *conn) wtScrape(m *wtMsg) bool {
+func (c *conn) wtScrape(m *wtwire.Msg) bool {
 	var list []string
 	var one string
 	if jsonv2.Unmarshal(m.InfoHash, &one) == nil {
 		list = []string{one}
-	} else if jsonv2.Unmarshal(m.InfoHash, &list) != nil || len(list) > wtMaxScrape {
-		c.enqueue(frame{b: wtFailure("info_hash must be a string or a list of up to 64", "")})
+	} else if jsonv2.Unmarshal(m.InfoHash, &list) != nil || len(list) > wtwire.MaxScrape {
+		c.enqueue(frame{b: wtwire.Failure("info_hash must be a string or a list of up to 64", "")})
 		return c.strike("wt_bad_message")
 	}
 	keys := make([]wtKey, 0, len(list))
 	for _, ih := range list {
-		if validID(ih) {
+		if wtwire.ValidID(ih) {
 			keys = append(keys, wtKey{c.origin, ih})
 		}
 	}

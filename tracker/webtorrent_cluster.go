@@ -8,6 +8,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
 // WebTorrent swarms across nodes. Every /announce peer is also a member of
@@ -31,7 +32,7 @@ func (k wtKey) cluster() swarmKey {
 
 func wtKeyOf(e EnvelopeSwarm) (wtKey, bool) {
 	ih, err := hex.DecodeString(e.Rendition)
-	if e.Content != wtClusterContent || err != nil || !validID(string(ih)) {
+	if e.Content != wtClusterContent || err != nil || !wtwire.ValidID(string(ih)) {
 		return wtKey{}, false
 	}
 	return wtKey{origin: e.Origin, infoHash: string(ih)}, true
@@ -47,7 +48,7 @@ func wtPeerOf(id string) (node, peerID string, ok bool) {
 		return "", "", false
 	}
 	b, err := hex.DecodeString(id[NodeIDLen:])
-	if err != nil || !validID(string(b)) {
+	if err != nil || !wtwire.ValidID(string(b)) {
 		return "", "", false
 	}
 	return node, string(b), true
@@ -108,7 +109,7 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 	fromNode := nodeOf(e.From)
 	node, toPeer, okTo := wtPeerOf(e.To)
 	// The SDP goes to the browser verbatim: it must be one JSON value.
-	if !ok || !okFrom || !okTo || node != s.hub.node || !validID(e.OfferID) || !jsontext.Value(e.SDP).IsValid() {
+	if !ok || !okFrom || !okTo || node != s.hub.node || !wtwire.ValidID(e.OfferID) || !jsontext.Value(e.SDP).IsValid() {
 		s.m.rejects.WithLabelValues("wt_bad_envelope").Inc()
 		return
 	}
@@ -129,7 +130,7 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 		field = "offer"
 	}
 	h.mu.Unlock()
-	b := wtRelayMsg(field, []byte(e.SDP), e.OfferID, fromPeer, k.infoHash)
+	b := wtwire.RelayMsg(field, []byte(e.SDP), e.OfferID, fromPeer, k.infoHash)
 	if e.Type == envWTOffer {
 		s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
 	} else {

@@ -1,4 +1,4 @@
-package tracker
+package wtwire
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ type wtAnnounceReplyRef struct {
 // The hand-written encoders write what jsonv2.Marshal writes for the same
 // message, byte for byte, for ids of any of the 256 runes a binary string
 // holds (quotes, backslashes, control characters, Latin-1).
-func TestWTEncodersMatchMarshal(t *testing.T) {
+func TestEncodersMatchMarshal(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	id := func() string {
 		r := make([]rune, 20)
@@ -44,32 +44,32 @@ func TestWTEncodersMatchMarshal(t *testing.T) {
 	sdp := jsontext.Value(`{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n\u0000\"é"}`)
 	for range 1000 {
 		offerID, peerID, ih := id(), id(), id()
-		if !validID(offerID) || !validID(peerID) || !validID(ih) {
+		if !ValidID(offerID) || !ValidID(peerID) || !ValidID(ih) {
 			t.Fatal("test ids must be valid")
 		}
 		want, err := jsonv2.Marshal(&wtRelayRef{Action: "announce", Offer: sdp, OfferID: offerID, PeerID: peerID, InfoHash: ih})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := wtRelayMsg("offer", sdp, offerID, peerID, ih); !bytes.Equal(got, want) {
+		if got := RelayMsg("offer", sdp, offerID, peerID, ih); !bytes.Equal(got, want) {
 			t.Fatalf("offer:\n got %s\nwant %s", got, want)
 		}
 		want, _ = jsonv2.Marshal(&wtRelayRef{Action: "announce", Answer: sdp, OfferID: offerID, PeerID: peerID, InfoHash: ih})
-		if got := wtRelayMsg("answer", sdp, offerID, peerID, ih); !bytes.Equal(got, want) {
+		if got := RelayMsg("answer", sdp, offerID, peerID, ih); !bytes.Equal(got, want) {
 			t.Fatalf("answer:\n got %s\nwant %s", got, want)
 		}
 		c, inc := rng.IntN(1000), rng.IntN(1000)
 		want, _ = jsonv2.Marshal(&wtAnnounceReplyRef{Action: "announce", Interval: 120, InfoHash: ih, Complete: c, Incomplete: inc})
-		if got := wtAnnounceReply(120, ih, c, inc); !bytes.Equal(got, want) {
+		if got := AnnounceReply(120, ih, c, inc); !bytes.Equal(got, want) {
 			t.Fatalf("announce response:\n got %s\nwant %s", got, want)
 		}
 	}
 }
 
-// FuzzWTDecode holds wtDecode to jsonv2.Unmarshal: the same error or
+// FuzzDecode holds Decode to jsonv2.Unmarshal: the same error or
 // none, and the same fields.
-func FuzzWTDecode(f *testing.F) {
-	f.Add(wtSample())
+func FuzzDecode(f *testing.F) {
+	f.Add(sample())
 	for _, s := range []string{
 		`{"action":"announce","info_hash":["a","b"],"numwant":null,"offers":null,"answer":{"type":"answer","sdp":"x"},"offer_id":"o","to_peer_id":"p"}`,
 		`{"action":"announce","offers":[{"offer":null},{"offer_id":"\u0041"}],"numwant":1e1}`,
@@ -85,11 +85,11 @@ func FuzzWTDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var got, want wtMsg
-		gotErr := wtDecode(b, &got)
+		var got, want Msg
+		gotErr := Decode(b, &got)
 		wantErr := jsonv2.Unmarshal(b, &want)
 		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("%q: wtDecode error %v, Unmarshal error %v", b, gotErr, wantErr)
+			t.Fatalf("%q: Decode error %v, Unmarshal error %v", b, gotErr, wantErr)
 		}
 		if wantErr != nil {
 			return
@@ -105,7 +105,7 @@ func FuzzWTDecode(f *testing.F) {
 			same = g.OfferID == w.OfferID && bytes.Equal(g.Offer, w.Offer) && (g.Offer == nil) == (w.Offer == nil)
 		}
 		if !same {
-			t.Fatalf("%q:\nwtDecode  %+v\nUnmarshal %+v", b, got, want)
+			t.Fatalf("%q:\nDecode    %+v\nUnmarshal %+v", b, got, want)
 		}
 	})
 }

@@ -1,7 +1,7 @@
-package tracker
+package wtwire
 
-// BenchmarkWTDecode compares encoding/json, the v2 prototype's Unmarshal
-// and wtDecode (its tokenizer, fields taken by hand), on an aquatic-style
+// BenchmarkDecode* compare encoding/json, the v2 prototype's Unmarshal
+// and Decode (its tokenizer, fields taken by hand), on an aquatic-style
 // announce with 10 offers.
 
 import (
@@ -13,7 +13,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-func wtSample() []byte {
+func sample() []byte {
 	var offers []string
 	for range 10 {
 		offers = append(offers, `{"offer_id":"abcdefghij0123456789","offer":{"type":"offer","sdp":"`+strings.Repeat("abcdefg-", 15)+`"}}`)
@@ -21,7 +21,7 @@ func wtSample() []byte {
 	return []byte(`{"action":"announce","info_hash":"abcdefghij0123456789","peer_id":"-WW0001-abcdefghijkl","numwant":10,"event":"started","uploaded":0,"downloaded":0,"left":50,"offers":[` + strings.Join(offers, ",") + `]}`)
 }
 
-// wtMsgV1 is wtMsg as encoding/json decodes it (raw values as
+// wtMsgV1 is Msg as encoding/json decodes it (raw values as
 // json.RawMessage).
 type wtMsgV1 struct {
 	Action   string          `json:"action"`
@@ -38,8 +38,8 @@ type wtMsgV1 struct {
 	ToPeerID string          `json:"to_peer_id"`
 }
 
-func BenchmarkWTDecodeV1(b *testing.B) {
-	s := wtSample()
+func BenchmarkDecodeV1(b *testing.B) {
+	s := sample()
 	for b.Loop() {
 		var m wtMsgV1
 		if err := json.Unmarshal(s, &m); err != nil {
@@ -48,31 +48,31 @@ func BenchmarkWTDecodeV1(b *testing.B) {
 	}
 }
 
-func BenchmarkWTDecodeV2(b *testing.B) {
-	s := wtSample()
+func BenchmarkDecodeV2(b *testing.B) {
+	s := sample()
 	for b.Loop() {
-		var m wtMsg
+		var m Msg
 		if err := jsonv2.Unmarshal(s, &m); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkWTDecodeTokens is wtDecode, what /announce decodes with: the
+// BenchmarkDecodeTokens is Decode, what /announce decodes with: the
 // same results as V2 without reflection or copies.
-func BenchmarkWTDecodeTokens(b *testing.B) {
-	s := wtSample()
+func BenchmarkDecodeTokens(b *testing.B) {
+	s := sample()
 	for b.Loop() {
-		var m wtMsg
-		if err := wtDecode(s, &m); err != nil {
+		var m Msg
+		if err := Decode(s, &m); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkWTEncode compares jsonv2.Marshal with the hand-written encoder
+// BenchmarkEncode compares jsonv2.Marshal with the hand-written encoder
 // for an offer handed on (120-byte SDP, as in the compat mix).
-func BenchmarkWTEncode(b *testing.B) {
+func BenchmarkEncode(b *testing.B) {
 	sdp := jsontext.Value(`{"type":"offer","sdp":"` + strings.Repeat("abcdefg-", 15) + `"}`)
 	id := "abcdefghij0123456789"
 	b.Run("marshal", func(b *testing.B) {
@@ -84,7 +84,7 @@ func BenchmarkWTEncode(b *testing.B) {
 	})
 	b.Run("by hand", func(b *testing.B) {
 		for b.Loop() {
-			wtRelayMsg("offer", sdp, id, id, id)
+			RelayMsg("offer", sdp, id, id, id)
 		}
 	})
 }
