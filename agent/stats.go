@@ -160,9 +160,7 @@ func (c *counters) usage(conn uint64, ref string) *signaling.Usage {
 	}
 	cur.CDNBytes += c.playerCDN
 	cur.StallMs = c.stallMs
-	d := signaling.Usage{CDNBytes: cur.CDNBytes - c.reported.CDNBytes, P2PBytes: cur.P2PBytes - c.reported.P2PBytes,
-		UploadBytes: cur.UploadBytes - c.reported.UploadBytes, StallMs: cur.StallMs - c.reported.StallMs,
-		PeersConnected: cur.PeersConnected - c.reported.PeersConnected, PeersFailed: cur.PeersFailed - c.reported.PeersFailed}
+	d := cur.Minus(c.reported)
 	c.reported = cur
 	if d.Empty() {
 		return nil
@@ -202,12 +200,7 @@ func (c *counters) requeue() {
 	defer c.mu.Unlock()
 	c.conn = 0
 	for _, r := range c.unacked {
-		c.reported.CDNBytes -= r.u.CDNBytes
-		c.reported.P2PBytes -= r.u.P2PBytes
-		c.reported.UploadBytes -= r.u.UploadBytes
-		c.reported.StallMs -= r.u.StallMs
-		c.reported.PeersConnected -= r.u.PeersConnected
-		c.reported.PeersFailed -= r.u.PeersFailed
+		c.reported = c.reported.Minus(r.u)
 	}
 	c.unacked = c.unacked[:0]
 }

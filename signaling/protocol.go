@@ -125,6 +125,24 @@ type Usage struct {
 	PeersFailed    int64 `json:"peers_failed,omitempty"`
 }
 
+// Add adds o to u, field by field.
+func (u *Usage) Add(o Usage) {
+	u.CDNBytes += o.CDNBytes
+	u.P2PBytes += o.P2PBytes
+	u.UploadBytes += o.UploadBytes
+	u.StallMs += o.StallMs
+	u.PeersConnected += o.PeersConnected
+	u.PeersFailed += o.PeersFailed
+}
+
+// Minus returns u less o, field by field: what was counted since o.
+func (u Usage) Minus(o Usage) Usage {
+	o.CDNBytes, o.P2PBytes, o.UploadBytes = -o.CDNBytes, -o.P2PBytes, -o.UploadBytes
+	o.StallMs, o.PeersConnected, o.PeersFailed = -o.StallMs, -o.PeersConnected, -o.PeersFailed
+	u.Add(o)
+	return u
+}
+
 func (u *Usage) validate() error {
 	for _, n := range []int64{u.CDNBytes, u.P2PBytes, u.UploadBytes} {
 		if n < 0 || n > MaxUsageBytes {

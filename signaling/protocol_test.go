@@ -104,3 +104,17 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Usage.Add and Minus cover every field: a field added to Usage and left
+// out of them would be lost from every sum and report.
+func TestUsageAddMinus(t *testing.T) {
+	a := Usage{CDNBytes: 1, P2PBytes: 2, UploadBytes: 3, StallMs: 4, PeersConnected: 5, PeersFailed: 6}
+	b := a
+	b.Add(a)
+	if want := (Usage{2, 4, 6, 8, 10, 12}); b != want {
+		t.Fatalf("Add: %+v, want %+v", b, want)
+	}
+	if got := b.Minus(a); got != a {
+		t.Fatalf("Minus: %+v, want %+v", got, a)
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/peercdn/peercdn/signaling"
 )
 
 // A clustered node's /stats.json figures are its own viewers'. So that an
@@ -129,13 +127,13 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		out.Peers += st.Peers
 		out.Members += st.Members
 		out.Swarms = max(out.Swarms, st.Swarms)
-		addUsage((*signaling.Usage)(&out.Usage), (*signaling.Usage)(&st.Usage))
+		out.Usage.add(st.Usage)
 		for _, c := range st.Rollout.Sites {
 			k := siteKey{c.Origin, c.Cohort}
 			if m := sites[k]; m != nil {
 				m.Viewers += c.Viewers
 				m.WatchMs += c.WatchMs
-				addUsage((*signaling.Usage)(&m.Usage), (*signaling.Usage)(&c.Usage))
+				m.Usage.add(c.Usage)
 				continue
 			}
 			if _, apart := out.Rollout.Origins[c.Origin]; apart && slices.Contains(cohortNames[:], c.Cohort) {
@@ -146,7 +144,7 @@ func mergeStats(nodes []Stats, limit int) Stats {
 			if m := cohorts[c.Cohort]; m != nil {
 				m.Viewers += c.Viewers
 				m.WatchMs += c.WatchMs
-				addUsage((*signaling.Usage)(&m.Usage), (*signaling.Usage)(&c.Usage))
+				m.Usage.add(c.Usage)
 				continue
 			}
 			if slices.Contains(cohortNames[:], c.Cohort) {
@@ -159,7 +157,7 @@ func mergeStats(nodes []Stats, limit int) Stats {
 				m.Peers += r.Peers
 				m.Joins += r.Joins
 				m.Networks += r.Networks // a network with viewers on two nodes counts twice
-				addUsage((*signaling.Usage)(&m.UsageStats), (*signaling.Usage)(&r.UsageStats))
+				m.UsageStats.add(r.UsageStats)
 				continue
 			}
 			rows[k] = &r

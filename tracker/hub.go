@@ -650,6 +650,9 @@ type UsageStats struct {
 // convert, and one addUsage sums both), snake_case names.
 func usageStats(u signaling.Usage) UsageStats { return UsageStats(u) }
 
+// add sums o into u (signaling.Usage.Add).
+func (u *UsageStats) add(o UsageStats) { (*signaling.Usage)(u).Add(signaling.Usage(o)) }
+
 // Stats is /stats.json.
 type Stats struct {
 	Node string `json:"node"`

@@ -72,8 +72,8 @@ func (c *conn) usage(u *signaling.Usage, now time.Time) bool {
 func (h *hub) addUsage(p *peer, u *signaling.Usage, cohort int, watch time.Duration, apart bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	addUsage(&h.usage, u)
-	addUsage(&h.cohorts[cohort].usage, u)
+	h.usage.Add(*u)
+	h.cohorts[cohort].usage.Add(*u)
 	h.cohorts[cohort].watchMs += watch.Milliseconds()
 	if apart {
 		f := h.sites[p.conn.origin]
@@ -85,23 +85,14 @@ func (h *hub) addUsage(p *peer, u *signaling.Usage, cohort int, watch time.Durat
 			h.sites[p.conn.origin] = f
 		}
 		if f != nil {
-			addUsage(&f[cohort].usage, u)
+			f[cohort].usage.Add(*u)
 			f[cohort].watchMs += watch.Milliseconds()
 		}
 	}
 	for k := range p.swarms {
 		if sw := h.swarms[k]; sw != nil {
-			addUsage(&sw.usage, u)
+			sw.usage.Add(*u)
 			return
 		}
 	}
-}
-
-func addUsage(to, u *signaling.Usage) {
-	to.CDNBytes += u.CDNBytes
-	to.P2PBytes += u.P2PBytes
-	to.UploadBytes += u.UploadBytes
-	to.StallMs += u.StallMs
-	to.PeersConnected += u.PeersConnected
-	to.PeersFailed += u.PeersFailed
 }
