@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peercdn/peercdn/internal/trackertest"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 )
@@ -67,44 +67,16 @@ func startTracker(t testing.TB) string { return startTrackerWith(t, nil) }
 
 // startTrackerWith starts a tracker whose configuration mutate adjusts.
 func startTrackerWith(t testing.TB, mutate func(*tracker.Config)) string {
-	cfg := tracker.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.NotaryPrivate = true // the test origins are on 127.0.0.1
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return trackertest.Start(t, mutate, nil).WS()
 }
 
 // trackerHTTP is the HTTP base of a tracker's signaling URL.
-func trackerHTTP(wsURL string) string {
-	return "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
-}
+func trackerHTTP(wsURL string) string { return trackertest.HTTPBase(wsURL) }
 
-// trackerStats reads the /stats.json of the tracker at wsURL.
+// trackerStats reads the tracker's /stats.json.
 func trackerStats(t testing.TB, wsURL string) tracker.Stats {
 	t.Helper()
-	r, err := http.Get(trackerHTTP(wsURL) + "/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var st tracker.Stats
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return trackertest.Stats(t, trackerHTTP(wsURL), "")
 }
 
 func startAgent(t testing.TB, trackerURL string, mutate func(*Config)) *Agent {

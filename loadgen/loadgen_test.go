@@ -2,30 +2,18 @@ package loadgen
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/peercdn/peercdn/internal/trackertest"
 	"github.com/peercdn/peercdn/tracker"
 )
 
 // startTracker serves a real tracker on loopback.
 func startTracker(t *testing.T, mutate func(*tracker.Config)) string {
 	t.Helper()
-	cfg := tracker.DefaultConfig()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return "ws" + strings.TrimPrefix(hs.URL, "http")
+	return strings.TrimSuffix(trackertest.Start(t, mutate, nil).WS(), "/ws")
 }
 
 // Each protocol and mode against a real tracker: every connection opens,

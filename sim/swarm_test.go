@@ -2,22 +2,18 @@ package sim
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/peercdn/peercdn/agent"
 	"github.com/peercdn/peercdn/examples"
+	"github.com/peercdn/peercdn/internal/trackertest"
 	"github.com/peercdn/peercdn/origin"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim/netsim"
@@ -48,42 +44,19 @@ func demoServerWith(t *testing.T, noManifest bool, mutate func(*tracker.Config))
 		t.Fatal(err)
 	}
 	o.NoHashManifest = noManifest
-	cfg := tracker.DefaultConfig()
-	cfg.NotaryPrivate = true // the demo origin is on 127.0.0.1
-	cfg.HashManifests = !noManifest
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := tracker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/demo/", http.StripPrefix("/demo", o))
-	mux.Handle("/", srv.Handler())
-	hs := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", hs.URL + "/demo/live/master.m3u8", hs.URL
+	n := trackertest.Start(t, func(c *tracker.Config) {
+		c.HashManifests = !noManifest
+		if mutate != nil {
+			mutate(c)
+		}
+	}, func(mux *http.ServeMux) { mux.Handle("/demo/", http.StripPrefix("/demo", o)) })
+	return n.WS(), n.URL + "/demo/live/master.m3u8", n.URL
 }
 
 // trackerUsage reads what the tracker's viewers reported (/stats.json).
 func trackerUsage(t *testing.T, base string) tracker.UsageStats {
 	t.Helper()
-	r, err := http.Get(base + "/stats.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var st tracker.Stats
-	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Usage
+	return trackertest.Stats(t, base, "").Usage
 }
 
 // TestLiveSwarm: native viewers play the live demo through real pion peers;
