@@ -83,8 +83,10 @@ func TestRelayOnlyWhenAllowed(t *testing.T) {
 				// Relayed ICE takes about 50 ms here (2.1 s while pion held
 				// relayed pairs back for direct ones that relay-only agents
 				// never have); the margin is for the race detector on 2
-				// loaded cores, where an attempt may fail and be retried.
-				waitPeersWithin(t, 30*time.Second, 1, a, b)
+				// loaded cores, where an attempt may fail (8 s connect
+				// timeout) and be retried after the 30 s an unreachable
+				// peer is left alone (unreachableWait).
+				waitPeersWithin(t, 50*time.Second, 1, a, b)
 			}
 			if _, err := a.Load(context.Background(), req(o, 1, 0)); err != nil {
 				t.Fatal(err)

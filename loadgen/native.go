@@ -13,7 +13,24 @@ type nativeClient struct {
 	limits signaling.Limits
 	joined map[string]bool
 	list   []string // joined swarms, for picking one
+	// offeredTo counts offers to each peer in the current offer window: a
+	// tracker keeps every negotiation between two peers for its offer_ttl
+	// and refuses an eighth (with a strike), so the flood, which would
+	// offer to the same few peers hundreds of times a minute, keeps under
+	// that as a real agent does (it negotiates with a peer once).
+	offeredTo map[string]*offerWindow
 }
+
+// offerWindow is the offers made to one peer since start.
+type offerWindow struct {
+	n     int
+	start time.Time
+}
+
+const (
+	offerWindowLen = 60 * time.Second // the tracker's default offer_ttl
+	offersPerPeer  = 6                // under its 8 per sender and receiver
+)
 
 func (c *nativeClient) send(m *signaling.Message) error {
 	b, err := signaling.Encode(m)
@@ -48,10 +65,25 @@ func (c *nativeClient) read(ctx context.Context) (*signaling.Message, error) {
 
 // offerTo sends one offer to each listed peer, up to Offers.
 func (c *nativeClient) offerTo(m *signaling.Message) error {
-	for i, to := range m.Peers {
-		if i >= c.g.cfg.Offers {
+	if c.offeredTo == nil {
+		c.offeredTo = map[string]*offerWindow{}
+	}
+	now := time.Now()
+	sent := 0
+	for _, to := range m.Peers {
+		if sent >= c.g.cfg.Offers {
 			break
 		}
+		w := c.offeredTo[to]
+		if w == nil || now.Sub(w.start) > offerWindowLen {
+			w = &offerWindow{start: now}
+			c.offeredTo[to] = w
+		}
+		if w.n >= offersPerPeer {
+			continue
+		}
+		w.n++
+		sent++
 		id := randID(c.rng)
 		c.offered(time.Now(), id)
 		c.g.c.offersExpected.Add(1)
