@@ -7,7 +7,12 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
+
+// clusterTimeout bounds one call to the shared store on a client's path:
+// past it the node answers from its own hub.
+const clusterTimeout = 250 * time.Millisecond
 
 // clusterInbox delivers what other nodes relay to this node's peers, and
 // tells the sender's node when that fails.
@@ -26,7 +31,7 @@ func (s *Server) clusterInbox() {
 	}
 }
 
-func (s *Server) deliverEnvelope(e *Envelope) {
+func (s *Server) deliverEnvelope(e *cluster.Envelope) {
 	now := time.Now()
 	s.m.clusterIn.Inc()
 	if e.Code != "" {
@@ -41,7 +46,7 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		if o, ok := signaling.CDNOrigin(e.CDN); err != nil || !validHash(e.SHA256) || !ok || o != e.CDN {
 			return
 		}
-		s.applyNotary(e.Swarm.key(), seg, e.CDN, e.SHA256)
+		s.applyNotary(e.Swarm.Key(), seg, e.CDN, e.SHA256)
 		return
 	}
 	if e.Type == signaling.TypeHash {
@@ -49,7 +54,7 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		if err != nil || !validHash(e.SHA256) || e.From == "" || e.Net == "" {
 			return
 		}
-		k := e.Swarm.key()
+		k := e.Swarm.Key()
 		if sum := s.hub.remoteVote(k, e.From, e.Net, seg, e.SHA256); sum != "" {
 			s.pushHash(k, seg, sum, "")
 		}
@@ -59,15 +64,15 @@ func (s *Server) deliverEnvelope(e *Envelope) {
 		s.deliverWT(e, now)
 		return
 	}
-	if nodeOf(e.From) == "" || !validType(e.Type) {
+	if cluster.NodeOf(e.From) == "" || !validType(e.Type) {
 		return // not from a node of ours: ignore
 	}
-	k := e.Swarm.key()
+	k := e.Swarm.Key()
 	target, code := s.hub.deliver(k, e.Type, e.To, e.From, e.OfferID, now)
 	if code != "" {
 		s.m.rejects.WithLabelValues(string(code)).Inc()
-		back := &Envelope{Swarm: e.Swarm, Type: e.Type, From: e.From, To: e.To, Ref: e.Ref, Code: code, SentUnix: now.UnixNano()}
-		s.publish(nodeOf(e.From), back)
+		back := &cluster.Envelope{Swarm: e.Swarm, Type: e.Type, From: e.From, To: e.To, Ref: e.Ref, Code: code, SentUnix: now.UnixNano()}
+		s.publish(cluster.NodeOf(e.From), back)
 		return
 	}
 	sw := signaling.Swarm{Content: e.Swarm.Content, Rendition: e.Swarm.Rendition}
@@ -141,10 +146,10 @@ func (s *Server) clusterMaintain() {
 // clusterJoin records p in k across the cluster and returns members of
 // other nodes to suggest. When the store is down or slow it returns none,
 // and the node matches from its own peers.
-func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
-	var m *Member
+func (s *Server) clusterJoin(p *peer, k cluster.Key, join bool) []cluster.Member {
+	var m *cluster.Member
 	if join {
-		m = &Member{ID: p.id, Slots: p.slotsNow(s.hub), Group: p.group}
+		m = &cluster.Member{ID: p.id, Slots: p.slotsNow(s.hub), Group: p.group}
 	}
 	return s.joinCluster(k, m, p.group, sampleFactor*s.cfg.Suggestions)
 }
@@ -152,13 +157,13 @@ func (s *Server) clusterJoin(p *peer, k swarmKey, join bool) []Member {
 // joinCluster records m in k (nil: records nothing) and returns up to n
 // members of k from the store, group's first; none when it is down or
 // slow.
-func (s *Server) joinCluster(k swarmKey, m *Member, group string, n int) []Member {
+func (s *Server) joinCluster(k cluster.Key, m *cluster.Member, group string, n int) []cluster.Member {
 	if s.cluster == nil || !s.cluster.Up() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	var ms []Member
+	var ms []cluster.Member
 	var err error
 	if m != nil {
 		ms, err = s.cluster.Join(ctx, k, *m, n)
@@ -174,10 +179,10 @@ func (s *Server) joinCluster(k swarmKey, m *Member, group string, n int) []Membe
 
 // clusterLeave removes p from the given swarms across the cluster; if the
 // store is down they expire by themselves.
-func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
-	s.leaveCluster(func(yield func(swarmKey, Member) bool) {
+func (s *Server) clusterLeave(p *peer, keys []cluster.Key) {
+	s.leaveCluster(func(yield func(cluster.Key, cluster.Member) bool) {
 		for _, k := range keys {
-			if !yield(k, Member{ID: p.id, Group: p.group}) {
+			if !yield(k, cluster.Member{ID: p.id, Group: p.group}) {
 				return
 			}
 		}
@@ -185,7 +190,7 @@ func (s *Server) clusterLeave(p *peer, keys []swarmKey) {
 }
 
 // leaveCluster removes each member from its swarm in the store.
-func (s *Server) leaveCluster(members iter.Seq2[swarmKey, Member]) {
+func (s *Server) leaveCluster(members iter.Seq2[cluster.Key, cluster.Member]) {
 	if s.cluster == nil || !s.cluster.Up() {
 		return
 	}
@@ -201,11 +206,11 @@ func (s *Server) leaveCluster(members iter.Seq2[swarmKey, Member]) {
 
 // clusterNotary shares the notary's hash with every other node, so each
 // pushes it to its members without fetching the segment again.
-func (s *Server) clusterNotary(k swarmKey, seg uint64, cdn, sum string) {
+func (s *Server) clusterNotary(k cluster.Key, seg uint64, cdn, sum string) {
 	if s.cluster == nil || !s.cluster.Up() {
 		return
 	}
-	e := &Envelope{Swarm: k.wire(), Type: signaling.TypeHash, Segment: strconv.FormatUint(seg, 10),
+	e := &cluster.Envelope{Swarm: k.Wire(), Type: signaling.TypeHash, Segment: strconv.FormatUint(seg, 10),
 		SHA256: sum, CDN: cdn, Node: s.hub.node, SentUnix: time.Now().UnixNano()}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
@@ -215,11 +220,11 @@ func (s *Server) clusterNotary(k swarmKey, seg uint64, cdn, sum string) {
 }
 
 // clusterVote shares a viewer's hash report with every other node.
-func (s *Server) clusterVote(p *peer, k swarmKey, m *signaling.Message) {
+func (s *Server) clusterVote(p *peer, k cluster.Key, m *signaling.Message) {
 	if s.cluster == nil || !s.cluster.Up() {
 		return
 	}
-	e := &Envelope{Swarm: k.wire(), Type: signaling.TypeHash, From: p.id, Segment: m.Segment,
+	e := &cluster.Envelope{Swarm: k.Wire(), Type: signaling.TypeHash, From: p.id, Segment: m.Segment,
 		SHA256: m.SHA256, Net: s.hub.network(p), Node: s.hub.node, SentUnix: time.Now().UnixNano()}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
@@ -230,8 +235,8 @@ func (s *Server) clusterVote(p *peer, k swarmKey, m *signaling.Message) {
 
 // clusterRelay hands a relayed message for a peer of another node to the
 // bus.
-func (s *Server) clusterRelay(from *peer, node string, k swarmKey, m *signaling.Message, now time.Time) signaling.Code {
-	e := &Envelope{Swarm: k.wire(), Type: m.Type, From: from.id, To: m.To, OfferID: m.OfferID,
+func (s *Server) clusterRelay(from *peer, node string, k cluster.Key, m *signaling.Message, now time.Time) signaling.Code {
+	e := &cluster.Envelope{Swarm: k.Wire(), Type: m.Type, From: from.id, To: m.To, OfferID: m.OfferID,
 		SDP: m.SDP, Cand: m.Candidate, Ref: m.Ref, SentUnix: now.UnixNano()}
 	if !s.publish(node, e) {
 		return signaling.CodeUnavailable
@@ -240,7 +245,7 @@ func (s *Server) clusterRelay(from *peer, node string, k swarmKey, m *signaling.
 }
 
 // publish hands e to node's inbox, counting it or the failure.
-func (s *Server) publish(node string, e *Envelope) bool {
+func (s *Server) publish(node string, e *cluster.Envelope) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	if err := s.cluster.Publish(ctx, node, e); err != nil {
@@ -253,7 +258,7 @@ func (s *Server) publish(node string, e *Envelope) bool {
 
 // relayedAt is when the first node read e, for the relay histogram; now
 // when the two machines' clocks disagree (this node's share only, then).
-func relayedAt(e *Envelope, now time.Time) time.Time {
+func relayedAt(e *cluster.Envelope, now time.Time) time.Time {
 	read := time.Unix(0, e.SentUnix)
 	if d := now.Sub(read); d < 0 || d > time.Minute {
 		return now

@@ -11,7 +11,7 @@ import (
 
 // A clustered node's /stats.json figures are its own viewers'. So that an
 // operator without Prometheus sees the whole deployment, each node keeps a
-// snapshot of them in the shared store (Cluster.PutStats), and
+// snapshot of them in the shared store (cluster.StatsStore.PutStats), and
 // /stats.json?scope=cluster, which the dashboard reads, sums every live
 // node's.
 
@@ -20,8 +20,6 @@ const (
 	// largest), whatever stats_swarms allows locally: 200 rows are about
 	// 30 KB per node every statsEvery.
 	clusterStatsSwarms = 200
-	// maxStatsNodes bounds the snapshots one cluster view reads.
-	maxStatsNodes = 256
 )
 
 // NodeSummary is one node in a cluster-wide /stats.json.

@@ -14,37 +14,38 @@ import (
 
 	"github.com/peercdn/peercdn/internal/redistest"
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // store is one shared-store implementation the cluster tests run against:
-// the in-process MemoryCluster and a real redis-server.
+// the in-process cluster.Memory and a real redis-server.
 type store struct {
 	name    string
-	node    func(t testing.TB, cfg *Config) Cluster
+	node    func(t testing.TB, cfg *Config) cluster.Cluster
 	down    func()
 	up      func()
 	restart time.Duration // how long the store takes to be seen again
 }
 
 func stores(outer testing.TB) []store {
-	mc := NewMemoryCluster(3 * time.Second)
+	mc := cluster.NewMemory(3 * time.Second)
 	mem := store{
 		name: "memory",
-		node: func(t testing.TB, cfg *Config) Cluster { return mc.Node() },
+		node: func(t testing.TB, cfg *Config) cluster.Cluster { return mc.Node() },
 		down: func() { mc.SetDown(true) },
 		up:   func() { mc.SetDown(false) },
 	}
 	var rs *redistest.Server
 	red := store{
 		name: "redis",
-		node: func(t testing.TB, cfg *Config) Cluster {
+		node: func(t testing.TB, cfg *Config) cluster.Cluster {
 			redistest.Need(t)
 			if rs == nil {
 				// Owned by the outer test: a benchmark runs its function
 				// several times, each with a new (and cleaned up) b.
 				rs = redistest.Start(outer)
 			}
-			rc, err := NewRedisCluster(RedisOptions{URL: rs.URL(), MemberTTL: cfg.MemberTTL,
+			rc, err := cluster.NewRedis(cluster.RedisOptions{URL: rs.URL(), MemberTTL: cfg.MemberTTL,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -57,12 +58,12 @@ func stores(outer testing.TB) []store {
 	var rcl *redistest.Cluster
 	redCluster := store{
 		name: "redis-cluster",
-		node: func(t testing.TB, cfg *Config) Cluster {
+		node: func(t testing.TB, cfg *Config) cluster.Cluster {
 			redistest.Need(t)
 			if rcl == nil {
 				rcl = redistest.StartCluster(outer, 3)
 			}
-			rc, err := NewRedisCluster(RedisOptions{URL: rcl.URL(), Cluster: true, MemberTTL: cfg.MemberTTL,
+			rc, err := cluster.NewRedis(cluster.RedisOptions{URL: rcl.URL(), Cluster: true, MemberTTL: cfg.MemberTTL,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -107,7 +108,7 @@ func TestClusterMatchesAndRelaysAcrossNodes(t *testing.T) {
 			a := n1.dial(t, "")
 			b := n2.dial(t, "")
 			c := n2.dial(t, "")
-			if nodeOf(a.PeerID()) != n1.srv.hub.node || nodeOf(b.PeerID()) != n2.srv.hub.node {
+			if cluster.NodeOf(a.PeerID()) != n1.srv.hub.node || cluster.NodeOf(b.PeerID()) != n2.srv.hub.node {
 				t.Fatalf("peer ids %s %s do not name their nodes", a.PeerID(), b.PeerID())
 			}
 			join(t, a, live, "")

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
@@ -383,10 +384,10 @@ func (c *conn) handleFrame(op ws.OpCode, b []byte) bool {
 			c.sendError(code, m.Ref, "not in that swarm")
 			break
 		}
-		c.s.clusterLeave(c.peer, []swarmKey{c.key(m)})
+		c.s.clusterLeave(c.peer, []cluster.Key{c.key(m)})
 	case signaling.TypePeers:
 		k := c.key(m)
-		var remote []Member
+		var remote []cluster.Member
 		if c.s.hub.isMember(c.peer, k) {
 			remote = c.s.clusterJoin(c.peer, k, false)
 		}
@@ -493,8 +494,8 @@ func (c *conn) welcome(ref, id string, p2p *bool) {
 	})
 }
 
-func (c *conn) key(m *signaling.Message) swarmKey {
-	return swarmKey{origin: c.origin, swarm: *m.Swarm}
+func (c *conn) key(m *signaling.Message) cluster.Key {
+	return cluster.Key{Origin: c.origin, Swarm: *m.Swarm}
 }
 
 func (c *conn) join(m *signaling.Message, now time.Time) {
@@ -647,7 +648,7 @@ func (c *conn) quorumHash(m *signaling.Message, seg uint64) {
 
 // pushHash tells every member of k on this node that seg's hash is
 // vouched for (at CDN origin cdn, or anywhere when cdn is empty).
-func (s *Server) pushHash(k swarmKey, seg uint64, sum, cdn string) {
+func (s *Server) pushHash(k cluster.Key, seg uint64, sum, cdn string) {
 	b, err := signaling.Encode(hashMessage(k, seg, sum, cdn))
 	if err != nil {
 		return
@@ -666,8 +667,8 @@ func (c *conn) report(m *signaling.Message) {
 		return
 	}
 	if removed != nil {
-		c.s.clusterLeave(removed, []swarmKey{k})
-		removed.conn.reply(signaling.CodeBanned, "", "removed from "+k.swarm.String()+": peers reported corrupt segments from you")
+		c.s.clusterLeave(removed, []cluster.Key{k})
+		removed.conn.reply(signaling.CodeBanned, "", "removed from "+k.Swarm.String()+": peers reported corrupt segments from you")
 	}
 }
 

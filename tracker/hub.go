@@ -10,20 +10,14 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
-
-// swarmKey is a swarm as the tracker keeps it: the agent's swarm, scoped to
-// the page origin so that two sites with the same content path never meet.
-type swarmKey struct {
-	origin string
-	swarm  signaling.Swarm
-}
 
 // peer is one welcomed connection as the hub sees it.
 type peer struct {
 	id     string
 	conn   *conn
-	swarms map[swarmKey]struct{}
+	swarms map[cluster.Key]struct{}
 	slots  int    // free connection slots the agent declared
 	group  string // its network group, for matching (proximity.go)
 
@@ -43,8 +37,8 @@ type peer struct {
 
 	// reports: who complained about this peer's bytes, per swarm; banned:
 	// swarms it was removed from for them.
-	reports map[swarmKey]map[string]bool
-	banned  map[swarmKey]bool
+	reports map[cluster.Key]map[string]bool
+	banned  map[cluster.Key]bool
 }
 
 // offerKey is one offer as one side sees it: the other peer and the offer id.
@@ -97,7 +91,7 @@ type hub struct {
 
 	mu     sync.Mutex
 	peers  map[string]*peer
-	swarms map[swarmKey]*swarm
+	swarms map[cluster.Key]*swarm
 	remote map[string]*remoteLoad
 	rng    *rand.Rand
 	usage  signaling.Usage // this node's viewers' reports since it started
@@ -114,18 +108,18 @@ func newHub(cfg *Config, m *metrics, node string, clustered bool) *hub {
 		node:      node,
 		clustered: clustered,
 		peers:     make(map[string]*peer),
-		swarms:    make(map[swarmKey]*swarm),
+		swarms:    make(map[cluster.Key]*swarm),
 		remote:    make(map[string]*remoteLoad),
 		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
 
 func newPeer(id string, c *conn) *peer {
-	return &peer{id: id, conn: c, swarms: make(map[swarmKey]struct{}),
+	return &peer{id: id, conn: c, swarms: make(map[cluster.Key]struct{}),
 		sent: make(map[offerKey]time.Time), recv: make(map[offerKey]time.Time)}
 }
 
-func (h *hub) isMember(p *peer, k swarmKey) bool {
+func (h *hub) isMember(p *peer, k cluster.Key) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, in := p.swarms[k]
@@ -140,7 +134,7 @@ func (h *hub) add(p *peer) {
 
 // remove takes p out of every swarm and forgets it; it returns the swarms
 // p was in.
-func (h *hub) remove(p *peer) []swarmKey {
+func (h *hub) remove(p *peer) []cluster.Key {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.peers, p.id)
@@ -150,7 +144,7 @@ func (h *hub) remove(p *peer) []swarmKey {
 // join adds p to swarm k. Suggestions are a separate step (suggest), so a
 // clustered node can fetch other nodes' members between the two without
 // holding the lock.
-func (h *hub) join(p *peer, k swarmKey) signaling.Code {
+func (h *hub) join(p *peer, k cluster.Key) signaling.Code {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; in {
@@ -184,7 +178,7 @@ func (h *hub) join(p *peer, k swarmKey) signaling.Code {
 	return ""
 }
 
-func (h *hub) leave(p *peer, k swarmKey) signaling.Code {
+func (h *hub) leave(p *peer, k cluster.Key) signaling.Code {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
@@ -194,7 +188,7 @@ func (h *hub) leave(p *peer, k swarmKey) signaling.Code {
 	return ""
 }
 
-func (h *hub) leaveLocked(p *peer, k swarmKey) {
+func (h *hub) leaveLocked(p *peer, k cluster.Key) {
 	delete(p.swarms, k)
 	sw := h.swarms[k]
 	if sw == nil {
@@ -231,7 +225,7 @@ type candidate struct {
 // suggest returns up to K other members of k for p: this node's and, when
 // clustered, those of other nodes in remote. It prefers peers with free
 // slots and few recent suggestions, and charges each pick to its load.
-func (h *hub) suggest(p *peer, k swarmKey, now time.Time, remote []Member) ([]string, signaling.Code) {
+func (h *hub) suggest(p *peer, k cluster.Key, now time.Time, remote []cluster.Member) ([]string, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
@@ -240,7 +234,7 @@ func (h *hub) suggest(p *peer, k swarmKey, now time.Time, remote []Member) ([]st
 	return h.suggestLocked(h.swarms[k], p, now, remote), ""
 }
 
-func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Member) []string {
+func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []cluster.Member) []string {
 	k := h.cfg.Suggestions
 	want := sampleFactor * k
 	cand := make([]candidate, 0, min(len(sw.members)-1, want)+len(remote))
@@ -275,7 +269,7 @@ func (h *hub) suggestLocked(sw *swarm, self *peer, now time.Time, remote []Membe
 		}
 	}
 	for _, m := range remote {
-		if m.ID == self.id || nodeOf(m.ID) == h.node {
+		if m.ID == self.id || cluster.NodeOf(m.ID) == h.node {
 			continue // this node's members are sampled above, with their load
 		}
 		rl := h.remote[m.ID]
@@ -409,7 +403,7 @@ func (h *hub) setSlots(p *peer, slots int) {
 // target on this node is checked and updated too (deliverLocked) and
 // returned; a target on another node is returned as its node id, and that
 // node checks its side when the envelope arrives.
-func (h *hub) route(from *peer, k swarmKey, t signaling.Type, to, offerID string, now time.Time) (*peer, string, signaling.Code) {
+func (h *hub) route(from *peer, k cluster.Key, t signaling.Type, to, offerID string, now time.Time) (*peer, string, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := from.swarms[k]; !in {
@@ -421,7 +415,7 @@ func (h *hub) route(from *peer, k swarmKey, t signaling.Type, to, offerID string
 	target := h.peers[to]
 	node := ""
 	if target == nil {
-		node = nodeOf(to)
+		node = cluster.NodeOf(to)
 		if !h.clustered || node == "" || node == h.node {
 			return nil, "", signaling.CodeUnknownPeer
 		}
@@ -469,7 +463,7 @@ func (h *hub) checkSenderLocked(from *peer, t signaling.Type, to, offerID string
 // deliver is the target's side of a relay that arrived from another node:
 // the target must be this node's and in swarm k, and the message must
 // belong to an offer it has a part in.
-func (h *hub) deliver(k swarmKey, t signaling.Type, to, from, offerID string, now time.Time) (*peer, signaling.Code) {
+func (h *hub) deliver(k cluster.Key, t signaling.Type, to, from, offerID string, now time.Time) (*peer, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	target := h.peers[to]
@@ -579,14 +573,14 @@ func expireOffers(m map[offerKey]time.Time, now time.Time) {
 }
 
 // snapshot lists every member this node holds, by swarm, for Refresh.
-func (h *hub) snapshot() map[swarmKey][]Member {
+func (h *hub) snapshot() map[cluster.Key][]cluster.Member {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[swarmKey][]Member, len(h.swarms))
+	out := make(map[cluster.Key][]cluster.Member, len(h.swarms))
 	for k, sw := range h.swarms {
-		ms := make([]Member, len(sw.members))
+		ms := make([]cluster.Member, len(sw.members))
 		for i, p := range sw.members {
-			ms[i] = Member{ID: p.id, Slots: p.slots, Group: p.group}
+			ms[i] = cluster.Member{ID: p.id, Slots: p.slots, Group: p.group}
 		}
 		out[k] = ms
 	}
@@ -605,14 +599,14 @@ func (h *hub) localPeers() []*peer {
 }
 
 // leaveAll takes p out of every swarm it is in and lists them.
-func (h *hub) leaveAll(p *peer) []swarmKey {
+func (h *hub) leaveAll(p *peer) []cluster.Key {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.leaveAllLocked(p)
 }
 
-func (h *hub) leaveAllLocked(p *peer) []swarmKey {
-	out := make([]swarmKey, 0, len(p.swarms))
+func (h *hub) leaveAllLocked(p *peer) []cluster.Key {
+	out := make([]cluster.Key, 0, len(p.swarms))
 	for k := range p.swarms {
 		out = append(out, k)
 		h.leaveLocked(p, k)
@@ -684,8 +678,8 @@ func (h *hub) stats(limit int) Stats {
 	all := make([]SwarmStats, 0, len(h.swarms))
 	for k, sw := range h.swarms {
 		st.Members += len(sw.members)
-		all = append(all, SwarmStats{Origin: k.origin, Content: k.swarm.Content,
-			Rendition: k.swarm.Rendition, Peers: len(sw.members), Networks: len(sw.near), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
+		all = append(all, SwarmStats{Origin: k.Origin, Content: k.Swarm.Content,
+			Rendition: k.Swarm.Rendition, Peers: len(sw.members), Networks: len(sw.near), Joins: sw.joins, UsageStats: usageStats(sw.usage)})
 	}
 	h.mu.Unlock()
 	sortSwarmStats(all)

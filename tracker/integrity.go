@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // The tracker is where segment hashes become trusted when the origin
@@ -106,7 +107,7 @@ func (h *hub) network(p *peer) string {
 // reportHash records p's CDN hash of seg in swarm k. It returns the hash
 // if this report made it trusted (to push to the swarm), and whether the
 // report contradicts an already trusted hash (a lie, or a corrupt CDN copy).
-func (h *hub) reportHash(p *peer, k swarmKey, seg uint64, sum string) (accepted string, lie bool, code signaling.Code) {
+func (h *hub) reportHash(p *peer, k cluster.Key, seg uint64, sum string) (accepted string, lie bool, code signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
@@ -119,7 +120,7 @@ func (h *hub) reportHash(p *peer, k swarmKey, seg uint64, sum string) (accepted 
 // contested returns the URL to notarize seg from when its reports
 // conflict, no hash is trusted, a reporter gave an allow-listed URL, and no
 // notary fetch was started yet (it marks one started).
-func (h *hub) contested(k swarmKey, seg uint64, url string) string {
+func (h *hub) contested(k cluster.Key, seg uint64, url string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -142,7 +143,7 @@ func (h *hub) contested(k swarmKey, seg uint64, url string) string {
 
 // settle makes the notary's hash trusted and returns the local peers that
 // reported another one, removed from the swarm for good.
-func (h *hub) settle(k swarmKey, seg uint64, sum string) (accepted bool, liars []*peer) {
+func (h *hub) settle(k cluster.Key, seg uint64, sum string) (accepted bool, liars []*peer) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -168,12 +169,12 @@ func (h *hub) settle(k swarmKey, seg uint64, sum string) (accepted bool, liars [
 }
 
 // banLocked removes p from swarm k for good.
-func (h *hub) banLocked(p *peer, k swarmKey) {
+func (h *hub) banLocked(p *peer, k cluster.Key) {
 	if _, in := p.swarms[k]; in {
 		h.leaveLocked(p, k)
 	}
 	if p.banned == nil {
-		p.banned = map[swarmKey]bool{}
+		p.banned = map[cluster.Key]bool{}
 	}
 	if !p.banned[k] {
 		p.banned[k] = true
@@ -186,7 +187,7 @@ func (h *hub) banLocked(p *peer, k swarmKey) {
 // empty sum announces a fetch under way: no vote, only the notary's start. With
 // mayStart, a report that finds no fetch under way claims one
 // (notaryStart): the caller fetches and calls notarized or notaryFailed.
-func (h *hub) notaryReport(p *peer, k swarmKey, seg uint64, cdn, sum string, mayStart bool, now time.Time) (notaryVerdict, signaling.Code) {
+func (h *hub) notaryReport(p *peer, k cluster.Key, seg uint64, cdn, sum string, mayStart bool, now time.Time) (notaryVerdict, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
@@ -259,7 +260,7 @@ func evictIdleCheck(checks map[string]*originCheck) bool {
 // here or on another node). fresh is false if this node has no member of
 // k or knew it already; liars are the local members that reported another
 // hash for that origin, removed from the swarm for good.
-func (h *hub) notarized(k swarmKey, seg uint64, cdn, sum string) (fresh bool, liars []*peer) {
+func (h *hub) notarized(k cluster.Key, seg uint64, cdn, sum string) (fresh bool, liars []*peer) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -291,7 +292,7 @@ func (h *hub) notarized(k swarmKey, seg uint64, cdn, sum string) (fresh bool, li
 
 // notaryFailed ends a fetch that found nothing; the next report after
 // notaryRetry starts another.
-func (h *hub) notaryFailed(k swarmKey, seg uint64, cdn string, now time.Time) {
+func (h *hub) notaryFailed(k cluster.Key, seg uint64, cdn string, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -308,7 +309,7 @@ func (h *hub) notaryFailed(k swarmKey, seg uint64, cdn string, now time.Time) {
 
 // banFromSwarm removes p from swarm k for good (a report against the
 // notary's hash).
-func (h *hub) banFromSwarm(p *peer, k swarmKey) {
+func (h *hub) banFromSwarm(p *peer, k cluster.Key) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.banLocked(p, k)
@@ -346,7 +347,7 @@ func (h *hub) notaryAllows(raw string) bool {
 // remoteVote records a report another node received (clustered nodes
 // share every report, so each reaches the quorum on the same votes). It
 // returns the hash if the vote made it trusted here.
-func (h *hub) remoteVote(k swarmKey, voter, network string, seg uint64, sum string) string {
+func (h *hub) remoteVote(k cluster.Key, voter, network string, seg uint64, sum string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -406,7 +407,7 @@ func (h *hub) voteLocked(sw *swarm, voter, network string, seg uint64, sum strin
 
 // recent returns up to recentHashes vouched hashes of swarm k, newest
 // segments first.
-func (h *hub) recent(k swarmKey) []*signaling.Message {
+func (h *hub) recent(k cluster.Key) []*signaling.Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -423,7 +424,7 @@ func (h *hub) recent(k swarmKey) []*signaling.Message {
 
 // messages appends what is vouched for seg to out: the quorum's hash and
 // the notary's per CDN origin.
-func (e *hashEntry) messages(k swarmKey, seg uint64, out []*signaling.Message) []*signaling.Message {
+func (e *hashEntry) messages(k cluster.Key, seg uint64, out []*signaling.Message) []*signaling.Message {
 	if e.accepted != "" {
 		out = append(out, hashMessage(k, seg, e.accepted, ""))
 	}
@@ -437,7 +438,7 @@ func (e *hashEntry) messages(k swarmKey, seg uint64, out []*signaling.Message) [
 
 // vouched returns what is vouched for seg of swarm k, for a member p
 // asking (a hash query): the quorum's hash and the notary's per CDN origin.
-func (h *hub) vouched(p *peer, k swarmKey, seg uint64) ([]*signaling.Message, signaling.Code) {
+func (h *hub) vouched(p *peer, k cluster.Key, seg uint64) ([]*signaling.Message, signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := p.swarms[k]; !in {
@@ -456,13 +457,13 @@ func (h *hub) vouched(p *peer, k swarmKey, seg uint64) ([]*signaling.Message, si
 
 // hashMessage vouches for sum as seg's hash: at CDN origin cdn (the
 // notary's), or anywhere (the quorum's, cdn empty).
-func hashMessage(k swarmKey, seg uint64, sum, cdn string) *signaling.Message {
-	sw := k.swarm
+func hashMessage(k cluster.Key, seg uint64, sum, cdn string) *signaling.Message {
+	sw := k.Swarm
 	return &signaling.Message{Type: signaling.TypeHash, Swarm: &sw, Segment: strconv.FormatUint(seg, 10), SHA256: sum, CDN: cdn}
 }
 
 // membersOf returns this node's members of swarm k.
-func (h *hub) membersOf(k swarmKey) []*peer {
+func (h *hub) membersOf(k cluster.Key) []*peer {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
@@ -475,7 +476,7 @@ func (h *hub) membersOf(k swarmKey) []*peer {
 // reportPeer counts reporter's complaint that target sent bytes that failed
 // verification in swarm k. When bad_peer_reports distinct peers have
 // complained, the target is removed from the swarm and may not rejoin it.
-func (h *hub) reportPeer(reporter *peer, k swarmKey, target string) (removed *peer, code signaling.Code) {
+func (h *hub) reportPeer(reporter *peer, k cluster.Key, target string) (removed *peer, code signaling.Code) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, in := reporter.swarms[k]; !in {
@@ -489,7 +490,7 @@ func (h *hub) reportPeer(reporter *peer, k swarmKey, target string) (removed *pe
 		return nil, signaling.CodeUnknownPeer
 	}
 	if t.reports == nil {
-		t.reports = map[swarmKey]map[string]bool{}
+		t.reports = map[cluster.Key]map[string]bool{}
 	}
 	if t.reports[k] == nil {
 		t.reports[k] = map[string]bool{}
@@ -500,7 +501,7 @@ func (h *hub) reportPeer(reporter *peer, k swarmKey, target string) (removed *pe
 	}
 	h.leaveLocked(t, k)
 	if t.banned == nil {
-		t.banned = map[swarmKey]bool{}
+		t.banned = map[cluster.Key]bool{}
 	}
 	t.banned[k] = true
 	h.m.banned.Inc()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 const (
@@ -131,7 +132,7 @@ func TestReportedPeerIsBanned(t *testing.T) {
 
 func TestNetworkKey(t *testing.T) {
 	cfg := DefaultConfig()
-	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
+	h := newHub(&cfg, newMetrics(newRegistry()), cluster.NewNodeID(), false)
 	key := func(ip string) string { return h.network(&peer{id: ip, conn: &conn{ip: ip}}) }
 	if key("203.0.113.7") != key("203.0.113.200") || key("203.0.113.7") == key("203.0.114.7") {
 		t.Error("IPv4 reporters must be grouped by /24")

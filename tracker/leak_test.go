@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // TestThousandClientsLeaveNoTrace: 1,000 clients connect, join, relay and
@@ -136,8 +137,8 @@ func BenchmarkRelay(b *testing.B) {
 // checks, without sockets.
 func BenchmarkRoute(b *testing.B) {
 	cfg := DefaultConfig()
-	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
-	k := swarmKey{swarm: live}
+	h := newHub(&cfg, newMetrics(newRegistry()), cluster.NewNodeID(), false)
+	k := cluster.Key{Swarm: live}
 	p1, p2 := newPeer("a", nil), newPeer("b", nil)
 	h.add(p1)
 	h.add(p2)
@@ -155,8 +156,8 @@ func BenchmarkRoute(b *testing.B) {
 
 func TestRouteDoesNotAllocate(t *testing.T) {
 	cfg := DefaultConfig()
-	h := newHub(&cfg, newMetrics(newRegistry()), newNodeID(), false)
-	k := swarmKey{swarm: live}
+	h := newHub(&cfg, newMetrics(newRegistry()), cluster.NewNodeID(), false)
+	k := cluster.Key{Swarm: live}
 	p1, p2 := newPeer("a", nil), newPeer("b", nil)
 	h.add(p1)
 	h.add(p2)

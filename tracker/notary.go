@@ -15,6 +15,7 @@ import (
 
 	"github.com/peercdn/peercdn/peerwire"
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // The notary is the tracker fetching a segment from the CDN itself, so
@@ -84,7 +85,7 @@ func publicAddr(a netip.Addr) bool {
 // notaryJob is one fetch: seg of swarm k from url, at CDN origin cdn (cdn
 // empty: a contested segment under quorum integrity).
 type notaryJob struct {
-	k   swarmKey
+	k   cluster.Key
 	seg uint64
 	url string
 	cdn string
@@ -121,7 +122,7 @@ func (s *Server) runNotary(j notaryJob) {
 		if !ok {
 			return
 		}
-		s.log.Info("notary settled a contested segment", "swarm", j.k.swarm.String(), "segment", j.seg, "liars", len(liars))
+		s.log.Info("notary settled a contested segment", "swarm", j.k.Swarm.String(), "segment", j.seg, "liars", len(liars))
 		s.pushHash(j.k, j.seg, sum, "")
 		s.evict(j.k, liars, "reported a false segment hash")
 		return
@@ -132,23 +133,23 @@ func (s *Server) runNotary(j notaryJob) {
 
 // applyNotary records the notary's hash (found here or by another node),
 // pushes it to this node's members and removes those that reported another.
-func (s *Server) applyNotary(k swarmKey, seg uint64, cdn, sum string) {
+func (s *Server) applyNotary(k cluster.Key, seg uint64, cdn, sum string) {
 	fresh, liars := s.hub.notarized(k, seg, cdn, sum)
 	if !fresh {
 		return
 	}
 	s.pushHash(k, seg, sum, cdn)
 	if len(liars) > 0 {
-		s.log.Info("notary caught false segment hashes", "swarm", k.swarm.String(), "segment", seg, "cdn", cdn, "liars", len(liars))
+		s.log.Info("notary caught false segment hashes", "swarm", k.Swarm.String(), "segment", seg, "cdn", cdn, "liars", len(liars))
 		s.evict(k, liars, "reported a segment hash the CDN does not serve")
 	}
 }
 
 // evict tells peers removed from swarm k why, and the cluster that they left.
-func (s *Server) evict(k swarmKey, peers []*peer, why string) {
+func (s *Server) evict(k cluster.Key, peers []*peer, why string) {
 	for _, p := range peers {
-		s.clusterLeave(p, []swarmKey{k})
-		p.conn.reply(signaling.CodeBanned, "", "removed from "+k.swarm.String()+": "+why)
+		s.clusterLeave(p, []cluster.Key{k})
+		p.conn.reply(signaling.CodeBanned, "", "removed from "+k.Swarm.String()+": "+why)
 	}
 }
 

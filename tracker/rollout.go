@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // The rollout: the share of viewers that use P2P (p2p_percent). The rest
@@ -202,8 +203,8 @@ func (s *Server) applyRollout(ro *Rollout) {
 		policy[i], _ = signaling.Encode(&signaling.Message{Type: signaling.TypePolicy, P2P: p2pOn(i == 0)})
 	}
 	type left struct {
-		k swarmKey
-		m Member
+		k cluster.Key
+		m cluster.Member
 	}
 	var gone []left
 	for _, p := range s.hub.localPeers() {
@@ -217,7 +218,7 @@ func (s *Server) applyRollout(ro *Rollout) {
 		p.conn.control.Store(control)
 		if control {
 			for _, k := range s.hub.leaveAll(p) {
-				gone = append(gone, left{k, Member{ID: p.id, Group: p.group}})
+				gone = append(gone, left{k, cluster.Member{ID: p.id, Group: p.group}})
 			}
 			p.conn.enqueue(frame{b: policy[0]})
 		} else {
@@ -228,7 +229,7 @@ func (s *Server) applyRollout(ro *Rollout) {
 		// One store call per membership: not under the lock that welcomes
 		// wait on. Those not removed in time expire with member_ttl (this
 		// node no longer refreshes them).
-		go s.leaveCluster(func(yield func(swarmKey, Member) bool) {
+		go s.leaveCluster(func(yield func(cluster.Key, cluster.Member) bool) {
 			for _, g := range gone {
 				if !yield(g.k, g.m) {
 					return

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // The hash puts the asked share of viewers on P2P, and moving the rollout
@@ -19,7 +20,7 @@ import (
 func TestInRollout(t *testing.T) {
 	const n = 20000
 	ids := make([]string, n)
-	node := newNodeID()
+	node := cluster.NewNodeID()
 	for i := range ids {
 		ids[i] = node + crand.Text() // as hello makes them
 	}

@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 )
 
 // Server is one tracker node. Create it with New, serve Handler, stop it
@@ -68,7 +70,7 @@ type Server struct {
 	notaryQueued atomic.Int64 // fetches queued or running
 
 	// cluster is nil on a single node. clusterStop ends its loops.
-	cluster     Cluster
+	cluster     cluster.Cluster
 	clusterStop chan struct{}
 	clusterWG   sync.WaitGroup
 	closeOnce   sync.Once
@@ -98,11 +100,11 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	if log == nil {
 		log = slog.Default()
 	}
-	var cl Cluster
+	var cl cluster.Cluster
 	if cfg.Redis != "" {
-		rc, err := NewRedisCluster(RedisOptions{URL: cfg.Redis, Cluster: cfg.RedisCluster, MemberTTL: cfg.MemberTTL, Log: log})
+		rc, err := cluster.NewRedis(cluster.RedisOptions{URL: cfg.Redis, Cluster: cfg.RedisCluster, MemberTTL: cfg.MemberTTL, Log: log})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
 		cl = rc
 	}
@@ -111,7 +113,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 
 // NewClustered builds a node that shares swarms through cl (nil: a single
 // node). The node owns cl and closes it in Close.
-func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Cluster) (*Server, error) {
+func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl cluster.Cluster) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -141,7 +143,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl Clu
 	s.rollout.Store(&Rollout{P2PPercent: cfg.P2PPercent})
 	s.adminFailures = newAdminFailures()
 	s.m.rolloutPercent.Set(float64(cfg.P2PPercent))
-	node := newNodeID()
+	node := cluster.NewNodeID()
 	if cl != nil {
 		node = cl.Node()
 	}

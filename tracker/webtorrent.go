@@ -10,6 +10,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"golang.org/x/time/rate"
 
+	"github.com/peercdn/peercdn/tracker/cluster"
 	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
@@ -220,7 +221,7 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 
 	// With a shared store, the swarm is sampled there, across nodes (and
 	// a newcomer recorded); offers then go to the sample first.
-	var sample []Member
+	var sample []cluster.Member
 	if c.s.cluster != nil && (isNew || want > 0 || completed) {
 		sample = c.s.wtClusterJoin(k, self.id, c.group, seed, 2*want)
 	}
@@ -348,7 +349,7 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 		o.to.c.enqueue(frame{b: o.msg, read: now})
 	}
 	if counts, ok := c.s.wtClusterCounts([]wtKey{k}); ok {
-		complete, incomplete = counts[0].Seeds, counts[0].leechers()
+		complete, incomplete = counts[0].Seeds, counts[0].Leechers()
 	}
 	c.enqueue(frame{b: wtwire.AnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete)})
 	return true
@@ -414,7 +415,7 @@ func (c *conn) wtScrape(m *wtwire.Msg) bool {
 	}
 	files := make(map[string]any, len(keys))
 	for i, k := range keys {
-		files[k.infoHash] = map[string]int{"complete": counts[i].Seeds, "incomplete": counts[i].leechers(), "downloaded": counts[i].Seeds}
+		files[k.infoHash] = map[string]int{"complete": counts[i].Seeds, "incomplete": counts[i].Leechers(), "downloaded": counts[i].Seeds}
 	}
 	b, _ := jsonv2.Marshal(map[string]any{"action": "scrape", "files": files})
 	c.enqueue(frame{b: b})
@@ -457,13 +458,13 @@ func (h *wtHub) leave(c *conn) map[wtKey]string {
 }
 
 // sizes returns the sizes of this node's swarms keys.
-func (h *wtHub) sizes(keys []wtKey) []SwarmCount {
+func (h *wtHub) sizes(keys []wtKey) []cluster.SwarmCount {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]SwarmCount, len(keys))
+	out := make([]cluster.SwarmCount, len(keys))
 	for i, k := range keys {
 		if sw := h.swarms[k]; sw != nil {
-			out[i] = SwarmCount{Members: len(sw.list), Seeds: sw.complete}
+			out[i] = cluster.SwarmCount{Members: len(sw.list), Seeds: sw.complete}
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/peercdn/peercdn/signaling"
+	"github.com/peercdn/peercdn/tracker/cluster"
 	"github.com/peercdn/peercdn/tracker/wtwire"
 )
 
@@ -26,11 +27,11 @@ const (
 // swarm contents cannot hold control characters.
 const wtClusterContent = "\x01webtorrent"
 
-func (k wtKey) cluster() swarmKey {
-	return swarmKey{origin: k.origin, swarm: signaling.Swarm{Content: wtClusterContent, Rendition: hex.EncodeToString([]byte(k.infoHash))}}
+func (k wtKey) cluster() cluster.Key {
+	return cluster.Key{Origin: k.origin, Swarm: signaling.Swarm{Content: wtClusterContent, Rendition: hex.EncodeToString([]byte(k.infoHash))}}
 }
 
-func wtKeyOf(e EnvelopeSwarm) (wtKey, bool) {
+func wtKeyOf(e cluster.EnvelopeSwarm) (wtKey, bool) {
 	ih, err := hex.DecodeString(e.Rendition)
 	if e.Content != wtClusterContent || err != nil || !wtwire.ValidID(string(ih)) {
 		return wtKey{}, false
@@ -43,11 +44,11 @@ func wtMemberID(node, peerID string) string { return node + hex.EncodeToString([
 
 // wtPeerOf splits a member id into its node and peer_id.
 func wtPeerOf(id string) (node, peerID string, ok bool) {
-	node = nodeOf(id)
+	node = cluster.NodeOf(id)
 	if node == "" {
 		return "", "", false
 	}
-	b, err := hex.DecodeString(id[NodeIDLen:])
+	b, err := hex.DecodeString(id[cluster.NodeIDLen:])
 	if err != nil || !wtwire.ValidID(string(b)) {
 		return "", "", false
 	}
@@ -57,18 +58,18 @@ func wtPeerOf(id string) (node, peerID string, ok bool) {
 // wtClusterJoin records peerID in k across the cluster, as a seed if it
 // completed, and returns a sample of the swarm (any node) to hand offers
 // to; none when the store is down.
-func (s *Server) wtClusterJoin(k wtKey, peerID, group string, seed bool, n int) []Member {
-	return s.joinCluster(k.cluster(), &Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1, Seed: seed, Group: group}, group, n)
+func (s *Server) wtClusterJoin(k wtKey, peerID, group string, seed bool, n int) []cluster.Member {
+	return s.joinCluster(k.cluster(), &cluster.Member{ID: wtMemberID(s.hub.node, peerID), Slots: 1, Seed: seed, Group: group}, group, n)
 }
 
 // wtClusterCounts returns the sizes of swarms keys across the cluster, for
 // announce and scrape; false without a shared store or when it does not
 // answer, and the node's own counts stand in.
-func (s *Server) wtClusterCounts(keys []wtKey) ([]SwarmCount, bool) {
+func (s *Server) wtClusterCounts(keys []wtKey) ([]cluster.SwarmCount, bool) {
 	if s.cluster == nil || !s.cluster.Up() || len(keys) == 0 {
 		return nil, false
 	}
-	ck := make([]swarmKey, len(keys))
+	ck := make([]cluster.Key, len(keys))
 	for i, k := range keys {
 		ck[i] = k.cluster()
 	}
@@ -85,9 +86,9 @@ func (s *Server) wtClusterCounts(keys []wtKey) ([]SwarmCount, bool) {
 // wtClusterLeave removes this node's peers, of one socket's network group,
 // from swarms across the cluster.
 func (s *Server) wtClusterLeave(left map[wtKey]string, group string) {
-	s.leaveCluster(func(yield func(swarmKey, Member) bool) {
+	s.leaveCluster(func(yield func(cluster.Key, cluster.Member) bool) {
 		for k, id := range left {
-			if !yield(k.cluster(), Member{ID: wtMemberID(s.hub.node, id), Group: group}) {
+			if !yield(k.cluster(), cluster.Member{ID: wtMemberID(s.hub.node, id), Group: group}) {
 				return
 			}
 		}
@@ -96,17 +97,17 @@ func (s *Server) wtClusterLeave(left map[wtKey]string, group string) {
 
 // wtPublish hands a WebTorrent offer or answer to the node of member to.
 func (s *Server) wtPublish(typ signaling.Type, k wtKey, fromPeer, to, offerID string, sdp []byte, now time.Time) {
-	s.publish(nodeOf(to), &Envelope{Swarm: k.cluster().wire(), Type: typ, From: wtMemberID(s.hub.node, fromPeer), To: to,
+	s.publish(cluster.NodeOf(to), &cluster.Envelope{Swarm: k.cluster().Wire(), Type: typ, From: wtMemberID(s.hub.node, fromPeer), To: to,
 		OfferID: offerID, SDP: string(sdp), SentUnix: now.UnixNano()})
 }
 
 // deliverWT hands an offer or answer from another node to a peer of this
 // one. The sending node checked its side (the answer matches an offer it
 // handed out); this one checks that its peer is still here.
-func (s *Server) deliverWT(e *Envelope, now time.Time) {
+func (s *Server) deliverWT(e *cluster.Envelope, now time.Time) {
 	k, ok := wtKeyOf(e.Swarm)
 	_, fromPeer, okFrom := wtPeerOf(e.From)
-	fromNode := nodeOf(e.From)
+	fromNode := cluster.NodeOf(e.From)
 	node, toPeer, okTo := wtPeerOf(e.To)
 	// The SDP goes to the browser verbatim: it must be one JSON value.
 	if !ok || !okFrom || !okTo || node != s.hub.node || !wtwire.ValidID(e.OfferID) || !jsontext.Value(e.SDP).IsValid() {
@@ -140,13 +141,13 @@ func (s *Server) deliverWT(e *Envelope, now time.Time) {
 }
 
 // members adds this node's WebTorrent peers to a refresh snapshot.
-func (h *wtHub) members(node string, into map[swarmKey][]Member) {
+func (h *wtHub) members(node string, into map[cluster.Key][]cluster.Member) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, sw := range h.swarms {
 		ck := k.cluster()
 		for _, p := range sw.list {
-			into[ck] = append(into[ck], Member{ID: wtMemberID(node, p.id), Slots: 1, Seed: p.complete, Group: p.c.group})
+			into[ck] = append(into[ck], cluster.Member{ID: wtMemberID(node, p.id), Slots: 1, Seed: p.complete, Group: p.c.group})
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package tracker
+package cluster
 
 import (
 	"context"
@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-// MemoryCluster joins Servers of one process into a cluster, with the same
-// semantics as RedisCluster (member expiry, at-most-once bus, outages). It is
+// Memory joins tracker nodes of one process into a cluster, with the same
+// semantics as Redis (member expiry, at-most-once bus, outages). It is
 // how the cross-node logic is tested without a network, and a reference for
 // other stores.
-type MemoryCluster struct {
+type Memory struct {
 	ttl time.Duration
 
 	mu     sync.Mutex
 	down   bool
-	swarms map[swarmKey]map[string]memMember
+	swarms map[Key]map[string]memMember
 	inbox  map[string]chan *Envelope
 	stats  map[string]memStats // by node
 	// rollout is the stored rollout, nil when none.
@@ -37,32 +37,32 @@ type memMember struct {
 	expiry time.Time
 }
 
-// ErrClusterDown is returned by a MemoryCluster switched off with SetDown.
-var ErrClusterDown = errors.New("tracker: cluster store unreachable")
+// ErrDown is returned by a Memory switched off with SetDown.
+var ErrDown = errors.New("cluster: store unreachable")
 
-// NewMemoryCluster returns an empty cluster whose members expire ttl after
+// NewMemory returns an empty cluster whose members expire ttl after
 // their last refresh.
-func NewMemoryCluster(ttl time.Duration) *MemoryCluster {
-	return &MemoryCluster{ttl: ttl, swarms: make(map[swarmKey]map[string]memMember), inbox: make(map[string]chan *Envelope),
+func NewMemory(ttl time.Duration) *Memory {
+	return &Memory{ttl: ttl, swarms: make(map[Key]map[string]memMember), inbox: make(map[string]chan *Envelope),
 		stats: make(map[string]memStats)}
 }
 
 // SetDown simulates the shared store going away (true) and coming back
 // empty (false), as a restarted Redis without persistence does.
-func (mc *MemoryCluster) SetDown(down bool) {
+func (mc *Memory) SetDown(down bool) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	mc.down = down
 	if !down {
-		mc.swarms = make(map[swarmKey]map[string]memMember)
+		mc.swarms = make(map[Key]map[string]memMember)
 		mc.stats = make(map[string]memStats)
 		mc.rollout = nil
 	}
 }
 
 // Node returns a handle for one new node.
-func (mc *MemoryCluster) Node() Cluster {
-	id := newNodeID()
+func (mc *Memory) Node() Cluster {
+	id := NewNodeID()
 	ch := make(chan *Envelope, 4096)
 	mc.mu.Lock()
 	mc.inbox[id] = ch
@@ -71,7 +71,7 @@ func (mc *MemoryCluster) Node() Cluster {
 }
 
 type memNode struct {
-	mc   *MemoryCluster
+	mc   *Memory
 	id   string
 	ch   chan *Envelope
 	once sync.Once
@@ -85,28 +85,28 @@ func (n *memNode) Up() bool {
 	return !n.mc.down
 }
 
-func (n *memNode) Join(ctx context.Context, k swarmKey, m Member, want int) ([]Member, error) {
+func (n *memNode) Join(ctx context.Context, k Key, m Member, want int) ([]Member, error) {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return nil, ErrClusterDown
+		return nil, ErrDown
 	}
 	sw := mc.swarms[k]
 	if sw == nil {
 		sw = make(map[string]memMember)
 		mc.swarms[k] = sw
 	}
-	sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, group: m.Group, expiry: time.Now().Add(mc.ttl)}
+	sw[m.ID] = memMember{slots: min(m.Slots, MaxSlots), seed: m.Seed, group: m.Group, expiry: time.Now().Add(mc.ttl)}
 	return mc.sampleLocked(k, m.Group, want, m.ID), nil
 }
 
-func (n *memNode) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error) {
+func (n *memNode) Counts(ctx context.Context, keys []Key) ([]SwarmCount, error) {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return nil, ErrClusterDown
+		return nil, ErrDown
 	}
 	now := time.Now()
 	out := make([]SwarmCount, len(keys))
@@ -123,19 +123,19 @@ func (n *memNode) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, er
 	return out, nil
 }
 
-func (n *memNode) Sample(ctx context.Context, k swarmKey, group string, want int) ([]Member, error) {
+func (n *memNode) Sample(ctx context.Context, k Key, group string, want int) ([]Member, error) {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return nil, ErrClusterDown
+		return nil, ErrDown
 	}
 	return mc.sampleLocked(k, group, want, ""), nil
 }
 
 // sampleLocked picks up to want live members of k, those of group first
-// (half at most), as RedisCluster does.
-func (mc *MemoryCluster) sampleLocked(k swarmKey, group string, want int, skip string) []Member {
+// (half at most), as Redis does.
+func (mc *Memory) sampleLocked(k Key, group string, want int, skip string) []Member {
 	now := time.Now()
 	var near, rest []Member
 	for id, m := range mc.swarms[k] { // map order is random: a fair sample
@@ -162,12 +162,12 @@ func (mc *MemoryCluster) sampleLocked(k swarmKey, group string, want int, skip s
 	return out
 }
 
-func (n *memNode) Leave(ctx context.Context, k swarmKey, m Member) error {
+func (n *memNode) Leave(ctx context.Context, k Key, m Member) error {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return ErrClusterDown
+		return ErrDown
 	}
 	if sw := mc.swarms[k]; sw != nil {
 		delete(sw, m.ID)
@@ -178,12 +178,12 @@ func (n *memNode) Leave(ctx context.Context, k swarmKey, m Member) error {
 	return nil
 }
 
-func (n *memNode) Refresh(ctx context.Context, members map[swarmKey][]Member) error {
+func (n *memNode) Refresh(ctx context.Context, members map[Key][]Member) error {
 	mc := n.mc
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return ErrClusterDown
+		return ErrDown
 	}
 	now := time.Now()
 	exp := now.Add(mc.ttl)
@@ -194,7 +194,7 @@ func (n *memNode) Refresh(ctx context.Context, members map[swarmKey][]Member) er
 			mc.swarms[k] = sw
 		}
 		for _, m := range ms {
-			sw[m.ID] = memMember{slots: min(m.Slots, maxSlots), seed: m.Seed, group: m.Group, expiry: exp}
+			sw[m.ID] = memMember{slots: min(m.Slots, MaxSlots), seed: m.Seed, group: m.Group, expiry: exp}
 		}
 	}
 	for k, sw := range mc.swarms {
@@ -215,7 +215,7 @@ func (n *memNode) Publish(ctx context.Context, node string, e *Envelope) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return ErrClusterDown
+		return ErrDown
 	}
 	ch := mc.inbox[node]
 	if ch == nil {
@@ -233,7 +233,7 @@ func (n *memNode) Broadcast(ctx context.Context, e *Envelope) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.down {
-		return ErrClusterDown
+		return ErrDown
 	}
 	for id, ch := range mc.inbox {
 		if id == n.id {
@@ -251,7 +251,7 @@ func (n *memNode) PutStats(ctx context.Context, b []byte, ttl time.Duration) err
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return ErrClusterDown
+		return ErrDown
 	}
 	n.mc.stats[n.id] = memStats{b: slices.Clone(b), expiry: time.Now().Add(ttl)}
 	return nil
@@ -261,7 +261,7 @@ func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return nil, ErrClusterDown
+		return nil, ErrDown
 	}
 	now := time.Now()
 	var out [][]byte
@@ -269,7 +269,7 @@ func (n *memNode) NodeStats(ctx context.Context) ([][]byte, error) {
 		switch {
 		case now.After(st.expiry):
 			delete(n.mc.stats, id)
-		case len(out) < maxStatsNodes:
+		case len(out) < MaxStatsNodes:
 			out = append(out, st.b)
 		}
 	}
@@ -280,7 +280,7 @@ func (n *memNode) SetRollout(ctx context.Context, b []byte, ifAbsent bool) (bool
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return false, ErrClusterDown
+		return false, ErrDown
 	}
 	if ifAbsent && n.mc.rollout != nil {
 		return false, nil
@@ -293,7 +293,7 @@ func (n *memNode) Rollout(ctx context.Context) ([]byte, bool, error) {
 	n.mc.mu.Lock()
 	defer n.mc.mu.Unlock()
 	if n.mc.down {
-		return nil, false, ErrClusterDown
+		return nil, false, ErrDown
 	}
 	return slices.Clone(n.mc.rollout), n.mc.rollout != nil, nil
 }

@@ -1,4 +1,4 @@
-package tracker
+package cluster
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisCluster shares swarms between nodes through Redis (standalone or
+// Redis shares swarms between nodes through Redis (standalone or
 // Redis Cluster). Keys, all documented in docs/operations.md:
 //
 //	peercdn:{s:<swarm hash>}:m  sorted set of a swarm's members; the score
@@ -40,7 +40,7 @@ import (
 // The {…} hash tags keep each swarm's keys, and each inbox, in one slot.
 // Relayed messages go over sharded pub/sub (SPUBLISH): fire and forget, no
 // storage, one hop; a message for a node that is gone is worthless anyway.
-type RedisCluster struct {
+type Redis struct {
 	rdb  redis.UniversalClient
 	node string
 	ttl  time.Duration
@@ -63,7 +63,7 @@ type pub struct {
 	payload []byte
 }
 
-// RedisOptions configure NewRedisCluster.
+// RedisOptions configure NewRedis.
 type RedisOptions struct {
 	// URL is redis://[user:pass@]host:port[/db] (rediss:// for TLS). With
 	// Cluster, extra seed nodes go in ?addr=host:port&addr=...
@@ -78,9 +78,9 @@ type RedisOptions struct {
 // that cannot hand them to Redis fast enough drops (and reports) the excess.
 const publishQueue = 8192
 
-// NewRedisCluster connects lazily: it returns at once even when Redis is
+// NewRedis connects lazily: it returns at once even when Redis is
 // unreachable, and the node runs degraded until Redis answers.
-func NewRedisCluster(o RedisOptions) (*RedisCluster, error) {
+func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -101,8 +101,8 @@ func NewRedisCluster(o RedisOptions) (*RedisCluster, error) {
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
 		rdb = redis.NewClient(opt)
 	}
-	rc := &RedisCluster{
-		rdb: rdb, node: newNodeID(), ttl: o.MemberTTL, log: o.Log.With("component", "redis"),
+	rc := &Redis{
+		rdb: rdb, node: NewNodeID(), ttl: o.MemberTTL, log: o.Log.With("component", "redis"),
 		out: make(chan pub, publishQueue), inbox: make(chan *Envelope, 4096), stop: make(chan struct{}),
 	}
 	rc.sub = rdb.SSubscribe(context.Background(), inboxChannel(rc.node))
@@ -126,25 +126,25 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...))
 }
 
-func swarmMembersKey(k swarmKey) string {
+func swarmMembersKey(k Key) string {
 	h := sha256.New()
-	h.Write([]byte(k.origin))
+	h.Write([]byte(k.Origin))
 	h.Write([]byte{0})
-	h.Write([]byte(k.swarm.Content))
+	h.Write([]byte(k.Swarm.Content))
 	h.Write([]byte{0})
-	h.Write([]byte(k.swarm.Rendition))
+	h.Write([]byte(k.Swarm.Rendition))
 	return "peercdn:{s:" + hex.EncodeToString(h.Sum(nil)[:12]) + "}:m"
 }
 
 // swarmSeedsKey holds the seeds among k's members, in the same slot.
-func swarmSeedsKey(k swarmKey) string {
+func swarmSeedsKey(k Key) string {
 	m := swarmMembersKey(k)
 	return m[:len(m)-1] + "c"
 }
 
 // swarmGroupKey is k's members in one network group: in k's slot, named by
 // a hash (group names and prefixes are the operator's and the viewers').
-func swarmGroupKey(k swarmKey, group string) string {
+func swarmGroupKey(k Key, group string) string {
 	m := swarmMembersKey(k)
 	h := sha256.Sum256([]byte(group))
 	return m[:len(m)-1] + "g:" + hex.EncodeToString(h[:8])
@@ -164,19 +164,19 @@ func channelFor(node string) string {
 	return inboxChannel(node)
 }
 
-func (rc *RedisCluster) Node() string { return rc.node }
-func (rc *RedisCluster) Up() bool     { return rc.up.Load() }
+func (rc *Redis) Node() string { return rc.node }
+func (rc *Redis) Up() bool     { return rc.up.Load() }
 
 // PingFailures counts health checks Redis did not answer, from the first.
-func (rc *RedisCluster) PingFailures() uint64 { return rc.pingFailures.Load() }
+func (rc *Redis) PingFailures() uint64 { return rc.pingFailures.Load() }
 
 func memberScore(expiry time.Time, slots int) float64 {
-	return float64(expiry.UnixMilli()*64 + int64(min(max(slots, 0), maxSlots)))
+	return float64(expiry.UnixMilli()*64 + int64(min(max(slots, 0), MaxSlots)))
 }
 
 func liveFrom(now time.Time) float64 { return float64(now.UnixMilli() * 64) }
 
-func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) ([]Member, error) {
+func (rc *Redis) Join(ctx context.Context, k Key, m Member, n int) ([]Member, error) {
 	now := time.Now()
 	key := swarmMembersKey(k)
 	score := memberScore(now.Add(rc.ttl), m.Slots)
@@ -204,7 +204,7 @@ func (rc *RedisCluster) Join(ctx context.Context, k swarmKey, m Member, n int) (
 	return pickLive(near, rnd, now, m.ID, m.Group, n), nil
 }
 
-func (rc *RedisCluster) Sample(ctx context.Context, k swarmKey, group string, n int) ([]Member, error) {
+func (rc *Redis) Sample(ctx context.Context, k Key, group string, n int) ([]Member, error) {
 	now := time.Now()
 	var near, rnd *redis.ZSliceCmd
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -245,7 +245,7 @@ func pickLive(near, rnd *redis.ZSliceCmd, now time.Time, skip, group string, n i
 	return out
 }
 
-func (rc *RedisCluster) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCount, error) {
+func (rc *Redis) Counts(ctx context.Context, keys []Key) ([]SwarmCount, error) {
 	live := strconv.FormatFloat(liveFrom(time.Now()), 'f', 0, 64)
 	members := make([]*redis.IntCmd, len(keys))
 	seeds := make([]*redis.IntCmd, len(keys))
@@ -266,7 +266,7 @@ func (rc *RedisCluster) Counts(ctx context.Context, keys []swarmKey) ([]SwarmCou
 	return out, nil
 }
 
-func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, m Member) error {
+func (rc *Redis) Leave(ctx context.Context, k Key, m Member) error {
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, swarmMembersKey(k), m.ID)
 		p.ZRem(ctx, swarmSeedsKey(k), m.ID)
@@ -281,7 +281,7 @@ func (rc *RedisCluster) Leave(ctx context.Context, k swarmKey, m Member) error {
 // refreshChunk bounds the members of one ZADD.
 const refreshChunk = 512
 
-func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Member) error {
+func (rc *Redis) Refresh(ctx context.Context, members map[Key][]Member) error {
 	now := time.Now()
 	exp := now.Add(rc.ttl)
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -330,11 +330,11 @@ func (rc *RedisCluster) Refresh(ctx context.Context, members map[swarmKey][]Memb
 
 // ErrPublishQueueFull is returned when relayed messages arrive faster than
 // Redis takes them.
-var ErrPublishQueueFull = errors.New("tracker: cluster publish queue full")
+var ErrPublishQueueFull = errors.New("cluster: publish queue full")
 
-func (rc *RedisCluster) Publish(ctx context.Context, node string, e *Envelope) error {
+func (rc *Redis) Publish(ctx context.Context, node string, e *Envelope) error {
 	if !rc.up.Load() {
-		return ErrClusterDown
+		return ErrDown
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -350,7 +350,7 @@ func (rc *RedisCluster) Publish(ctx context.Context, node string, e *Envelope) e
 
 // publisher sends queued messages in pipelines: under load one round trip
 // carries many, at rest each goes out at once.
-func (rc *RedisCluster) publisher() {
+func (rc *Redis) publisher() {
 	defer rc.wg.Done()
 	batch := make([]pub, 0, 256)
 	for {
@@ -388,11 +388,11 @@ func (rc *RedisCluster) publisher() {
 }
 
 // Broadcast queues e for every node; the node itself skips its own.
-func (rc *RedisCluster) Broadcast(ctx context.Context, e *Envelope) error {
+func (rc *Redis) Broadcast(ctx context.Context, e *Envelope) error {
 	return rc.Publish(ctx, "", e)
 }
 
-func (rc *RedisCluster) receiver(sub *redis.PubSub) {
+func (rc *Redis) receiver(sub *redis.PubSub) {
 	defer rc.wg.Done()
 	ch := sub.Channel(redis.WithChannelSize(4096), redis.WithChannelHealthCheckInterval(time.Second),
 		redis.WithChannelSendTimeout(time.Second))
@@ -418,7 +418,7 @@ const statsIndexKey = "peercdn:{stats}:nodes"
 
 func statsKey(node string) string { return "peercdn:{stats}:n:" + node }
 
-func (rc *RedisCluster) PutStats(ctx context.Context, b []byte, ttl time.Duration) error {
+func (rc *Redis) PutStats(ctx context.Context, b []byte, ttl time.Duration) error {
 	now := time.Now()
 	_, err := rc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, statsKey(rc.node), b, ttl)
@@ -430,9 +430,9 @@ func (rc *RedisCluster) PutStats(ctx context.Context, b []byte, ttl time.Duratio
 	return err
 }
 
-func (rc *RedisCluster) NodeStats(ctx context.Context) ([][]byte, error) {
+func (rc *Redis) NodeStats(ctx context.Context) ([][]byte, error) {
 	nodes, err := rc.rdb.ZRangeByScore(ctx, statsIndexKey, &redis.ZRangeBy{
-		Min: strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: maxStatsNodes}).Result()
+		Min: strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: MaxStatsNodes}).Result()
 	if err != nil || len(nodes) == 0 {
 		return nil, err
 	}
@@ -456,33 +456,33 @@ func (rc *RedisCluster) NodeStats(ctx context.Context) ([][]byte, error) {
 // rolloutKey holds the operator's rollout (JSON), without expiry.
 const rolloutKey = "peercdn:rollout"
 
-// maxRolloutBytes bounds what a node reads back as the rollout.
-const maxRolloutBytes = 512 << 10
+// MaxRolloutBytes bounds what a node reads back as the rollout.
+const MaxRolloutBytes = 512 << 10
 
-func (rc *RedisCluster) SetRollout(ctx context.Context, b []byte, ifAbsent bool) (bool, error) {
+func (rc *Redis) SetRollout(ctx context.Context, b []byte, ifAbsent bool) (bool, error) {
 	if ifAbsent {
 		return rc.rdb.SetNX(ctx, rolloutKey, b, 0).Result()
 	}
 	return true, rc.rdb.Set(ctx, rolloutKey, b, 0).Err()
 }
 
-func (rc *RedisCluster) Rollout(ctx context.Context) ([]byte, bool, error) {
+func (rc *Redis) Rollout(ctx context.Context) ([]byte, bool, error) {
 	b, err := rc.rdb.Get(ctx, rolloutKey).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, false, nil
 	case err != nil:
 		return nil, false, err
-	case len(b) > maxRolloutBytes:
-		return nil, false, fmt.Errorf("%s holds %d bytes, more than %d", rolloutKey, len(b), maxRolloutBytes)
+	case len(b) > MaxRolloutBytes:
+		return nil, false, fmt.Errorf("%s holds %d bytes, more than %d", rolloutKey, len(b), MaxRolloutBytes)
 	}
 	return b, true, nil
 }
 
-func (rc *RedisCluster) Inbox() <-chan *Envelope { return rc.inbox }
+func (rc *Redis) Inbox() <-chan *Envelope { return rc.inbox }
 
 // health pings Redis every second; Up reflects the last answer.
-func (rc *RedisCluster) health() {
+func (rc *Redis) health() {
 	defer rc.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -511,7 +511,7 @@ func (rc *RedisCluster) health() {
 }
 
 // Close stops the loops and the client. Members stay until they expire.
-func (rc *RedisCluster) Close() error {
+func (rc *Redis) Close() error {
 	rc.closed.Do(func() {
 		close(rc.stop)
 		rc.sub.Close()
