@@ -265,18 +265,3 @@ func relayedAt(e *cluster.Envelope, now time.Time) time.Time {
 	}
 	return read
 }
-
-// Close stops a clustered node's loops and its store client; the node's
-// members expire from the store by themselves. Call it after Drain.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		s.idle.close()
-		if s.cluster == nil {
-			return
-		}
-		close(s.clusterStop)
-		s.clusterWG.Wait()
-		s.cluster.Close()
-	})
-	return nil
-}

@@ -22,16 +22,6 @@ const (
 	clusterStatsSwarms = 200
 )
 
-// NodeSummary is one node in a cluster-wide /stats.json.
-type NodeSummary struct {
-	Node     string     `json:"node"`
-	Peers    int        `json:"peers"`
-	Swarms   int        `json:"swarms"`
-	Members  int        `json:"members"`
-	Draining bool       `json:"draining"`
-	Usage    UsageStats `json:"usage"`
-}
-
 // localStats is /stats.json for this node alone.
 func (s *Server) localStats(limit int) Stats {
 	st := s.hub.stats(limit)

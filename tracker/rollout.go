@@ -72,29 +72,6 @@ func cohortOf(control bool) int {
 	return cohortP2P
 }
 
-// CohortStats is one cohort's figures in /stats.json: every site's, or
-// (in RolloutStats.Sites) one site's.
-type CohortStats struct {
-	Origin string `json:"origin,omitempty"` // Sites only
-	Cohort string `json:"cohort"`           // p2p or control
-	// Viewers counts the cohort's agents connected now.
-	Viewers int `json:"viewers"`
-	// WatchMs is the viewing time the cohort's usage reports cover: the
-	// denominator that makes the cohorts' bytes and stalls comparable.
-	WatchMs int64      `json:"watch_ms"`
-	Usage   UsageStats `json:"usage"`
-}
-
-// RolloutStats is the rollout in /stats.json.
-type RolloutStats struct {
-	P2PPercent int            `json:"p2p_percent"`
-	Origins    map[string]int `json:"origins,omitempty"`
-	Cohorts    []CohortStats  `json:"cohorts"`
-	// Sites are the cohorts of each site set apart (Origins), figures
-	// counted since this node started, while the site was set apart.
-	Sites []CohortStats `json:"sites,omitempty"`
-}
-
 // Rollout is the operator's P2P rollout: the share of viewers on P2P for
 // every site, and for the sites (page origins, as in allowed_origins:
 // scheme://host) set apart. "" is native agents, which send no Origin.

@@ -490,3 +490,18 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Close stops a clustered node's loops and its store client; the node's
+// members expire from the store by themselves. Call it after Drain.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.idle.close()
+		if s.cluster == nil {
+			return
+		}
+		close(s.clusterStop)
+		s.clusterWG.Wait()
+		s.cluster.Close()
+	})
+	return nil
+}
