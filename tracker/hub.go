@@ -400,7 +400,7 @@ func (h *hub) setSlots(p *peer, slots int) {
 
 // route checks that from may send a relayed message of type t to the peer
 // named to in swarm k and records or refreshes the offer it belongs to. A
-// target on this node is checked and updated too (deliverLocked) and
+// target on this node is checked and updated too (bookLocked) and
 // returned; a target on another node is returned as its node id, and that
 // node checks its side when the envelope arrives.
 func (h *hub) route(from *peer, k cluster.Key, t signaling.Type, to, offerID string, now time.Time) (*peer, string, signaling.Code) {
@@ -422,42 +422,15 @@ func (h *hub) route(from *peer, k cluster.Key, t signaling.Type, to, offerID str
 	} else if _, in := target.swarms[k]; !in {
 		return nil, "", signaling.CodeUnknownPeer
 	}
-	if code := h.checkSenderLocked(from, t, to, offerID, now); code != "" {
+	if code := h.bookLocked(from, true, t, to, offerID, now); code != "" {
 		return nil, "", code
 	}
 	if target != nil {
-		if code := h.deliverLocked(target, t, from.id, offerID, now); code != "" {
+		if code := h.bookLocked(target, false, t, from.id, offerID, now); code != "" {
 			return nil, "", code
 		}
 	}
 	return target, node, ""
-}
-
-// checkSenderLocked is the sender's side of a relay.
-func (h *hub) checkSenderLocked(from *peer, t signaling.Type, to, offerID string, now time.Time) signaling.Code {
-	key := offerKey{to, offerID}
-	expiry := now.Add(h.cfg.OfferTTL)
-	switch t {
-	case signaling.TypeOffer:
-		if _, exists := from.sent[key]; !exists && len(from.sent) >= h.cfg.MaxPendingOffers {
-			expireOffers(from.sent, now)
-			if len(from.sent) >= h.cfg.MaxPendingOffers {
-				return signaling.CodeTooManyOffers
-			}
-		}
-		from.sent[key] = expiry
-	case signaling.TypeAnswer:
-		// Only the peer an offer went to may answer it.
-		if !offerValid(from.recv, key, now) {
-			return signaling.CodeUnknownOffer
-		}
-		from.recv[key] = expiry
-	case signaling.TypeCandidate:
-		if !offerValid(from.sent, key, now) && !offerValid(from.recv, key, now) {
-			return signaling.CodeUnknownOffer
-		}
-	}
-	return ""
 }
 
 // deliver is the target's side of a relay that arrived from another node:
@@ -473,31 +446,58 @@ func (h *hub) deliver(k cluster.Key, t signaling.Type, to, from, offerID string,
 	if _, in := target.swarms[k]; !in {
 		return nil, signaling.CodeUnknownPeer
 	}
-	if code := h.deliverLocked(target, t, from, offerID, now); code != "" {
+	if code := h.bookLocked(target, false, t, from, offerID, now); code != "" {
 		return nil, code
 	}
 	return target, ""
 }
 
-func (h *hub) deliverLocked(target *peer, t signaling.Type, from, offerID string, now time.Time) signaling.Code {
-	key := offerKey{from, offerID}
+// bookLocked checks t between p and other against p's tables of
+// negotiations and records it there, p being the sender (out) or the
+// target: both sides of a relay are booked, the sender's on its node and
+// the target's on its own. An offer goes in the table of offers p made
+// (out) or received, capped (MaxPendingOffers for those made, admitOffer's
+// fair shares for those received); an answer must belong to an offer that
+// went the other way, and keeps it alive; a candidate belongs to either.
+func (h *hub) bookLocked(p *peer, out bool, t signaling.Type, other, offerID string, now time.Time) signaling.Code {
+	key := offerKey{other, offerID}
 	expiry := now.Add(h.cfg.OfferTTL)
+	offers, answered := p.recv, p.sent
+	if out {
+		offers, answered = p.sent, p.recv
+	}
 	switch t {
 	case signaling.TypeOffer:
-		if _, exists := target.recv[key]; !exists {
-			if code := admitOffer(target.recv, from, maxRecvFactor*h.cfg.MaxPendingOffers, now); code != "" {
+		if _, exists := offers[key]; !exists {
+			if code := h.admitLocked(offers, out, other, now); code != "" {
 				return code
 			}
 		}
-		target.recv[key] = expiry
+		offers[key] = expiry
 	case signaling.TypeAnswer:
-		if !offerValid(target.sent, key, now) {
+		// Only the peer an offer went to may answer it.
+		if !offerValid(answered, key, now) {
 			return signaling.CodeUnknownOffer
 		}
-		target.sent[key] = expiry
+		answered[key] = expiry
 	case signaling.TypeCandidate:
-		if !offerValid(target.sent, key, now) && !offerValid(target.recv, key, now) {
+		if !offerValid(p.sent, key, now) && !offerValid(p.recv, key, now) {
 			return signaling.CodeUnknownOffer
+		}
+	}
+	return ""
+}
+
+// admitLocked makes room for one more offer in a table of offers made
+// (out) or received from sender, or refuses it.
+func (h *hub) admitLocked(offers map[offerKey]time.Time, out bool, sender string, now time.Time) signaling.Code {
+	if !out {
+		return admitOffer(offers, sender, maxRecvFactor*h.cfg.MaxPendingOffers, now)
+	}
+	if len(offers) >= h.cfg.MaxPendingOffers {
+		expireOffers(offers, now)
+		if len(offers) >= h.cfg.MaxPendingOffers {
+			return signaling.CodeTooManyOffers
 		}
 	}
 	return ""
