@@ -3,6 +3,8 @@
 package agent
 
 import (
+	"github.com/peercdn/peercdn/internal/jspromise"
+
 	"errors"
 	"fmt"
 	"sync"
@@ -58,38 +60,6 @@ func catch(err *error) {
 			return
 		}
 		*err = fmt.Errorf("agent: %v", r)
-	}
-}
-
-// await blocks the calling goroutine (never a JS callback) until the
-// promise settles.
-func await(p js.Value) (js.Value, error) {
-	ok := make(chan js.Value, 1)
-	fail := make(chan error, 1)
-	then := js.FuncOf(func(_ js.Value, a []js.Value) any {
-		v := js.Undefined()
-		if len(a) > 0 {
-			v = a[0]
-		}
-		ok <- v
-		return nil
-	})
-	defer then.Release()
-	rej := js.FuncOf(func(_ js.Value, a []js.Value) any {
-		msg := "promise rejected"
-		if len(a) > 0 {
-			msg = a[0].Call("toString").String()
-		}
-		fail <- errors.New(msg)
-		return nil
-	})
-	defer rej.Release()
-	p.Call("then", then, rej)
-	select {
-	case v := <-ok:
-		return v, nil
-	case err := <-fail:
-		return js.Undefined(), err
 	}
 }
 
@@ -193,11 +163,11 @@ func (p *browserPC) OnGone(f func()) {
 
 func (p *browserPC) describe(create string) (sdp string, err error) {
 	defer catch(&err)
-	desc, err := await(p.v.Call(create))
+	desc, err := jspromise.Await(p.v.Call(create))
 	if err != nil {
 		return "", err
 	}
-	if _, err := await(p.v.Call("setLocalDescription", desc)); err != nil {
+	if _, err := jspromise.Await(p.v.Call("setLocalDescription", desc)); err != nil {
 		return "", err
 	}
 	return desc.Get("sdp").String(), nil
@@ -215,7 +185,7 @@ func (p *browserPC) SetRemoteDescription(offer bool, sdp string) (err error) {
 		d.Set("type", "answer")
 	}
 	d.Set("sdp", sdp)
-	_, err = await(p.v.Call("setRemoteDescription", d))
+	_, err = jspromise.Await(p.v.Call("setRemoteDescription", d))
 	return err
 }
 

@@ -80,8 +80,6 @@ func start(_ js.Value, args []js.Value) any {
 		ICEServers:           o.ICEServers,
 		AllowRelay:           o.AllowRelay,
 		HashManifests:        o.HashManifests,
-		CDN:                  fetchCDN{},
-		Dial:                 dialWS,
 	}
 	// Browsers also parse, append and decode after the load, on a busy
 	// main thread: keep a larger reserve than native viewers.
