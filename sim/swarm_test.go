@@ -91,8 +91,11 @@ func TestLiveSwarm(t *testing.T) {
 	if !(0 <= sum.LoadMsP50 && sum.LoadMsP50 <= sum.LoadMsP95 && sum.LoadMsP95 <= sum.LoadMsMax && sum.LoadMsMax < 6000) {
 		t.Errorf("load times p50 %d, p95 %d, max %d ms", sum.LoadMsP50, sum.LoadMsP95, sum.LoadMsMax)
 	}
-	if diff := math.Abs(float64(sum.OriginSegmentBytes-sum.CDNBytes)) / float64(sum.CDNBytes); diff > 0.02 {
-		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff)
+	// A CDN fetch under way when the run ends is counted by the origin
+	// (it sent the bytes) and not by its viewer (stopped before the end):
+	// a segment or two (about 46 KB each in the rendition played) beside 2%.
+	if diff := math.Abs(float64(sum.OriginSegmentBytes - sum.CDNBytes)); diff > 0.02*float64(sum.CDNBytes)+100<<10 {
+		t.Errorf("origin counted %d segment bytes, viewers %d: %.1f%% apart", sum.OriginSegmentBytes, sum.CDNBytes, 100*diff/float64(sum.CDNBytes))
 	}
 	// Every agent reports with its pings and once more as it stops.
 	// Bytes and stalls exactly; peer connections as well, but for one that
