@@ -77,8 +77,10 @@ func TestSlowCDNFigures(t *testing.T) {
 	if s.Stats.CDNBytes > sent {
 		t.Errorf("the page counted %d CDN bytes, %.1f%% more than the origin sent (%d)", s.Stats.CDNBytes, 100*float64(s.Stats.CDNBytes-sent)/float64(sent), sent)
 	}
-	if s.Stats.CDNBytes < segs {
-		t.Errorf("the page counted %d CDN bytes, fewer than the origin's %d segment bytes", s.Stats.CDNBytes, segs)
+	// stopLoad aborts the loads under way: the origin has sent part of
+	// them, which no page counts (1.4 KB once in CI). A segment at most.
+	if s.Stats.CDNBytes < segs-256<<10 {
+		t.Errorf("the page counted %d CDN bytes, %d fewer than the origin's %d segment bytes (more than one aborted load)", s.Stats.CDNBytes, segs-s.Stats.CDNBytes, segs)
 	}
 }
 
