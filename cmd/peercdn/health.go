@@ -48,9 +48,9 @@ func healthCmd(args []string) error {
 }
 
 // defaultHealthURL is the /healthz of a `peercdn serve` configured by the
-// same environment (the container's), on loopback; tls says it serves
+// same environment (the container's), on loopback; https says it serves
 // HTTPS.
-func defaultHealthURL() (url string, tls bool) {
+func defaultHealthURL() (url string, https bool) {
 	addr := os.Getenv("PEERCDN_LISTEN")
 	if addr == "" {
 		addr = tracker.DefaultConfig().Listen
@@ -64,7 +64,7 @@ func defaultHealthURL() (url string, tls bool) {
 	}
 	scheme := "http"
 	if os.Getenv("PEERCDN_TLS_CERT") != "" || os.Getenv("PEERCDN_ACME_DOMAIN") != "" {
-		scheme, tls = "https", true
+		scheme, https = "https", true
 	}
-	return scheme + "://" + net.JoinHostPort(host, port) + "/healthz", tls
+	return scheme + "://" + net.JoinHostPort(host, port) + "/healthz", https
 }
