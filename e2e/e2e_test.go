@@ -279,6 +279,34 @@ func checkAdvance(t *testing.T, first, last []sample, window time.Duration, frac
 	}
 }
 
+// swarmWant is what a swarm run must show: every video advanced at least
+// three quarters of the window, no viewer stalled, at least minWithP2P
+// viewers got bytes from peers and the swarm's offload is at least
+// minOffload.
+type swarmWant struct {
+	minWithP2P int
+	minOffload float64
+}
+
+// checkSwarm holds a run to want, and returns its figures.
+func checkSwarm(t *testing.T, first, last []sample, window time.Duration, want swarmWant) (offload float64, withP2P int) {
+	t.Helper()
+	checkAdvance(t, first, last, window, 0.75)
+	offload, withP2P = swarmFigures(t, last)
+	if withP2P < want.minWithP2P {
+		t.Errorf("%d of %d viewers got bytes from peers, want at least %d", withP2P, len(last), want.minWithP2P)
+	}
+	if offload < want.minOffload {
+		t.Errorf("offload %.3f, want at least %.2f", offload, want.minOffload)
+	}
+	for i := range last {
+		if last[i].QA.Stalls > 0 {
+			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
+		}
+	}
+	return offload, withP2P
+}
+
 func stalls(last []sample) (n int, ms float64) {
 	for _, s := range last {
 		n += s.QA.Stalls
@@ -304,19 +332,7 @@ func TestHlsjsLiveSwarm(t *testing.T) {
 	addr, _ := serve(t, "--demo")
 	query := os.Getenv("E2E_QUERY")
 	first, last := play(t, "http://"+addr+"/"+query, 4, 60*time.Second, nil)
-	checkAdvance(t, first, last, 60*time.Second, 0.75)
-	offload, withP2P := swarmFigures(t, last)
-	if withP2P < 3 {
-		t.Errorf("%d viewers got bytes from peers, want at least 3", withP2P)
-	}
-	if offload < 0.5 {
-		t.Errorf("offload %.3f, want at least 0.5", offload)
-	}
-	for i := range last {
-		if last[i].QA.Stalls > 0 {
-			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
-		}
-	}
+	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 3, minOffload: 0.5})
 	checkReports(t, addr, last)
 	checkABREstimates(t, lastViews, `JSON.stringify({bw: demoPlayer.bandwidthEstimate, ttfb: demoPlayer.ttfbEstimate})`)
 	for i, v := range lastViews {
@@ -453,19 +469,7 @@ func TestHlsjsBaseline(t *testing.T) {
 func TestShakaLiveSwarm(t *testing.T) {
 	addr, _ := serve(t, "--demo")
 	first, last := play(t, "http://"+addr+"/shaka.html", 4, 60*time.Second, nil)
-	checkAdvance(t, first, last, 60*time.Second, 0.75)
-	offload, withP2P := swarmFigures(t, last)
-	if withP2P < 3 {
-		t.Errorf("%d viewers got bytes from peers, want at least 3", withP2P)
-	}
-	if offload < 0.5 {
-		t.Errorf("offload %.3f, want at least 0.5", offload)
-	}
-	for i := range last {
-		if last[i].QA.Stalls > 0 {
-			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
-		}
-	}
+	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 3, minOffload: 0.5})
 	checkReports(t, addr, last)
 	checkABREstimates(t, lastViews, `JSON.stringify({bw: demoPlayer.getStats().estimatedBandwidth})`)
 }

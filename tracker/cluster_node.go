@@ -81,7 +81,7 @@ func (s *Server) deliverEnvelope(e *cluster.Envelope) {
 	if err != nil {
 		return
 	}
-	target.conn.enqueue(frame{b: b, read: relayedAt(e, now)})
+	target.conn.t.SendRelayed(b, relayedAt(e, now))
 }
 
 func validType(t signaling.Type) bool {

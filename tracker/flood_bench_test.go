@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -111,7 +112,7 @@ func floodPings(ctx context.Context, addr string, pings, redials *atomic.Int64) 
 		bb, _ := ws.CompileFrame(f)
 		burst = append(burst, bb...)
 	}
-	hello := ws.MustCompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(helloJSON)))
+	hello := ws.MustCompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(bytes.Clone(helloJSON)))) // masking is in place
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	for ctx.Err() == nil {
 		nc, err := d.DialContext(ctx, "tcp", addr)

@@ -16,7 +16,7 @@ import (
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	const clients = 200
 	n := startNode(t, func(c *Config) { c.MaxConnsPerIP = clients })
-	n.srv.idle.warm()
+	n.srv.transport.Poller.Warm()
 	runtime.GC()
 	before := runtime.NumGoroutine()
 	cs := make([]*client, clients)

@@ -22,7 +22,7 @@ func TestThousandClientsLeaveNoTrace(t *testing.T) {
 	}
 	const clients, swarms = 1000, 10
 	n := startNode(t, func(c *Config) { c.MaxConnsPerIP = clients; c.IPMessagesPerSecond = 1e6; c.IPMessageBurst = 1e6 })
-	n.srv.idle.warm() // its goroutine lives as long as the node
+	n.srv.transport.Poller.Warm() // its goroutine lives as long as the node
 	runtime.GC()
 	before := runtime.NumGoroutine()
 

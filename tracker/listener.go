@@ -85,7 +85,7 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// SyscallConn exposes the socket, for the idle poller (idle_linux.go).
+// SyscallConn exposes the socket, for the idle poller (wsconn.Poller).
 func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {

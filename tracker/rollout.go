@@ -197,9 +197,9 @@ func (s *Server) applyRollout(ro *Rollout) {
 			for _, k := range s.hub.leaveAll(p) {
 				gone = append(gone, left{k, cluster.Member{ID: p.id, Group: p.group}})
 			}
-			p.conn.enqueue(frame{b: policy[0]})
+			p.conn.send(policy[0])
 		} else {
-			p.conn.enqueue(frame{b: policy[1]})
+			p.conn.send(policy[1])
 		}
 	}
 	if len(gone) > 0 && s.cluster != nil {

@@ -4,7 +4,6 @@
 package tracker
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -22,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/peercdn/peercdn/tracker/wsconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
@@ -34,16 +33,18 @@ import (
 // Server is one tracker node. Create it with New, serve Handler, stop it
 // with Drain.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *metrics
-	hub     *hub
-	wt      *wtHub
-	idle    *idlePoller // holds idle connections without a goroutine each
-	gather  prometheus.Gatherer
-	proxies []*net.IPNet
-	groups  []groupPrefix // Config.Networks, longest prefix first
-	secret  []byte
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	hub *hub
+	wt  *wtHub
+	// transport is the WebSocket settings every connection shares, its
+	// idle poller among them.
+	transport wsconn.Options
+	gather    prometheus.Gatherer
+	proxies   []*net.IPNet
+	groups    []groupPrefix // Config.Networks, longest prefix first
+	secret    []byte
 
 	draining atomic.Bool
 
@@ -149,7 +150,15 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl clu
 	}
 	s.hub = newHub(&s.cfg, s.m, node, cl != nil)
 	s.wt = newWTHub(&s.cfg)
-	s.idle = newIdlePoller()
+	s.transport = wsconn.Options{
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		SendQueue:       cfg.SendQueue,
+		SendQueueBytes:  cfg.SendQueueBytes,
+		WriteTimeout:    cfg.WriteTimeout,
+		Poller:          wsconn.NewPoller(),
+		Rejected:        func(reason string) { s.m.rejects.WithLabelValues(reason).Inc() },
+		Delivered:       func(d time.Duration) { s.m.relay.Observe(d.Seconds()) },
+	}
 	if cl != nil {
 		state := func() float64 {
 			if cl.Up() {
@@ -285,26 +294,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, status, reason, "too many connections: "+reason)
 		return
 	}
-	// Origin was checked above. net/http's 4 KiB buffers go with the
-	// upgrade: a parked connection holds no buffer at all.
-	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.cfg.WriteTimeout}.Upgrade(r, w)
+	nc, prefix, err := wsconn.Upgrade(w, r, s.cfg.WriteTimeout)
 	if err != nil {
-		if nc != nil {
-			nc.Close()
-		}
 		s.release(ip, nil)
 		s.m.rejects.WithLabelValues("upgrade").Inc()
 		return
 	}
-	c := newConn(s, nc, ip, origin, ipe)
+	c := newConn(s, nc, prefix, ip, origin, ipe)
 	c.host = requestHost(r.Host)
 	if sess := r.URL.Query().Get(signaling.SessionParam); signaling.ValidSession(sess) {
 		c.session = sess // anything else: as if none (the peer id decides the cohort)
-	}
-	if n := rw.Reader.Buffered(); n > 0 {
-		// Frames the client sent with its upgrade request are read first.
-		b, _ := rw.Reader.Peek(n)
-		c.prefix = bytes.Clone(b)
 	}
 	if strings.HasPrefix(r.URL.Path, "/announce") {
 		c.wt = &wtConn{peers: map[wtKey]*wtPeer{}}
@@ -317,9 +316,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// Drain began during the upgrade and has counted the connections
 		// it waits for: this one goes elsewhere rather than join them.
 		s.mu.Unlock()
-		nc.SetWriteDeadline(time.Now().Add(time.Second))
-		nc.Write(ws.CompiledCloseGoingAway)
-		nc.Close()
+		wsconn.GoAway(nc)
 		s.release(ip, nil)
 		s.m.rejects.WithLabelValues("draining").Inc()
 		return
@@ -478,7 +475,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("drain deadline: closing remaining connections", "connections", len(left))
 	for _, c := range left {
-		c.close(ws.StatusGoingAway, "node shutting down")
+		c.close(wsconn.StatusGoingAway, "node shutting down")
 	}
 	// A client that does not answer the close handshake is not waited for:
 	// its handler ends by itself within the handshake timeout (5 s), and a
@@ -495,7 +492,7 @@ func (s *Server) Drain(ctx context.Context) error {
 // members expire from the store by themselves. Call it after Drain.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.idle.close()
+		s.transport.Poller.Close()
 		if s.cluster == nil {
 			return
 		}

@@ -112,7 +112,7 @@ type wtConn struct {
 func (c *conn) handleWT(b []byte) bool {
 	var m wtwire.Msg
 	if err := wtwire.Decode(b, &m); err != nil {
-		c.enqueue(frame{b: wtwire.Failure("invalid JSON", "")})
+		c.send(wtwire.Failure("invalid JSON", ""))
 		return c.strike("wt_bad_message")
 	}
 	c.s.m.messages.WithLabelValues("wt_" + wtActionLabel(m.Action)).Inc()
@@ -122,7 +122,7 @@ func (c *conn) handleWT(b []byte) bool {
 	case "scrape":
 		return c.wtScrape(&m)
 	}
-	c.enqueue(frame{b: wtwire.Failure("invalid action", "")})
+	c.send(wtwire.Failure("invalid action", ""))
 	return c.strike("wt_bad_message")
 }
 
@@ -136,11 +136,11 @@ func wtActionLabel(a string) string {
 func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 	var ih string
 	if jsonv2.Unmarshal(m.InfoHash, &ih) != nil || !wtwire.ValidID(ih) || !wtwire.ValidID(m.PeerID) {
-		c.enqueue(frame{b: wtwire.Failure("info_hash and peer_id must be 20-byte strings", "")})
+		c.send(wtwire.Failure("info_hash and peer_id must be 20-byte strings", ""))
 		return c.strike("wt_bad_message")
 	}
 	if c.s.draining.Load() {
-		c.enqueue(frame{b: wtwire.Failure("tracker node draining: reconnect elsewhere", ih)})
+		c.send(wtwire.Failure("tracker node draining: reconnect elsewhere", ih))
 		return true
 	}
 	if !c.welcomed.Load() {
@@ -162,12 +162,12 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 	switch {
 	case self != nil && self.id != m.PeerID:
 		h.mu.Unlock()
-		c.enqueue(frame{b: wtwire.Failure("one peer_id per socket and swarm", ih)})
+		c.send(wtwire.Failure("one peer_id per socket and swarm", ih))
 		return c.strike("wt_peer_id")
 	case self == nil:
 		if sw != nil && sw.peers[m.PeerID] != nil {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtwire.Failure("peer_id in use by another socket", ih)})
+			c.send(wtwire.Failure("peer_id in use by another socket", ih))
 			return c.strike("wt_peer_id")
 		}
 		if m.Event == "stopped" {
@@ -176,7 +176,7 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 		}
 		if len(c.wt.peers) >= c.s.cfg.MaxSwarmsPerConn {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtwire.Failure("in max_swarms_per_conn swarms already", ih)})
+			c.send(wtwire.Failure("in max_swarms_per_conn swarms already", ih))
 			return true
 		}
 		if sw == nil {
@@ -186,7 +186,7 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 		}
 		if len(sw.list) >= c.s.cfg.MaxPeersPerSwarm {
 			h.mu.Unlock()
-			c.enqueue(frame{b: wtwire.Failure("swarm full", ih)})
+			c.send(wtwire.Failure("swarm full", ih))
 			return true
 		}
 		isNew = true
@@ -346,12 +346,12 @@ func (c *conn) wtAnnounce(m *wtwire.Msg) bool {
 			continue
 		}
 		c.s.m.messages.WithLabelValues("wt_offer_relayed").Inc()
-		o.to.c.enqueue(frame{b: o.msg, read: now})
+		o.to.c.t.SendRelayed(o.msg, now)
 	}
 	if counts, ok := c.s.wtClusterCounts([]wtKey{k}); ok {
 		complete, incomplete = counts[0].Seeds, counts[0].Leechers()
 	}
-	c.enqueue(frame{b: wtwire.AnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete)})
+	c.send(wtwire.AnnounceReply(int(c.s.cfg.AnnounceInterval/time.Second), ih, complete, incomplete))
 	return true
 }
 
@@ -371,7 +371,7 @@ func (c *conn) wtAnswer(k wtKey, m *wtwire.Msg, now time.Time) bool {
 		if sw := h.swarms[k]; sw != nil {
 			to = sw.peers[m.ToPeerID]
 		}
-		ok = to != nil && !to.c.closing.Load()
+		ok = to != nil && !to.c.t.Closing()
 	}
 	h.mu.Unlock()
 	if !ok {
@@ -388,7 +388,7 @@ func (c *conn) wtAnswer(k wtKey, m *wtwire.Msg, now time.Time) bool {
 	}
 	b := wtwire.RelayMsg("answer", m.Answer, m.OfferID, self.id, k.infoHash)
 	c.s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
-	to.c.enqueue(frame{b: b, read: now})
+	to.c.t.SendRelayed(b, now)
 	return true
 }
 
@@ -398,7 +398,7 @@ func (c *conn) wtScrape(m *wtwire.Msg) bool {
 	if jsonv2.Unmarshal(m.InfoHash, &one) == nil {
 		list = []string{one}
 	} else if jsonv2.Unmarshal(m.InfoHash, &list) != nil || len(list) > wtwire.MaxScrape {
-		c.enqueue(frame{b: wtwire.Failure("info_hash must be a string or a list of up to 64", "")})
+		c.send(wtwire.Failure("info_hash must be a string or a list of up to 64", ""))
 		return c.strike("wt_bad_message")
 	}
 	keys := make([]wtKey, 0, len(list))
@@ -418,7 +418,7 @@ func (c *conn) wtScrape(m *wtwire.Msg) bool {
 		files[k.infoHash] = map[string]int{"complete": counts[i].Seeds, "incomplete": counts[i].Leechers(), "downloaded": counts[i].Seeds}
 	}
 	b, _ := jsonv2.Marshal(map[string]any{"action": "scrape", "files": files})
-	c.enqueue(frame{b: b})
+	c.send(b)
 	return true
 }
 

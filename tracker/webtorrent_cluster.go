@@ -137,7 +137,7 @@ func (s *Server) deliverWT(e *cluster.Envelope, now time.Time) {
 	} else {
 		s.m.messages.WithLabelValues("wt_answer_relayed").Inc()
 	}
-	to.c.enqueue(frame{b: b, read: relayedAt(e, now)})
+	to.c.t.SendRelayed(b, relayedAt(e, now))
 }
 
 // members adds this node's WebTorrent peers to a refresh snapshot.

@@ -21,6 +21,7 @@ func TestLayers(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	imports := map[string][]string{}
+	external := map[string][]string{} // the imports from outside the module
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for {
 		var p struct {
@@ -36,6 +37,8 @@ func TestLayers(t *testing.T) {
 		for _, i := range p.Imports {
 			if strings.HasPrefix(i, mod+"/") {
 				own = append(own, strings.TrimPrefix(i, mod+"/"))
+			} else {
+				external[strings.TrimPrefix(p.ImportPath, mod+"/")] = append(external[strings.TrimPrefix(p.ImportPath, mod+"/")], i)
 			}
 		}
 		imports[strings.TrimPrefix(p.ImportPath, mod+"/")] = own
@@ -49,11 +52,25 @@ func TestLayers(t *testing.T) {
 		"hashfile":        {},
 		"tracker/cluster": {"signaling"},
 		"tracker/wtwire":  {},
+		"tracker/wsconn":  {},
 	}
 	for pkg, ok := range allowed {
 		for _, i := range imports[pkg] {
 			if !slices.Contains(ok, i) {
 				t.Errorf("%s imports %s; it may import only %v of this module", pkg, i, ok)
+			}
+		}
+	}
+	// Each library behind one package: the WebSocket framing library behind
+	// the transport, the Redis client behind the shared store.
+	owners := map[string]string{
+		"github.com/gobwas/ws":         "tracker/wsconn",
+		"github.com/redis/go-redis/v9": "tracker/cluster",
+	}
+	for pkg, imps := range external {
+		for _, i := range imps {
+			if owner, ok := owners[i]; ok && owner != pkg {
+				t.Errorf("%s imports %s: only %s does", pkg, i, owner)
 			}
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package tracker
+package wsconn
 
 import (
 	"os"
@@ -8,7 +8,8 @@ import (
 	"syscall"
 )
 
-// idlePoller holds idle connections without a goroutine each. A connection
+// Poller holds idle connections without a goroutine each; a server
+// shares one among its connections (Options.Poller). A connection
 // with nothing to read registers its socket here (level-triggered, one
 // shot) and its goroutine ends; when bytes arrive, or the connection is
 // being closed, a goroutine starts reading it again. A goroutine parked
@@ -19,25 +20,25 @@ import (
 // edge-triggered and not ours to read. The set's own descriptor is in the
 // runtime's, so the loop waits like any network read: no thread blocked
 // in epoll_wait, and a wake-up is scheduled as promptly as a socket's.
-type idlePoller struct {
+type Poller struct {
 	once   sync.Once
 	err    error
 	epfd   int
 	file   *os.File // epfd, non-blocking, in the runtime's poller
 	wake   [2]int   // a pipe in the set: a byte in it ends the loop
 	mu     sync.Mutex
-	parked map[uint64]*conn
+	parked map[uint64]*Conn
 	nextID uint64
 	done   chan struct{}
 }
 
-func newIdlePoller() *idlePoller { return &idlePoller{parked: map[uint64]*conn{}} }
+func NewPoller() *Poller { return &Poller{parked: map[uint64]*Conn{}} }
 
-// warm starts the poller's goroutine ahead of the first idle connection
+// Warm starts the poller's goroutine ahead of the first idle connection
 // (tests count goroutines).
-func (p *idlePoller) warm() { p.start() }
+func (p *Poller) Warm() { p.start() }
 
-func (p *idlePoller) start() error {
+func (p *Poller) start() error {
 	p.once.Do(func() {
 		p.epfd, p.err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if p.err != nil {
@@ -69,7 +70,7 @@ func (p *idlePoller) start() error {
 // park registers c's socket and reports whether it did; the caller's
 // goroutine must then end. It does not park a connection being closed:
 // its goroutine must finish it.
-func (p *idlePoller) park(c *conn) bool {
+func (p *Poller) park(c *Conn) bool {
 	if p.start() != nil {
 		return false
 	}
@@ -100,7 +101,7 @@ func (p *idlePoller) park(c *conn) bool {
 }
 
 // kick restarts c's goroutine if it is parked: it is being closed.
-func (p *idlePoller) kick(c *conn) {
+func (p *Poller) kick(c *Conn) {
 	p.mu.Lock()
 	_, ok := p.parked[c.pollID]
 	if ok {
@@ -112,7 +113,7 @@ func (p *idlePoller) kick(c *conn) {
 	}
 }
 
-func (p *idlePoller) loop() {
+func (p *Poller) loop() {
 	defer close(p.done)
 	rc, err := p.file.SyscallConn()
 	if err != nil {
@@ -150,9 +151,9 @@ func (p *idlePoller) loop() {
 	}
 }
 
-// close ends the loop. Parked connections are closed by the server's
+// Close ends the loop. Parked connections are closed by the server's
 // drain, which kicks each.
-func (p *idlePoller) close() {
+func (p *Poller) Close() {
 	p.once.Do(func() { p.err = syscall.EINVAL }) // not started: never will be
 	if p.done == nil {
 		return

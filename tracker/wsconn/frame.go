@@ -1,4 +1,4 @@
-package tracker
+package wsconn
 
 import (
 	"bufio"
@@ -56,10 +56,10 @@ var (
 	errPingFlood = errors.New("closed for pinging too fast")
 )
 
-// maxFragments bounds the frames of one message: browsers send each
+// MaxFragments bounds the frames of one message: browsers send each
 // message whole, and a message of endless empty fragments would never
 // reach the rate limiter, which counts messages.
-const maxFragments = 64
+const MaxFragments = 64
 
 // readMessage reads frames until one whole data message has been appended
 // to buf, and returns it with its opcode (text or binary). A message over
@@ -105,7 +105,7 @@ func (r *msgReader) readMessage(buf []byte, limit int, pong func(payload []byte)
 		if h.Length > int64(limit-len(buf)) {
 			return 0, buf, errTooBig
 		}
-		if fragments++; fragments > maxFragments {
+		if fragments++; fragments > MaxFragments {
 			return 0, buf, errTooFragmented
 		}
 		if op == 0 {
