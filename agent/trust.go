@@ -73,8 +73,8 @@ func (t *trust) learnManifest(k segKey, sum [32]byte) {
 	v.manifest, v.hasManifest = sum, true
 }
 
-// maxNotaryOrigins bounds the CDN origins remembered per segment.
-const maxNotaryOrigins = 8
+// maxNotaryCDNs bounds the CDNs remembered per segment.
+const maxNotaryCDNs = 8
 
 func (t *trust) learnNotary(k segKey, cdn string, sum [32]byte) {
 	t.mu.Lock()
@@ -83,7 +83,7 @@ func (t *trust) learnNotary(k segKey, cdn string, sum [32]byte) {
 	if v.notary == nil {
 		v.notary = map[string][32]byte{}
 	}
-	if _, ok := v.notary[cdn]; ok || len(v.notary) < maxNotaryOrigins {
+	if _, ok := v.notary[cdn]; ok || len(v.notary) < maxNotaryCDNs {
 		v.notary[cdn] = sum
 	}
 }

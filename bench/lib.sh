@@ -1,5 +1,5 @@
 # Shared by bench/*.sh: one server at a time, stopped on exit.
-BIN=bin/peercdn
+BIN=${BIN:-bin/peercdn}
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 server_pid=""

@@ -9,10 +9,10 @@ PRESETS=${PRESETS:-"fiber cable dsl cellular mixed"}
 SIZES=${SIZES:-"10 50 200"}
 SECS=${SECONDS_RUN:-120}
 ADDR=127.0.0.1:18400
-mkdir -p bench/out
+mkdir -p "${OUT:-bench/out}"
 # Every simulated viewer comes from 127.0.0.1: the per-address limits,
 # which are for one household or office, are lifted.
-bin/peercdn serve --demo --listen "$ADDR" --stun-listen= --max-conns-per-ip 100000 \
+${BIN:-bin/peercdn} serve --demo --listen "$ADDR" --stun-listen= --max-conns-per-ip 100000 \
 	--ip-messages-per-second 1000000 --ip-message-burst 1000000 2>/dev/null &
 SERVE=$!
 trap 'kill $SERVE' EXIT
@@ -22,9 +22,9 @@ for size in $SIZES; do
 		# Viewers join over a tenth of a second each (20 s for 200), then
 		# SECS are measured.
 		spread=$(( size / 10 ))
-		out=bench/out/network-$preset-$size.json
+		out=${OUT:-bench/out}/network-$preset-$size.json
 		echo "$preset x $size ($SECS s after joins over ${spread}s) -> $out" >&2
-		bin/peercdn swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" \
+		${BIN:-bin/peercdn} swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" \
 			--join-spread "${spread}s" --seconds $(( SECS + spread )) --json > "$out"
 	done
 done

@@ -125,6 +125,34 @@ type Usage struct {
 	PeersFailed    int64 `json:"peers_failed,omitempty"`
 }
 
+// UnmarshalJSON reads a usage report under either name of its byte counts:
+// cdn, p2p and up, which agents send today, or cdn_bytes, p2p_bytes and
+// upload_bytes, the names /stats.json and the metrics use. Agents move to
+// the long names once every tracker node reads them (this release on); a
+// report with both counts the long name.
+func (u *Usage) UnmarshalJSON(b []byte) error {
+	type short Usage // the struct's own tags, without this method
+	var w struct {
+		short
+		CDNBytes    *int64 `json:"cdn_bytes"`
+		P2PBytes    *int64 `json:"p2p_bytes"`
+		UploadBytes *int64 `json:"upload_bytes"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*u = Usage(w.short)
+	for _, f := range []struct {
+		long *int64
+		to   *int64
+	}{{w.CDNBytes, &u.CDNBytes}, {w.P2PBytes, &u.P2PBytes}, {w.UploadBytes, &u.UploadBytes}} {
+		if f.long != nil {
+			*f.to = *f.long
+		}
+	}
+	return nil
+}
+
 // Add adds o to u, field by field.
 func (u *Usage) Add(o Usage) {
 	u.CDNBytes += o.CDNBytes

@@ -23,6 +23,8 @@ func TestDecodeValidates(t *testing.T) {
 		{"peer outcomes", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_connected":3,"peers_failed":1}}`, true},
 		{"negative failures", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_failed":-1}}`, false},
 		{"failures over the bound", `{"type":"ping","usage":{"cdn":0,"p2p":0,"up":0,"peers_connected":100001}}`, false},
+		{"usage under the long names", `{"type":"ping","usage":{"cdn_bytes":1,"p2p_bytes":2,"upload_bytes":3}}`, true},
+		{"long-named bytes over the bound", `{"type":"ping","usage":{"cdn_bytes":1099511627777}}`, false},
 		{"offer", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o","sdp":"v=0"}`, true},
 		{"offer without sdp", `{"type":"offer","swarm":{"content":"/a"},"to":"p","offer_id":"o"}`, false},
 		{"offer without to", `{"type":"offer","swarm":{"content":"/a"},"offer_id":"o","sdp":"v"}`, false},
@@ -116,5 +118,23 @@ func TestUsageAddMinus(t *testing.T) {
 	}
 	if got := b.Minus(a); got != a {
 		t.Fatalf("Minus: %+v, want %+v", got, a)
+	}
+}
+
+// Either name of a usage byte count reads into the same field; the long
+// name wins over the short one.
+func TestUsageNames(t *testing.T) {
+	for _, in := range []string{
+		`{"type":"ping","usage":{"cdn":1,"p2p":2,"up":3,"stall_ms":4}}`,
+		`{"type":"ping","usage":{"cdn_bytes":1,"p2p_bytes":2,"upload_bytes":3,"stall_ms":4}}`,
+		`{"type":"ping","usage":{"cdn":9,"cdn_bytes":1,"p2p":2,"upload_bytes":3,"stall_ms":4}}`,
+	} {
+		m, err := Decode([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Usage{CDNBytes: 1, P2PBytes: 2, UploadBytes: 3, StallMs: 4}); *m.Usage != want {
+			t.Errorf("%s: %+v, want %+v", in, *m.Usage, want)
+		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/peercdn/peercdn/agent"
 	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/internal/trackertest"
-	"github.com/peercdn/peercdn/origin"
+	"github.com/peercdn/peercdn/democdn"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim/netsim"
 	"github.com/peercdn/peercdn/tracker"
@@ -39,7 +39,7 @@ func demoServerWith(t *testing.T, noManifest bool, mutate func(*tracker.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := origin.New(st)
+	o, err := democdn.New(st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@ func (s *Server) localStats(limit int) Stats {
 	st.Node = s.hub.node
 	ro := s.rollout.Load()
 	st.Rollout = RolloutStats{P2PPercent: ro.P2PPercent, Origins: ro.Origins}
-	st.Rollout.Cohorts, st.Rollout.Sites = s.hub.cohortStats(ro.Origins)
+	st.Rollout.Cohorts, st.Rollout.OriginCohorts = s.hub.cohortStats(ro.Origins)
+	st.Rollout.Sites = st.Rollout.OriginCohorts
 	if s.cluster != nil {
 		st.Cluster = "up"
 		if !s.cluster.Up() {
@@ -106,8 +107,8 @@ func mergeStats(nodes []Stats, limit int) Stats {
 	out := Stats{Node: nodes[0].Node, Cluster: nodes[0].Cluster, Draining: nodes[0].Draining,
 		Rollout: RolloutStats{P2PPercent: nodes[0].Rollout.P2PPercent, Origins: nodes[0].Rollout.Origins}}
 	cohorts := map[string]*CohortStats{}
-	type siteKey struct{ origin, cohort string }
-	sites := map[siteKey]*CohortStats{}
+	type originCohort struct{ origin, cohort string }
+	apart := map[originCohort]*CohortStats{}
 	type key struct{ origin, content, rendition string }
 	rows := map[key]*SwarmStats{}
 	for _, st := range nodes {
@@ -116,16 +117,16 @@ func mergeStats(nodes []Stats, limit int) Stats {
 		out.Members += st.Members
 		out.Swarms = max(out.Swarms, st.Swarms)
 		out.Usage.add(st.Usage)
-		for _, c := range st.Rollout.Sites {
-			k := siteKey{c.Origin, c.Cohort}
-			if m := sites[k]; m != nil {
+		for _, c := range st.Rollout.originCohorts() {
+			k := originCohort{c.Origin, c.Cohort}
+			if m := apart[k]; m != nil {
 				m.Viewers += c.Viewers
 				m.WatchMs += c.WatchMs
 				m.Usage.add(c.Usage)
 				continue
 			}
-			if _, apart := out.Rollout.Origins[c.Origin]; apart && slices.Contains(cohortNames[:], c.Cohort) {
-				sites[k] = &c
+			if _, ok := out.Rollout.Origins[c.Origin]; ok && slices.Contains(cohortNames[:], c.Cohort) {
+				apart[k] = &c
 			}
 		}
 		for _, c := range st.Rollout.Cohorts {
@@ -158,11 +159,12 @@ func mergeStats(nodes []Stats, limit int) Stats {
 	}
 	for _, o := range slices.Sorted(maps.Keys(out.Rollout.Origins)) {
 		for _, name := range cohortNames {
-			if c := sites[siteKey{o, name}]; c != nil {
-				out.Rollout.Sites = append(out.Rollout.Sites, *c)
+			if c := apart[originCohort{o, name}]; c != nil {
+				out.Rollout.OriginCohorts = append(out.Rollout.OriginCohorts, *c)
 			}
 		}
 	}
+	out.Rollout.Sites = out.Rollout.OriginCohorts
 	out.Swarms = max(out.Swarms, len(rows))
 	all := make([]SwarmStats, 0, len(rows))
 	for _, r := range rows {

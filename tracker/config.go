@@ -22,6 +22,9 @@ import (
 // Config is everything an operator can set. DefaultConfig gives safe values
 // for a single public node; every field documents its default.
 type Config struct {
+	// deprecated names the old keys this config was given (foldDeprecated).
+	deprecated []string
+
 	// Listen is the HTTP address. Default ":8080".
 	Listen string `yaml:"listen"`
 
@@ -186,19 +189,22 @@ type Config struct {
 	// as corrupt before it is removed from the swarm for good. Default 2.
 	BadPeerReports int `yaml:"bad_peer_reports"`
 
-	// NotaryOrigins are URL prefixes ("https://cdn.example.com/live/"): when
+	// NotaryCDNs are URL prefixes of CDNs ("https://cdn.example.com/live/"): when
 	// set, the notary fetches only URLs under them (at any address), and
 	// under integrity "quorum" it settles contested segments from them.
 	// Default empty: under "notary", any http(s) URL a viewer reports, at
 	// public addresses only (see NotaryPrivate); the hash is bound to that
 	// URL's origin, so a viewer naming its own server vouches only for
 	// viewers of that server. Never follows redirects.
+	NotaryCDNs []string `yaml:"notary_cdns"`
+	// NotaryOrigins is NotaryCDNs under its old name, added to it when the
+	// config is read. Deprecated: use notary_cdns.
 	NotaryOrigins []string `yaml:"notary_origins"`
 	// NotaryPrivate lets the notary fetch from loopback, private, link-local
-	// and shared (CGNAT) addresses when NotaryOrigins is empty. Default
+	// and shared (CGNAT) addresses when NotaryCDNs is empty. Default
 	// false: viewers name the URLs, and must not aim the tracker at the
 	// operator's own network. `serve --demo` turns it on (its origin is
-	// itself); list an internal CDN in NotaryOrigins instead.
+	// itself); list an internal CDN in NotaryCDNs instead.
 	NotaryPrivate bool `yaml:"notary_private"`
 	// NotaryFetches is how many notary fetches run at once on a node; more
 	// wait in a queue of 16 times that. Default 16.
@@ -296,6 +302,7 @@ var patternSyntax = regexp.MustCompile(`^[A-Za-z0-9.*?:/\[\]\-_]+$`)
 
 // Validate reports the first field that is out of range, by its YAML name.
 func (c *Config) Validate() error {
+	c.foldDeprecated()
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
@@ -376,10 +383,10 @@ func (c *Config) Validate() error {
 	default:
 		return bad("integrity", "%q: want notary, quorum or off", c.Integrity)
 	}
-	for _, p := range c.NotaryOrigins {
+	for _, p := range c.NotaryCDNs {
 		u, err := url.Parse(p)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || !strings.HasSuffix(u.Path, "/") {
-			return bad("notary_origins", "%q: want http(s)://host/path/ ending in /", p)
+			return bad("notary_cdns", "%q: want http(s)://host/path/ ending in /", p)
 		}
 	}
 	ints := []struct {
@@ -467,8 +474,22 @@ func DecodeConfig(r io.Reader, c *Config) error {
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: %s", ErrConfig, unknownKeyMessage(err))
 	}
+	c.foldDeprecated()
 	return nil
 }
+
+// foldDeprecated moves settings given under an old name to the new one.
+func (c *Config) foldDeprecated() {
+	if len(c.NotaryOrigins) > 0 {
+		c.NotaryCDNs = append(c.NotaryCDNs, c.NotaryOrigins...)
+		c.NotaryOrigins = nil
+		c.deprecated = append(c.deprecated, "notary_origins (now notary_cdns)")
+	}
+}
+
+// DeprecatedKeys names the settings this config gave under an old name,
+// for a warning.
+func (c *Config) DeprecatedKeys() []string { return c.deprecated }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 

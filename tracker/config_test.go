@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,23 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), field+":") {
 			t.Errorf("%s: got %v", field, err)
 		}
+	}
+}
+
+// A key renamed in this release still works under its old name, and is
+// named for a warning.
+func TestDeprecatedKeys(t *testing.T) {
+	c := DefaultConfig()
+	if err := DecodeConfig(strings.NewReader("notary_origins: [\"https://cdn.example/live/\"]\nnotary_cdns: [\"https://cdn2.example/\"]\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://cdn2.example/", "https://cdn.example/live/"}; !slices.Equal(c.NotaryCDNs, want) {
+		t.Fatalf("notary_cdns %v, want %v", c.NotaryCDNs, want)
+	}
+	if got := c.DeprecatedKeys(); len(got) != 1 || !strings.Contains(got[0], "notary_origins") {
+		t.Fatalf("deprecated keys %v", got)
 	}
 }

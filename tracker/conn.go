@@ -422,7 +422,7 @@ func (c *conn) quorumHash(m *signaling.Message, seg uint64) {
 		c.s.m.rejects.WithLabelValues("hash_mismatch").Inc()
 	case accepted != "":
 		c.s.pushHash(k, seg, accepted, "")
-	case len(c.s.cfg.NotaryOrigins) > 0:
+	case len(c.s.cfg.NotaryCDNs) > 0:
 		if url := c.s.hub.contested(k, seg, m.URL); url != "" {
 			c.s.startNotary(notaryJob{k: k, seg: seg, url: url})
 		}

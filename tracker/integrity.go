@@ -51,7 +51,7 @@ type hashEntry struct {
 	// Quorum integrity.
 	accepted string                     // hex, once trusted
 	votes    map[string]map[string]bool // hash -> reporter networks (or ids)
-	url      string                     // where a reporter got it, under notary_origins
+	url      string                     // where a reporter got it, under notary_cdns
 	notary   bool                       // a notary fetch was started
 
 	// Notary integrity: what the notary found at each CDN origin.
@@ -316,7 +316,7 @@ func (h *hub) banFromSwarm(p *peer, k cluster.Key) {
 }
 
 // notaryAllows says whether the notary may fetch raw: an http(s) URL
-// without user info or "..", under one of notary_origins (same scheme and
+// without user info or "..", under one of notary_cdns (same scheme and
 // host, path under the prefix) when those are set, and otherwise any such
 // URL under notary integrity (the dialer then refuses non-public
 // addresses, unless notary_private).
@@ -329,10 +329,10 @@ func (h *hub) notaryAllows(raw string) bool {
 		(u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	if len(h.cfg.NotaryOrigins) == 0 {
+	if len(h.cfg.NotaryCDNs) == 0 {
 		return h.cfg.Integrity == IntegrityNotary
 	}
-	for _, p := range h.cfg.NotaryOrigins {
+	for _, p := range h.cfg.NotaryCDNs {
 		a, err := url.Parse(p)
 		if err != nil {
 			continue

@@ -161,7 +161,7 @@ func TestNotarySettlesContestedSegment(t *testing.T) {
 	n := startNode(t, func(c *Config) {
 		c.Integrity = IntegrityQuorum
 		c.HashDistinctNetworks = false
-		c.NotaryOrigins = []string{origin.URL + "/live/"}
+		c.NotaryCDNs = []string{origin.URL + "/live/"}
 	})
 	honest, liar, watcher := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
 	for _, x := range []*client{honest, liar, watcher} {

@@ -43,7 +43,7 @@ const (
 )
 
 // errPrivateAddress refuses a notary connection to a non-public address.
-var errPrivateAddress = errors.New("notary: not a public address (list the CDN in notary_origins, or set notary_private)")
+var errPrivateAddress = errors.New("notary: not a public address (list the CDN in notary_cdns, or set notary_private)")
 
 func newNotaryClient(publicOnly bool) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}

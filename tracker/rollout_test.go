@@ -379,7 +379,7 @@ func TestRolloutPerOrigin(t *testing.T) {
 	expect(t, a, signaling.TypePong, "")
 	send(t, b, &signaling.Message{Type: signaling.TypePing, Ref: "3", Usage: &signaling.Usage{CDNBytes: 7}})
 	expect(t, b, signaling.TypePong, "")
-	sites := n.srv.localStats(1).Rollout.Sites
+	sites := n.srv.localStats(1).Rollout.OriginCohorts
 	if len(sites) != 2 || sites[0].Origin != "https://a.example" || sites[0].Cohort != "p2p" || sites[1].Cohort != "control" ||
 		sites[0].Usage.P2PBytes != 100 || sites[0].Viewers != 0 || sites[1].Usage.CDNBytes != 500 || sites[1].Viewers != 2 || sites[1].WatchMs <= 0 {
 		t.Fatalf("sites %+v: want a.example's p2p cohort with the 100 P2P bytes, its control cohort with 2 viewers and the 500 CDN bytes", sites)
@@ -442,22 +442,29 @@ func TestRolloutSurvivesTheStoreLosingIt(t *testing.T) {
 	}
 }
 
-// A cluster view sums each site's cohorts over the nodes, for the sites
-// the answering node has set apart.
+// A cluster view sums each origin's cohorts over the nodes, for the origins
+// the answering node has set apart, whether a node wrote them as
+// origin_cohorts or, in an earlier release, as sites.
 func TestMergeSiteCohorts(t *testing.T) {
-	node := func(name string, viewers int, cdn int64) Stats {
-		return Stats{Node: name, Rollout: RolloutStats{P2PPercent: 100, Origins: map[string]int{"https://a.example": 0},
-			Cohorts: []CohortStats{{Cohort: "p2p"}, {Cohort: "control", Viewers: viewers, Usage: UsageStats{CDNBytes: cdn}}},
-			Sites: []CohortStats{
-				{Origin: "https://a.example", Cohort: "control", Viewers: viewers, WatchMs: 1000, Usage: UsageStats{CDNBytes: cdn}},
-				{Origin: "https://gone.example", Cohort: "control", Viewers: 9},
-			}}}
+	node := func(name string, viewers int, cdn int64, earlier bool) Stats {
+		apart := []CohortStats{
+			{Origin: "https://a.example", Cohort: "control", Viewers: viewers, WatchMs: 1000, Usage: UsageStats{CDNBytes: cdn}},
+			{Origin: "https://gone.example", Cohort: "control", Viewers: 9},
+		}
+		st := Stats{Node: name, Rollout: RolloutStats{P2PPercent: 100, Origins: map[string]int{"https://a.example": 0},
+			Cohorts: []CohortStats{{Cohort: "p2p"}, {Cohort: "control", Viewers: viewers, Usage: UsageStats{CDNBytes: cdn}}}}}
+		if earlier {
+			st.Rollout.Sites = apart
+		} else {
+			st.Rollout.OriginCohorts, st.Rollout.Sites = apart, apart
+		}
+		return st
 	}
-	st := mergeStats([]Stats{node("n1", 2, 300), node("n2", 3, 400)}, 10)
-	if len(st.Rollout.Sites) != 1 {
-		t.Fatalf("sites %+v: want a.example's control cohort alone", st.Rollout.Sites)
+	st := mergeStats([]Stats{node("n1", 2, 300, false), node("n2", 3, 400, true)}, 10)
+	if len(st.Rollout.OriginCohorts) != 1 || len(st.Rollout.Sites) != 1 {
+		t.Fatalf("origin cohorts %+v, sites %+v: want a.example's control cohort alone in each", st.Rollout.OriginCohorts, st.Rollout.Sites)
 	}
-	s := st.Rollout.Sites[0]
+	s := st.Rollout.OriginCohorts[0]
 	if s.Origin != "https://a.example" || s.Viewers != 5 || s.WatchMs != 2000 || s.Usage.CDNBytes != 700 {
 		t.Fatalf("merged %+v: want 5 viewers, 2000 ms, 700 CDN bytes", s)
 	}

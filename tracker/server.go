@@ -137,7 +137,7 @@ func NewClustered(cfg Config, log *slog.Logger, reg *prometheus.Registry, cl clu
 		s.proxies = append(s.proxies, n)
 	}
 	s.groups = parseNetworks(cfg.Networks)
-	s.notaryClient = newNotaryClient(len(cfg.NotaryOrigins) == 0 && !cfg.NotaryPrivate)
+	s.notaryClient = newNotaryClient(len(cfg.NotaryCDNs) == 0 && !cfg.NotaryPrivate)
 	s.notarySem = make(chan struct{}, cfg.NotaryFetches)
 	s.m = newMetrics(reg)
 	s.m.ready.Set(1)

@@ -72,10 +72,10 @@ type NodeSummary struct {
 	Usage    UsageStats `json:"usage"`
 }
 
-// CohortStats is one cohort's figures in /stats.json: every site's, or
-// (in RolloutStats.Sites) one site's.
+// CohortStats is one cohort's figures in /stats.json: every origin's, or
+// (in RolloutStats.OriginCohorts) one origin's.
 type CohortStats struct {
-	Origin string `json:"origin,omitempty"` // Sites only
+	Origin string `json:"origin,omitempty"` // OriginCohorts only
 	Cohort string `json:"cohort"`           // p2p or control
 	// Viewers counts the cohort's agents connected now.
 	Viewers int `json:"viewers"`
@@ -90,7 +90,21 @@ type RolloutStats struct {
 	P2PPercent int            `json:"p2p_percent"`
 	Origins    map[string]int `json:"origins,omitempty"`
 	Cohorts    []CohortStats  `json:"cohorts"`
-	// Sites are the cohorts of each site set apart (Origins), figures
-	// counted since this node started, while the site was set apart.
+	// OriginCohorts are the cohorts of each origin set apart (Origins),
+	// figures counted since this node started, while the origin was set
+	// apart.
+	OriginCohorts []CohortStats `json:"origin_cohorts,omitempty"`
+	// Sites is OriginCohorts under its old name, written and read for
+	// nodes and dashboards of earlier releases. Deprecated: to be removed
+	// in a later release.
 	Sites []CohortStats `json:"sites,omitempty"`
+}
+
+// originCohorts is OriginCohorts, or Sites from a node of an earlier
+// release.
+func (r *RolloutStats) originCohorts() []CohortStats {
+	if r.OriginCohorts != nil {
+		return r.OriginCohorts
+	}
+	return r.Sites
 }

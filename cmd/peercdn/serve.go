@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/peercdn/peercdn/examples"
-	"github.com/peercdn/peercdn/origin"
+	"github.com/peercdn/peercdn/democdn"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 	"github.com/peercdn/peercdn/tracker/turnserver"
@@ -161,7 +161,8 @@ func bindFlags(fs *flag.FlagSet, c *tracker.Config) *string {
 	fs.IntVar(&c.HashQuorum, "hash-quorum", c.HashQuorum, "independent CDN reports that make a segment hash trusted (--integrity quorum)")
 	fs.BoolVar(&c.HashDistinctNetworks, "hash-distinct-networks", c.HashDistinctNetworks, "quorum reporters must come from distinct /24 (/48) networks (--integrity quorum)")
 	fs.BoolVar(&c.HashManifests, "hash-manifests", c.HashManifests, "the CDN publishes peercdn-hashes.json beside its segments (peercdn hash): agents look for it (--demo sets it)")
-	fs.Var((*listFlag)(&c.NotaryOrigins), "notary-origins", "comma-separated URL prefixes the notary may fetch from (empty: any http(s) URL at a public address)")
+	fs.Var((*listFlag)(&c.NotaryCDNs), "notary-cdns", "comma-separated URL prefixes of CDNs the notary may fetch from (empty: any http(s) URL at a public address)")
+	fs.Var((*listFlag)(&c.NotaryCDNs), "notary-origins", "deprecated: --notary-cdns")
 	fs.BoolVar(&c.NotaryPrivate, "notary-private", c.NotaryPrivate, "let the notary fetch from loopback and private addresses (a CDN on the operator's own network; --demo sets it)")
 	fs.IntVar(&c.NotaryFetches, "notary-fetches", c.NotaryFetches, "notary fetches at once per node")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "redis://host:port shared by all nodes of a cluster (empty: single node in memory)")
@@ -245,7 +246,7 @@ func serve(args []string) error {
 	var trim time.Duration
 	var lf logFlags
 	var tf tlsFlags
-	cfg, _, err := loadConfig("serve", args, serveFlagsAll(&demo, &vendor, &pprofAddr, &trim, &lf, &tf))
+	cfg, fs, err := loadConfig("serve", args, serveFlagsAll(&demo, &vendor, &pprofAddr, &trim, &lf, &tf))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -256,7 +257,15 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if demo.on && !cfg.NotaryPrivate && len(cfg.NotaryOrigins) == 0 {
+	for _, k := range cfg.DeprecatedKeys() {
+		log.Warn("config: a deprecated key", "key", k)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Usage, "deprecated: ") {
+			log.Warn("a deprecated flag (or its PEERCDN_ variable)", "flag", f.Name, "use", strings.TrimPrefix(f.Usage, "deprecated: "))
+		}
+	})
+	if demo.on && !cfg.NotaryPrivate && len(cfg.NotaryCDNs) == 0 {
 		// The demo's origin is this process, on a loopback or LAN address.
 		cfg.NotaryPrivate = true
 		log.Info("demo: the notary may fetch from private addresses (the demo origin is this tracker)")
@@ -381,7 +390,7 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 		if demo.stream != "" {
 			stream = os.DirFS(demo.stream)
 		}
-		o, err := origin.New(stream)
+		o, err := democdn.New(stream)
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,8 @@
-// Package origin is the demo CDN origin: it serves a VOD HLS stream as is,
+// Package democdn is the demo CDN: it serves a VOD HLS stream as is,
 // and the same stream as a live sliding window that advances with wall time,
 // counting every byte it sends so that CDN bytes are measured where they are
 // served.
-package origin
+package democdn
 
 import (
 	"bytes"

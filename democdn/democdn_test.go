@@ -1,4 +1,4 @@
-package origin
+package democdn
 
 import (
 	"encoding/binary"
