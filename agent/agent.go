@@ -32,7 +32,9 @@ type Agent struct {
 	cache *cache
 	stats counters
 	up    *rate.Limiter // the upload cap (rate.Inf: none)
-	live  liveConfig
+	// uplink admits peers' requests by what the link drains (uplink.go).
+	uplink uplink
+	live   liveConfig
 
 	pcCreated   atomic.Int64
 	prefetching atomic.Bool
@@ -100,6 +102,7 @@ func (a *Agent) Stats() Stats {
 		Prefetched:      a.stats.prefetched.Load(),
 		Corrupt:         a.stats.corrupt.Load(),
 		Flooders:        a.stats.flooders.Load(),
+		UploadsRefused:  a.stats.uploadsRefused.Load(),
 		PeersConnected:  a.stats.peersConnected.Load(),
 		PeersFailed:     a.stats.peersFailed.Load(),
 	}

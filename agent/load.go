@@ -48,6 +48,11 @@ var ErrCDN = errors.New("agent: CDN fetch failed")
 // waits for some (within its deadline) rather than going to the CDN.
 const peerWait = 3 * time.Second
 
+// absentRetry is how long a holder that refused a request (busy) is left
+// alone before it is asked again; also the longest wait between looks for
+// a holder.
+const absentRetry = 250 * time.Millisecond
+
 // defaultCDNEstimate is assumed for a CDN fetch before one was measured.
 const defaultCDNEstimate = time.Second
 
@@ -73,10 +78,22 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		return a.loadCDN(ctx, req, start)
 	}
 	tried := map[*remote]bool{}
+	// Holders that answered absent: busy (their uplink's backlog would
+	// not drain in time; evictions are announced, so that is what absent
+	// means). One is asked again after absentRetry, then twice and four
+	// times that, while the load waits for it or for other holders.
+	absents := map[*remote]int{}
+	refusedAt := map[*remote]time.Time{}
 	for ctx.Err() == nil {
 		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cdnSafety())
 		if !time.Now().Before(giveUp) {
 			break
+		}
+		for r, at := range refusedAt {
+			if time.Since(at) >= absentRetry<<min(absents[r]-1, 2) {
+				delete(tried, r)
+				delete(refusedAt, r)
+			}
 		}
 		r := sw.best(req.Seq, tried)
 		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.URL) {
@@ -94,9 +111,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			}
 			tried[r] = true
 			if errors.Is(err, errAbsent) {
-				r.mu.Lock()
-				delete(r.have, req.Seq)
-				r.mu.Unlock()
+				absents[r]++
+				refusedAt[r] = time.Now()
 				continue
 			}
 			if !errors.Is(err, errCancelled) && r.failed() {
@@ -113,8 +129,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
-		} else if r == nil && sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
-			break // our turn to seed the swarm from the CDN (one of quorum copies)
+		} else if r == nil && len(refusedAt) == 0 && sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
+			// Our turn to seed the swarm from the CDN (one of quorum
+			// copies); not while a holder is only busy.
+			break
 		}
 		// (A peer holds it but no hash is trusted yet: the tracker was
 		// asked (askHash); its answer wakes this wait.)
@@ -126,7 +144,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() {
 			break // waited long enough for a peer to get it: the CDN, now
 		}
-		t := time.NewTimer(min(time.Until(giveUp), 250*time.Millisecond))
+		t := time.NewTimer(min(time.Until(giveUp), absentRetry))
 		select {
 		case <-sw.wait():
 		case <-t.C:
@@ -157,11 +175,22 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	// The player gets the CDN's bytes as it would without peercdn; they
-	// are kept and shared only if no stronger hash contradicts them.
-	a.keepCDN(ctx, req, data)
+	// The player gets the CDN's bytes as it would without peercdn, at
+	// once; they are kept and shared, behind it, only if no stronger hash
+	// contradicts them. Checking them can take a fetch of the origin's
+	// manifest, which a startup segment waited for: a CDN round trip
+	// more before the first frame (50 ms more than the CDN alone at
+	// startup on simulated cable links).
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
+	go func() {
+		defer cancel()
+		a.keepCDN(kctx, req, data)
+	}()
 	return a.done(req, data, SourceCDN, start, xfer, &took), nil
 }
+
+// keepTimeout bounds the checks before a CDN copy is shared.
+const keepTimeout = 30 * time.Second
 
 // Adopt takes a segment the player fetched from the CDN on its own (before
 // the agent started, or falling back) as if the agent had: checked against

@@ -301,6 +301,11 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 		r.send(peerwire.Absent(id))
 		return
 	}
+	if !r.a.uplink.admit(len(data)-int(offset), time.Now(), r.a.uplinkState) {
+		r.a.stats.uploadsRefused.Add(1)
+		r.send(peerwire.Absent(id))
+		return
+	}
 	if adv := r.a.cfg.Adversary; adv != nil && (adv.CorruptUploads || adv.LieHashes) {
 		data = corrupt(data)
 	}
@@ -309,14 +314,16 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 	r.uploads[id] = cancel
 	r.mu.Unlock()
 	go func() {
+		off := int(offset)
 		defer func() {
 			cancel()
+			r.a.uplink.handed(len(data) - off) // what was never sent
 			r.mu.Lock()
 			delete(r.uploads, id)
 			r.mu.Unlock()
 		}()
 		buf := make([]byte, 0, peerwire.MaxMessage)
-		for off := int(offset); off < len(data); {
+		for off < len(data) {
 			n := min(peerwire.MaxChunk, len(data)-off)
 			if stall := r.a.cfg.uploadStallAfter; stall > 0 && off+n > stall {
 				<-ctx.Done() // hold the request open, send nothing more
@@ -343,7 +350,9 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 				return
 			}
 			r.a.stats.up.Add(int64(n))
+			r.a.uplink.handed(n)
 			off += n
+			r.a.uplink.sample(time.Now(), r.a.uplinkState)
 			if off == len(data) {
 				r.a.emit(Event{Kind: EventUpload, Peer: r.id, Seq: seq, Bytes: len(data) - int(offset)})
 			}

@@ -45,8 +45,12 @@ type Stats struct {
 	Corrupt int64 `json:"corrupt"`
 	// Flooders counts peers dropped for sending over the peer-side limits.
 	Flooders int64 `json:"flooders"`
-	Stalls   int   `json:"stalls"`
-	StallMs  int64 `json:"stallMs"`
+	// UploadsRefused counts peers' requests refused because the uplink's
+	// backlog would not drain in time (uplink.admit): they went to other
+	// holders.
+	UploadsRefused int64 `json:"uploadsRefused"`
+	Stalls         int   `json:"stalls"`
+	StallMs        int64 `json:"stallMs"`
 }
 
 // SegmentRecord is one loaded segment in the per-segment log.
@@ -104,9 +108,9 @@ const (
 const maxRecords = 1024
 
 type counters struct {
-	cdn, p2p, up, failures, prefetched, corrupt, flooders atomic.Int64
-	segments                                              atomic.Int64
-	peersConnected, peersFailed                           atomic.Int64
+	cdn, p2p, up, failures, prefetched, corrupt, flooders, uploadsRefused atomic.Int64
+	segments                                                              atomic.Int64
+	peersConnected, peersFailed                                           atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"sync"
+	"time"
+)
+
+// uplink decides which peer requests this viewer takes on, by what its
+// link is measured to carry. A data channel takes a whole segment into its
+// buffer at once, so without it a holder said yes to every viewer that
+// asked: on a cable or DSL uplink the first holder of a live segment had
+// dozens of transfers sharing a few Mbit/s, each projected late and
+// abandoned for the CDN by its requester, while other viewers that got the
+// segment meanwhile sat idle. Refused requests (absent) send the requester
+// to another holder, or to wait for one.
+type uplink struct {
+	mu sync.Mutex
+	// pending is bytes of accepted uploads not yet handed to a channel.
+	pending int64
+	// rate is bytes/s the link drained while it had a backlog, a moving
+	// average; 0 until measured.
+	rate float64
+	// The last sample: when, bytes that had left the buffers by then, and
+	// whether there was a backlog.
+	at      time.Time
+	drained int64
+	backlog bool
+}
+
+// uploadBudget is how long the backlog an accepted request joins may take
+// to drain: about a segment's duration, well inside the deadlines of
+// requesters, which fetch segments several seconds before they play.
+const uploadBudget = 2 * time.Second
+
+// uplinkSampleEvery spaces the rate samples: shorter is noise from SCTP's
+// bursts.
+const uplinkSampleEvery = 250 * time.Millisecond
+
+// admit reports whether a request for n more bytes is taken on; measure
+// gives the bytes in the channels' buffers now and those handed to them so
+// far.
+// An idle link takes any request; a busy one, those its measured rate
+// drains within uploadBudget (with no rate measured yet, one request
+// waits behind the others at most).
+func (u *uplink) admit(n int, now time.Time, measure func() (buffered, sent int64)) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	buffered, sent := measure()
+	u.sampleLocked(buffered, sent, now)
+	backlog := u.pending + buffered
+	ok := backlog == 0
+	switch {
+	case ok:
+	case u.rate > 0:
+		ok = time.Duration(float64(backlog+int64(n))/u.rate*float64(time.Second)) <= uploadBudget
+	default:
+		ok = backlog <= int64(n)
+	}
+	if ok {
+		u.pending += int64(n)
+	}
+	return ok
+}
+
+// handed moves n bytes of accepted uploads into a channel's buffer.
+func (u *uplink) handed(n int) {
+	u.mu.Lock()
+	u.pending = max(0, u.pending-int64(n))
+	u.mu.Unlock()
+}
+
+// sample folds the link's progress into the rate, at most every
+// uplinkSampleEvery; the uploads call it as they go.
+func (u *uplink) sample(now time.Time, measure func() (buffered, sent int64)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.at.IsZero() && now.Sub(u.at) < uplinkSampleEvery {
+		return
+	}
+	buffered, sent := measure()
+	u.sampleLocked(buffered, sent, now)
+}
+
+func (u *uplink) sampleLocked(buffered, sent int64, now time.Time) {
+	dt := now.Sub(u.at)
+	if !u.at.IsZero() && dt < uplinkSampleEvery {
+		return
+	}
+	drained := sent - buffered
+	// Only an interval with a backlog at both ends measures the link: an
+	// idle link drains as little as it is given.
+	if backlog := u.pending+buffered > 0; u.backlog && backlog && !u.at.IsZero() {
+		if r := float64(drained-u.drained) / dt.Seconds(); r > 0 {
+			if u.rate == 0 {
+				u.rate = r
+			} else {
+				u.rate = 0.7*u.rate + 0.3*r
+			}
+		}
+	}
+	u.at, u.drained, u.backlog = now, drained, u.pending+buffered > 0
+}
+
+// uplinkState is what uplink measures: the bytes every peer channel holds
+// unsent or unacknowledged, and the bytes handed to channels so far.
+func (a *Agent) uplinkState() (buffered, sent int64) {
+	return a.uploadBuffered(), a.stats.up.Load()
+}
+
+func (a *Agent) uploadBuffered() int64 {
+	a.mu.Lock()
+	swarms := make([]*swarm, 0, len(a.swarms))
+	for _, sw := range a.swarms {
+		swarms = append(swarms, sw)
+	}
+	a.mu.Unlock()
+	var n int64
+	seen := map[*remote]bool{}
+	for _, sw := range swarms {
+		for _, r := range sw.connected() {
+			if !seen[r] {
+				seen[r] = true
+				n += int64(r.dc.BufferedAmount())
+			}
+		}
+	}
+	return n
+}

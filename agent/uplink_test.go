@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The admission rule alone: an idle link takes anything; a busy one with
+// no rate measured takes one request waiting behind the others; once
+// measured, what drains within uploadBudget.
+func TestUplinkAdmits(t *testing.T) {
+	var u uplink
+	now := time.Unix(0, 0)
+	var buffered, sent int64
+	measure := func() (int64, int64) { return buffered, sent }
+	const seg = 300 << 10
+	if !u.admit(seg, now, measure) {
+		t.Fatal("an idle link refused a request")
+	}
+	if !u.admit(seg, now, measure) {
+		t.Fatal("no rate yet: a second request should wait behind the first")
+	}
+	if u.admit(seg, now, measure) {
+		t.Fatal("no rate yet: a third request was taken on")
+	}
+	// 600 KB accepted; the link takes 300 KB a second of it.
+	for range 8 {
+		now = now.Add(uplinkSampleEvery)
+		u.handed(75 << 10)
+		sent += 75 << 10
+		buffered = 0
+		u.sample(now, measure)
+	}
+	if r := u.rate; r < 250<<10 || r > 350<<10 {
+		t.Fatalf("rate %.0f B/s, want about 300 KB/s", r)
+	}
+	// Drained: idle again.
+	if !u.admit(seg, now, measure) {
+		t.Fatal("an idle link refused a request")
+	}
+	// 300 KB queued at 300 KB/s: one more segment drains in 2 s, a third not.
+	if !u.admit(seg, now, measure) {
+		t.Fatal("refused a request the link drains within the budget")
+	}
+	if u.admit(seg, now, measure) {
+		t.Fatal("took on a request the link cannot drain within the budget")
+	}
+}
+
+// TestBusyHolderSendsRequestersElsewhere: four viewers ask the one holder
+// of a segment, whose uplink carries 150 KB/s, at the same time. It takes
+// on what it can send in time and refuses the rest, who get the segment
+// from the first viewers to have it. Before, the holder took on all four,
+// each at a quarter of its uplink, and sent four copies.
+func TestBusyHolderSendsRequestersElsewhere(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	holder := startAgent(t, tr, func(c *Config) { c.UploadBytesPerSecond = 150 << 10 })
+	viewers := make([]*Agent, 4)
+	for i := range viewers {
+		viewers[i] = startAgent(t, tr, nil)
+	}
+	waitPeersWithin(t, 20*time.Second, 4, append([]*Agent{holder}, viewers...)...)
+	ctx := context.Background()
+	if _, err := holder.Load(ctx, req(o, 9, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range viewers {
+		waitHolds(t, v, req(o, 9, 0))
+	}
+	before := o.sent.Load()
+	var wg sync.WaitGroup
+	results := make([]Result, len(viewers))
+	errs := make([]error, len(viewers))
+	for i, v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = v.Load(ctx, req(o, 9, 15*time.Second))
+		}()
+	}
+	wg.Wait()
+	for i := range viewers {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if results[i].Source != SourceP2P || !bytes.Equal(results[i].Data, segment(9)) {
+			t.Errorf("viewer %d: %s after %v", i, results[i].Source, results[i].Duration)
+		}
+	}
+	hs := holder.Stats()
+	t.Logf("holder uploaded %d bytes (%d copies), refused %d requests; CDN sent %d bytes meanwhile",
+		hs.UploadBytes, hs.UploadBytes/segSize, hs.UploadsRefused, o.sent.Load()-before)
+	if hs.UploadsRefused == 0 || hs.UploadBytes >= 4*segSize {
+		t.Fatalf("the holder sent %d copies and refused %d requests: want fewer than 4 copies", hs.UploadBytes/segSize, hs.UploadsRefused)
+	}
+}
