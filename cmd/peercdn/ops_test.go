@@ -276,3 +276,23 @@ func TestTLSFromFiles(t *testing.T) {
 		t.Fatal("negotiated h2")
 	}
 }
+
+// A flag renamed in this release still works under its old name, and its
+// usage names the new one (serve warns of it).
+func TestDeprecatedFlag(t *testing.T) {
+	var demo demoFlags
+	var vendor, pprofAddr string
+	var trim time.Duration
+	var lf logFlags
+	var tf tlsFlags
+	cfg, fs, err := loadConfig("serve", []string{"--notary-origins", "https://cdn.example/live/"}, serveFlagsAll(&demo, &vendor, &pprofAddr, &trim, &lf, &tf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.NotaryCDNs) != 1 || cfg.NotaryCDNs[0] != "https://cdn.example/live/" {
+		t.Fatalf("notary_cdns %v", cfg.NotaryCDNs)
+	}
+	if f := fs.Lookup("notary-origins"); f == nil || f.Usage != "deprecated: --notary-cdns" {
+		t.Fatalf("--notary-origins: %+v", f)
+	}
+}
