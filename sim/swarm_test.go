@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/agent"
+	"github.com/peercdn/peercdn/democdn"
 	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/internal/trackertest"
-	"github.com/peercdn/peercdn/democdn"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim/netsim"
 	"github.com/peercdn/peercdn/tracker"

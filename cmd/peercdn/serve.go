@@ -23,8 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/democdn"
+	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 	"github.com/peercdn/peercdn/tracker/turnserver"
