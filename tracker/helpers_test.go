@@ -2,10 +2,8 @@ package tracker
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -210,8 +208,3 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}

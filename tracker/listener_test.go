@@ -3,10 +3,12 @@ package tracker
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -63,7 +65,7 @@ func TestOneIPHoldsBoundedConnections(t *testing.T) {
 		defer c.Close()
 		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		_, err = c.Read(make([]byte, 1))
-		return err == io.EOF || (err != nil && !isTimeout(err))
+		return err == io.EOF || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded))
 	}
 	if !closedAtOnce() {
 		t.Fatalf("connection %d from one address was kept open", limit+1)

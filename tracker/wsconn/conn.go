@@ -51,12 +51,18 @@ type Options struct {
 	SendQueueBytes  int           // and their payload bytes
 	WriteTimeout    time.Duration // for one batched write
 	Poller          *Poller       // where idle connections park; nil: none
-	// Rejected counts a connection's fault by its reason ("too_big",
-	// "slow_consumer").
+	// Rejected, if set, counts a connection's fault by its reason
+	// ("too_big", "slow_consumer").
 	Rejected func(reason string)
 	// Delivered observes how long a relayed frame took from being read to
 	// being written (SendRelayed).
 	Delivered func(time.Duration)
+}
+
+func (o *Options) rejected(reason string) {
+	if o.Rejected != nil {
+		o.Rejected(reason)
+	}
 }
 
 // Conn is one client's WebSocket. A reading goroutine (one at a time, run)
@@ -304,7 +310,7 @@ func (c *Conn) readOne() bool {
 			c.Close(code, "") // the reply the handshake expects
 		case errors.As(err, &fe):
 			if fe == errTooBig {
-				c.o.Rejected("too_big")
+				c.o.rejected("too_big")
 			}
 			c.failed.Store(true)
 			c.Close(fe.code, fe.reason)
@@ -355,7 +361,7 @@ func (c *Conn) slowConsumer() {
 	if c.closing.Load() || !c.slow.CompareAndSwap(false, true) {
 		return
 	}
-	c.o.Rejected("slow_consumer")
+	c.o.rejected("slow_consumer")
 	// Not inline: the caller may be another connection's goroutine
 	// holding its own locks.
 	go c.closeWith(ws.StatusPolicyViolation, "too slow to read", true)
@@ -488,7 +494,7 @@ func (c *Conn) writeLoop() {
 // connection cut mid-frame. The reader then waits for the client's reply.
 func (c *Conn) closeStalled(b []byte, n int, ends []int) {
 	if c.slow.CompareAndSwap(false, true) {
-		c.o.Rejected("slow_consumer")
+		c.o.rejected("slow_consumer")
 	}
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
