@@ -175,18 +175,22 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	// The player gets the CDN's bytes as it would without peercdn, at
-	// once; they are kept and shared, behind it, only if no stronger hash
-	// contradicts them. Checking them can take a fetch of the origin's
-	// manifest, which a startup segment waited for: a CDN round trip
-	// more before the first frame (50 ms more than the CDN alone at
-	// startup on simulated cable links).
+	a.keepCDNBehind(ctx, req, data)
+	return a.done(req, data, SourceCDN, start, xfer, &took), nil
+}
+
+// keepCDNBehind is keepCDN for bytes the player is waiting for: the player
+// gets the CDN's bytes as it would without peercdn, at once, and the check
+// that decides whether they are shared runs behind it. That check can
+// take a fetch of the origin's manifest, which a startup segment waited
+// for: a CDN round trip more before the first frame (50 ms more than the
+// CDN alone at startup on simulated cable links).
+func (a *Agent) keepCDNBehind(ctx context.Context, req Request, data []byte) {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
 	go func() {
 		defer cancel()
 		a.keepCDN(kctx, req, data)
 	}()
-	return a.done(req, data, SourceCDN, start, xfer, &took), nil
 }
 
 // keepTimeout bounds the checks before a CDN copy is shared.
@@ -271,7 +275,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		data = joined
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
-		a.keepCDN(ctx, req, rest)
+		a.keepCDNBehind(ctx, req, rest)
 		return a.done(req, rest, SourceCDN, start, xfer, nil), nil
 	default:
 		if sizesAgree {
@@ -281,7 +285,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		if err != nil {
 			return Result{}, err
 		}
-		a.keepCDN(ctx, req, data)
+		a.keepCDNBehind(ctx, req, data)
 		return a.done(req, data, SourceCDN, start, xfer, nil), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)

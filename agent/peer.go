@@ -442,11 +442,7 @@ func (r *remote) observe(n int, d time.Duration) {
 	}
 	bps := float64(n) / d.Seconds()
 	r.mu.Lock()
-	if r.throughput == 0 {
-		r.throughput = bps
-	} else {
-		r.throughput = 0.7*r.throughput + 0.3*bps
-	}
+	r.throughput = ewma(r.throughput, bps)
 	r.failures = 0
 	r.mu.Unlock()
 }

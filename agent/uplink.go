@@ -38,8 +38,7 @@ const uplinkSampleEvery = 250 * time.Millisecond
 
 // admit reports whether a request for n more bytes is taken on; measure
 // gives the bytes in the channels' buffers now and those handed to them so
-// far.
-// An idle link takes any request; a busy one, those its measured rate
+// far. An idle link takes any request; a busy one, those its measured rate
 // drains within uploadBudget (with no rate measured yet, one request
 // waits behind the others at most).
 func (u *uplink) admit(n int, now time.Time, measure func() (buffered, sent int64)) bool {
@@ -70,35 +69,42 @@ func (u *uplink) handed(n int) {
 }
 
 // sample folds the link's progress into the rate, at most every
-// uplinkSampleEvery; the uploads call it as they go.
+// uplinkSampleEvery (measure runs only then); the uploads call it as they
+// go.
 func (u *uplink) sample(now time.Time, measure func() (buffered, sent int64)) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.at.IsZero() && now.Sub(u.at) < uplinkSampleEvery {
-		return
+	if u.due(now) {
+		buffered, sent := measure()
+		u.sampleLocked(buffered, sent, now)
 	}
-	buffered, sent := measure()
-	u.sampleLocked(buffered, sent, now)
+}
+
+func (u *uplink) due(now time.Time) bool {
+	return u.at.IsZero() || now.Sub(u.at) >= uplinkSampleEvery
 }
 
 func (u *uplink) sampleLocked(buffered, sent int64, now time.Time) {
-	dt := now.Sub(u.at)
-	if !u.at.IsZero() && dt < uplinkSampleEvery {
+	if !u.due(now) {
 		return
 	}
-	drained := sent - buffered
+	drained, backlog := sent-buffered, u.pending+buffered > 0
 	// Only an interval with a backlog at both ends measures the link: an
 	// idle link drains as little as it is given.
-	if backlog := u.pending+buffered > 0; u.backlog && backlog && !u.at.IsZero() {
-		if r := float64(drained-u.drained) / dt.Seconds(); r > 0 {
-			if u.rate == 0 {
-				u.rate = r
-			} else {
-				u.rate = 0.7*u.rate + 0.3*r
-			}
+	if u.backlog && backlog {
+		if r := float64(drained-u.drained) / now.Sub(u.at).Seconds(); r > 0 {
+			u.rate = ewma(u.rate, r)
 		}
 	}
-	u.at, u.drained, u.backlog = now, drained, u.pending+buffered > 0
+	u.at, u.drained, u.backlog = now, drained, backlog
+}
+
+// ewma folds x into a moving average (0: none yet), weighing the past 0.7.
+func ewma(avg, x float64) float64 {
+	if avg == 0 {
+		return x
+	}
+	return 0.7*avg + 0.3*x
 }
 
 // uplinkState is what uplink measures: the bytes every peer channel holds
@@ -115,13 +121,9 @@ func (a *Agent) uploadBuffered() int64 {
 	}
 	a.mu.Unlock()
 	var n int64
-	seen := map[*remote]bool{}
 	for _, sw := range swarms {
-		for _, r := range sw.connected() {
-			if !seen[r] {
-				seen[r] = true
-				n += int64(r.dc.BufferedAmount())
-			}
+		for _, r := range sw.connected() { // a connection is one swarm's
+			n += int64(r.dc.BufferedAmount())
 		}
 	}
 	return n
