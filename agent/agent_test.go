@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,8 +100,15 @@ func startAgent(t testing.TB, trackerURL string, mutate func(*Config)) *Agent {
 
 var testSwarm = signaling.Swarm{Content: "/test.m3u8", Rendition: "720p"}
 
-func req(o *testOrigin, seq uint64, in time.Duration) Request {
-	return Request{Swarm: testSwarm, Seq: seq, URL: fmt.Sprintf("%s/seg/%d", o.URL, seq), Deadline: time.Now().Add(in)}
+// req asks for segment n of the test origin (served at /seg/n); its Seq is
+// the segment's id (sid), as the tracker checks it against the URL.
+func req(o *testOrigin, n uint64, in time.Duration) Request {
+	return Request{Swarm: testSwarm, Seq: sid(o.URL, n), URL: fmt.Sprintf("%s/seg/%d", o.URL, n), Deadline: time.Now().Add(in)}
+}
+
+// sid is the id of segment n served at base/seg/n.
+func sid(base string, n uint64) uint64 {
+	return signaling.SegmentID(fmt.Sprintf("%s/seg/%d", base, n), nil)
 }
 
 // waitPeers waits until every agent has n connected peers.
@@ -211,8 +219,8 @@ func waitHolds(t testing.TB, a *Agent, r Request) {
 	seq := r.Seq
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		sw := a.swarmFor(&testSwarm)
-		if sw != nil && sw.best(seq, nil) != nil && a.mayTakeFromPeers(context.Background(), sw, segKey{testSwarm, seq}, r.URL) {
+		sw := a.swarmFor(&r.Swarm)
+		if sw != nil && sw.best(seq, nil) != nil && a.mayTakeFromPeers(context.Background(), sw, segKey{r.Swarm, seq}, r.source()) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -230,11 +238,11 @@ func TestTruncatedCDNResponseIsNotShared(t *testing.T) {
 	}))
 	t.Cleanup(cut.Close)
 	a := startAgent(t, tr, nil)
-	_, err := a.Load(context.Background(), Request{Swarm: testSwarm, Seq: 3, URL: cut.URL + "/seg/3"})
+	_, err := a.Load(context.Background(), Request{Swarm: testSwarm, Seq: sid(cut.URL, 3), URL: cut.URL + "/seg/3"})
 	if err == nil {
 		t.Fatal("a truncated body was accepted")
 	}
-	if a.cache.has(segKey{testSwarm, 3}) {
+	if a.cache.has(segKey{testSwarm, sid(cut.URL, 3)}) {
 		t.Fatal("the truncated segment is in the cache, where peers could get it")
 	}
 }
@@ -282,7 +290,7 @@ func TestPrefetchUsesPeersOnly(t *testing.T) {
 	}
 	waitHolds(t, viewer, req(o, 5, 0))
 	r5 := req(o, 5, 0)
-	for deadline := time.Now().Add(5 * time.Second); !viewer.mayTakeFromPeers(ctx, viewer.swarmFor(&r5.Swarm), segKey{r5.Swarm, r5.Seq}, r5.URL); {
+	for deadline := time.Now().Add(5 * time.Second); !viewer.mayTakeFromPeers(ctx, viewer.swarmFor(&r5.Swarm), segKey{r5.Swarm, r5.Seq}, r5.source()); {
 		if time.Now().After(deadline) {
 			t.Fatal("the tracker never vouched for segment 5's hash")
 		}
@@ -353,18 +361,18 @@ func TestEvictWithdrawsFromPeers(t *testing.T) {
 		}
 		waitHolds(t, b, req(o, seq, 0))
 	}
-	a.Evict(testSwarm, 3, 99) // 99 was never held
-	if a.cache.has(segKey{testSwarm, 3}) || !a.cache.has(segKey{testSwarm, 4}) {
+	a.Evict(testSwarm, sid(o.URL, 3), sid(o.URL, 99)) // 99 was never held
+	if a.cache.has(segKey{testSwarm, sid(o.URL, 3)}) || !a.cache.has(segKey{testSwarm, sid(o.URL, 4)}) {
 		t.Fatal("want segment 3 evicted and 4 kept")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for b.swarmFor(&testSwarm).best(3, nil) != nil {
+	for b.swarmFor(&testSwarm).best(sid(o.URL, 3), nil) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the peer still counts on the evicted segment")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if b.swarmFor(&testSwarm).best(4, nil) == nil {
+	if b.swarmFor(&testSwarm).best(sid(o.URL, 4), nil) == nil {
 		t.Fatal("the peer forgot segment 4, which was not evicted")
 	}
 }
@@ -643,5 +651,56 @@ func TestFlushReportsAtOnce(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if u := trackerStats(t, wsURL).Usage; u.P2PBytes != 700 {
 		t.Fatalf("a second Flush counted again: %d P2P bytes", u.P2PBytes)
+	}
+}
+
+// TestByteRangeSegmentsTravelBetweenPeers: segments that are byte ranges of
+// one file (DASH SegmentBase) are fetched from the CDN with a Range
+// request, vouched for by the notary as exactly those bytes, and shared:
+// two viewers asking for the same range meet, in the file's swarm. A CDN
+// that ignores Range still yields the range's bytes.
+func TestByteRangeSegmentsTravelBetweenPeers(t *testing.T) {
+	file := append(segment(1), segment(2)...)
+	for _, honorRange := range []bool{true, false} {
+		t.Run(fmt.Sprintf("range=%v", honorRange), func(t *testing.T) {
+			var sent atomic.Int64
+			cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !honorRange {
+					r.Header.Del("Range")
+				}
+				http.ServeContent(&countWriter{w, &sent}, r, "v.mp4", time.Time{}, bytes.NewReader(file))
+			}))
+			t.Cleanup(cdn.Close)
+			tr := startTracker(t)
+			dbg := func(c *Config) {
+				c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			a, b := startAgent(t, tr, dbg), startAgent(t, tr, nil)
+			rng := signaling.ByteRange{First: segSize, Last: 2*segSize - 1}
+			r := SegmentByRange("", cdn.URL+"/vod/manifest.mpd", cdn.URL+"/vod/v.mp4", &rng)
+			if r.Swarm.Rendition != "/vod/v.mp4" || r.Seq != signaling.SegmentID(r.URL, &rng) {
+				t.Fatalf("named %+v: want the file's swarm and the range's id", r)
+			}
+			a.Join(r.Swarm)
+			b.Join(r.Swarm)
+			for deadline := time.Now().Add(10 * time.Second); a.Stats().Peers < 1 || b.Stats().Peers < 1; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the two viewers of the file never connected")
+				}
+			}
+			r.Deadline = time.Now().Add(5 * time.Second)
+			got, err := a.Load(context.Background(), r)
+			if err != nil || got.Source != SourceCDN || !bytes.Equal(got.Data, segment(2)) {
+				t.Fatalf("first viewer: %v %v", got.Source, err)
+			}
+			waitHolds(t, b, r)
+			got, err = b.Load(context.Background(), r)
+			if err != nil || got.Source != SourceP2P || !bytes.Equal(got.Data, segment(2)) {
+				t.Fatalf("second viewer: %v %v, want the range from its peer", got.Source, err)
+			}
+			if honorRange && sent.Load() != 2*segSize {
+				t.Fatalf("the CDN sent %d bytes, want the range twice (viewer and notary): %d", sent.Load(), 2*segSize)
+			}
+		})
 	}
 }

@@ -3,14 +3,16 @@ package agent
 import (
 	"context"
 	"io"
+	"strconv"
 )
 
 // CDN is how the agent reaches the CDN: net/http natively, the browser's
 // fetch in wasm (supplied by wasm/, so that net/http stays out of the
 // browser binary).
 type CDN interface {
-	// Get requests url, from byte from on when from > 0 (a Range request).
-	Get(ctx context.Context, url string, from int) (*CDNResponse, error)
+	// Get requests url's bytes first to last (last < 0: to the end), with
+	// a Range request unless that is the whole response (0, -1).
+	Get(ctx context.Context, url string, first, last int64) (*CDNResponse, error)
 }
 
 // CDNResponse is the part of an HTTP response the agent needs.
@@ -19,4 +21,16 @@ type CDNResponse struct {
 	ContentLength int64  // -1 when unknown
 	ContentRange  string // of a 206
 	Body          io.ReadCloser
+}
+
+// rangeHeader is the Range header for bytes first to last (last < 0: to
+// the end), or "" for the whole response.
+func rangeHeader(first, last int64) string {
+	switch {
+	case last >= 0:
+		return "bytes=" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10)
+	case first > 0:
+		return "bytes=" + strconv.FormatInt(first, 10) + "-"
+	}
+	return ""
 }

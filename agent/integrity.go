@@ -46,13 +46,13 @@ func (a *Agent) integrityMode() string {
 	return ""
 }
 
-// expected is the hash a copy of k served at url must have. check is false
+// expected is the hash a copy of k served at src must have. check is false
 // when peers' bytes are taken unverified (no integrity, and the origin
 // publishes no manifest there); ok is false when nothing may be taken from
 // peers yet.
-func (a *Agent) expected(k segKey, url string) (sum [32]byte, check, ok bool) {
-	noManifest := a.noManifest(url)
-	sum, lvl := a.trust.best(k, url, a.integrityMode() == signaling.IntegrityQuorum && noManifest)
+func (a *Agent) expected(k segKey, src signaling.Source) (sum [32]byte, check, ok bool) {
+	noManifest := a.noManifest(src.URL)
+	sum, lvl := a.trust.best(k, src.URL, a.integrityMode() == signaling.IntegrityQuorum && noManifest)
 	if lvl != untrusted {
 		return sum, true, true
 	}
@@ -64,14 +64,14 @@ func (a *Agent) expected(k segKey, url string) (sum [32]byte, check, ok bool) {
 
 // mayTakeFromPeers says whether a peer's copy of k could be accepted now,
 // looking the origin's manifest up first when it may list k.
-func (a *Agent) mayTakeFromPeers(ctx context.Context, sw *swarm, k segKey, url string) bool {
-	if _, lvl := a.trust.best(k, url, false); lvl != byManifest {
+func (a *Agent) mayTakeFromPeers(ctx context.Context, sw *swarm, k segKey, src signaling.Source) bool {
+	if _, lvl := a.trust.best(k, src.URL, false); lvl != byManifest {
 		// The manifest outranks what the tracker said: ask it first (cached;
 		// fetched at most once a second per folder, every 5 minutes where
 		// there is none).
-		a.manifestHash(ctx, sw, k, url)
+		a.manifestHash(ctx, sw, k, src)
 	}
-	_, _, ok := a.expected(k, url)
+	_, _, ok := a.expected(k, src)
 	if !ok && a.integrity() {
 		a.askHash(k)
 	}
@@ -103,14 +103,14 @@ func (a *Agent) askHash(k segKey) {
 // trusts it yet): the notary fetches alongside rather than after this
 // agent's report, and the swarm may take it from peers one CDN fetch time
 // sooner (on a slow CDN, before its deadlines ran out).
-func (a *Agent) announceFetch(k segKey, url string) {
-	if a.integrityMode() != signaling.IntegrityNotary || a.p2pOff.Load() || !a.noManifest(url) {
+func (a *Agent) announceFetch(k segKey, src signaling.Source) {
+	if a.integrityMode() != signaling.IntegrityNotary || a.p2pOff.Load() || !a.noManifest(src.URL) {
 		return
 	}
-	if _, lvl := a.trust.best(k, url, false); lvl != untrusted {
+	if _, lvl := a.trust.best(k, src.URL, false); lvl != untrusted {
 		return
 	}
-	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm, Segment: strconv.FormatUint(k.seq, 10), URL: url})
+	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm, Segment: strconv.FormatUint(k.seq, 10), URL: src.URL, Range: src.RangeString()})
 }
 
 // hashAskEvery spaces the hash queries of one segment: its notary fetch
@@ -121,8 +121,8 @@ const hashAskEvery = time.Second
 const maxAsked = 1024
 
 // goodFromPeer checks a peer's copy of k, served by the CDN at url.
-func (a *Agent) goodFromPeer(k segKey, url string, data []byte) bool {
-	want, check, ok := a.expected(k, url)
+func (a *Agent) goodFromPeer(k segKey, src signaling.Source, data []byte) bool {
+	want, check, ok := a.expected(k, src)
 	return ok && (!check || sha256.Sum256(data) == want)
 }
 
@@ -132,24 +132,24 @@ func (a *Agent) goodFromPeer(k segKey, url string, data []byte) bool {
 // without a length, a broken proxy) is neither kept nor reported; one that
 // disagrees with the quorum is evidence against the quorum's reporters,
 // and the quorum's hash is dropped instead.
-func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, url string, data []byte) bool {
-	if _, lvl := a.trust.best(k, url, true); lvl < byNotary && (a.integrity() || !a.noManifest(url)) {
-		a.manifestHash(ctx, sw, k, url) // check our own copy too, if the origin lists it
+func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, src signaling.Source, data []byte) bool {
+	if _, lvl := a.trust.best(k, src.URL, true); lvl < byNotary && (a.integrity() || !a.noManifest(src.URL)) {
+		a.manifestHash(ctx, sw, k, src) // check our own copy too, if the origin lists it
 	}
 	got := sha256.Sum256(data)
-	want, lvl := a.trust.best(k, url, true)
+	want, lvl := a.trust.best(k, src.URL, true)
 	switch {
 	case lvl >= byNotary && got != want:
-		a.log.Warn("CDN bytes do not match the origin's hash: not shared", "url", url)
+		a.log.Warn("CDN bytes do not match the origin's hash: not shared", "url", src.URL, "range", src.RangeString())
 		return false
 	case lvl == byQuorum && got != want:
-		a.log.Warn("CDN bytes contradict the quorum's hash: the quorum's hash is dropped", "url", url)
+		a.log.Warn("CDN bytes contradict the quorum's hash: the quorum's hash is dropped", "url", src.URL, "range", src.RangeString())
 		a.trust.dispute(k)
 	}
 	if lvl != byManifest {
 		// The origin's manifest vouches already: a report would only cost
 		// the notary a fetch.
-		a.reportHash(k, got, data, url)
+		a.reportHash(k, got, data, src)
 	}
 	return true
 }
@@ -181,7 +181,7 @@ func (a *Agent) learnHash(m *signaling.Message) {
 
 // reportHash tells the tracker the hash of a segment fetched whole from
 // the CDN, and where from (a member's word: not in the control cohort).
-func (a *Agent) reportHash(k segKey, sum [32]byte, data []byte, url string) {
+func (a *Agent) reportHash(k segKey, sum [32]byte, data []byte, src signaling.Source) {
 	if !a.integrity() || a.p2pOff.Load() {
 		return
 	}
@@ -189,7 +189,7 @@ func (a *Agent) reportHash(k segKey, sum [32]byte, data []byte, url string) {
 		sum = sha256.Sum256(corrupt(data))
 	}
 	a.sendTracker(&signaling.Message{Type: signaling.TypeHash, Swarm: &k.swarm,
-		Segment: strconv.FormatUint(k.seq, 10), SHA256: hex.EncodeToString(sum[:]), URL: url})
+		Segment: strconv.FormatUint(k.seq, 10), SHA256: hex.EncodeToString(sum[:]), URL: src.URL, Range: src.RangeString()})
 }
 
 // badPeer drops a peer whose bytes failed verification, for good, and

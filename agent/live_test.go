@@ -85,7 +85,7 @@ func TestConfigureLive(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if e, ok := ev.find(EventUpload); ok {
-			if e.Seq != 4 || e.Bytes != segSize || e.Peer == "" {
+			if e.Seq != sid(o.URL, 4) || e.Bytes != segSize || e.Peer == "" {
 				t.Fatalf("upload event %+v", e)
 			}
 			break

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	pathpkg "path"
 
@@ -22,10 +21,17 @@ type Request struct {
 	Swarm signaling.Swarm
 	Seq   uint64 // the segment's name in its swarm: SegmentByURL names it as every viewer does
 	URL   string // where the CDN serves it
+	// Range, when set, says the segment is these bytes of URL (DASH
+	// SegmentBase and SegmentList, HLS byte ranges): one file per
+	// representation, as large VOD libraries store them.
+	Range *signaling.ByteRange
 	// Deadline is when the player needs the segment's first byte played:
 	// now plus its buffer level. Zero means now (start-up, seeking).
 	Deadline time.Time
 }
+
+// source is where the CDN serves the segment.
+func (r Request) source() signaling.Source { return signaling.Source{URL: r.URL, Range: r.Range} }
 
 // Result is a loaded segment.
 type Result struct {
@@ -96,10 +102,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 		r := sw.best(req.Seq, tried)
-		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.URL) {
+		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.source()) {
 			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
-			if err == nil && !a.goodFromPeer(k, req.URL, data) {
+			if err == nil && !a.goodFromPeer(k, req.source(), data) {
 				a.badPeer(sw, r, k)
 				tried[r] = true
 				continue
@@ -156,7 +162,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
-	a.announceFetch(k, req.URL)
+	a.announceFetch(k, req.source())
 	return a.loadCDN(ctx, req, start)
 }
 
@@ -171,7 +177,7 @@ func patientUntil(start, deadline time.Time, farAhead time.Duration) time.Time {
 
 func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Result, error) {
 	xfer := time.Now()
-	data, _, took, err := a.fetchCDN(ctx, req.URL, 0)
+	data, _, took, err := a.fetchCDN(ctx, req.source(), 0)
 	if err != nil {
 		return Result{}, err
 	}
@@ -207,6 +213,9 @@ func (a *Agent) Adopt(ctx context.Context, req Request, data []byte) {
 	a.Join(req.Swarm) // the player plays it: its peers connect now, not at the next load
 	if len(data) == 0 || len(data) > peerwire.MaxSegmentSize || a.cache.has(segKey{req.Swarm, req.Seq}) {
 		return
+	}
+	if req.Range != nil && int64(len(data)) != req.Range.Len() {
+		return // not the range named: a player's copy of something else
 	}
 	for a.tracker() == nil {
 		t := time.NewTimer(100 * time.Millisecond)
@@ -251,7 +260,7 @@ func (a *Agent) keepCDN(ctx context.Context, req Request, data []byte) {
 		a.store(k, data) // P2P off: the cache serves the player's own repeats
 		return
 	}
-	if a.keepCDNCopy(ctx, sw, k, req.URL, data) {
+	if a.keepCDNCopy(ctx, sw, k, req.source(), data) {
 		a.store(k, data)
 	}
 }
@@ -261,7 +270,7 @@ func (a *Agent) keepCDN(ctx context.Context, req Request, data []byte) {
 // dropped and the whole segment comes from the CDN; so they are when the
 // whole fails verification (and the peer r is dropped).
 func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *remote, head []byte, total int, start, xfer time.Time) (Result, error) {
-	rest, cdnTotal, _, err := a.fetchCDN(ctx, req.URL, len(head))
+	rest, cdnTotal, _, err := a.fetchCDN(ctx, req.source(), len(head))
 	if err != nil {
 		return Result{}, err
 	}
@@ -271,7 +280,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		joined = append(head[:len(head):len(head)], rest...)
 	}
 	switch {
-	case sizesAgree && a.goodFromPeer(segKey{req.Swarm, req.Seq}, req.URL, joined):
+	case sizesAgree && a.goodFromPeer(segKey{req.Swarm, req.Seq}, req.source(), joined):
 		data = joined
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
@@ -281,7 +290,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		if sizesAgree {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
 		}
-		data, _, _, err = a.fetchCDN(ctx, req.URL, 0)
+		data, _, _, err = a.fetchCDN(ctx, req.source(), 0)
 		if err != nil {
 			return Result{}, err
 		}
@@ -331,46 +340,84 @@ func (a *Agent) abrTiming(n int, cdn *fetchTiming) (total, firstByte time.Durati
 // fetchTiming is how long a CDN fetch took to its first byte and its last.
 type fetchTiming struct{ firstByte, total time.Duration }
 
-// fetchCDN gets url from byte from on. It returns the body, the whole
-// resource's size and how long it took. A body cut short is an error: such
-// bytes are never cached or shared.
-func (a *Agent) fetchCDN(ctx context.Context, url string, from int) ([]byte, int, fetchTiming, error) {
+// fetchCDN gets the segment at src from its byte from on. It returns the
+// body, the whole segment's size and how long it took. A body cut short is
+// an error: such bytes are never cached or shared.
+func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([]byte, int, fetchTiming, error) {
 	start := time.Now()
-	resp, err := a.cfg.CDN.Get(ctx, url, from)
+	first, last, size := int64(from), int64(-1), -1
+	if src.Range != nil {
+		first, last, size = src.Range.First+int64(from), src.Range.Last, int(src.Range.Len())
+	}
+	resp, err := a.cfg.CDN.Get(ctx, src.URL, first, last)
 	if err != nil {
 		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %v", ErrCDN, err)
 	}
 	defer resp.Body.Close()
 	ttfb := time.Since(start)
-	total := -1
-	switch resp.Status {
-	case 200:
+	body := io.Reader(resp.Body)
+	want := resp.ContentLength
+	switch {
+	case resp.Status == 200 && src.Range != nil:
+		// The CDN ignores Range: the segment is cut from the whole file
+		// (counted as CDN bytes, as they were sent).
+		skipped, err := io.CopyN(io.Discard, resp.Body, src.Range.First)
+		a.stats.cdn.Add(skipped)
+		if err != nil {
+			return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: the file ends before %s", ErrCDN, src.URL, src.Range.Header())
+		}
 		from = 0
-		total = int(resp.ContentLength)
-	case 206:
-		if i := strings.LastIndexByte(resp.ContentRange, '/'); i >= 0 {
-			total, _ = strconv.Atoi(resp.ContentRange[i+1:])
+		body, want = io.LimitReader(resp.Body, src.Range.Len()), src.Range.Len()
+	case resp.Status == 200:
+		from = 0
+		size = int(resp.ContentLength)
+	case resp.Status == 206:
+		got, total, ok := parseContentRange(resp.ContentRange)
+		if !ok || got.First != first || (last >= 0 && got.Last != last) {
+			return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: asked bytes %d-, got Content-Range %q", ErrCDN, src.URL, first, resp.ContentRange)
+		}
+		if src.Range == nil {
+			size = total
 		}
 	default:
-		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, url, resp.Status)
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, src.URL, resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, peerwire.MaxSegmentSize+1))
-	a.stats.cdn.Add(int64(len(body)))
+	data, err := io.ReadAll(io.LimitReader(body, peerwire.MaxSegmentSize+1))
+	a.stats.cdn.Add(int64(len(data)))
 	if err != nil {
-		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: %v after %d bytes", ErrCDN, url, err, len(body))
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: %v after %d bytes", ErrCDN, src.URL, err, len(data))
 	}
-	if len(body) > peerwire.MaxSegmentSize {
-		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: larger than %d bytes", ErrCDN, url, peerwire.MaxSegmentSize)
+	if len(data) > peerwire.MaxSegmentSize {
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: larger than %d bytes", ErrCDN, src.URL, peerwire.MaxSegmentSize)
 	}
-	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
-		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: got %d of %d bytes", ErrCDN, url, len(body), resp.ContentLength)
+	if want >= 0 && int64(len(data)) != want {
+		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: got %d of %d bytes", ErrCDN, src.URL, len(data), want)
 	}
-	if total < 0 {
-		total = from + len(body)
+	if size < 0 {
+		size = from + len(data)
 	}
 	took := fetchTiming{firstByte: ttfb, total: time.Since(start)}
-	a.observeCDN(ttfb, len(body), took.total)
-	return body, total, took, nil
+	a.observeCDN(ttfb, len(data), took.total)
+	return data, size, took, nil
+}
+
+// parseContentRange reads a 206's "bytes first-last/size"; size is -1 when
+// the CDN says "*".
+func parseContentRange(h string) (signaling.ByteRange, int, bool) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	rng, total, _ := strings.Cut(rest, "/")
+	r, ranged, err := signaling.ParseRange(rng)
+	if !ok || !ranged || err != nil {
+		return signaling.ByteRange{}, 0, false
+	}
+	if total == "*" {
+		return r, -1, true
+	}
+	n, err := strconv.Atoi(total)
+	if err != nil || int64(n) <= r.Last {
+		return signaling.ByteRange{}, 0, false
+	}
+	return r, n, true
 }
 
 // observeCDN folds a fetch into the CDN estimates.
@@ -404,10 +451,19 @@ func (a *Agent) cdnEstimate() time.Duration {
 
 // SegmentByURL names a segment the way browser players see it, by URL: the
 // swarm is the content id (contentID, or else the manifest URL's path) and
-// the segment's folder (one per rendition); the segment is a hash of its
-// path. Query strings and CDN hosts do not matter, so tokenized and
-// multi-CDN URLs share swarms, and hls.js and Shaka viewers meet.
+// the segment's folder (one per rendition); the segment is its
+// signaling.SegmentID. Query strings and CDN hosts do not matter, so
+// tokenized and multi-CDN URLs share swarms, and hls.js and Shaka viewers
+// meet.
 func SegmentByURL(contentID, manifestURL, segmentURL string) Request {
+	return SegmentByRange(contentID, manifestURL, segmentURL, nil)
+}
+
+// SegmentByRange names a segment that may be a byte range of segmentURL
+// (rng nil: the whole response). A ranged segment's rendition is its file,
+// not the folder: one file holds one representation, and a folder often
+// several.
+func SegmentByRange(contentID, manifestURL, segmentURL string, rng *signaling.ByteRange) Request {
 	p := signaling.ContentID(segmentURL)
 	if contentID == "" {
 		contentID = signaling.ContentID(manifestURL)
@@ -415,12 +471,15 @@ func SegmentByURL(contentID, manifestURL, segmentURL string) Request {
 	if contentID == "" {
 		contentID = pathpkg.Dir(p)
 	}
-	h := fnv.New64a()
-	h.Write([]byte(p))
+	rendition := pathpkg.Dir(p)
+	if rng != nil {
+		rendition = p
+	}
 	return Request{
-		Swarm: signaling.Swarm{Content: contentID, Rendition: pathpkg.Dir(p)},
-		Seq:   h.Sum64(),
+		Swarm: signaling.Swarm{Content: contentID, Rendition: rendition},
+		Seq:   signaling.SegmentID(segmentURL, rng),
 		URL:   segmentURL,
+		Range: rng,
 	}
 }
 
@@ -442,11 +501,11 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 		return false
 	}
 	r := sw.best(req.Seq, nil)
-	if r == nil || !a.mayTakeFromPeers(ctx, sw, k, req.URL) {
+	if r == nil || !a.mayTakeFromPeers(ctx, sw, k, req.source()) {
 		return false
 	}
 	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
-	if err == nil && !a.goodFromPeer(k, req.URL, data) {
+	if err == nil && !a.goodFromPeer(k, req.source(), data) {
 		a.badPeer(sw, r, k)
 		return false
 	}

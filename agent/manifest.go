@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/hashfile"
+	"github.com/peercdn/peercdn/signaling"
 )
 
 // Hash manifests: when the origin publishes peercdn-hashes.json next to
@@ -39,7 +40,9 @@ const (
 	manifestTimeout      = 2 * time.Second
 )
 
-// manifestURL is the manifest next to a segment, and the segment's name.
+// manifestURL is the manifest next to a segment, and the segment's name
+// in it: the file name, and for a byte range of the file
+// "name#first-last" (hashfile).
 func manifestURL(segURL string) (string, string, bool) {
 	u, err := url.Parse(segURL)
 	if err != nil || u.Path == "" {
@@ -51,16 +54,19 @@ func manifestURL(segURL string) (string, string, bool) {
 	return u.String(), name, true
 }
 
-// manifestHash looks segment k (at segURL) up in its folder's manifest,
+// manifestHash looks segment k (at src) up in its folder's manifest,
 // fetching the manifest when unknown or stale, and trusts the hash found.
 // It reports whether k now has a trusted hash.
-func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, segURL string) bool {
+func (a *Agent) manifestHash(ctx context.Context, sw *swarm, k segKey, src signaling.Source) bool {
 	if !a.lookForManifests() {
 		return false
 	}
-	murl, name, ok := manifestURL(segURL)
+	murl, name, ok := manifestURL(src.URL)
 	if !ok {
 		return false
+	}
+	if src.Range != nil {
+		name = hashfile.RangeName(name, src.Range.First, src.Range.Last)
 	}
 	m := &a.manifests
 	m.mu.Lock()
@@ -162,7 +168,7 @@ func (m *manifests) missing(segURL string) bool {
 func (a *Agent) fetchManifest(ctx context.Context, murl string) (map[string][32]byte, bool) {
 	ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 	defer cancel()
-	resp, err := a.cfg.CDN.Get(ctx, murl, 0)
+	resp, err := a.cfg.CDN.Get(ctx, murl, 0, -1)
 	if err != nil {
 		return nil, false
 	}

@@ -39,7 +39,7 @@ func TestCDNSegmentIsNotHeldForTheManifest(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	start := time.Now()
-	r, err := a.Load(context.Background(), Request{Swarm: testSwarm, Seq: 3, URL: origin.URL + "/seg/3"})
+	r, err := a.Load(context.Background(), Request{Swarm: testSwarm, Seq: sid(origin.URL, 3), URL: origin.URL + "/seg/3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestCDNSegmentIsNotHeldForTheManifest(t *testing.T) {
 	}
 	// It is shared once the lookup is over.
 	deadline := time.Now().Add(5 * time.Second)
-	for !a.cache.has(segKey{testSwarm, 3}) {
+	for !a.cache.has(segKey{testSwarm, sid(origin.URL, 3)}) {
 		if time.Now().After(deadline) {
 			t.Fatal("the CDN copy was never kept")
 		}

@@ -5,7 +5,6 @@ package agent
 import (
 	"context"
 	"io"
-	"strconv"
 	"syscall/js"
 
 	"github.com/peercdn/peercdn/internal/jspromise"
@@ -20,11 +19,11 @@ import (
 type FetchCDN struct{}
 
 // Get implements CDN.
-func (FetchCDN) Get(ctx context.Context, url string, from int) (*CDNResponse, error) {
+func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNResponse, error) {
 	init := js.Global().Get("Object").New()
-	if from > 0 {
+	if r := rangeHeader(first, last); r != "" {
 		h := js.Global().Get("Object").New()
-		h.Set("Range", "bytes="+strconv.Itoa(from)+"-")
+		h.Set("Range", r)
 		init.Set("headers", h)
 	}
 	ac := js.Global().Get("AbortController").New()

@@ -5,7 +5,6 @@ package agent
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/peercdn/peercdn/signaling"
 )
@@ -14,13 +13,13 @@ import (
 type HTTPCDN struct{ Client *http.Client }
 
 // Get implements CDN.
-func (h HTTPCDN) Get(ctx context.Context, url string, from int) (*CDNResponse, error) {
+func (h HTTPCDN) Get(ctx context.Context, url string, first, last int64) (*CDNResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	if from > 0 {
-		req.Header.Set("Range", "bytes="+strconv.Itoa(from)+"-")
+	if r := rangeHeader(first, last); r != "" {
+		req.Header.Set("Range", r)
 	}
 	c := h.Client
 	if c == nil {

@@ -63,7 +63,7 @@ func TestLateViewerGetsOldHashes(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		vouched := 0
 		for seq := uint64(0); seq <= 32; seq++ {
-			if _, _, ok := e2.expected(segKey{testSwarm, seq}, req(o, seq, 0).URL); ok {
+			if _, _, ok := e2.expected(segKey{testSwarm, sid(o.URL, seq)}, req(o, seq, 0).source()); ok {
 				vouched++
 			}
 		}
@@ -77,13 +77,13 @@ func TestLateViewerGetsOldHashes(t *testing.T) {
 	}
 	late := startAgent(t, tr, nil)
 	waitPeers(t, 2, late)
-	for deadline := time.Now().Add(5 * time.Second); late.swarmFor(&testSwarm).best(0, nil) == nil; {
+	for deadline := time.Now().Add(5 * time.Second); late.swarmFor(&testSwarm).best(sid(o.URL, 0), nil) == nil; {
 		if time.Now().After(deadline) {
 			t.Fatal("no peer announced segment 0")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, _, ok := late.expected(segKey{testSwarm, 0}, req(o, 0, 0).URL); ok {
+	if _, _, ok := late.expected(segKey{testSwarm, sid(o.URL, 0)}, req(o, 0, 0).source()); ok {
 		t.Fatal("the join brought segment 0's hash: the query is not what is tested")
 	}
 	before := o.sent.Load()

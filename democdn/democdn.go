@@ -41,7 +41,9 @@ type Origin struct {
 
 	fsys       fs.FS
 	renditions map[string]*rendition
+	order      []string // rendition names, as the master playlist lists them
 	now        func() time.Time
+	dash       dashView
 
 	hmu    sync.Mutex
 	hashes map[string]string // live segment hashes, by rendition/seq
@@ -52,6 +54,11 @@ type Origin struct {
 }
 
 type rendition struct {
+	// From the master playlist: for the DASH view's MPD.
+	bandwidth  uint32
+	resolution string // "640x360"
+	codecs     string // "avc1.4d401e,mp4a.40.2"
+
 	segments  []string // file names, in order
 	durations []float64
 	target    int     // EXT-X-TARGETDURATION
@@ -90,7 +97,7 @@ func New(fsys fs.FS) (*Origin, error) {
 		if !ok {
 			return nil, fmt.Errorf("origin: %s is not a media playlist", v.URI)
 		}
-		r := &rendition{target: int(media.TargetDuration)}
+		r := &rendition{target: int(media.TargetDuration), bandwidth: v.Bandwidth, resolution: v.Resolution, codecs: v.Codecs}
 		for _, s := range media.Segments {
 			if s == nil {
 				continue
@@ -116,6 +123,7 @@ func New(fsys fs.FS) (*Origin, error) {
 			return nil, fmt.Errorf("origin: %s/init.mp4: %w", name, err)
 		}
 		o.renditions[name] = r
+		o.order = append(o.order, name)
 	}
 	return o, nil
 }
@@ -133,8 +141,8 @@ func (o *Origin) Stats() Stats {
 }
 
 // ServeHTTP serves paths relative to the origin's mount point:
-// /vod/master.m3u8, /live/master.m3u8, /{vod,live}/<rendition>/..., and
-// /stats.json.
+// /vod/master.m3u8, /live/master.m3u8, /{vod,live}/<rendition>/..., the
+// same stream as DASH under /dash/ (dash.go), and /stats.json.
 func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	// Players on other origins fetch segments with Range; let them.
@@ -160,7 +168,7 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	view, rest, _ := strings.Cut(p, "/")
-	if view != "vod" && view != "live" {
+	if view != "vod" && view != "live" && view != "dash" {
 		http.NotFound(w, r)
 		return
 	}
@@ -176,8 +184,13 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o.BytesPerSecond > 0 {
 		out = &pacedWriter{ResponseWriter: w, rate: o.BytesPerSecond, done: r.Context().Done()}
 	}
-	cw := &countingWriter{ResponseWriter: out, o: o, segment: strings.HasSuffix(rest, ".m4s")}
-	if view == "live" {
+	cw := &countingWriter{ResponseWriter: out, o: o, segment: strings.HasSuffix(rest, ".m4s") ||
+		view == "dash" && strings.HasSuffix(rest, ".mp4") && path.Base(rest) != "init.mp4"}
+	switch view {
+	case "dash":
+		o.serveDASH(cw, r, rest)
+		return
+	case "live":
 		o.serveLive(cw, r, rest)
 		return
 	}

@@ -287,6 +287,7 @@ type Message struct {
 	Segment string `json:"segment,omitempty"` // hash, report: decimal segment number
 	SHA256  string `json:"sha256,omitempty"`  // hash: 64 lowercase hex digits
 	URL     string `json:"url,omitempty"`     // hash (agent): where the CDN served the segment
+	Range   string `json:"range,omitempty"`   // hash (agent): its bytes in URL, "first-last", for a byte-range segment
 	CDN     string `json:"cdn,omitempty"`     // hash (tracker): the CDN origin the notary fetched it from
 
 	Code    Code   `json:"code,omitempty"`     // error
@@ -401,6 +402,9 @@ func (m *Message) Validate() error {
 		return relay()
 	case TypeHash:
 		if err := validSegment(m.Segment); err != nil {
+			return bad("%v", err)
+		}
+		if _, _, err := ParseRange(m.Range); err != nil {
 			return bad("%v", err)
 		}
 		if m.SHA256 == "" && m.CDN == "" && len(m.URL) <= MaxURLLen {

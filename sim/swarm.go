@@ -489,8 +489,8 @@ func originChecker() func(string, []byte) bool {
 // agent cannot tell, so its peers' verification must.
 type truncatingCDN struct{ inner agent.CDN }
 
-func (t truncatingCDN) Get(ctx context.Context, url string, from int) (*agent.CDNResponse, error) {
-	resp, err := t.inner.Get(ctx, url, from)
+func (t truncatingCDN) Get(ctx context.Context, url string, first, last int64) (*agent.CDNResponse, error) {
+	resp, err := t.inner.Get(ctx, url, first, last)
 	if err != nil || resp.ContentLength <= 0 {
 		return resp, err
 	}

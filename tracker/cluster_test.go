@@ -343,8 +343,8 @@ func TestClusterNotary(t *testing.T) {
 			a, b := n1.dial(t, ""), n2.dial(t, "")
 			join(t, a, live, "")
 			join(t, b, live, "")
-			send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "5", SHA256: sumOf(body), URL: cdn.URL + "/5.ts"})
-			expectHash(t, b, "5", sumOf(body))
+			send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(cdn.URL + "/5.ts"), SHA256: sumOf(body), URL: cdn.URL + "/5.ts"})
+			expectHash(t, b, segOf(cdn.URL+"/5.ts"), sumOf(body))
 			if hits.Load() != 1 {
 				t.Fatalf("fetched %d times", hits.Load())
 			}

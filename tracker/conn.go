@@ -374,6 +374,14 @@ func (c *conn) hash(m *signaling.Message) {
 // notaryHash judges a report by the notary's own fetch from the same CDN
 // origin, starting that fetch if this is the first report (integrity.go).
 func (c *conn) notaryHash(m *signaling.Message, seg uint64) {
+	src, named := sourceOf(m, seg)
+	if m.URL != "" && !named {
+		// A URL (or range) that is not this segment's: reported as is, the
+		// notary would vouch for other bytes under this number.
+		c.s.m.rejects.WithLabelValues("hash_wrong_url").Inc()
+		c.reply(signaling.CodeBadMessage, m.Ref, "url and range do not name segment "+m.Segment)
+		return
+	}
 	cdn, ok := signaling.CDNOrigin(m.URL)
 	if !ok || !c.s.hub.notaryAllows(m.URL) {
 		// Nothing the notary may fetch: the report cannot vouch for
@@ -392,7 +400,7 @@ func (c *conn) notaryHash(m *signaling.Message, seg uint64) {
 		c.reply(code, m.Ref, "join the swarm first")
 	case v == notaryStart:
 		c.notaryBudget.AllowN(now, 1)
-		if !c.s.startNotary(notaryJob{k: k, seg: seg, url: m.URL, cdn: cdn}) {
+		if !c.s.startNotary(notaryJob{k: k, seg: seg, src: src, cdn: cdn}) {
 			c.s.hub.notaryFailed(k, seg, cdn, now.Add(-notaryRetry))
 		}
 	case v == notaryLie:
@@ -423,8 +431,12 @@ func (c *conn) quorumHash(m *signaling.Message, seg uint64) {
 	case accepted != "":
 		c.s.pushHash(k, seg, accepted, "")
 	case len(c.s.cfg.NotaryCDNs) > 0:
-		if url := c.s.hub.contested(k, seg, m.URL); url != "" {
-			c.s.startNotary(notaryJob{k: k, seg: seg, url: url})
+		src, named := sourceOf(m, seg) // a URL naming another segment is not used
+		if !named {
+			src = signaling.Source{}
+		}
+		if src = c.s.hub.contested(k, seg, src); src.URL != "" {
+			c.s.startNotary(notaryJob{k: k, seg: seg, src: src})
 		}
 	}
 }

@@ -51,7 +51,7 @@ type hashEntry struct {
 	// Quorum integrity.
 	accepted string                     // hex, once trusted
 	votes    map[string]map[string]bool // hash -> reporter networks (or ids)
-	url      string                     // where a reporter got it, under notary_cdns
+	src      signaling.Source           // where a reporter got it, under notary_cdns
 	notary   bool                       // a notary fetch was started
 
 	// Notary integrity: what the notary found at each CDN origin.
@@ -117,28 +117,28 @@ func (h *hub) reportHash(p *peer, k cluster.Key, seg uint64, sum string) (accept
 	return accepted, lie, ""
 }
 
-// contested returns the URL to notarize seg from when its reports
-// conflict, no hash is trusted, a reporter gave an allow-listed URL, and no
-// notary fetch was started yet (it marks one started).
-func (h *hub) contested(k cluster.Key, seg uint64, url string) string {
+// contested returns where to notarize seg from when its reports conflict,
+// no hash is trusted, a reporter gave an allow-listed URL, and no notary
+// fetch was started yet (it marks one started).
+func (h *hub) contested(k cluster.Key, seg uint64, src signaling.Source) signaling.Source {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sw := h.swarms[k]
 	if sw == nil || sw.hashes == nil {
-		return ""
+		return signaling.Source{}
 	}
 	e := sw.hashes.entries[seg]
 	if e == nil || e.accepted != "" || e.notary {
-		return ""
+		return signaling.Source{}
 	}
-	if e.url == "" && h.notaryAllows(url) {
-		e.url = url
+	if e.src.URL == "" && src.URL != "" && h.notaryAllows(src.URL) {
+		e.src = src
 	}
-	if len(e.votes) < 2 || e.url == "" {
-		return ""
+	if len(e.votes) < 2 || e.src.URL == "" {
+		return signaling.Source{}
 	}
 	e.notary = true
-	return e.url
+	return e.src
 }
 
 // settle makes the notary's hash trusted and returns the local peers that

@@ -1,8 +1,10 @@
 package tracker
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -171,16 +173,16 @@ func TestNotarySettlesContestedSegment(t *testing.T) {
 	truth := hex.EncodeToString(sum[:])
 
 	// Outside the allow-list (another host, a path escape): never fetched.
-	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashB, URL: stray.URL + "/live/9.m4s"})
-	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashA, URL: origin.URL + "/live/../admin"})
+	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(stray.URL + "/live/9.m4s"), SHA256: hashB, URL: stray.URL + "/live/9.m4s"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(origin.URL + "/live/../admin"), SHA256: hashA, URL: origin.URL + "/live/../admin"})
 	noHash(t, watcher, 300*time.Millisecond)
 	if strayHits.Load()+hits.Load() != 0 {
 		t.Fatalf("notary fetched outside the allow-list: %d + %d", strayHits.Load(), hits.Load())
 	}
 
-	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "10", SHA256: hashB, URL: origin.URL + "/live/10.m4s"})
-	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "10", SHA256: truth, URL: origin.URL + "/live/10.m4s"})
-	expectHash(t, watcher, "10", truth)
+	send(t, liar, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(origin.URL + "/live/10.m4s"), SHA256: hashB, URL: origin.URL + "/live/10.m4s"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(origin.URL + "/live/10.m4s"), SHA256: truth, URL: origin.URL + "/live/10.m4s"})
+	expectHash(t, watcher, segOf(origin.URL+"/live/10.m4s"), truth)
 	for {
 		m := recv(t, liar)
 		if m.Type == signaling.TypeError {
@@ -204,6 +206,12 @@ func segmentOrigin(t *testing.T, body []byte) (*httptest.Server, *atomic.Int32) 
 	}))
 	t.Cleanup(o.Close)
 	return o, &hits
+}
+
+// segOf is the segment number that names url (signaling.SegmentID): the
+// tracker refuses hash reports whose URL names another segment.
+func segOf(url string) string {
+	return strconv.FormatUint(signaling.SegmentID(url, nil), 10)
 }
 
 func sumOf(b []byte) string {
@@ -241,24 +249,24 @@ func TestNotaryOutvotesColluders(t *testing.T) {
 	}
 	url := cdn.URL + "/live/720p/4.m4s"
 	for _, l := range liars[:2] {
-		send(t, l, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: hashB, URL: url})
+		send(t, l, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), SHA256: hashB, URL: url})
 	}
 	m := recv(t, watcher)
 	for m.Type != signaling.TypeHash {
 		m = recv(t, watcher)
 	}
 	want, _ := signaling.CDNOrigin(cdn.URL)
-	if m.SHA256 != sumOf(body) || m.CDN != want || m.Segment != "4" {
+	if m.SHA256 != sumOf(body) || m.CDN != want || m.Segment != segOf(url) {
 		t.Fatalf("vouched for %s at %q, want the CDN's %s at %q", m.SHA256, m.CDN, sumOf(body), want)
 	}
 	waitBanned(t, liars[0])
 	waitBanned(t, liars[1])
 	// After the fetch: a third liar is removed at once, an honest report
 	// costs nothing, and nothing is fetched again.
-	send(t, liars[2], &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: hashB, URL: url})
+	send(t, liars[2], &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), SHA256: hashB, URL: url})
 	waitBanned(t, liars[2])
 	drain(late, 100*time.Millisecond) // the pushed hash
-	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "4", SHA256: sumOf(body), URL: url})
+	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), SHA256: sumOf(body), URL: url})
 	expectNothing(t, late, 200*time.Millisecond)
 	if hits.Load() != 1 {
 		t.Fatalf("notary fetched %d times, want once", hits.Load())
@@ -279,8 +287,8 @@ func TestNotaryBindsHashToItsCDN(t *testing.T) {
 	for _, x := range []*client{attacker, honest, watcher} {
 		join(t, x, live, "")
 	}
-	send(t, attacker, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: sumOf(fake), URL: evil.URL + "/live/2.ts"})
-	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: sumOf(truth), URL: cdn.URL + "/live/2.ts"})
+	send(t, attacker, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(evil.URL + "/live/2.ts"), SHA256: sumOf(fake), URL: evil.URL + "/live/2.ts"})
+	send(t, honest, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(cdn.URL + "/live/2.ts"), SHA256: sumOf(truth), URL: cdn.URL + "/live/2.ts"})
 	got := map[string]string{}
 	for len(got) < 2 {
 		if m := recv(t, watcher); m.Type == signaling.TypeHash {
@@ -303,8 +311,8 @@ func TestNotaryRefusesPrivateAddresses(t *testing.T) {
 	a, watcher := n.dial(t, ""), n.dial(t, "")
 	join(t, a, live, "")
 	join(t, watcher, live, "")
-	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "1", SHA256: sumOf([]byte("x")), URL: cdn.URL + "/1.ts"})
-	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "2", SHA256: hashA, URL: "http://user:pw@example.com/2.ts"})
+	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(cdn.URL + "/1.ts"), SHA256: sumOf([]byte("x")), URL: cdn.URL + "/1.ts"})
+	send(t, a, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf("http://user:pw@example.com/2.ts"), SHA256: hashA, URL: "http://user:pw@example.com/2.ts"})
 	noHash(t, watcher, 500*time.Millisecond)
 	if hits.Load() != 0 {
 		t.Fatalf("the notary connected to loopback %d times", hits.Load())
@@ -337,20 +345,20 @@ func TestHashQuery(t *testing.T) {
 	}
 	for i := 0; i <= recentHashes+8; i++ { // 40 after segment 0: it falls out of what a join brings
 		seg, r := strconv.Itoa(i), reporters[i%len(reporters)]
-		send(t, r, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: seg, SHA256: sumOf(body), URL: cdn.URL + "/live/" + seg + ".m4s"})
-		expectHash(t, watcher, seg, sumOf(body))
+		send(t, r, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(cdn.URL + "/live/" + seg + ".m4s"), SHA256: sumOf(body), URL: cdn.URL + "/live/" + seg + ".m4s"})
+		expectHash(t, watcher, segOf(cdn.URL+"/live/"+seg+".m4s"), sumOf(body))
 	}
 	late := n.dial(t, "")
 	join(t, late, live, "")
 	for _, m := range drain(late, 300*time.Millisecond) {
-		if m.Type == signaling.TypeHash && m.Segment == "0" {
+		if m.Type == signaling.TypeHash && m.Segment == segOf(cdn.URL+"/live/0.m4s") {
 			t.Fatal("a join brought segment 0's hash: the query is not what is tested")
 		}
 	}
-	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "0"})
+	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(cdn.URL + "/live/0.m4s")})
 	m := recv(t, late)
 	want, _ := signaling.CDNOrigin(cdn.URL)
-	if m.Type != signaling.TypeHash || m.Segment != "0" || m.SHA256 != sumOf(body) || m.CDN != want {
+	if m.Type != signaling.TypeHash || m.Segment != segOf(cdn.URL+"/live/0.m4s") || m.SHA256 != sumOf(body) || m.CDN != want {
 		t.Fatalf("query answered %+v, want segment 0 = %s at %s", m, sumOf(body), want)
 	}
 	send(t, late, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "999"})
@@ -375,13 +383,71 @@ func TestNotaryStartsOnAnnouncement(t *testing.T) {
 	join(t, fetcher, live, "")
 	join(t, watcher, live, "")
 	url := cdn.URL + "/live/9.m4s"
-	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", URL: url})
-	expectHash(t, watcher, "9", sumOf(body))
-	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", URL: url}) // again: nothing more
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), URL: url})
+	expectHash(t, watcher, segOf(url), sumOf(body))
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), URL: url}) // again: nothing more
 	drain(watcher, 100*time.Millisecond)
 	if hits.Load() != 1 {
 		t.Fatalf("notary fetched %d times, want once", hits.Load())
 	}
-	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: "9", SHA256: hashB, URL: url})
+	send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: segOf(url), SHA256: hashB, URL: url})
 	waitBanned(t, fetcher)
+}
+
+// TestNotaryRefusesAnotherSegmentsURL: a report must name its segment by
+// its URL (signaling.SegmentID). A viewer giving segment 2's number with
+// segment 3's URL would otherwise have the notary vouch for segment 3's
+// bytes as segment 2, and peers pass one off as the other; it gets
+// bad_message, and nothing is fetched or vouched.
+func TestNotaryRefusesAnotherSegmentsURL(t *testing.T) {
+	cdn, hits := segmentOrigin(t, []byte("segment three"))
+	n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+	attacker, watcher := n.dial(t, ""), n.dial(t, "")
+	join(t, attacker, live, "")
+	join(t, watcher, live, "")
+	three := cdn.URL + "/live/3.m4s"
+	for _, m := range []*signaling.Message{
+		{Type: signaling.TypeHash, Swarm: &live, Ref: "a", Segment: segOf(cdn.URL + "/live/2.m4s"), URL: three},
+		{Type: signaling.TypeHash, Swarm: &live, Ref: "r", Segment: segOf(cdn.URL + "/live/2.m4s"), SHA256: hashA, URL: three},
+		{Type: signaling.TypeHash, Swarm: &live, Ref: "g", Segment: segOf(three), Range: "0-3", URL: three}, // a range names other bytes
+	} {
+		send(t, attacker, m)
+		if got := recv(t, attacker); got.Type != signaling.TypeError || got.Code != signaling.CodeBadMessage || got.Ref != m.Ref {
+			t.Fatalf("report %s answered %+v, want bad_message", m.Ref, got)
+		}
+	}
+	noHash(t, watcher, 300*time.Millisecond)
+	if hits.Load() != 0 {
+		t.Fatalf("the notary fetched %d times", hits.Load())
+	}
+}
+
+// TestNotaryHashesByteRanges: a segment that is a byte range of a file
+// (DASH SegmentBase) is notarized as exactly those bytes: from a CDN's 206,
+// and from one that ignores Range and sends the whole file.
+func TestNotaryHashesByteRanges(t *testing.T) {
+	file := make([]byte, 10000)
+	for i := range file {
+		file[i] = byte(i * 7)
+	}
+	for _, honorRange := range []bool{true, false} {
+		t.Run(fmt.Sprintf("range=%v", honorRange), func(t *testing.T) {
+			cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !honorRange {
+					r.Header.Del("Range")
+				}
+				http.ServeContent(w, r, "v.mp4", time.Time{}, bytes.NewReader(file))
+			}))
+			t.Cleanup(cdn.Close)
+			n := startNode(t, func(c *Config) { c.NotaryPrivate = true })
+			fetcher, watcher := n.dial(t, ""), n.dial(t, "")
+			join(t, fetcher, live, "")
+			join(t, watcher, live, "")
+			url := cdn.URL + "/dash/v.mp4"
+			rng := signaling.ByteRange{First: 1200, Last: 4999}
+			seg := strconv.FormatUint(signaling.SegmentID(url, &rng), 10)
+			send(t, fetcher, &signaling.Message{Type: signaling.TypeHash, Swarm: &live, Segment: seg, URL: url, Range: rng.String()})
+			expectHash(t, watcher, seg, sumOf(file[1200:5000]))
+		})
+	}
 }

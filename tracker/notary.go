@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,9 @@ import (
 const (
 	notaryTimeout  = 10 * time.Second
 	notaryMaxBytes = peerwire.MaxSegmentSize // agents share nothing larger
+	// notaryMaxSkip: how far into a file the notary reads to reach a
+	// range, from a CDN that answers a Range request with the whole file.
+	notaryMaxSkip = 64 << 20
 	// notaryQueueFactor: fetches waiting for a slot, per slot.
 	notaryQueueFactor = 16
 	// notaryStartsPerSecond and notaryStartBurst bound the fetches one
@@ -82,13 +86,30 @@ func publicAddr(a netip.Addr) bool {
 	return a.IsGlobalUnicast() && !a.IsPrivate() && !sharedAddressSpace.Contains(a)
 }
 
-// notaryJob is one fetch: seg of swarm k from url, at CDN origin cdn (cdn
+// notaryJob is one fetch: seg of swarm k from src, at CDN origin cdn (cdn
 // empty: a contested segment under quorum integrity).
 type notaryJob struct {
 	k   cluster.Key
 	seg uint64
-	url string
+	src signaling.Source
 	cdn string
+}
+
+// sourceOf reads where a hash message says its segment is served, and
+// checks that it names that segment: a viewer must not have the notary
+// vouch for one segment's bytes under another's number (the notary would
+// hash what that URL serves, and peers could then pass the other segment
+// off as this one). ok is false for a URL that does not name seg.
+func sourceOf(m *signaling.Message, seg uint64) (signaling.Source, bool) {
+	rng, ranged, err := signaling.ParseRange(m.Range)
+	if err != nil || m.URL == "" {
+		return signaling.Source{}, false
+	}
+	src := signaling.Source{URL: m.URL}
+	if ranged {
+		src.Range = &rng
+	}
+	return src, src.ID() == seg
 }
 
 // startNotary queues j; false when the queue is full.
@@ -107,9 +128,9 @@ func (s *Server) startNotary(j notaryJob) bool {
 }
 
 func (s *Server) runNotary(j notaryJob) {
-	sum, err := s.notaryFetch(j.url)
+	sum, err := s.notaryFetch(j.src)
 	if err != nil {
-		s.log.Debug("notary fetch failed", "url", j.url, "err", err)
+		s.log.Debug("notary fetch failed", "url", j.src.URL, "range", j.src.Range, "err", err)
 		s.m.rejects.WithLabelValues("notary_failed").Inc()
 		if j.cdn != "" {
 			s.hub.notaryFailed(j.k, j.seg, j.cdn, time.Now())
@@ -153,34 +174,71 @@ func (s *Server) evict(k cluster.Key, peers []*peer, why string) {
 	}
 }
 
-func (s *Server) notaryFetch(url string) (string, error) {
+// notaryFetch returns the hex SHA-256 of what the CDN serves at src: the
+// whole response, or for a byte-range segment exactly the range's bytes
+// (from a 206 whose Content-Range says so, or cut from a 200 of the whole
+// file, reading no further than the range).
+func (s *Server) notaryFetch(src signaling.Source) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), notaryTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
 		return "", err
+	}
+	if src.Range != nil {
+		if src.Range.Len() > notaryMaxBytes {
+			return "", errors.New("segment larger than the notary reads")
+		}
+		req.Header.Set("Range", src.Range.Header())
 	}
 	resp, err := s.notaryClient.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	body, want := io.Reader(resp.Body), resp.ContentLength
+	switch {
+	case src.Range != nil && resp.StatusCode == http.StatusPartialContent:
+		if got, err := contentRange(resp.Header.Get("Content-Range")); err != nil || got != *src.Range {
+			return "", fmt.Errorf("HTTP 206 for %s: Content-Range %q", src.Range.Header(), resp.Header.Get("Content-Range"))
+		}
+	case src.Range != nil && resp.StatusCode == http.StatusOK:
+		// A CDN that ignores Range: skip to the range and read it alone,
+		// not far into a large file.
+		if src.Range.First > notaryMaxSkip {
+			return "", errors.New("the CDN ignores Range and the range is too far into the file")
+		}
+		if _, err := io.CopyN(io.Discard, resp.Body, src.Range.First); err != nil {
+			return "", fmt.Errorf("the file ends before the range: %w", err)
+		}
+		body, want = io.LimitReader(resp.Body, src.Range.Len()), src.Range.Len()
+	case resp.StatusCode != http.StatusOK || src.Range != nil:
 		return "", fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	if resp.ContentLength > notaryMaxBytes {
+	if want > notaryMaxBytes {
 		return "", errors.New("segment larger than the notary reads")
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(resp.Body, notaryMaxBytes+1))
+	n, err := io.Copy(h, io.LimitReader(body, notaryMaxBytes+1))
 	if err != nil {
 		return "", err
 	}
 	if n > notaryMaxBytes {
 		return "", errors.New("segment larger than the notary reads")
 	}
-	if resp.ContentLength >= 0 && n != resp.ContentLength {
+	if want >= 0 && n != want {
 		return "", errors.New("body cut short")
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// contentRange reads a 206's "bytes first-last/size" (size may be *).
+func contentRange(h string) (signaling.ByteRange, error) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	rng, _, _ := strings.Cut(rest, "/")
+	r, ranged, err := signaling.ParseRange(rng)
+	if !ok || !ranged || err != nil {
+		return signaling.ByteRange{}, errors.New("bad Content-Range")
+	}
+	return r, nil
 }

@@ -126,10 +126,21 @@ type segmentRequest struct {
 	Content  string `json:"content"`  // site's content id, or empty
 	Manifest string `json:"manifest"` // the player's manifest URL
 	URL      string `json:"url"`      // the segment
+	// Range, for a segment that is a byte range of URL (DASH SegmentBase
+	// and SegmentList, HLS byte ranges): "first-last" or a Range header's
+	// "bytes=first-last".
+	Range string `json:"range,omitempty"`
 }
 
-func (r segmentRequest) request() agent.Request {
-	return agent.SegmentByURL(r.Content, r.Manifest, r.URL)
+func (r segmentRequest) request() (agent.Request, error) {
+	rng, ranged, err := signaling.ParseRange(r.Range)
+	if err != nil {
+		return agent.Request{}, err
+	}
+	if !ranged {
+		return agent.SegmentByURL(r.Content, r.Manifest, r.URL), nil
+	}
+	return agent.SegmentByRange(r.Content, r.Manifest, r.URL, &rng), nil
 }
 
 // load(reqJSON, id) returns a Promise of {data: Uint8Array, source,
@@ -164,7 +175,10 @@ func load(_ js.Value, args []js.Value) any {
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			return nil, err
 		}
-		req := r.request()
+		req, err := r.request()
+		if err != nil {
+			return nil, err
+		}
 		req.Deadline = time.Now().Add(time.Duration(r.DeadlineMs * float64(time.Millisecond)))
 		res, err := ag.Load(ctx, req)
 		if err != nil {
@@ -196,6 +210,10 @@ func adopt(_ js.Value, args []js.Value) any {
 	if err := json.Unmarshal([]byte(args[0].String()), &r); err != nil {
 		return err.Error()
 	}
+	req, err := r.request()
+	if err != nil {
+		return err.Error()
+	}
 	n := args[1].Get("byteLength").Int()
 	if n <= 0 || n > peerwire.MaxSegmentSize {
 		return nil
@@ -210,7 +228,7 @@ func adopt(_ js.Value, args []js.Value) any {
 	go func() {
 		ctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 		defer stop()
-		ag.Adopt(ctx, r.request(), data) // joins its swarm first: peers connect now, not at the player's next load
+		ag.Adopt(ctx, req, data) // joins its swarm first: peers connect now, not at the player's next load
 	}()
 	return nil
 }

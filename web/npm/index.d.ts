@@ -111,6 +111,12 @@ export interface ShakaLib {
   util: { Error: unknown; AbortableOperation: unknown };
 }
 
+/** The subset of a dash.js MediaPlayer peercdn uses. */
+export interface DashjsPlayerLike {
+  extend(parentNameString: string, childInstance: object, override: boolean): void;
+  initialize(...args: unknown[]): void;
+}
+
 export interface Peercdn {
   /** The API's version. */
   readonly version: number;
@@ -123,6 +129,9 @@ export interface Peercdn {
   hlsjs<H extends HlsLike>(hls: H): H;
   /** Route a Shaka Player's segment requests through the agent. */
   shaka<P extends ShakaPlayerLike>(player: P, shakaLib?: ShakaLib): P;
+  /** Route a dash.js MediaPlayer's segment requests through the agent: call it after
+   * MediaPlayer().create() and before player.initialize() (dash.js's extend). */
+  dashjs<P extends DashjsPlayerLike>(player: P): P;
   stats(): Stats;
   on<K extends keyof Events>(kind: K, fn: (e: Events[K]) => void): void;
   off<K extends keyof Events>(kind: K, fn: (e: Events[K]) => void): void;
@@ -140,6 +149,7 @@ export declare const ready: Peercdn['ready'];
 export declare const configure: Peercdn['configure'];
 export declare const hlsjs: Peercdn['hlsjs'];
 export declare const shaka: Peercdn['shaka'];
+export declare const dashjs: Peercdn['dashjs'];
 export declare const stats: Peercdn['stats'];
 export declare const on: Peercdn['on'];
 export declare const off: Peercdn['off'];

@@ -20,7 +20,7 @@ const scriptTail = "//@script-tag"
 // moduleTail replaces it in the ES module build.
 const moduleTail = `const api = peercdnFactory({ moduleURL: import.meta.url });
 export default api;
-export const { version, release, ready, configure, hlsjs, shaka, stats, on, off, destroy, consent } = api;
+export const { version, release, ready, configure, hlsjs, shaka, dashjs, stats, on, off, destroy, consent } = api;
 `
 
 func main() {

@@ -1,10 +1,11 @@
-/* peercdn: peer-assisted segment loading for hls.js and Shaka Player.
+/* peercdn: peer-assisted segment loading for hls.js, Shaka Player and dash.js.
  *
  * Script tag: <script src="https://TRACKER/peercdn.js"></script>, then
  *   hls.js:  const hls = new Hls(); peercdn.hlsjs(hls); hls.loadSource(url); ...
- *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ...
+ *   Shaka:   const player = new shaka.Player(); peercdn.shaka(player); ... (HLS and DASH)
+ *   dash.js: const player = dashjs.MediaPlayer().create(); peercdn.dashjs(player); player.initialize(...)
  * npm (web/npm, an ES module of this same file):
- *   import { configure, hlsjs, shaka } from 'peercdn';
+ *   import { configure, hlsjs, shaka, dashjs } from 'peercdn';
  *   configure({ tracker: 'wss://tracker.example.com/ws' }); hlsjs(hls); shaka(player, shakaLib);
  * Options: window.peercdnConfig before the script tag, or configure({...})
  * at any time (a running agent takes upload, uploadBytesPerSecond,
@@ -43,9 +44,9 @@ var peercdnFactory = function (env) {
   // timing is {firstByteMs, totalMs} of the player's load, when known: the
   // agent tells players' ABR what the CDN takes, and a first segment from
   // a peer was otherwise reported at the peer's speed.
-  function handOver(manifestURL, url, data, timing) {
+  function handOver(manifestURL, url, data, timing, range) {
     if (state.destroyed || state.failed || !data || !data.byteLength) return;
-    var req = JSON.stringify({ content: opts.contentId || '', manifest: manifestURL || '', url: url });
+    var req = JSON.stringify({ content: opts.contentId || '', manifest: manifestURL || '', url: url, range: range || '' });
     if (usable()) {
       adopt({ req: req, url: url, data: new Uint8Array(data), timing: timing }); // copied at once, before the player moves on
     } else if (!state.ready && state.early.length < 8) {
@@ -322,17 +323,28 @@ var peercdnFactory = function (env) {
   // nothing more (before, the agent could still go to the CDN seconds
   // after hls.js gave the segment up).
   var loadIds = 0;
-  function load(manifestURL, url, media, start) {
+  var agentLoad = load;
+  function load(manifestURL, url, media, start, range) {
     var req = {
       content: opts.contentId || '',
       manifest: manifestURL || '',
       url: url,
+      range: range || '', // "first-last": a segment that is bytes of url (DASH SegmentBase, HLS byte ranges)
       deadlineMs: deadline(media, start),
     };
     var id = ++loadIds;
     var p = window.__peercdn.load(JSON.stringify(req), id);
     p.cancel = function () { if (window.__peercdn && window.__peercdn.cancel) window.__peercdn.cancel(id); };
     return p;
+  }
+
+  // closedRange is "first-last" for a Range header (or dash.js range) of
+  // one closed byte range, '' for none, and null for one the agent does
+  // not take (open-ended, several ranges): those go to the CDN as asked.
+  function closedRange(h) {
+    if (!h) return '';
+    var m = /^(?:bytes=)?(\d{1,15})-(\d{1,15})$/.exec(String(h).trim());
+    return m && +m[1] <= +m[2] ? m[1] + '-' + m[2] : null;
   }
 
   // hlsjs makes an hls.js instance load fragments through the agent.
@@ -349,7 +361,8 @@ var peercdnFactory = function (env) {
     PeerLoader.prototype.load = function (context, config, callbacks) {
       this.context = context;
       var frag = context.frag;
-      if (!usable() || !frag || frag.sn === 'initSegment' || context.rangeStart !== undefined && context.rangeStart > 0) {
+      var range = hlsRange(context);
+      if (!usable() || !frag || frag.sn === 'initSegment' || range === null) {
         if (frag && frag.sn !== 'initSegment') trace(context.url, performance.now(), 'cdn:not-ready');
         this.cdn(context, config, callbacks);
         return;
@@ -357,7 +370,7 @@ var peercdnFactory = function (env) {
       var self = this, stats = this.stats, t0 = performance.now(), settled = false;
       stats.loading.start = t0;
       var dl = deadline(hls.media, frag.start);
-      var pending = load(hls.url, context.url, hls.media, frag.start);
+      var pending = load(hls.url, context.url, hls.media, frag.start, range);
       this.pending = pending;
       // Whatever happens inside the agent, the player gets its segment: if
       // the agent has not answered when only the CDN reserve is left, the
@@ -422,9 +435,10 @@ var peercdnFactory = function (env) {
           if (self.delivered) return;
           self.delivered = true;
           if (response.data && response.data.byteLength) playerCDN(ctx.url, response.data.byteLength);
-          if (ctx.frag && ctx.frag.sn !== 'initSegment' && !(ctx.rangeStart > 0)) {
+          var r = hlsRange(ctx);
+          if (ctx.frag && ctx.frag.sn !== 'initSegment' && r !== null) {
             var l = stats && stats.loading;
-            handOver(hls.url, ctx.url, response.data, l && l.end > l.start ? { firstByteMs: Math.max(0, l.first - l.start), totalMs: l.end - l.start } : null);
+            handOver(hls.url, ctx.url, response.data, l && l.end > l.start ? { firstByteMs: Math.max(0, l.first - l.start), totalMs: l.end - l.start } : null, r);
           }
           onSuccess(response, stats, ctx, net);
         },
@@ -450,6 +464,14 @@ var peercdnFactory = function (env) {
     };
     PeerLoader.prototype.getCacheAge = function () { return null; };
     PeerLoader.prototype.getResponseHeader = function () { return null; };
+    // hlsRange is an EXT-X-BYTERANGE fragment's range (hls.js's rangeEnd
+    // is exclusive), '' for a whole file, null for what the agent does
+    // not take.
+    function hlsRange(context) {
+      var a = context.rangeStart, b = context.rangeEnd;
+      if (!(a > 0) && !(b > 0)) return '';
+      return b > a ? closedRange(a + '-' + (b - 1)) : null;
+    }
     hls.config.fLoader = PeerLoader;
     if (hls.media) watchStalls(hls.media);
     hls.on('hlsMediaAttached', function (_, data) { watchStalls(data && data.media); });
@@ -468,14 +490,16 @@ var peercdnFactory = function (env) {
     var NE = sh.net.NetworkingEngine;
     var plugin = function (uri, request, type, progress, headers, config) {
       if (type === NE.RequestType.SEGMENT) watchStalls(player.getMediaElement()); // its first 'playing' starts the agent
-      if (!usable() || type !== NE.RequestType.SEGMENT || (request.headers && request.headers.Range)) {
+      // A segment that is a byte range of a file (DASH SegmentBase and
+      // SegmentList, HLS byte ranges) is named by its URL and range.
+      var range = closedRange(request.headers && (request.headers.Range || request.headers.range));
+      if (!usable() || type !== NE.RequestType.SEGMENT || range === null) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
-          var whole = !(request.headers && request.headers.Range);
           op.promise.then(function (r) {
             if (!r || !r.data) return;
             playerCDN(uri, r.data.byteLength);
-            if (whole) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null);
+            if (range !== null) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null, range);
           }, function () {});
         }
         return op;
@@ -484,7 +508,7 @@ var peercdnFactory = function (env) {
       var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
       var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
       var media = player.getMediaElement();
-      var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start);
+      var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start, range);
       var agentLoad = pending.then(function (res) {
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
@@ -501,7 +525,7 @@ var peercdnFactory = function (env) {
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         var cdnLoad = op.promise.then(function (r) {
           if (r && r.data) playerCDN(uri, r.data.byteLength); // count the CDN bytes in stats() and reports
-          if (r && r.data) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null);
+          if (r && r.data) handOver(player.getAssetUri ? player.getAssetUri() : '', uri, r.data, r.timeMs > 0 ? { firstByteMs: 0, totalMs: r.timeMs } : null, range);
           return r;
         });
         var agentWins = agentLoad.then(function (r) { op.abort(); return r; }, function () { return new Promise(function () {}); });
@@ -511,6 +535,125 @@ var peercdnFactory = function (env) {
     };
     NE.registerScheme('http', plugin, NE.PluginPriority.APPLICATION);
     NE.registerScheme('https', plugin, NE.PluginPriority.APPLICATION);
+    return player;
+  }
+
+  // dashjs routes a dash.js MediaPlayer's segment requests (media and
+  // init, whole or byte ranges) through the agent. dash.js's extension
+  // point is its loader, replaced with MediaPlayer.extend: call this after
+  // dashjs.MediaPlayer().create() and before player.initialize().
+  function dashjsPlayer(player) {
+    if (!player || typeof player.extend !== 'function' || typeof player.initialize !== 'function') {
+      throw new TypeError('peercdn.dashjs(player): pass a dash.js MediaPlayer, before player.initialize()');
+    }
+    kick();
+    function manifestURL() {
+      var s = player.getSource && player.getSource();
+      return typeof s === 'string' ? s : '';
+    }
+    function media() {
+      try { return player.getVideoElement(); } catch (e) { return null; }
+    }
+    player.extend('XHRLoader', function () {
+      var parent = this.parent;
+      // cdn loads with dash.js's own XHR, counting and sharing the bytes,
+      // and returns a function that stops that XHR. skip() is true once
+      // the agent's copy was delivered instead: the XHR's events are then
+      // not dash.js's any more. (The XHR loader is one object for many
+      // requests: its own abort() stops the latest, not necessarily this.)
+      function cdn(req, resp, range, skip) {
+        var cd = req.customData, end = cd.onloadend, onabort = cd.onabort, onprogress = cd.onprogress;
+        var t0 = performance.now(), first = 0;
+        cd.onprogress = function () { if (!first) first = performance.now(); if (!skip() && onprogress) return onprogress.apply(this, arguments); };
+        cd.onabort = function () { if (!skip() && onabort) return onabort.apply(this, arguments); };
+        cd.onloadend = function () {
+          if (skip()) return;
+          var ok = resp.status >= 200 && resp.status < 300 && resp.data && resp.data.byteLength;
+          if (ok) {
+            playerCDN(req.url, resp.data.byteLength);
+            if (range !== null) {
+              var now = performance.now();
+              handOver(manifestURL(), req.url, resp.data, { firstByteMs: Math.max(0, (first || now) - t0), totalMs: now - t0 }, range);
+            }
+          }
+          if (end) return end.apply(this, arguments);
+        };
+        parent.load(req, resp);
+        var x = parent.getXhr && parent.getXhr();
+        return function () {
+          if (!x) return;
+          x.onloadend = x.onerror = x.onprogress = x.onload = x.onabort = x.ontimeout = null;
+          x.abort();
+          x = null;
+        };
+      }
+      function load(req, resp) {
+        var cd = req.customData || {}, ro = cd.request || {};
+        var segment = ro.type === 'MediaSegment' || ro.type === 'InitializationSegment';
+        var range = closedRange(ro.range);
+        var stopCDN = null;
+        if (!usable() || !segment || req.method !== 'GET' || range === null) {
+          stopCDN = cdn(req, resp, segment ? range : null, function () { return false; });
+          cd.abort = function () { stopCDN(); if (cd.onabort) cd.onabort(); };
+          return true;
+        }
+        watchStalls(media());
+        var onprogress = cd.onprogress, onloadend = cd.onloadend; // dash.js's, before cdn() wraps them
+        var t0 = performance.now(), settled = false, delivered = false, aborted = false, racing = false;
+        var start = typeof ro.startTime === 'number' && isFinite(ro.startTime) ? ro.startTime : undefined;
+        var dl = deadline(media(), start);
+        var pending = agentLoad(manifestURL(), req.url, media(), start, range);
+        function agentDelivered() { return delivered; }
+        var guard = setTimeout(function () {
+          if (settled || aborted) return;
+          racing = true; // the CDN too; the first to finish serves it (see hlsjs)
+          trace(req.url, t0, 'cdn:guard');
+          stopCDN = cdn(req, resp, range, agentDelivered);
+        }, guardMs(dl));
+        // dash.js aborts by muting onloadend and onprogress, then calling
+        // customData.abort(), and expects onabort.
+        cd.abort = function () {
+          if (aborted) return;
+          aborted = true;
+          clearTimeout(guard);
+          if (!delivered) { emit('segment-abort', { url: req.url }); pending.cancel(); }
+          if (stopCDN) stopCDN();
+          if (cd.onabort) cd.onabort();
+        };
+        pending.then(function (res) {
+          clearTimeout(guard);
+          if (aborted || settled || resp.status) return; // the CDN's copy came first
+          settled = delivered = true;
+          if (stopCDN) stopCDN();
+          // dash.js's throughput estimate reads the progress traces: the
+          // first holds the time to first byte, the rest the transfer. It
+          // is told what the CDN took, or would take, for these bytes
+          // (abrTiming, as for hls.js).
+          var t = abrTiming(res), n = res.data.byteLength;
+          resp.url = req.url;
+          resp.status = 200;
+          resp.statusText = 'OK';
+          resp.headers = {};
+          resp.data = res.data.buffer.byteLength === n ? res.data.buffer : res.data.slice().buffer;
+          if (opts.verify) verify(req.url, res);
+          trace(req.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
+          if (onprogress) {
+            onprogress({ lengthComputable: true, loaded: Math.min(1, n), total: n, time: t.firstByteMs });
+            onprogress({ lengthComputable: true, loaded: n, total: n, time: t.transferMs });
+          }
+          if (onloadend) onloadend();
+        }, function () {
+          clearTimeout(guard);
+          if (aborted || settled || racing) return;
+          settled = true;
+          trace(req.url, t0, 'cdn:agent-error');
+          emit('segment-error', { url: req.url, reason: 'agent' });
+          stopCDN = cdn(req, resp, range, function () { return false; });
+        });
+        return true;
+      }
+      return { load: load };
+    }, true);
     return player;
   }
 
@@ -532,6 +675,7 @@ var peercdnFactory = function (env) {
     },
     hlsjs: hlsjs,
     shaka: shakaPlayer,
+    dashjs: dashjsPlayer,
     // stats sums the page's players: {cdnBytes, p2pBytes, uploadBytes, peers, ...};
     // control is true while the tracker's rollout keeps this viewer on the CDN only.
     stats: function () {
