@@ -28,16 +28,18 @@ wasm:
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/dist/wasm_exec.js
 	$(GO) run ./web/precompress web/dist/peercdn.wasm
 
-# vendor fetches the demo pages' players (hls.js, Shaka) from npm.
+# vendor fetches the demo pages' players (hls.js, Shaka, dash.js) from npm.
 HLSJS_VERSION ?= 1.7.4
 SHAKA_VERSION ?= 5.2.12
-vendor: web/vendor/hls.min.js web/vendor/shaka-player.compiled.js
-web/vendor/hls.min.js web/vendor/shaka-player.compiled.js:
+DASHJS_VERSION ?= 5.2.1
+vendor: web/vendor/hls.min.js web/vendor/shaka-player.compiled.js web/vendor/dash.all.min.js
+web/vendor/hls.min.js web/vendor/shaka-player.compiled.js web/vendor/dash.all.min.js:
 	@command -v npm >/dev/null || $(MAKE) deps APT_PKGS="nodejs npm"
 	mkdir -p web/vendor web/npm-vendor
 	cd web/npm-vendor && { [ -f package.json ] || echo "{\"name\":\"peercdn-demo-vendor\",\"private\":true}" > package.json; } && \
-		npm install --no-audit --no-fund --loglevel=error hls.js@$(HLSJS_VERSION) shaka-player@$(SHAKA_VERSION)
-	cp web/npm-vendor/node_modules/hls.js/dist/hls.min.js web/npm-vendor/node_modules/shaka-player/dist/shaka-player.compiled.js web/vendor/
+		npm install --no-audit --no-fund --loglevel=error hls.js@$(HLSJS_VERSION) shaka-player@$(SHAKA_VERSION) dashjs@$(DASHJS_VERSION)
+	cp web/npm-vendor/node_modules/hls.js/dist/hls.min.js web/npm-vendor/node_modules/shaka-player/dist/shaka-player.compiled.js \
+		web/npm-vendor/node_modules/dashjs/dist/modern/umd/dash.all.min.js web/vendor/
 
 # run needs Go and npm only (no root, no Redis: the demo is one node in memory).
 run: vendor build
@@ -136,7 +138,7 @@ npm-tools: vendor
 # e2e plays the demo in headless Chromium (Debian's chromium package).
 e2e: build vendor npm npm-tools
 	$(MAKE) deps APT_PKGS=chromium
-	$(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e
+	$(GO) test -tags e2e -count=1 -timeout 45m -v ./e2e
 
 # check-wasm: the committed agent (web/dist) is what its source builds.
 check-wasm: wasm

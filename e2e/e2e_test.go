@@ -222,12 +222,21 @@ func read(t *testing.T, ctx context.Context) sample {
 var lastViews []context.Context
 
 func play(t *testing.T, url string, n int, d time.Duration, during func()) (first, last []sample) {
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = url
+	}
+	return playPages(t, urls, d, during)
+}
+
+// playPages is play with a page each: viewers of different players.
+func playPages(t *testing.T, urls []string, d time.Duration, during func()) (first, last []sample) {
 	alloc := newBrowser(t)
 	var views []context.Context
 	defer func() { lastViews = views }()
-	for i := range n {
+	for i, url := range urls {
 		views = append(views, viewer(t, alloc, url))
-		if i < n-1 {
+		if i < len(urls)-1 {
 			time.Sleep(time.Second)
 		}
 	}

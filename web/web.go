@@ -141,7 +141,7 @@ func acceptsEncoding(header, enc string) bool {
 }
 
 // Register adds the loader routes to mux: /peercdn.js, the wasm and
-// /wasm_exec.js. With demo, also the demo pages at / and /shaka.html and the
+// /wasm_exec.js. With demo, also the demo pages at /, /shaka.html, /dashjs.html and the
 // vendored players at /vendor/.
 func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 	mux.HandleFunc("GET /peercdn.js", func(w http.ResponseWriter, r *http.Request) {
@@ -188,7 +188,7 @@ func (a *Assets) Register(mux *http.ServeMux, demo bool) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, a.static, "index.html")
 	})
-	for _, name := range []string{"/shaka.html", "/demo.js", "/demo.css"} {
+	for _, name := range []string{"/shaka.html", "/dashjs.html", "/demo.js", "/demo.css"} {
 		mux.Handle("GET "+name, static)
 	}
 	mux.HandleFunc("GET /vendor/{file}", func(w http.ResponseWriter, r *http.Request) {

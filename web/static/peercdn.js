@@ -288,10 +288,10 @@ var peercdnFactory = function (env) {
   }
 
   // verify (debug option) compares what the agent returned with the CDN.
-  function verify(url, res) {
+  function verify(url, res, range) {
     var mine = res.data.slice();
     window.__verify = window.__verify || { ok: 0, bad: [] };
-    fetch(url).then(function (r) { return r.arrayBuffer(); }).then(function (b) {
+    fetch(url, range ? { headers: { Range: 'bytes=' + range } } : {}).then(function (r) { return r.arrayBuffer(); }).then(function (b) {
       var cdn = new Uint8Array(b), same = cdn.length === mine.length;
       for (var i = 0; same && i < cdn.length; i++) if (cdn[i] !== mine[i]) same = false;
       if (same) window.__verify.ok++;
@@ -405,7 +405,7 @@ var peercdnFactory = function (env) {
         stats.loading.first = now - t.transferMs;
         stats.loading.start = stats.loading.first - t.firstByteMs;
         stats.loaded = stats.total = res.data.byteLength;
-        if (opts.verify) verify(context.url, res);
+        if (opts.verify) verify(context.url, res, range);
         trace(context.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
         self.delivered = true;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
@@ -510,6 +510,7 @@ var peercdnFactory = function (env) {
       var media = player.getMediaElement();
       var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start, range);
       var agentLoad = pending.then(function (res) {
+        if (opts.verify) verify(uri, res, range);
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
       });
@@ -555,7 +556,9 @@ var peercdnFactory = function (env) {
       try { return player.getVideoElement(); } catch (e) { return null; }
     }
     player.extend('XHRLoader', function () {
-      var parent = this.parent;
+      // dash.js overwrites the parent's methods with these once this
+      // returns: keep its own.
+      var parentLoad = this.parent.load, parentXhr = this.parent.getXhr;
       // cdn loads with dash.js's own XHR, counting and sharing the bytes,
       // and returns a function that stops that XHR. skip() is true once
       // the agent's copy was delivered instead: the XHR's events are then
@@ -578,8 +581,8 @@ var peercdnFactory = function (env) {
           }
           if (end) return end.apply(this, arguments);
         };
-        parent.load(req, resp);
-        var x = parent.getXhr && parent.getXhr();
+        parentLoad(req, resp);
+        var x = parentXhr && parentXhr();
         return function () {
           if (!x) return;
           x.onloadend = x.onerror = x.onprogress = x.onload = x.onabort = x.ontimeout = null;
@@ -635,7 +638,7 @@ var peercdnFactory = function (env) {
           resp.statusText = 'OK';
           resp.headers = {};
           resp.data = res.data.buffer.byteLength === n ? res.data.buffer : res.data.slice().buffer;
-          if (opts.verify) verify(req.url, res);
+          if (opts.verify) verify(req.url, res, range);
           trace(req.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
           if (onprogress) {
             onprogress({ lengthComputable: true, loaded: Math.min(1, n), total: n, time: t.firstByteMs });
