@@ -25,6 +25,7 @@ func TestShakaDASHLiveSwarm(t *testing.T) {
 	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
 	checkVerified(t, lastViews)
 	checkReports(t, addr, last)
+	checkABREstimates(t, lastViews, `JSON.stringify({bw: demoPlayer.getStats().estimatedBandwidth})`)
 }
 
 // TestDashjsLiveSwarm: 4 dash.js viewers of the live DASH stream, through
@@ -35,6 +36,9 @@ func TestDashjsLiveSwarm(t *testing.T) {
 	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
 	checkVerified(t, lastViews)
 	checkReports(t, addr, last)
+	// dash.js's throughput estimate (kbit/s), fed from the agent's progress
+	// events: the CDN's figures, as for the other players.
+	checkABREstimates(t, lastViews, `JSON.stringify({bw: 1000 * demoPlayer.getAverageThroughput('video')})`)
 }
 
 // TestShakaDASHByteRanges: 4 Shaka viewers of the VOD as SegmentBase: each

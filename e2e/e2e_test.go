@@ -622,33 +622,42 @@ func TestScreenshot(t *testing.T) {
 // ratio (recorded in docs/benchmarks.md); it asserts only that both play.
 func TestTimeToFirstFrame(t *testing.T) {
 	addr, _ := serve(t, "--demo")
-	alloc := newBrowser(t)
-	var with, without []float64
-	for i := range 10 {
-		url := "http://" + addr + "/"
-		if i%2 == 0 {
-			url += "?peercdn=off"
-		}
-		v := viewer(t, alloc, url)
-		var s sample
-		for range 100 {
-			time.Sleep(100 * time.Millisecond)
-			if s = read(t, v); s.QA.FirstFrameMs > 0 {
-				break
-			}
-		}
-		if s.QA.FirstFrameMs == 0 {
-			t.Fatalf("%s: no frame within 10 s", url)
-		}
-		if i%2 == 0 {
-			without = append(without, s.QA.FirstFrameMs)
-		} else {
-			with = append(with, s.QA.FirstFrameMs)
-		}
-		chromedp.Cancel(v)
+	pages := []struct{ name, path string }{
+		{"hls.js", "/?"},
+		{"Shaka DASH", "/shaka.html?src=/demo/dash/live/manifest.mpd&"},
+		{"dash.js", "/dashjs.html?"},
 	}
-	mw, mo := median(with), median(without)
-	t.Logf("time to first frame: with peercdn %.0f ms (runs %v), without %.0f ms (runs %v), ratio %.3f", mw, with, mo, without, mw/mo)
+	for _, p := range pages {
+		t.Run(p.name, func(t *testing.T) {
+			alloc := newBrowser(t)
+			var with, without []float64
+			for i := range 10 {
+				url := "http://" + addr + p.path
+				if i%2 == 0 {
+					url += "peercdn=off"
+				}
+				v := viewer(t, alloc, url)
+				var s sample
+				for range 100 {
+					time.Sleep(100 * time.Millisecond)
+					if s = read(t, v); s.QA.FirstFrameMs > 0 {
+						break
+					}
+				}
+				if s.QA.FirstFrameMs == 0 {
+					t.Fatalf("%s: no frame within 10 s", url)
+				}
+				if i%2 == 0 {
+					without = append(without, s.QA.FirstFrameMs)
+				} else {
+					with = append(with, s.QA.FirstFrameMs)
+				}
+				chromedp.Cancel(v)
+			}
+			mw, mo := median(with), median(without)
+			t.Logf("%s time to first frame: with peercdn %.0f ms (runs %v), without %.0f ms (runs %v), ratio %.3f", p.name, mw, with, mo, without, mw/mo)
+		})
+	}
 }
 
 func median(xs []float64) float64 {

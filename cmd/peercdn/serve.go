@@ -235,7 +235,7 @@ func serveFlagsAll(demo *demoFlags, vendor *string, pprofAddr *string, trim *tim
 		fs.StringVar(&demo.originListen, "demo-origin-listen", "", "also serve the demo origin at / on this address, as a CDN on another origin (e.g. 127.0.0.1:8081)")
 		fs.DurationVar(trim, "trim-memory", 15*time.Second, "after a quiet period this long, collect garbage and return memory to the OS (0: never)")
 		fs.StringVar(pprofAddr, "pprof", "", "serve net/http/pprof on this address (keep it on loopback), e.g. 127.0.0.1:6060")
-		fs.BoolVar(&demo.on, "demo", false, "also serve the demo: pages at / and /shaka.html, the sample stream at /demo/{live,vod}/master.m3u8, origin bytes at /demo/stats.json")
+		fs.BoolVar(&demo.on, "demo", false, "also serve the demo: pages at /, /shaka.html and /dashjs.html, the sample stream at /demo/{live,vod}/master.m3u8 and as DASH at /demo/dash/{live,vod,vod-ranges,vod-list}/manifest.mpd, origin bytes at /demo/stats.json")
 		fs.StringVar(vendor, "vendor-dir", "web/vendor", "folder with hls.min.js and shaka-player.compiled.js for the demo pages (make vendor)")
 	}
 }
