@@ -22,6 +22,8 @@ import (
 //	/dash/vod-ranges/manifest.mpd  static, SegmentBase: byte ranges of one file per
 //	                               representation, indexed by its sidx
 //	/dash/vod-list/manifest.mpd    static, SegmentList of byte ranges of the same files
+//	/dash/vod-ranges/master.m3u8   the same files as HLS with EXT-X-BYTERANGE (audio as an
+//	                               EXT-X-MEDIA group)
 //
 // Audio and video are separate representations (demux.go): video per
 // rendition ("v360p"), audio from the first ("audio").
@@ -217,6 +219,13 @@ func (o *Origin) serveDASH(w http.ResponseWriter, r *http.Request, rest string) 
 			return
 		}
 		serve(b, "video/iso.segment", "max-age=86400")
+	case rep == nil && view == "vod-ranges" && strings.HasSuffix(file, ".m3u8"):
+		b, ok := rangesPlaylist(strings.TrimSuffix(file, ".m3u8"), reps)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		serve(b, "application/vnd.apple.mpegurl", "max-age=1")
 	case rep == nil && view == "vod-ranges" && strings.HasSuffix(file, ".mp4"):
 		for _, x := range reps {
 			if x.id+".mp4" == file {
@@ -353,4 +362,46 @@ func (o *Origin) mpd(view string, reps []*dashRep, now time.Time) ([]byte, bool)
 	}
 	b.WriteString("</MPD>\n")
 	return b.Bytes(), true
+}
+
+// rangesPlaylist is the byte-range view as HLS: the master playlist
+// ("master"), or a representation's media playlist of EXT-X-BYTERANGE
+// segments of its single file.
+func rangesPlaylist(name string, reps []*dashRep) ([]byte, bool) {
+	var b bytes.Buffer
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	if name == "master" {
+		audio := ""
+		for _, r := range reps {
+			if r.contentType == "audio" {
+				audio = r.cod
+				fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,URI=\"%s.m3u8\"\n", r.id)
+			}
+		}
+		for _, r := range reps {
+			if r.contentType != "video" {
+				continue
+			}
+			codecs, group := r.cod, ""
+			if audio != "" {
+				codecs, group = r.cod+","+audio, ",AUDIO=\"audio\""
+			}
+			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,RESOLUTION=%s,CODECS=\"%s\"%s\n%s.m3u8\n", r.rd.bandwidth, r.rd.resolution, codecs, group, r.id)
+		}
+		return b.Bytes(), true
+	}
+	for _, r := range reps {
+		if r.id != name {
+			continue
+		}
+		fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n", r.rd.target)
+		fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s.mp4\",BYTERANGE=\"%d@0\"\n", r.id, r.initEnd+1)
+		for i, f := range r.frags {
+			first, last := r.fragRange(i)
+			fmt.Fprintf(&b, "#EXTINF:%.5f,\n#EXT-X-BYTERANGE:%d@%d\n%s.mp4\n", float64(f.duration)/float64(r.track.timescale), last-first+1, first, r.id)
+		}
+		b.WriteString("#EXT-X-ENDLIST\n")
+		return b.Bytes(), true
+	}
+	return nil, false
 }

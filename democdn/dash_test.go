@@ -113,6 +113,20 @@ func TestDASHViews(t *testing.T) {
 		}
 	}
 
+	// The same files as HLS byte ranges: hls.js names them as Shaka does.
+	master := string(fetch(t, base+"vod-ranges/master.m3u8"))
+	if !strings.Contains(master, `#EXT-X-MEDIA:TYPE=AUDIO`) || !strings.Contains(master, "v360p.m3u8") {
+		t.Fatalf("master playlist:\n%s", master)
+	}
+	media := string(fetch(t, base+"vod-ranges/v180p.m3u8"))
+	br := regexp.MustCompile(`#EXT-X-BYTERANGE:(\d+)@(\d+)`).FindAllStringSubmatch(media, -1)
+	if len(br) != 30 {
+		t.Fatalf("%d byte ranges in the media playlist", len(br))
+	}
+	if first := atoi(br[0][2]); hashfile.RangeName("v180p.mp4", first, first+atoi(br[0][1])-1) != hashfile.RangeName("v180p.mp4", atoi(ranges[0][1]), atoi(ranges[0][2])) {
+		t.Fatalf("HLS range %s@%s is not the MPD's first range %s-%s", br[0][1], br[0][2], ranges[0][1], ranges[0][2])
+	}
+
 	// live: the timeline's times are served up to the live edge, not after.
 	live := string(fetch(t, base+"live/manifest.mpd"))
 	if !strings.Contains(live, `type="dynamic"`) || !strings.Contains(live, "UTCTiming") {

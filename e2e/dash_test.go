@@ -51,6 +51,16 @@ func TestShakaDASHByteRanges(t *testing.T) {
 	checkVerified(t, lastViews)
 }
 
+// TestHlsjsByteRanges: 4 hls.js viewers of the same files as HLS with
+// EXT-X-BYTERANGE (audio as its own rendition group): hls.js byte-range
+// fragments go through the agent as Shaka's DASH ranges do.
+func TestHlsjsByteRanges(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	first, last := play(t, "http://"+addr+"/?verify=1&src=/demo/dash/vod-ranges/master.m3u8", 4, 40*time.Second, nil)
+	checkSwarm(t, first, last, 40*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
+	checkVerified(t, lastViews)
+}
+
 // TestMixedPlayersShareHLS: hls.js and Shaka viewers of the same HLS
 // stream meet in one swarm: they name segments alike (by URL path), so
 // both kinds get bytes from peers.
