@@ -90,7 +90,7 @@ var peercdnFactory = function (env) {
   // peercdn.consent(true) after asking the viewer; until then, and after
   // consent(false), everything plays from the CDN.
   var consented = new Promise(function (resolve) {
-    state.grant = resolve;
+    state.grant = function () { state.granted = true; resolve(); };
     if (!opts.consent) resolve();
   });
 
@@ -181,6 +181,43 @@ var peercdnFactory = function (env) {
   }
 
   function usable() { return state.ready && !state.destroyed; }
+
+  // firstStarts holds, per video element, the time of the first segment its
+  // player asked for: the playhead until playback starts.
+  var firstStarts = new WeakMap();
+  function noteStart(media, start) {
+    if (media && typeof start === 'number' && isFinite(start) && !firstStarts.has(media)) firstStarts.set(media, start);
+  }
+
+  // holdMs is how long a load the player makes before the agent is ready
+  // may wait for it: a segment due well ahead of the playhead (a player
+  // fills its buffer at startup, 10-30 s of it) waits, so that peers may
+  // bring it, until only the CDN's reserve is left before it is due; the
+  // first segments, which startup waits for, go to the CDN at once. (Every
+  // viewer took its whole startup buffer from the CDN before: in VOD
+  // swarms, 8-15 segments each.) 0: no wait. from is the player's first
+  // segment time, its playhead before playback starts.
+  var holdsUntil = 0; // holds happen in the first 20 s of loads only: the agent's startup
+  function holdMs(media, start) {
+    var from = media ? firstStarts.get(media) : undefined;
+    if (usable() || state.failed || state.destroyed || typeof start !== 'number' || !isFinite(start)) return 0;
+    if (opts.consent && !state.granted) return 0; // it may never start
+    var now = performance.now();
+    if (!holdsUntil) holdsUntil = now + 20000;
+    if (now > holdsUntil) return 0;
+    var at = media && media.currentTime > 0 ? media.currentTime : from;
+    if (typeof at !== 'number' || !isFinite(at) || typeof from !== 'number') return 0;
+    var ahead = (start - Math.max(at, from)) * 1000;
+    return ahead > 4000 ? Math.min(ahead - 2500, 8000) : 0;
+  }
+  // whenUsable resolves after at most ms, or when the agent has started or
+  // failed: true when loads may go through it.
+  function whenUsable(ms) {
+    return new Promise(function (resolve) {
+      var t = setTimeout(function () { resolve(usable()); }, ms);
+      ready.then(function () { clearTimeout(t); resolve(usable()); }, function () { clearTimeout(t); resolve(false); });
+    });
+  }
 
   // trace (debug option) logs each segment load of the page's players in
   // window.__peercdnTrace: [url, ms since navigation, how, ms taken], how
@@ -279,7 +316,16 @@ var peercdnFactory = function (env) {
   // below HAVE_FUTURE_DATA: starting, stalled), it is now: a viewer
   // waiting for a peer with 2 s buffered delayed its first frame by 1-3 s.
   function deadline(media, start) {
-    if (!media || media.paused || media.readyState < 3 || !media.played || !media.played.length) return 0;
+    if (!media || media.paused || media.readyState < 3 || !media.played || !media.played.length) {
+      // Not playing yet: playback starts at the first segment the player
+      // asked for, so a segment of its startup buffer is due that much
+      // later (less a second for the start itself). Treating them all as
+      // due now took every viewer's startup buffer from the CDN, peers or
+      // not (VOD: 7-8 segments a viewer).
+      var from = media && firstStarts.get(media);
+      if (typeof from !== 'number' || typeof start !== 'number' || !isFinite(start)) return 0;
+      return Math.max(0, (start - from) * 1000 - 1000);
+    }
     var ms = bufferAhead(media);
     if (typeof start === 'number' && isFinite(start)) {
       ms = Math.min(ms, Math.max(0, (start - media.currentTime) * 1000 / (media.playbackRate || 1)));
@@ -362,6 +408,17 @@ var peercdnFactory = function (env) {
       this.context = context;
       var frag = context.frag;
       var range = hlsRange(context);
+      if (frag && frag.sn !== 'initSegment' && range !== null) {
+        noteStart(hls.media, frag.start);
+        var wait = this.held ? 0 : holdMs(hls.media, frag.start);
+        if (wait > 0) {
+          var me = this;
+          this.held = true;
+          trace(context.url, performance.now(), 'held');
+          whenUsable(wait).then(function () { if (!me.aborted) me.load(context, config, callbacks); });
+          return;
+        }
+      }
       if (!usable() || !frag || frag.sn === 'initSegment' || range === null) {
         if (frag && frag.sn !== 'initSegment') trace(context.url, performance.now(), 'cdn:not-ready');
         this.cdn(context, config, callbacks);
@@ -488,12 +545,45 @@ var peercdnFactory = function (env) {
     }
     kick();
     var NE = sh.net.NetworkingEngine;
+    // Scheme plugins are not told which segment a request is for; request
+    // filters are: the segment's time rides on the request.
+    var ne = player.getNetworkingEngine && player.getNetworkingEngine();
+    if (ne && ne.registerRequestFilter) {
+      ne.registerRequestFilter(function (type, request, context) {
+        var seg = context && context.segment;
+        if (seg && typeof seg.getStartTime === 'function') request.peercdnStart = seg.getStartTime();
+      });
+    }
+    function startOf(request) {
+      if (typeof request.peercdnStart === 'number') return request.peercdnStart;
+      var seg = request.segment;
+      return seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
+    }
     var plugin = function (uri, request, type, progress, headers, config) {
+      var start0 = startOf(request);
+      if (type === NE.RequestType.SEGMENT && typeof start0 === 'number') {
+        noteStart(player.getMediaElement(), start0);
+        var wait = holdMs(player.getMediaElement(), start0);
+        if (wait > 0) {
+          var inner = null, gone = false;
+          trace(uri, performance.now(), 'held');
+          var p = whenUsable(wait).then(function () {
+            if (gone) throw new sh.util.Error(sh.util.Error.Severity.RECOVERABLE, sh.util.Error.Category.NETWORK, sh.util.Error.Code.OPERATION_ABORTED);
+            inner = route(uri, request, type, progress, headers, config);
+            return inner.promise;
+          });
+          return new sh.util.AbortableOperation(p, function () { gone = true; return inner ? inner.abort() : Promise.resolve(); });
+        }
+      }
+      return route(uri, request, type, progress, headers, config);
+    };
+    var route = function (uri, request, type, progress, headers, config) {
       if (type === NE.RequestType.SEGMENT) watchStalls(player.getMediaElement()); // its first 'playing' starts the agent
       // A segment that is a byte range of a file (DASH SegmentBase and
       // SegmentList, HLS byte ranges) is named by its URL and range.
       var range = closedRange(request.headers && (request.headers.Range || request.headers.range));
       if (!usable() || type !== NE.RequestType.SEGMENT || range === null) {
+        if (type === NE.RequestType.SEGMENT) trace(uri, performance.now(), 'cdn:not-ready');
         var op = sh.net.HttpFetchPlugin.parse(uri, request, type, progress, headers, config);
         if (type === NE.RequestType.SEGMENT) {
           op.promise.then(function (r) {
@@ -505,12 +595,13 @@ var peercdnFactory = function (env) {
         return op;
       }
       var t0 = performance.now(), aborted = false;
-      var seg = request.segment; // Shaka >= 4.x passes the SegmentReference
-      var start = seg && typeof seg.getStartTime === 'function' ? seg.getStartTime() : undefined;
+      var start = startOf(request);
       var media = player.getMediaElement();
       var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start, range);
+      var dl0 = deadline(media, start);
       var agentLoad = pending.then(function (res) {
         if (opts.verify) verify(uri, res, range);
+        trace(uri, t0, 'agent:' + res.source + (dl0 ? '' : ':now'));
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
       });
@@ -595,6 +686,18 @@ var peercdnFactory = function (env) {
         var segment = ro.type === 'MediaSegment' || ro.type === 'InitializationSegment';
         var range = closedRange(ro.range);
         var stopCDN = null;
+        if (ro.type === 'MediaSegment' && typeof ro.startTime === 'number' && !cd.peercdnHeld) {
+          noteStart(media(), ro.startTime);
+          var wait = holdMs(media(), ro.startTime);
+          if (wait > 0) {
+            var gone = false;
+            cd.peercdnHeld = true;
+            trace(req.url, performance.now(), 'held');
+            cd.abort = function () { gone = true; if (cd.onabort) cd.onabort(); };
+            whenUsable(wait).then(function () { if (!gone) load(req, resp); });
+            return true;
+          }
+        }
         if (!usable() || !segment || req.method !== 'GET' || range === null) {
           stopCDN = cdn(req, resp, segment ? range : null, function () { return false; });
           cd.abort = function () { stopCDN(); if (cd.onabort) cd.onabort(); };
