@@ -655,7 +655,9 @@ var peercdnFactory = function (env) {
       // the agent's copy was delivered instead: the XHR's events are then
       // not dash.js's any more. (The XHR loader is one object for many
       // requests: its own abort() stops the latest, not necessarily this.)
-      function cdn(req, resp, range, skip) {
+      // range is null for what is not shared (neither counted, unless
+      // count: an index segment is media bytes too).
+      function cdn(req, resp, range, skip, count) {
         var cd = req.customData, end = cd.onloadend, onabort = cd.onabort, onprogress = cd.onprogress;
         var t0 = performance.now(), first = 0;
         cd.onprogress = function () { if (!first) first = performance.now(); if (!skip() && onprogress) return onprogress.apply(this, arguments); };
@@ -663,8 +665,8 @@ var peercdnFactory = function (env) {
         cd.onloadend = function () {
           if (skip()) return;
           var ok = resp.status >= 200 && resp.status < 300 && resp.data && resp.data.byteLength;
+          if (ok && (range !== null || count)) playerCDN(req.url, resp.data.byteLength);
           if (ok) {
-            playerCDN(req.url, resp.data.byteLength);
             if (range !== null) {
               var now = performance.now();
               handOver(manifestURL(), req.url, resp.data, { firstByteMs: Math.max(0, (first || now) - t0), totalMs: now - t0 }, range);
@@ -699,7 +701,7 @@ var peercdnFactory = function (env) {
           }
         }
         if (!usable() || !segment || req.method !== 'GET' || range === null) {
-          stopCDN = cdn(req, resp, segment ? range : null, function () { return false; });
+          stopCDN = cdn(req, resp, segment ? range : null, function () { return false; }, ro.type === 'IndexSegment');
           cd.abort = function () { stopCDN(); if (cd.onabort) cd.onabort(); };
           return true;
         }
