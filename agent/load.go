@@ -360,7 +360,11 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([
 	switch {
 	case resp.Status == 200 && src.Range != nil:
 		// The CDN ignores Range: the segment is cut from the whole file
-		// (counted as CDN bytes, as they were sent).
+		// (counted as CDN bytes, as they were sent), not far into a
+		// large one: the player's own load goes to the CDN instead.
+		if src.Range.First > maxRangeSkip {
+			return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: the CDN ignores Range, and %s is too far into the file", ErrCDN, src.URL, src.Range.Header())
+		}
 		skipped, err := io.CopyN(io.Discard, resp.Body, src.Range.First)
 		a.stats.cdn.Add(skipped)
 		if err != nil {
@@ -400,6 +404,10 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([
 	a.observeCDN(ttfb, len(data), took.total)
 	return data, size, took, nil
 }
+
+// maxRangeSkip bounds how far into a file the agent reads to reach a byte
+// range, from a CDN that answers Range requests with the whole file.
+const maxRangeSkip = 64 << 20
 
 // parseContentRange reads a 206's "bytes first-last/size"; size is -1 when
 // the CDN says "*".
