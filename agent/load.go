@@ -7,8 +7,6 @@ import (
 	"io"
 	pathpkg "path"
 
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -362,7 +360,7 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([
 		// The CDN ignores Range: the segment is cut from the whole file
 		// (counted as CDN bytes, as they were sent), not far into a
 		// large one: the player's own load goes to the CDN instead.
-		if src.Range.First > maxRangeSkip {
+		if src.Range.First > signaling.MaxRangeSkip {
 			return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: the CDN ignores Range, and %s is too far into the file", ErrCDN, src.URL, src.Range.Header())
 		}
 		skipped, err := io.CopyN(io.Discard, resp.Body, src.Range.First)
@@ -376,12 +374,12 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([
 		from = 0
 		size = int(resp.ContentLength)
 	case resp.Status == 206:
-		got, total, ok := parseContentRange(resp.ContentRange)
+		got, total, ok := signaling.ParseContentRange(resp.ContentRange)
 		if !ok || got.First != first || (last >= 0 && got.Last != last) {
 			return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: asked bytes %d-, got Content-Range %q", ErrCDN, src.URL, first, resp.ContentRange)
 		}
 		if src.Range == nil {
-			size = total
+			size = int(total)
 		}
 	default:
 		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %s: HTTP %d", ErrCDN, src.URL, resp.Status)
@@ -403,29 +401,6 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from int) ([
 	took := fetchTiming{firstByte: ttfb, total: time.Since(start)}
 	a.observeCDN(ttfb, len(data), took.total)
 	return data, size, took, nil
-}
-
-// maxRangeSkip bounds how far into a file the agent reads to reach a byte
-// range, from a CDN that answers Range requests with the whole file.
-const maxRangeSkip = 64 << 20
-
-// parseContentRange reads a 206's "bytes first-last/size"; size is -1 when
-// the CDN says "*".
-func parseContentRange(h string) (signaling.ByteRange, int, bool) {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	rng, total, _ := strings.Cut(rest, "/")
-	r, ranged, err := signaling.ParseRange(rng)
-	if !ok || !ranged || err != nil {
-		return signaling.ByteRange{}, 0, false
-	}
-	if total == "*" {
-		return r, -1, true
-	}
-	n, err := strconv.Atoi(total)
-	if err != nil || int64(n) <= r.Last {
-		return signaling.ByteRange{}, 0, false
-	}
-	return r, n, true
 }
 
 // observeCDN folds a fetch into the CDN estimates.

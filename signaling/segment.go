@@ -59,6 +59,30 @@ func ParseRange(s string) (r ByteRange, ok bool, err error) {
 	return ByteRange{First: first, Last: last}, true, nil
 }
 
+// ParseContentRange reads a 206 response's Content-Range, "bytes
+// first-last/size"; size is -1 when the server says "*".
+func ParseContentRange(h string) (r ByteRange, size int64, ok bool) {
+	rest, prefixed := strings.CutPrefix(h, "bytes ")
+	rng, total, _ := strings.Cut(rest, "/")
+	r, ranged, err := ParseRange(rng)
+	if !prefixed || !ranged || err != nil {
+		return ByteRange{}, 0, false
+	}
+	if total == "*" {
+		return r, -1, true
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n <= r.Last {
+		return ByteRange{}, 0, false
+	}
+	return r, n, true
+}
+
+// MaxRangeSkip bounds how far into a file a reader (the agent, the
+// notary) reads to reach a byte range, from a CDN that answers a Range
+// request with the whole file.
+const MaxRangeSkip = 64 << 20
+
 // SegmentID is the number naming the segment at rawURL (and, when ranged,
 // its bytes rng) in its swarm.
 func SegmentID(rawURL string, rng *ByteRange) uint64 {

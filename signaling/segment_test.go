@@ -43,6 +43,22 @@ func TestParseRange(t *testing.T) {
 	}
 }
 
+func TestParseContentRange(t *testing.T) {
+	for h, want := range map[string]struct {
+		r    ByteRange
+		size int64
+	}{"bytes 0-99/1000": {ByteRange{0, 99}, 1000}, "bytes 5-9/*": {ByteRange{5, 9}, -1}} {
+		if r, size, ok := ParseContentRange(h); !ok || r != want.r || size != want.size {
+			t.Fatalf("%q: %v %d %v", h, r, size, ok)
+		}
+	}
+	for _, h := range []string{"", "0-99/1000", "bytes 0-99/99", "bytes 0-99/x", "bytes */1000", "items 0-1/2"} {
+		if _, _, ok := ParseContentRange(h); ok {
+			t.Fatalf("%q accepted", h)
+		}
+	}
+}
+
 func FuzzParseRange(f *testing.F) {
 	f.Add("0-99")
 	f.Add("bytes=1-2")

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"syscall"
 	"time"
 
@@ -34,9 +33,6 @@ import (
 const (
 	notaryTimeout  = 10 * time.Second
 	notaryMaxBytes = peerwire.MaxSegmentSize // agents share nothing larger
-	// notaryMaxSkip: how far into a file the notary reads to reach a
-	// range, from a CDN that answers a Range request with the whole file.
-	notaryMaxSkip = 64 << 20
 	// notaryQueueFactor: fetches waiting for a slot, per slot.
 	notaryQueueFactor = 16
 	// notaryStartsPerSecond and notaryStartBurst bound the fetches one
@@ -199,13 +195,13 @@ func (s *Server) notaryFetch(src signaling.Source) (string, error) {
 	body, want := io.Reader(resp.Body), resp.ContentLength
 	switch {
 	case src.Range != nil && resp.StatusCode == http.StatusPartialContent:
-		if got, err := contentRange(resp.Header.Get("Content-Range")); err != nil || got != *src.Range {
+		if got, _, ok := signaling.ParseContentRange(resp.Header.Get("Content-Range")); !ok || got != *src.Range {
 			return "", fmt.Errorf("HTTP 206 for %s: Content-Range %q", src.Range.Header(), resp.Header.Get("Content-Range"))
 		}
 	case src.Range != nil && resp.StatusCode == http.StatusOK:
 		// A CDN that ignores Range: skip to the range and read it alone,
 		// not far into a large file.
-		if src.Range.First > notaryMaxSkip {
+		if src.Range.First > signaling.MaxRangeSkip {
 			return "", errors.New("the CDN ignores Range and the range is too far into the file")
 		}
 		if _, err := io.CopyN(io.Discard, resp.Body, src.Range.First); err != nil {
@@ -230,15 +226,4 @@ func (s *Server) notaryFetch(src signaling.Source) (string, error) {
 		return "", errors.New("body cut short")
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// contentRange reads a 206's "bytes first-last/size" (size may be *).
-func contentRange(h string) (signaling.ByteRange, error) {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	rng, _, _ := strings.Cut(rest, "/")
-	r, ranged, err := signaling.ParseRange(rng)
-	if !ok || !ranged || err != nil {
-		return signaling.ByteRange{}, errors.New("bad Content-Range")
-	}
-	return r, nil
 }
