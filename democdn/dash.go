@@ -41,10 +41,13 @@ type dashRep struct {
 	track track
 	init  []byte
 	frags []fragment // one per VOD segment, decode times as in the VOD files
-	// The single file of the byte-range views: init, sidx, fragments.
+	// The single file of the byte-range views: init, sidx, fragments. The
+	// template views serve the same bytes (fragBytes).
 	file                   []byte
-	initEnd, indexEnd      int   // last byte of the init segment, of the sidx
-	fragStart              []int // each fragment's first byte in file
+	initSum                string   // SHA-256 of init
+	sums                   []string // of each fragment, as served in every view
+	initEnd, indexEnd      int      // last byte of the init segment, of the sidx
+	fragStart              []int    // each fragment's first byte in file
 	loopTicks              uint64
 	contentType, mime, cod string
 }
@@ -101,6 +104,11 @@ func (o *Origin) buildDASH() ([]*dashRep, error) {
 				r.file = append(r.file, f.moof...)
 				r.file = append(r.file, f.mdat...)
 			}
+			// The files are static: hash them once, not per manifest request.
+			r.initSum = hashfile.Sum(r.init)
+			for i := range r.frags {
+				r.sums = append(r.sums, hashfile.Sum(r.fragBytes(i)))
+			}
 			reps = append(reps, r)
 		}
 	}
@@ -124,6 +132,12 @@ func codec(codecs string, prefixes ...string) string {
 // fragRange is fragment i's bytes in the single file.
 func (r *dashRep) fragRange(i int) (int, int) {
 	return r.fragStart[i], r.fragStart[i] + len(r.frags[i].moof) + len(r.frags[i].mdat) - 1
+}
+
+// fragBytes is fragment i as stored, moof then mdat: shared, read only.
+func (r *dashRep) fragBytes(i int) []byte {
+	a, b := r.fragRange(i)
+	return r.file[a : b+1]
 }
 
 // liveTime is live segment n's decode time; liveSegmentAt is its inverse.
@@ -205,7 +219,7 @@ func (o *Origin) serveDASH(w http.ResponseWriter, r *http.Request, rest string) 
 			http.NotFound(w, r)
 			return
 		}
-		serve(rep.frags[n].bytes(), "video/iso.segment", "max-age=86400")
+		serve(rep.fragBytes(n), "video/iso.segment", "max-age=86400")
 	case rep != nil && view == "live" && strings.HasSuffix(file, ".m4s"):
 		t, err := strconv.ParseUint(strings.TrimSuffix(file, ".m4s"), 10, 64)
 		n, ok := o.liveSegmentAt(rep, t)
@@ -244,7 +258,7 @@ func (o *Origin) serveDASH(w http.ResponseWriter, r *http.Request, rest string) 
 func (o *Origin) dashLiveSegment(r *dashRep, n uint64) ([]byte, error) {
 	count := uint64(len(r.frags))
 	loops := n/count - o.epochLoops(r.rd)
-	return shiftDecodeTime(r.frags[n%count].bytes(), map[uint32]uint32{r.track.id: r.track.timescale}, loops*uint64(r.rd.period))
+	return shiftDecodeTime(r.fragBytes(int(n%count)), map[uint32]uint32{r.track.id: r.track.timescale}, loops*uint64(r.rd.period)) // copies
 }
 
 // dashHashes is the hash manifest of a DASH view's folder: a
@@ -255,27 +269,27 @@ func (o *Origin) dashHashes(view string, rep *dashRep, reps []*dashRep, now time
 	m := &hashfile.Manifest{SHA256: map[string]string{}}
 	switch {
 	case view == "vod" && rep != nil:
-		m.SHA256["init.mp4"] = hashfile.Sum(rep.init)
-		for i, f := range rep.frags {
-			m.SHA256[strconv.Itoa(i)+".m4s"] = hashfile.Sum(f.bytes())
+		m.SHA256["init.mp4"] = rep.initSum
+		for i, sum := range rep.sums {
+			m.SHA256[strconv.Itoa(i)+".m4s"] = sum
 		}
 	case view == "live" && rep != nil:
-		m.SHA256["init.mp4"] = hashfile.Sum(rep.init)
+		m.SHA256["init.mp4"] = rep.initSum
 		newest := o.newest(rep.rd, now)
 		for n := newest - LiveWindow + 1; n <= newest; n++ {
-			b, err := o.dashLiveSegment(rep, n)
+			sum, err := o.liveSum("dash/"+rep.id+"/"+strconv.FormatUint(n, 10), func() ([]byte, error) { return o.dashLiveSegment(rep, n) })
 			if err != nil {
 				return nil, false
 			}
-			m.SHA256[strconv.FormatUint(o.liveTime(rep, n), 10)+".m4s"] = hashfile.Sum(b)
+			m.SHA256[strconv.FormatUint(o.liveTime(rep, n), 10)+".m4s"] = sum
 		}
 	case view == "vod-ranges" && rep == nil:
 		for _, r := range reps {
 			name := r.id + ".mp4"
-			m.SHA256[hashfile.RangeName(name, 0, int64(r.initEnd))] = hashfile.Sum(r.file[:r.initEnd+1])
-			for i := range r.frags {
+			m.SHA256[hashfile.RangeName(name, 0, int64(r.initEnd))] = r.initSum
+			for i, sum := range r.sums {
 				a, b := r.fragRange(i)
-				m.SHA256[hashfile.RangeName(name, int64(a), int64(b))] = hashfile.Sum(r.file[a : b+1])
+				m.SHA256[hashfile.RangeName(name, int64(a), int64(b))] = sum
 			}
 		}
 	default:

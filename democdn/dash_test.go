@@ -35,7 +35,7 @@ func TestDemuxedTracksKeepTheirSamples(t *testing.T) {
 		}
 		var at uint64
 		for i, f := range r.frags {
-			again, err := fragmentForTrack(f.bytes(), r.track)
+			again, err := fragmentForTrack(r.fragBytes(i), r.track)
 			if err != nil {
 				t.Fatalf("%s fragment %d does not parse: %v", r.id, i, err)
 			}
@@ -131,6 +131,16 @@ func TestDASHViews(t *testing.T) {
 	live := string(fetch(t, base+"live/manifest.mpd"))
 	if !strings.Contains(live, `type="dynamic"`) || !strings.Contains(live, "UTCTiming") {
 		t.Fatalf("live MPD:\n%s", live)
+	}
+	// The live window's hash manifest names what is served.
+	liveSums, err := hashfile.Decode(fetch(t, base+"live/audio/"+hashfile.Name))
+	if err != nil || len(liveSums) != LiveWindow+1 {
+		t.Fatalf("live hash manifest: %d entries, %v", len(liveSums), err)
+	}
+	for name, sum := range liveSums {
+		if got := fetch(t, base+"live/audio/"+name); hashfile.Sum(got) != fmt.Sprintf("%x", sum) {
+			t.Fatalf("live %s: bytes do not match the manifest", name)
+		}
 	}
 	o := newDemo(t)
 	reps, _ := o.dashReps()

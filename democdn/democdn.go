@@ -46,7 +46,7 @@ type Origin struct {
 	dash       dashView
 
 	hmu    sync.Mutex
-	hashes map[string]string // live segment hashes, by rendition/seq
+	hashes map[string]string // live segment hashes, by rendition/seq (liveSum)
 
 	bytes    atomic.Int64 // body bytes sent
 	segBytes atomic.Int64 // of which media segments
@@ -280,26 +280,37 @@ func (o *Origin) liveHashes(rd *rendition, name string, now time.Time) ([]byte, 
 	newest := o.newest(rd, now)
 	m := &hashfile.Manifest{SHA256: map[string]string{}}
 	for s := newest - LiveWindow + 1; s <= newest; s++ {
-		key := name + "/" + strconv.FormatUint(s, 10)
-		o.hmu.Lock()
-		sum, ok := o.hashes[key]
-		o.hmu.Unlock()
-		if !ok {
-			b, err := o.liveSegment(rd, name, s)
-			if err != nil {
-				return nil, err
-			}
-			sum = hashfile.Sum(b)
-			o.hmu.Lock()
-			if len(o.hashes) > 256 {
-				clear(o.hashes)
-			}
-			o.hashes[key] = sum
-			o.hmu.Unlock()
+		sum, err := o.liveSum(name+"/"+strconv.FormatUint(s, 10), func() ([]byte, error) { return o.liveSegment(rd, name, s) })
+		if err != nil {
+			return nil, err
 		}
 		m.SHA256[strconv.FormatUint(s, 10)+".m4s"] = sum
 	}
 	return m.Encode()
+}
+
+// liveSum is the hash of the live segment named key, made by segment: the
+// live window's manifest is asked for every second by every viewer, and
+// hashes each segment once.
+func (o *Origin) liveSum(key string, segment func() ([]byte, error)) (string, error) {
+	o.hmu.Lock()
+	sum, ok := o.hashes[key]
+	o.hmu.Unlock()
+	if ok {
+		return sum, nil
+	}
+	b, err := segment()
+	if err != nil {
+		return "", err
+	}
+	sum = hashfile.Sum(b)
+	o.hmu.Lock()
+	if len(o.hashes) > 256 {
+		clear(o.hashes)
+	}
+	o.hashes[key] = sum
+	o.hmu.Unlock()
+	return sum, nil
 }
 
 func (o *Origin) serveLiveSegment(w http.ResponseWriter, r *http.Request, rd *rendition, name string, n uint64, as string) {

@@ -37,24 +37,20 @@ func tracks(init []byte) ([]track, error) {
 				out = append(out, track{})
 				cur = &out[len(out)-1]
 				return walk(p)
-			case "tkhd":
-				at := 12
-				if len(p) > 0 && p[0] == 1 {
-					at = 20
+			case "tkhd": // version, flags, [times], track_ID
+				if cur == nil {
+					return errors.New("fmp4: tkhd outside a trak")
 				}
-				if cur == nil || len(p) < at+4 {
-					return errors.New("fmp4: short tkhd")
+				var err error
+				cur.id, err = versioned(p, 12, 20, typ)
+				return err
+			case "mdhd": // version, flags, [times], timescale
+				if cur == nil {
+					return errors.New("fmp4: mdhd outside a trak")
 				}
-				cur.id = binary.BigEndian.Uint32(p[at:])
-			case "mdhd":
-				at := 12
-				if len(p) > 0 && p[0] == 1 {
-					at = 20
-				}
-				if cur == nil || len(p) < at+4 {
-					return errors.New("fmp4: short mdhd")
-				}
-				cur.timescale = binary.BigEndian.Uint32(p[at:])
+				var err error
+				cur.timescale, err = versioned(p, 12, 20, typ)
+				return err
 			case "hdlr":
 				if cur == nil || len(p) < 12 {
 					return errors.New("fmp4: short hdlr")
@@ -149,9 +145,6 @@ type fragment struct {
 	// tfdt and duration, in the track's timescale.
 	decodeTime, duration uint64
 }
-
-// bytes is the fragment as it is stored: moof then mdat.
-func (f fragment) bytes() []byte { return append(append([]byte(nil), f.moof...), f.mdat...) }
 
 // fragmentForTrack cuts track t's fragment out of a muxed media segment
 // (styp and sidx left out: the sidx indexes both tracks).

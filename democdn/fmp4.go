@@ -41,44 +41,31 @@ func boxes(b []byte, f func(typ string, start, end int) error) error {
 
 // timescales maps each track id of an init segment to its timescale.
 func timescales(init []byte) (map[uint32]uint32, error) {
-	out := map[uint32]uint32{}
-	var track uint32
-	var walk func(b []byte) error
-	walk = func(b []byte) error {
-		return boxes(b, func(typ string, s, e int) error {
-			p := b[s:e]
-			switch typ {
-			case "moov", "trak", "mdia":
-				return walk(p)
-			case "tkhd": // version(1) flags(3) [times] track_ID
-				at := 12
-				if len(p) > 0 && p[0] == 1 {
-					at = 20
-				}
-				if len(p) < at+4 {
-					return errors.New("fmp4: short tkhd")
-				}
-				track = binary.BigEndian.Uint32(p[at:])
-			case "mdhd": // version(1) flags(3) [times] timescale
-				at := 12
-				if len(p) > 0 && p[0] == 1 {
-					at = 20
-				}
-				if len(p) < at+4 {
-					return errors.New("fmp4: short mdhd")
-				}
-				out[track] = binary.BigEndian.Uint32(p[at:])
-			}
-			return nil
-		})
-	}
-	if err := walk(init); err != nil {
+	ts, err := tracks(init)
+	if err != nil {
 		return nil, err
+	}
+	out := map[uint32]uint32{}
+	for _, t := range ts {
+		out[t.id] = t.timescale
 	}
 	if len(out) == 0 {
 		return nil, errors.New("fmp4: no tracks in the init segment")
 	}
 	return out, nil
+}
+
+// versioned reads the 32-bit field of a full box (tkhd, mdhd) that sits
+// at at0 in a version-0 box and at at1 in a version-1 one (64-bit times).
+func versioned(p []byte, at0, at1 int, typ string) (uint32, error) {
+	at := at0
+	if len(p) > 0 && p[0] == 1 {
+		at = at1
+	}
+	if len(p) < at+4 {
+		return 0, errors.New("fmp4: short " + typ)
+	}
+	return binary.BigEndian.Uint32(p[at:]), nil
 }
 
 // shiftDecodeTime returns a copy of the media segment seg with every
