@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"strconv"
+
+	"github.com/peercdn/peercdn/signaling"
 )
 
 // CDN is how the agent reaches the CDN: net/http natively, the browser's
@@ -28,7 +30,7 @@ type CDNResponse struct {
 func rangeHeader(first, last int64) string {
 	switch {
 	case last >= 0:
-		return "bytes=" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10)
+		return signaling.ByteRange{First: first, Last: last}.Header()
 	case first > 0:
 		return "bytes=" + strconv.FormatInt(first, 10) + "-"
 	}

@@ -20,25 +20,29 @@ import (
 // TestShakaDASHLiveSwarm: 4 Shaka viewers of the live DASH stream
 // (SegmentTimeline, $Time$, audio and video in separate swarms).
 func TestShakaDASHLiveSwarm(t *testing.T) {
-	addr, _ := serve(t, "--demo")
-	first, last := play(t, "http://"+addr+"/shaka.html?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
-	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
-	checkVerified(t, lastViews)
-	checkReports(t, addr, last)
-	checkABREstimates(t, lastViews, `JSON.stringify({bw: demoPlayer.getStats().estimatedBandwidth})`)
+	liveDASHSwarm(t, "shaka.html", `JSON.stringify({bw: demoPlayer.getStats().estimatedBandwidth})`)
 }
 
 // TestDashjsLiveSwarm: 4 dash.js viewers of the live DASH stream, through
-// peercdn.dashjs(player).
+// peercdn.dashjs(player). dash.js's throughput estimate (kbit/s) is fed
+// from the agent's progress events: the CDN's figures, as for the other
+// players.
 func TestDashjsLiveSwarm(t *testing.T) {
+	liveDASHSwarm(t, "dashjs.html", `JSON.stringify({bw: 1000 * demoPlayer.getAverageThroughput('video')})`)
+}
+
+// liveDASHSwarm plays the live DASH demo on page with 4 viewers for 60 s:
+// every viewer gets bytes from peers, offload at least 0.6, no stall, every
+// agent segment the CDN's bytes, the tracker's figures the pages', and each
+// player's bandwidth estimate (abrJS) the CDN's.
+func liveDASHSwarm(t *testing.T, page, abrJS string) {
+	t.Helper()
 	addr, _ := serve(t, "--demo")
-	first, last := play(t, "http://"+addr+"/dashjs.html?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
+	first, last := play(t, "http://"+addr+"/"+page+"?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
 	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
 	checkVerified(t, lastViews)
 	checkReports(t, addr, last)
-	// dash.js's throughput estimate (kbit/s), fed from the agent's progress
-	// events: the CDN's figures, as for the other players.
-	checkABREstimates(t, lastViews, `JSON.stringify({bw: 1000 * demoPlayer.getAverageThroughput('video')})`)
+	checkABREstimates(t, lastViews, abrJS)
 }
 
 // TestShakaDASHByteRanges: 4 Shaka viewers of the VOD as SegmentBase: each

@@ -607,7 +607,7 @@ var peercdnFactory = function (env) {
       });
       var guard;
       var late = new Promise(function (_, reject) {
-        guard = setTimeout(function () { reject(new Error('agent too slow')); }, guardMs(deadline(media, start)));
+        guard = setTimeout(function () { reject(new Error('agent too slow')); }, guardMs(dl0));
       });
       var p = Promise.race([agentLoad, late]).then(function (r) { clearTimeout(guard); return r; }, function () {
         clearTimeout(guard);
