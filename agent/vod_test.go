@@ -105,9 +105,10 @@ func TestFarAheadWaitsForPeers(t *testing.T) {
 	fast := func(c *Config) { c.MaxWait = 300 * time.Millisecond }
 	ahead, behind := startAgent(t, tr, fast), startAgent(t, tr, fast)
 	waitPeers(t, 1, ahead, behind)
-	// A segment the viewer behind is elected for.
+	// A segment the viewer behind is elected for (election ranks the
+	// segment's id, not its index at the origin).
 	seq := uint64(0)
-	for rank(behind.selfID(), seq) > rank(ahead.selfID(), seq) {
+	for rank(behind.selfID(), sid(o.URL, seq)) > rank(ahead.selfID(), sid(o.URL, seq)) {
 		seq++
 	}
 	ctx := context.Background()
