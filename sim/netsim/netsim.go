@@ -129,9 +129,14 @@ func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
 	quiet.DefaultLogLevel = logging.LogLevelDisabled
 	// Each of two viewers' routers delays a packet by a quarter of its
 	// viewer's RTT: between them, a round trip is the mean of theirs.
+	// Jitter is not the router's MaxJitter: vnet sleeps for it holding the
+	// router's lock, which stalls the core router's deliveries to that
+	// viewer, and so every viewer, for as long (at 200 viewers the whole
+	// world crawled and ICE timed out). It is a delay on the viewer's own
+	// inbound side instead (see jitter).
 	r, err := vnet.NewRouter(&vnet.RouterConfig{
 		CIDR: "198.51.100.0/24", StaticIPs: []string{fmt.Sprintf("203.0.113.%d", 9+k)},
-		NATType: nat, MinDelay: l.RTT / 4, MaxJitter: l.Jitter, LoggerFactory: quiet, QueueSize: 10000,
+		NATType: nat, MinDelay: l.RTT / 4, LoggerFactory: quiet, QueueSize: 10000,
 	})
 	if err != nil {
 		return nil, err
@@ -173,6 +178,16 @@ func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
 		w.closers = append(w.closers, func() { q.Close() })
 		w.mu.Unlock()
 	}
+	if l.Jitter > 0 {
+		df, stop, err := jitter(nic, l.Jitter, rng.Uint64())
+		if err != nil {
+			return nil, err
+		}
+		nic = df
+		w.mu.Lock()
+		w.closers = append(w.closers, stop)
+		w.mu.Unlock()
+	}
 	if err := r.AddNet(nic); err != nil {
 		return nil, err
 	}
@@ -186,6 +201,35 @@ func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
 }
 
 var _, lanNet, _ = net.ParseCIDR("198.51.100.0/24")
+
+// jitterStep is how often a link's queueing delay changes.
+const jitterStep = 10 * time.Millisecond
+
+// jitter delays what reaches nic by a queueing delay drawn anew, up to most,
+// every jitterStep: packets keep their order (a delay filter is first in,
+// first out), as on a real access link, and no router lock is held while
+// they wait.
+func jitter(nic vnet.NIC, most time.Duration, seed uint64) (vnet.NIC, func(), error) {
+	df, err := vnet.NewDelayFilter(nic)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		t := time.NewTicker(jitterStep)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				df.SetDelay(time.Duration(rng.Int64N(int64(most))))
+			}
+		}
+	}()
+	return df, func() { close(done); df.Close() }, nil
+}
 
 // policer drops what an uplink cannot carry: a short-buffered access
 // link. SCTP's congestion control then sends at about its rate.
