@@ -103,6 +103,7 @@ func (a *Agent) Stats() Stats {
 		Corrupt:         a.stats.corrupt.Load(),
 		Flooders:        a.stats.flooders.Load(),
 		UploadsRefused:  a.stats.uploadsRefused.Load(),
+		P2PWastedBytes:  a.stats.wasted.Load(),
 		PeersConnected:  a.stats.peersConnected.Load(),
 		PeersFailed:     a.stats.peersFailed.Load(),
 	}

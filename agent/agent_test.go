@@ -209,6 +209,9 @@ func TestStalledPeerCompletesFromCDN(t *testing.T) {
 	if rest := o.sent.Load() - before; rest >= segSize {
 		t.Fatalf("CDN sent %d bytes: the range request should skip what the peer sent", rest)
 	}
+	if w := viewer.Stats().P2PWastedBytes; w != 0 {
+		t.Fatalf("%d P2P bytes counted wasted: the peer's head was played", w)
+	}
 }
 
 // waitHolds waits until a peer of a's announced seq, and a trusts its hash

@@ -74,12 +74,12 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	k := segKey{req.Swarm, req.Seq}
 	if data, ok := a.cache.get(k); ok {
-		return a.done(req, data, SourceCache, start, start, nil), nil
+		return a.done(req, data, SourceCache, start, start, nil, ""), nil
 	}
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
 	if sw == nil { // left concurrently, or P2P is off
-		return a.loadCDN(ctx, req, start)
+		return a.loadCDN(ctx, req, start, WhyOff)
 	}
 	tried := map[*remote]bool{}
 	// Holders that answered absent: busy (their uplink's backlog would
@@ -88,9 +88,27 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// times that, while the load waits for it or for other holders.
 	absents := map[*remote]int{}
 	refusedAt := map[*remote]time.Time{}
+	// coming tells this viewer's peers, once, that it will hold the
+	// segment shortly: it is taking it from a peer, or waiting for one
+	// that is loading it. Peers elected for the segment in their own
+	// neighbourhood then wait instead of fetching another CDN copy. Every
+	// viewer connects to a few peers (MaxPeers), not the swarm, so each
+	// neighbourhood elected its own: 50 viewers with 8 peers each fetched
+	// 5.5 CDN copies of each segment. Relayed, the news of one copy
+	// crosses the swarm in a few round trips, ahead of the bytes. Not
+	// under a quorum, which needs independent CDN copies.
+	announced := false
+	coming := func() {
+		if !announced && sw.quorum() == 1 {
+			announced = true
+			sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
+		}
+	}
+	why := WhyDue
 	for ctx.Err() == nil {
 		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cdnSafety())
 		if !time.Now().Before(giveUp) {
+			why = WhyDue
 			break
 		}
 		for r, at := range refusedAt {
@@ -101,9 +119,11 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		}
 		r := sw.best(req.Seq, tried)
 		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.source()) {
+			coming()
 			xfer := time.Now()
 			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
 			if err == nil && !a.goodFromPeer(k, req.source(), data) {
+				a.stats.wasted.Add(int64(len(data)))
 				a.badPeer(sw, r, k)
 				tried[r] = true
 				continue
@@ -111,7 +131,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			if err == nil {
 				a.stats.p2p.Add(int64(len(data)))
 				a.store(k, data)
-				return a.done(req, data, SourceP2P, start, xfer, nil), nil
+				return a.done(req, data, SourceP2P, start, xfer, nil, ""), nil
 			}
 			tried[r] = true
 			if errors.Is(err, errAbsent) {
@@ -126,17 +146,23 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
 				return a.completeFromCDN(ctx, req, sw, r, data, total, start, xfer)
 			}
+			a.stats.wasted.Add(int64(len(data)))
 			continue
 		}
 		if sw.connectedCount() == 0 {
 			if time.Since(sw.joined) > peerWait {
+				why = WhyAlone
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
 		} else if r == nil && len(refusedAt) == 0 && sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
 			// Our turn to seed the swarm from the CDN (one of quorum
 			// copies); not while a holder is only busy.
+			why = WhyElected
 			break
+		}
+		if r != nil || sw.loadingCount(req.Seq) > 0 {
+			coming()
 		}
 		// (A peer holds it but no hash is trusted yet: the tracker was
 		// asked (askHash); its answer wakes this wait.)
@@ -146,6 +172,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// of it from the CDN twice (the one elected was behind the other,
 		// and the other gave up after MaxWait).
 		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() {
+			why = WhyWaited
 			break // waited long enough for a peer to get it: the CDN, now
 		}
 		t := time.NewTimer(min(time.Until(giveUp), absentRetry))
@@ -161,7 +188,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
 	a.announceFetch(k, req.source())
-	return a.loadCDN(ctx, req, start)
+	return a.loadCDN(ctx, req, start, why)
 }
 
 // patientUntil is when a load started at start and due at deadline stops
@@ -173,14 +200,14 @@ func patientUntil(start, deadline time.Time, farAhead time.Duration) time.Time {
 	return start
 }
 
-func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time) (Result, error) {
+func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time, why string) (Result, error) {
 	xfer := time.Now()
 	data, _, took, err := a.fetchCDN(ctx, req.source(), 0)
 	if err != nil {
 		return Result{}, err
 	}
 	a.keepCDNBehind(ctx, req, data)
-	return a.done(req, data, SourceCDN, start, xfer, &took), nil
+	return a.done(req, data, SourceCDN, start, xfer, &took, why), nil
 }
 
 // keepCDNBehind is keepCDN for bytes the player is waiting for: the player
@@ -282,9 +309,11 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		data = joined
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
+		a.stats.wasted.Add(int64(len(head)))
 		a.keepCDNBehind(ctx, req, rest)
-		return a.done(req, rest, SourceCDN, start, xfer, nil), nil
+		return a.done(req, rest, SourceCDN, start, xfer, nil, ""), nil
 	default:
+		a.stats.wasted.Add(int64(len(head)))
 		if sizesAgree {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
 		}
@@ -293,17 +322,17 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 			return Result{}, err
 		}
 		a.keepCDNBehind(ctx, req, data)
-		return a.done(req, data, SourceCDN, start, xfer, nil), nil
+		return a.done(req, data, SourceCDN, start, xfer, nil, ""), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
-	return a.done(req, data, SourceMixed, start, xfer, nil), nil
+	return a.done(req, data, SourceMixed, start, xfer, nil, ""), nil
 }
 
 // done records a loaded segment and returns it. cdn is the fetch that
 // brought it whole from the CDN, if one did.
-func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time, cdn *fetchTiming) Result {
+func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time, cdn *fetchTiming, why string) Result {
 	d := time.Since(start)
-	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start}
+	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start, Why: why}
 	if src != SourceCache {
 		a.stats.record(rec)
 	}
@@ -489,10 +518,12 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 	}
 	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
 	if err == nil && !a.goodFromPeer(k, req.source(), data) {
+		a.stats.wasted.Add(int64(len(data)))
 		a.badPeer(sw, r, k)
 		return false
 	}
 	if err != nil {
+		a.stats.wasted.Add(int64(len(data)))
 		if !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r.failed() {
 			r.close()
 		}

@@ -51,7 +51,7 @@ type remote struct {
 
 	mu          sync.Mutex
 	have        map[uint64]bool
-	loading     map[uint64]bool
+	loading     map[uint64]time.Time // when each was announced
 	nextID      uint32
 	downloads   map[uint32]*transfer
 	uploads     map[uint32]context.CancelFunc
@@ -97,7 +97,7 @@ func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
 		bufLow:    make(chan struct{}, 1),
 		limit:     rate.NewLimiter(peerMessagesPerSecond, peerMessageBurst),
 		have:      make(map[uint64]bool),
-		loading:   make(map[uint64]bool),
+		loading:   make(map[uint64]time.Time),
 		downloads: make(map[uint32]*transfer),
 		uploads:   make(map[uint32]context.CancelFunc),
 	}
@@ -207,10 +207,18 @@ func (r *remote) handle(b []byte) {
 		r.mu.Unlock()
 		r.sw.notify()
 	case peerwire.TypeLoading:
+		now := time.Now()
 		r.mu.Lock()
+		if len(r.loading)+len(m.Seqs) > peerwire.MaxHaveCount {
+			for s, at := range r.loading {
+				if now.Sub(at) > loadingFor {
+					delete(r.loading, s)
+				}
+			}
+		}
 		for _, s := range m.Seqs {
 			if len(r.loading) < peerwire.MaxHaveCount {
-				r.loading[s] = true
+				r.loading[s] = now
 			}
 		}
 		r.mu.Unlock()
@@ -230,6 +238,7 @@ func (r *remote) handle(b []byte) {
 		t := r.downloads[m.ID]
 		if t == nil {
 			r.mu.Unlock()
+			r.a.stats.wasted.Add(int64(len(m.Data)))
 			return // cancelled: chunks still in flight
 		}
 		if t.total == 0 {
@@ -466,8 +475,14 @@ func (r *remote) holds(seq uint64) bool {
 func (r *remote) isLoading(seq uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.isConnected && r.loading[seq]
+	at, ok := r.loading[seq]
+	return r.isConnected && ok && time.Since(at) < loadingFor
 }
+
+// loadingFor is how long a peer's loading announcement is believed without
+// the have that ends it: a peer whose fetch failed says nothing more, and
+// its neighbours stop waiting for it.
+const loadingFor = 5 * time.Second
 
 func (r *remote) rate() float64 {
 	r.mu.Lock()

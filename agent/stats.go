@@ -49,6 +49,12 @@ type Stats struct {
 	// backlog would not drain in time (uplink.admit): they went to other
 	// holders.
 	UploadsRefused int64 `json:"uploadsRefused"`
+	// P2PWastedBytes counts bytes received from peers that never reached
+	// the player: transfers given up without a CDN range to complete them,
+	// chunks still in flight after a cancel, copies that failed their
+	// check. (A transfer completed from the CDN wastes nothing: its bytes
+	// are counted in P2PBytes.)
+	P2PWastedBytes int64 `json:"p2pWastedBytes"`
 	Stalls         int   `json:"stalls"`
 	StallMs        int64 `json:"stallMs"`
 }
@@ -60,7 +66,18 @@ type SegmentRecord struct {
 	Bytes    int           `json:"bytes"`
 	Duration time.Duration `json:"durationNs"`
 	At       time.Time     `json:"at"`
+	// Why says why a CDN load went to the CDN (see the Why constants).
+	Why string `json:"why,omitempty"`
 }
+
+// Why a segment came from the CDN.
+const (
+	WhyDue     = "due"     // too close to its deadline for a peer (startup, or waited until then)
+	WhyElected = "elected" // this viewer seeds it for its neighbourhood
+	WhyWaited  = "waited"  // no peer had it after MaxWait
+	WhyAlone   = "alone"   // no peer connected
+	WhyOff     = "off"     // P2P off for this viewer or swarm
+)
 
 // Event is something a page or a load test may want to see as it happens.
 type Event struct {
@@ -108,9 +125,9 @@ const (
 const maxRecords = 1024
 
 type counters struct {
-	cdn, p2p, up, failures, prefetched, corrupt, flooders, uploadsRefused atomic.Int64
-	segments                                                              atomic.Int64
-	peersConnected, peersFailed                                           atomic.Int64
+	cdn, p2p, up, failures, prefetched, corrupt, flooders, uploadsRefused, wasted atomic.Int64
+	segments                                                                      atomic.Int64
+	peersConnected, peersFailed                                                   atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

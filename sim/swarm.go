@@ -116,6 +116,17 @@ type Summary struct {
 	// Abandoned counts segments started from a peer and completed from
 	// the CDN (too slow or gone).
 	Abandoned int `json:"abandoned"`
+	// WastedBytes counts P2P bytes that never reached a player
+	// (agent.Stats.P2PWastedBytes): abandoned transfers' cost.
+	WastedBytes int64 `json:"wastedBytes"`
+	// CDNCopies is the viewers' whole-segment CDN loads per distinct
+	// segment played, each viewer's startup buffer left out (its first
+	// three loads, due within seconds, so from the CDN): one viewer
+	// seeding each segment makes it about 1.
+	CDNCopies float64 `json:"cdnCopies"`
+	// CDNWhy counts those loads (startup left out) by why they went to
+	// the CDN (agent.SegmentRecord.Why).
+	CDNWhy map[string]int `json:"cdnWhy,omitempty"`
 	// LoadMsBySource is the load time p50 and p95 by where segments came
 	// from.
 	LoadMsBySource map[agent.Source][2]int64 `json:"loadMsBySource,omitempty"`
@@ -134,6 +145,9 @@ type viewer struct {
 	done    chan Result
 	runs    chan struct{}
 }
+
+// startupLoads is how many loads start a live viewer (Player.LiveSync).
+const startupLoads = 3
 
 // RunSwarm runs the load test and sums what every viewer saw.
 func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
@@ -205,6 +219,8 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	var mu sync.Mutex
 	sum := Summary{Sources: map[agent.Source]int{}}
 	var startups, loads []int64
+	distinct := map[uint64]bool{}
+	copies := 0
 	collect := func(v *viewer) {
 		r := <-v.done
 		<-v.runs
@@ -223,6 +239,7 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 			sum.PeersFailedByNAT[v.nat] += st.PeersFailed
 		}
 		sum.P2PFailures += st.P2PFailures
+		sum.WastedBytes += st.P2PWastedBytes
 		sum.Prefetched += st.Prefetched
 		if st.Control {
 			sum.Control++
@@ -235,8 +252,16 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 			sum.CorruptAccepted += r.Corrupt
 			sum.CorruptRejected += st.Corrupt
 		}
-		for _, rec := range v.agent.Segments() {
+		for i, rec := range v.agent.Segments() {
 			sum.Sources[rec.Source]++
+			distinct[rec.Seq] = true
+			if i >= startupLoads && rec.Source == agent.SourceCDN {
+				copies++
+				if sum.CDNWhy == nil {
+					sum.CDNWhy = map[string]int{}
+				}
+				sum.CDNWhy[rec.Why]++
+			}
 			loads = append(loads, rec.Duration.Milliseconds())
 			if rec.Source != agent.SourceCache {
 				bySource[rec.Source] = append(bySource[rec.Source], rec.Duration.Milliseconds())
@@ -402,6 +427,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.StartupMsMax = startups[len(startups)-1]
 	}
 	sum.Abandoned = sum.Sources[agent.SourceMixed]
+	if len(distinct) > 0 {
+		sum.CDNCopies = float64(copies) / float64(len(distinct))
+	}
 	if cfg.Viewers > 1 {
 		sum.Limit = float64(cfg.Viewers-1) / float64(cfg.Viewers)
 	}

@@ -170,6 +170,9 @@ func TestHostileViewers(t *testing.T) {
 			if (attack == "corrupt" || attack == "flood") && sum.HostileDropped == 0 {
 				t.Error("nobody caught the attackers")
 			}
+			if sum.CorruptRejected > 0 && sum.WastedBytes == 0 {
+				t.Errorf("%d corrupt copies rejected, but no P2P bytes counted as wasted", sum.CorruptRejected)
+			}
 		})
 	}
 }
@@ -268,5 +271,33 @@ func TestMixedNetworkNeverWorseThanCDN(t *testing.T) {
 	}
 	if sum.PeersFailedByNAT[netsim.Symmetric] == 0 {
 		t.Error("no connection failed behind a symmetric NAT: the network is not simulated")
+	}
+}
+
+// TestOneSeedPerSegmentAcrossNeighbourhoods: each viewer connects to a few
+// peers, not the swarm, so every neighbourhood elects its own seed for a
+// segment; the news that a copy is on its way travels ahead of the bytes
+// (peers relay that they will hold it), and the swarm fetches about one CDN
+// copy per segment, not one per neighbourhood (20 viewers with 3 peers
+// each fetched about 5).
+func TestOneSeedPerSegmentAcrossNeighbourhoods(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays 30 s of live video")
+	}
+	tr, stream := demo(t)
+	sum, err := RunSwarm(context.Background(), SwarmConfig{
+		Trackers: []string{tr}, Stream: stream, Viewers: 20,
+		Duration: 30 * time.Second, JoinSpread: 2 * time.Second, Loopback: true,
+		Agent: func(c *agent.Config) { c.MaxPeers = 3 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("offload %.3f, %.2f CDN copies per segment, sources %v, stalls %d", sum.Offload, sum.CDNCopies, sum.Sources, sum.Stalls)
+	if sum.Stalls != 0 || sum.Errors != 0 {
+		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
+	}
+	if sum.CDNCopies > 2.5 {
+		t.Errorf("%.2f CDN copies per segment: neighbourhoods seeded each segment on their own", sum.CDNCopies)
 	}
 }
