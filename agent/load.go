@@ -171,7 +171,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// two VOD viewers racing through a title otherwise each took half
 		// of it from the CDN twice (the one elected was behind the other,
 		// and the other gave up after MaxWait).
-		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() {
+		// A peer saying it is loading the segment is worth waiting for
+		// until the CDN reserve: in a large swarm the copy may be hops
+		// away, and MaxWait sent 76 of cable x 50's waits to the CDN.
+		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() && sw.loadingCount(req.Seq) == 0 {
 			why = WhyWaited
 			break // waited long enough for a peer to get it: the CDN, now
 		}

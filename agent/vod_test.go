@@ -147,3 +147,51 @@ func TestPlayerCDNLoadsSetABRFigures(t *testing.T) {
 		t.Fatalf("a peer's 150 kB would be reported as %v (first byte %v), want about 1.03 s", total, first)
 	}
 }
+
+// slowCDN delays every response by d.
+type slowCDN struct {
+	CDN
+	d time.Duration
+}
+
+func (s slowCDN) Get(ctx context.Context, url string, first, last int64) (*CDNResponse, error) {
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.CDN.Get(ctx, url, first, last)
+}
+
+// TestLoadingPeerIsWaitedForPastMaxWait: a peer says it is loading the
+// segment (its CDN is slow); a viewer whose deadline leaves time waits for
+// that copy past MaxWait instead of fetching a second one from the CDN.
+// In a large swarm the copy is often hops away, and cable x 50 sent 76
+// such waits to the CDN.
+func TestLoadingPeerIsWaitedForPastMaxWait(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	seeder := startAgent(t, tr, func(c *Config) { c.CDN = slowCDN{c.CDN, 1200 * time.Millisecond} })
+	viewer := startAgent(t, tr, func(c *Config) { c.MaxWait = 300 * time.Millisecond })
+	waitPeers(t, 1, seeder, viewer)
+	ctx := context.Background()
+	go func() {
+		if _, err := seeder.Load(ctx, req(o, 4, 0)); err != nil {
+			t.Error(err)
+		}
+	}()
+	// The seeder's loading announcement reaches the viewer.
+	sw := viewer.swarmFor(&testSwarm)
+	for deadline := time.Now().Add(5 * time.Second); sw == nil || sw.loadingCount(sid(o.URL, 4)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the seeder's loading announcement never arrived")
+		}
+		sw = viewer.swarmFor(&testSwarm)
+	}
+	r, err := viewer.Load(ctx, req(o, 4, 8*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Source != SourceP2P {
+		t.Fatalf("the viewer took the segment from %s after %v, with a peer loading it and its deadline 8 s away", r.Source, r.Duration)
+	}
+}
