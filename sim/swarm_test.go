@@ -273,31 +273,3 @@ func TestMixedNetworkNeverWorseThanCDN(t *testing.T) {
 		t.Error("no connection failed behind a symmetric NAT: the network is not simulated")
 	}
 }
-
-// TestOneSeedPerSegmentAcrossNeighbourhoods: each viewer connects to a few
-// peers, not the swarm, so every neighbourhood elects its own seed for a
-// segment; the news that a copy is on its way travels ahead of the bytes
-// (peers relay that they will hold it), and the swarm fetches about one CDN
-// copy per segment, not one per neighbourhood (20 viewers with 3 peers
-// each fetched about 5).
-func TestOneSeedPerSegmentAcrossNeighbourhoods(t *testing.T) {
-	if testing.Short() {
-		t.Skip("plays 30 s of live video")
-	}
-	tr, stream := demo(t)
-	sum, err := RunSwarm(context.Background(), SwarmConfig{
-		Trackers: []string{tr}, Stream: stream, Viewers: 20,
-		Duration: 30 * time.Second, JoinSpread: 2 * time.Second, Loopback: true,
-		Agent: func(c *agent.Config) { c.MaxPeers = 3 },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("offload %.3f, %.2f CDN copies per segment, sources %v, stalls %d", sum.Offload, sum.CDNCopies, sum.Sources, sum.Stalls)
-	if sum.Stalls != 0 || sum.Errors != 0 {
-		t.Errorf("%d stalls, %d errors", sum.Stalls, sum.Errors)
-	}
-	if sum.CDNCopies > 2.5 {
-		t.Errorf("%.2f CDN copies per segment: neighbourhoods seeded each segment on their own", sum.CDNCopies)
-	}
-}

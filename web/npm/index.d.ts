@@ -60,6 +60,8 @@ export interface Stats {
   peersConnected?: number;
   peersFailed?: number;
   segments?: number;
+  /** Bytes received from peers that never reached the player (transfers given up, copies that failed their check). */
+  p2pWastedBytes?: number;
   /** The agent started. */
   ready: boolean;
   /** Why it did not (everything plays from the CDN), or null. */
