@@ -89,14 +89,17 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	absents := map[*remote]int{}
 	refusedAt := map[*remote]time.Time{}
 	// coming tells this viewer's peers, once, that it will hold the
-	// segment shortly: it is taking it from a peer, or waiting for one
-	// that is loading it. Peers elected for the segment in their own
-	// neighbourhood then wait instead of fetching another CDN copy. Every
-	// viewer connects to a few peers (MaxPeers), not the swarm, so each
-	// neighbourhood elected its own: 50 viewers with 8 peers each fetched
-	// 5.5 CDN copies of each segment. Relayed, the news of one copy
-	// crosses the swarm in a few round trips, ahead of the bytes. Not
-	// under a quorum, which needs independent CDN copies.
+	// segment shortly: it is taking it from a peer (the bytes are on
+	// their way, as they are for a CDN fetch). Peers elected for the
+	// segment in their own neighbourhood then wait for that copy instead
+	// of fetching another from the CDN. Every viewer connects to a few
+	// peers (MaxPeers), not the swarm, so each neighbourhood elected its
+	// own: 50 viewers with 8 peers each fetched 5.5 CDN copies of each
+	// segment. Only a viewer receiving says so: one that merely waited for
+	// a loading peer said it too at first, and at 200 viewers whole
+	// swarms waited on each other until their deadlines and went to the
+	// CDN together. Not under a quorum, which needs independent CDN
+	// copies.
 	announced := false
 	coming := func() {
 		if !announced && sw.quorum() == 1 {
@@ -161,9 +164,6 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			why = WhyElected
 			break
 		}
-		if r != nil || sw.loadingCount(req.Seq) > 0 {
-			coming()
-		}
 		// (A peer holds it but no hash is trusted yet: the tracker was
 		// asked (askHash); its answer wakes this wait.)
 		// Peers announce, or connect; poll too, for the tracker connection.
@@ -171,9 +171,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// two VOD viewers racing through a title otherwise each took half
 		// of it from the CDN twice (the one elected was behind the other,
 		// and the other gave up after MaxWait).
-		// A peer saying it is loading the segment is worth waiting for
-		// until the CDN reserve: in a large swarm the copy may be hops
-		// away, and MaxWait sent 76 of cable x 50's waits to the CDN.
+		// A peer saying it is loading the segment (receiving it now) is
+		// worth waiting for until the CDN reserve: MaxWait sent 76 of
+		// cable x 50's waits to the CDN.
 		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() && sw.loadingCount(req.Seq) == 0 {
 			why = WhyWaited
 			break // waited long enough for a peer to get it: the CDN, now

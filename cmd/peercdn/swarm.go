@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -37,11 +38,23 @@ func swarmCmd(args []string) error {
 	seed := fs.Uint64("seed", 1, "with --network, draws the links")
 	asJSON := fs.Bool("json", false, "print only the JSON summary")
 	verbose := fs.Bool("v", false, "log agent debug output")
+	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile here (what limits how many viewers one machine runs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	list := strings.Split(*trackers, ",")
 	if *stream == "" {
