@@ -65,8 +65,10 @@ bench-trackers: build bench/node_modules/bittorrent-tracker
 bench-scale: build
 	bench/scale.sh
 # bench-network runs peercdn swarm --network over presets and swarm sizes,
-# each beside its CDN-only baseline (bench/out/network-*.json).
+# each beside its CDN-only baseline (bench/out/network-*.json), on the
+# field harness's 0.9 Mbit/s stream (made with ffmpeg once).
 bench-network: build
+	$(MAKE) deps APT_PKGS=ffmpeg
 	bench/network.sh
 # bench-field runs the field harness: Chromium viewers with peercdn and
 # plain hls.js in the same run, live, VOD and a slow CDN (bench/field.sh),
