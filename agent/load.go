@@ -95,10 +95,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// of fetching another from the CDN. Every viewer connects to a few
 	// peers (MaxPeers), not the swarm, so each neighbourhood elected its
 	// own: 50 viewers with 8 peers each fetched 5.5 CDN copies of each
-	// segment. Only a viewer receiving says so: one that merely waited for
-	// a loading peer said it too at first, and at 200 viewers whole
-	// swarms waited on each other until their deadlines and went to the
-	// CDN together. Not under a quorum, which needs independent CDN
+	// segment. Only a viewer receiving says so: one that merely waits for
+	// a loading peer would claim a copy with no bytes behind it, and
+	// chains of such claims keep viewers waiting for copies that may not
+	// come. Not under a quorum, which needs independent CDN
 	// copies.
 	announced := false
 	coming := func() {
