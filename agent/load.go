@@ -171,10 +171,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// two VOD viewers racing through a title otherwise each took half
 		// of it from the CDN twice (the one elected was behind the other,
 		// and the other gave up after MaxWait).
-		// A peer saying it is loading the segment (receiving it now) is
-		// worth waiting for until the CDN reserve: MaxWait sent 76 of
-		// cable x 50's waits to the CDN.
-		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() && sw.loadingCount(req.Seq) == 0 {
+		// Not past MaxWait for a peer saying it is loading: waiting until
+		// the CDN reserve stalled a browser viewer on a starved CPU, whose
+		// CDN fetch then took longer than the reserve.
+		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.maxWait() {
 			why = WhyWaited
 			break // waited long enough for a peer to get it: the CDN, now
 		}
