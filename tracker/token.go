@@ -50,7 +50,14 @@ func VerifyToken(secret []byte, tok, contentID string, now time.Time) error {
 	if err != nil {
 		return ErrBadToken
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(mac64)
+	// One spelling per MAC: Go's base64 skips CR and LF, and without
+	// Strict it ignores a last character's unused bits, so other strings
+	// decoded to the same MAC (the fuzzer found a token with a newline
+	// in it accepted).
+	if len(mac64) != base64.RawURLEncoding.EncodedLen(sha256.Size) || strings.ContainsAny(mac64, "\r\n") {
+		return ErrBadToken
+	}
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(mac64)
 	if err != nil || !hmac.Equal(mac, tokenMAC(secret, exp, contentID)) {
 		return ErrBadToken
 	}
