@@ -72,17 +72,11 @@ func benchTracker(args []string, stdout io.Writer) error {
 		printResult(stdout, &r)
 		return nil
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfileTo(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	cfg.SourceNet = byte(*sourceNet)
 	if cfg.URL == "" {
 		cfg.URL = "ws://127.0.0.1:8080/announce"
@@ -110,7 +104,6 @@ func benchTracker(args []string, stdout io.Writer) error {
 	}
 	sample(&base)
 	var r *loadgen.Result
-	var err error
 	if *procs <= 1 || *child {
 		r, err = loadgen.Run(ctx, cfg, func(begin bool) {
 			if begin {
@@ -228,4 +221,21 @@ func printResult(w io.Writer, r *loadgen.Result) {
 		fmt.Fprintf(w, "server pid %d: RSS %d KB (%d KB before), %.1f KB per connection; window CPU %.1f s (%.2f cores), %.0f responses per CPU-second; whole run CPU %.1f s, %.2f ms per connection\n",
 			u.PID, u.RSSKB, u.RSSBaseKB, u.RSSPerConnKB, u.CPUSeconds, u.CPUShare, u.ResponsesPerCPUSec, u.RunCPUSeconds, u.RunCPUPerConnMs)
 	}
+}
+
+// cpuProfileTo starts a CPU profile written to path (none when path is
+// empty); stop ends it.
+func cpuProfileTo(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

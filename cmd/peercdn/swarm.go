@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -45,17 +44,11 @@ func swarmCmd(args []string) error {
 		}
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfileTo(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	list := strings.Split(*trackers, ",")
 	if *stream == "" {
 		u, err := url.Parse(list[0])
