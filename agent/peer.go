@@ -86,13 +86,14 @@ const (
 
 // transfer is one download from this peer.
 type transfer struct {
-	seq      uint64
-	buf      []byte
-	got      int
-	total    int
-	lastByte time.Time
-	progress chan struct{} // signalled on every chunk
-	done     chan error    // one value: nil or why it ended
+	seq       uint64
+	buf       []byte
+	got       int
+	total     int
+	firstByte time.Time
+	lastByte  time.Time
+	progress  chan struct{} // signalled on every chunk
+	done      chan error    // one value: nil or why it ended
 }
 
 func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
@@ -248,6 +249,7 @@ func (r *remote) handle(b []byte) {
 			return // cancelled: chunks still in flight
 		}
 		if t.total == 0 {
+			t.firstByte = time.Now()
 			t.total = int(m.Total)
 			t.buf = make([]byte, 0, t.total)
 		}
@@ -337,6 +339,17 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			delete(r.uploads, id)
 			r.mu.Unlock()
 		}()
+		// Wait for a turn on the uplink (first come, first served):
+		// copies go out one or two at a time, not side by side.
+		turns := r.a.uplink.turns()
+		select {
+		case turns <- struct{}{}:
+		case <-ctx.Done():
+			return
+		case <-r.closed:
+			return
+		}
+		defer func() { <-turns }()
 		buf := make([]byte, 0, peerwire.MaxMessage)
 		for off < len(data) {
 			n := min(peerwire.MaxChunk, len(data)-off)
@@ -385,8 +398,12 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 
 // fetch downloads segment seq from offset 0. It returns the bytes received
 // so far (all of them on success) and why it stopped. It gives up when no
-// byte arrives for stall, or when it cannot finish by giveUp at its current
-// rate.
+// byte arrives for stall (for the first byte, stall plus uploadQueueWait,
+// which a holder may keep a request in its queue), or when it cannot
+// finish by giveUp at the rate measured since the first byte. Not since
+// the request: the wait in the holder's queue made a transfer at the
+// holder's full rate look slow, and it was cancelled for the CDN as it
+// began.
 func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time) ([]byte, int, error) {
 	r.mu.Lock()
 	r.nextID++
@@ -413,16 +430,21 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 		case <-t.progress:
 		case <-tick.C:
 			r.mu.Lock()
-			last, got, total := t.lastByte, t.got, t.total
+			last, got, total, first := t.lastByte, t.got, t.total, t.firstByte
 			r.mu.Unlock()
 			now := time.Now()
 			late := false
-			if total > 0 && got > 0 {
-				// Projected finish at the rate so far.
-				rate := float64(got) / now.Sub(start).Seconds()
+			if total > 0 && got > 0 && now.Sub(first) >= stall/4 {
+				// Projected finish at the rate so far (a first chunk
+				// alone measures nothing).
+				rate := float64(got) / now.Sub(first).Seconds()
 				late = now.Add(time.Duration(float64(total-got) / rate * float64(time.Second))).After(giveUp)
 			}
-			if now.Sub(last) > stall || late || now.After(giveUp) {
+			patience := stall
+			if got == 0 {
+				patience += uploadQueueWait
+			}
+			if now.Sub(last) > patience || late || now.After(giveUp) {
 				r.cancel(id, errStalled)
 			}
 		case <-ctx.Done():

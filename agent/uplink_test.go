@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 
 // The admission rule alone: an idle link takes anything; a busy one with
 // no rate measured takes one request waiting behind the others; once
-// measured, what drains within uploadBudget.
+// measured, those whose turn comes within uploadQueueWait.
 func TestUplinkAdmits(t *testing.T) {
 	var u uplink
 	now := time.Unix(0, 0)
@@ -41,7 +42,8 @@ func TestUplinkAdmits(t *testing.T) {
 	if !u.admit(seg, now, measure) {
 		t.Fatal("an idle link refused a request")
 	}
-	// 300 KB queued at 300 KB/s: one more segment drains in 2 s, a third not.
+	// 300 KB queued at 300 KB/s: one more segment starts within a second,
+	// a third (600 KB ahead of it) not.
 	if !u.admit(seg, now, measure) {
 		t.Fatal("refused a request the link drains within the budget")
 	}
@@ -95,5 +97,54 @@ func TestBusyHolderSendsRequestersElsewhere(t *testing.T) {
 		hs.UploadBytes, hs.UploadBytes/segSize, hs.UploadsRefused, o.sent.Load()-before)
 	if hs.UploadsRefused == 0 || hs.UploadBytes >= 4*segSize {
 		t.Fatalf("the holder sent %d copies and refused %d requests: want fewer than 4 copies", hs.UploadBytes/segSize, hs.UploadsRefused)
+	}
+}
+
+// TestHolderServesRequestersInTurn: three viewers ask a holder whose uplink
+// carries 600 KB/s for a 300 KB segment at once. It sends activeUploads (2)
+// copies, then the third: the first two requesters have it after about a
+// second and can pass it on, the third after one and a half. Before, all
+// three were sent side by side and each had it only after one and a half
+// seconds: on cable x 50, requesters projected such shared transfers late
+// and completed them from the CDN.
+func TestHolderServesRequestersInTurn(t *testing.T) {
+	const bps = 600 << 10
+	o, tr := startOrigin(t), startTracker(t)
+	holder := startAgent(t, tr, func(c *Config) { c.UploadBytesPerSecond = bps })
+	viewers := []*Agent{startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)}
+	waitPeersWithin(t, 20*time.Second, 3, append([]*Agent{holder}, viewers...)...)
+	ctx := context.Background()
+	if _, err := holder.Load(ctx, req(o, 4, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range viewers {
+		waitHolds(t, v, req(o, 4, 0))
+	}
+	// The cap's burst spent, and a fast link measured, so that all three
+	// are taken on and the cap alone paces them.
+	if err := holder.up.WaitN(ctx, bps); err != nil {
+		t.Fatal(err)
+	}
+	holder.uplink.mu.Lock()
+	holder.uplink.rate = 100 << 20
+	holder.uplink.mu.Unlock()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, len(viewers))
+	for i, v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := v.Load(ctx, req(o, 4, 20*time.Second))
+			if err != nil || res.Source != SourceP2P {
+				t.Errorf("viewer %d: %v from %s", i, err, res.Source)
+			}
+			took[i] = res.Duration
+		}()
+	}
+	wg.Wait()
+	slices.Sort(took)
+	t.Logf("copies after %v", took)
+	if took[0] > took[2]*85/100 {
+		t.Fatalf("the first copy took %v of the last's %v: sent side by side, not in turn", took[0], took[2])
 	}
 }
