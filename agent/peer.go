@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +58,8 @@ type remote struct {
 	closeMu sync.Once
 
 	mu          sync.Mutex
-	have        map[uint64]bool
+	have        map[uint64]uint64 // segment -> when announced (haveN then)
+	haveN       uint64
 	loading     map[uint64]time.Time // when each was announced
 	nextID      uint32
 	downloads   map[uint32]*transfer
@@ -103,7 +106,7 @@ func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
 		closed:    make(chan struct{}),
 		bufLow:    make(chan struct{}, 1),
 		limit:     rate.NewLimiter(peerMessagesPerSecond, peerMessageBurst),
-		have:      make(map[uint64]bool),
+		have:      make(map[uint64]uint64),
 		loading:   make(map[uint64]time.Time),
 		downloads: make(map[uint32]*transfer),
 		uploads:   make(map[uint32]context.CancelFunc),
@@ -199,18 +202,12 @@ func (r *remote) handle(b []byte) {
 			if m.Flags == peerwire.HaveRemoved {
 				delete(r.have, s)
 			} else {
-				r.have[s] = true
+				r.haveN++
+				r.have[s] = r.haveN
 				delete(r.loading, s)
 			}
 		}
-		// Forget the oldest when a peer announces too much.
-		for len(r.have) > 4*peerwire.MaxHaveCount {
-			var oldest uint64 = 1<<64 - 1
-			for s := range r.have {
-				oldest = min(oldest, s)
-			}
-			delete(r.have, oldest)
-		}
+		r.forgetEarliest()
 		r.mu.Unlock()
 		r.sw.notify()
 	case peerwire.TypeLoading:
@@ -270,6 +267,30 @@ func (r *remote) handle(b []byte) {
 		if complete {
 			r.finish(m.ID, nil)
 		}
+	}
+}
+
+// maxHave bounds what the agent remembers a peer holds: 4 have messages
+// in full; an honest peer's cache holds far fewer segments.
+const maxHave = 4 * peerwire.MaxHaveCount
+
+// forgetEarliest bounds r.have when a peer announces too much: the segments
+// announced earliest are forgotten, down to a have message's worth below
+// the bound, so that a peer flooding announcements costs one sort per
+// message past the bound, not a scan per segment. (Not the smallest
+// segment numbers: those are URL hashes, in no order.) r.mu is held.
+func (r *remote) forgetEarliest() {
+	if len(r.have) <= maxHave {
+		return
+	}
+	type entry struct{ seq, n uint64 }
+	all := make([]entry, 0, len(r.have))
+	for s, n := range r.have {
+		all = append(all, entry{s, n})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(a.n, b.n) })
+	for _, e := range all[:len(all)-(maxHave-peerwire.MaxHaveCount)] {
+		delete(r.have, e.seq)
 	}
 }
 
@@ -497,7 +518,8 @@ func (r *remote) failed() bool {
 func (r *remote) holds(seq uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.isConnected && r.have[seq]
+	_, ok := r.have[seq]
+	return r.isConnected && ok
 }
 
 func (r *remote) isLoading(seq uint64) bool {
