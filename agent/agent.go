@@ -41,6 +41,9 @@ type Agent struct {
 	cdnRate     atomic.Int64 // bytes/s moving average of CDN fetches
 	cdnRTT      atomic.Int64 // ns moving average of time to first byte
 	segSize     atomic.Int64 // bytes moving average of CDN segments
+	// waitPays: of loads that waited for peers, the share (per mille, a
+	// moving average) that got the segment from one (patience).
+	waitPays    atomic.Int64
 	quorum      atomic.Int64 // the tracker's hash quorum (quorum integrity)
 	mode        atomic.Value // string: the tracker's Limits.Integrity
 	manifestsOn atomic.Bool  // the tracker's Limits.HashManifests
@@ -86,6 +89,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.trackerURL = cfg.TrackerURL + sep + signaling.SessionParam + "=" + rand.Text()
 	a.initLive()
+	a.waitPays.Store(1000) // waiting pays until shown otherwise
 	return a, nil
 }
 

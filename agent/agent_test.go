@@ -707,3 +707,38 @@ func TestByteRangeSegmentsTravelBetweenPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestPatienceShrinksWhenPeersDoNotDeliver: a viewer's only peer never
+// fetches the segments it is elected for, so the viewer's waits for it end
+// at the CDN after MaxWait. After a few, the viewer waits less (down to a
+// fifth of MaxWait): a viewer whose peers cannot deliver spent MaxWait of
+// its buffer on every segment, and stalled where the CDN alone would not
+// have (cable x 200 on a starved CPU).
+func TestPatienceShrinksWhenPeersDoNotDeliver(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	const maxWait = time.Second
+	viewer := startAgent(t, tr, func(c *Config) { c.MaxWait = maxWait })
+	idle := startAgent(t, tr, nil) // joins, never loads
+	waitPeers(t, 1, viewer, idle)
+	ctx := context.Background()
+	var waits []time.Duration
+	for n := uint64(100); len(waits) < 10 && n < 250; n++ {
+		r, err := viewer.Load(ctx, req(o, n, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Source != SourceCDN {
+			t.Fatalf("segment %d from %s", n, r.Source)
+		}
+		if r.Duration > maxWait/10 { // not elected: it waited for the idle peer
+			waits = append(waits, r.Duration)
+		}
+	}
+	t.Logf("waits: %v", waits)
+	if len(waits) < 10 {
+		t.Fatalf("only %d loads waited", len(waits))
+	}
+	if first, last := waits[0], waits[len(waits)-1]; first < maxWait*9/10 || last > maxWait*6/10 {
+		t.Fatalf("first wait %v, last %v: want MaxWait (%v) first and much less after waits that did not pay", first, last, maxWait)
+	}
+}

@@ -49,7 +49,8 @@ type Config struct {
 	P2PStallTimeout time.Duration
 	// MaxWait bounds how long a request due within FarAhead waits for a
 	// peer to announce a segment nobody holds yet, whatever the deadline:
-	// deadlines are estimates. Default 2.5s.
+	// deadlines are estimates. The agent waits less, down to a fifth, while
+	// its waits lately ended at the CDN anyway. Default 2.5s.
 	MaxWait time.Duration
 	// FarAhead: a request due later than this (a VOD player buffering far
 	// ahead) waits for peers until it is due within FarAhead, then
