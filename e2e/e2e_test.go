@@ -490,7 +490,10 @@ func TestShakaLiveSwarm(t *testing.T) {
 // hls.js counted the wait for a peer as time to first byte and the rest
 // against bandwidth: a viewer that often waited saw 1.4 Mbit/s and 489-700
 // ms where the others saw 40 Mbit/s and 5 ms, and would have been held at
-// a low rendition by peercdn.
+// a low rendition by peercdn. The bound is a sixth of the best estimate:
+// that bug's gaps were 7-28x, and a loopback CDN's bodies take a few ms,
+// so a busy page's timings alone spread estimates over 2-4.4x (dash.js:
+// 20 against 88 Mbit/s once in three runs; the first viewer lowest in all three).
 func checkABREstimates(t *testing.T, views []context.Context, js string) {
 	t.Helper()
 	type est struct {
@@ -517,8 +520,8 @@ func checkABREstimates(t *testing.T, views []context.Context, js string) {
 			line += fmt.Sprintf(", time to first byte %.0f ms", *e.TTFB)
 		}
 		t.Log(line)
-		if e.BW < best/4 {
-			t.Errorf("viewer %d: bandwidth estimate %.1f Mbit/s, under a quarter of another viewer's %.1f", i, e.BW/1e6, best/1e6)
+		if e.BW < best/6 {
+			t.Errorf("viewer %d: bandwidth estimate %.1f Mbit/s, under a sixth of another viewer's %.1f", i, e.BW/1e6, best/1e6)
 		}
 		if e.TTFB != nil && *e.TTFB > 250 {
 			t.Errorf("viewer %d: time to first byte estimate %.0f ms: the CDN answers in a few ms here", i, *e.TTFB)
