@@ -47,11 +47,15 @@ func liveDASHSwarm(t *testing.T, page, abrJS string) {
 
 // TestShakaDASHByteRanges: 4 Shaka viewers of the VOD as SegmentBase: each
 // representation is one file, its segments byte ranges found through its
-// sidx. Viewers asking for the same range meet in the file's swarm.
+// sidx. Viewers asking for the same range meet in the file's swarm. Three
+// of the four must get bytes from peers: the first viewer leads the VOD,
+// and nobody holds what it needs before it does (it got 170 KB from peers
+// in one run, none in the next, after its waits for peers that never paid
+// were shortened).
 func TestShakaDASHByteRanges(t *testing.T) {
 	addr, _ := serve(t, "--demo")
 	first, last := play(t, "http://"+addr+"/shaka.html?verify=1&src=/demo/dash/vod-ranges/manifest.mpd", 4, 40*time.Second, nil)
-	checkSwarm(t, first, last, 40*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
+	checkSwarm(t, first, last, 40*time.Second, swarmWant{minWithP2P: 3, minOffload: 0.6})
 	checkVerified(t, lastViews)
 }
 
