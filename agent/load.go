@@ -108,6 +108,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	why := WhyDue
+	waitedForPeers := false // the loop slept at least once for a peer
 	for ctx.Err() == nil {
 		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cdnSafety())
 		if !time.Now().Before(giveUp) {
@@ -186,12 +187,13 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		case <-ctx.Done():
 		}
 		t.Stop()
+		waitedForPeers = true
 	}
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	if why == WhyDue || why == WhyWaited {
-		a.waited(false)
+	if waitedForPeers && (why == WhyDue || why == WhyWaited) {
+		a.waited(false) // not a startup load, due at once: it never waited
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
 	a.announceFetch(k, req.source())

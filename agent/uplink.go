@@ -54,9 +54,8 @@ func (u *uplink) turns() chan struct{} {
 }
 
 // uploadQueueWait is how long an accepted request may wait for its first
-// byte: the backlog ahead of it at the measured rate. Below the
-// requesters' P2PStallTimeout (1.5 s by default), which they wait for a
-// first byte before trying elsewhere.
+// byte: the backlog ahead of it at the measured rate. Requesters wait that
+// long on top of P2PStallTimeout for a first byte (remote.fetch).
 const uploadQueueWait = time.Second
 
 // uplinkSampleEvery spaces the rate samples: shorter is noise from SCTP's

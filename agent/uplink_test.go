@@ -58,20 +58,8 @@ func TestUplinkAdmits(t *testing.T) {
 // from the first viewers to have it. Before, the holder took on all four,
 // each at a quarter of its uplink, and sent four copies.
 func TestBusyHolderSendsRequestersElsewhere(t *testing.T) {
-	o, tr := startOrigin(t), startTracker(t)
-	holder := startAgent(t, tr, func(c *Config) { c.UploadBytesPerSecond = 150 << 10 })
-	viewers := make([]*Agent, 4)
-	for i := range viewers {
-		viewers[i] = startAgent(t, tr, nil)
-	}
-	waitPeersWithin(t, 20*time.Second, 4, append([]*Agent{holder}, viewers...)...)
+	o, holder, viewers := startHolder(t, 150<<10, 4, 9)
 	ctx := context.Background()
-	if _, err := holder.Load(ctx, req(o, 9, 0)); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range viewers {
-		waitHolds(t, v, req(o, 9, 0))
-	}
 	before := o.sent.Load()
 	var wg sync.WaitGroup
 	results := make([]Result, len(viewers))
@@ -109,17 +97,8 @@ func TestBusyHolderSendsRequestersElsewhere(t *testing.T) {
 // and completed them from the CDN.
 func TestHolderServesRequestersInTurn(t *testing.T) {
 	const bps = 600 << 10
-	o, tr := startOrigin(t), startTracker(t)
-	holder := startAgent(t, tr, func(c *Config) { c.UploadBytesPerSecond = bps })
-	viewers := []*Agent{startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)}
-	waitPeersWithin(t, 20*time.Second, 3, append([]*Agent{holder}, viewers...)...)
+	o, holder, viewers := startHolder(t, bps, 3, 4)
 	ctx := context.Background()
-	if _, err := holder.Load(ctx, req(o, 4, 0)); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range viewers {
-		waitHolds(t, v, req(o, 4, 0))
-	}
 	// The cap's burst spent, and a fast link measured, so that all three
 	// are taken on and the cap alone paces them.
 	if err := holder.up.WaitN(ctx, bps); err != nil {
@@ -147,4 +126,24 @@ func TestHolderServesRequestersInTurn(t *testing.T) {
 	if took[0] > took[2]*85/100 {
 		t.Fatalf("the first copy took %v of the last's %v: sent side by side, not in turn", took[0], took[2])
 	}
+}
+
+// startHolder starts a holder whose uploads are capped at bps and n viewers
+// connected to it, and has the holder load segment seg from the CDN: every
+// viewer sees it announced (and trusts its hash) on return.
+func startHolder(t *testing.T, bps, n int, seg uint64) (*testOrigin, *Agent, []*Agent) {
+	o, tr := startOrigin(t), startTracker(t)
+	holder := startAgent(t, tr, func(c *Config) { c.UploadBytesPerSecond = bps })
+	viewers := make([]*Agent, n)
+	for i := range viewers {
+		viewers[i] = startAgent(t, tr, nil)
+	}
+	waitPeersWithin(t, 20*time.Second, n, append([]*Agent{holder}, viewers...)...)
+	if _, err := holder.Load(context.Background(), req(o, seg, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range viewers {
+		waitHolds(t, v, req(o, seg, 0))
+	}
+	return o, holder, viewers
 }
