@@ -35,6 +35,10 @@ type Agent struct {
 	// uplink admits peers' requests by what the link drains (uplink.go).
 	uplink uplink
 	live   liveConfig
+	// inflightState: segments arriving from peers, passed on as they
+	// arrive (inflight.go); lastSize, the last stored segment's size.
+	inflightState
+	lastSize atomic.Int64
 
 	pcCreated   atomic.Int64
 	prefetching atomic.Bool
@@ -552,6 +556,7 @@ func (a *Agent) Evict(s signaling.Swarm, seqs ...uint64) {
 
 // store caches a whole segment and announces it; evicted ones are withdrawn.
 func (a *Agent) store(k segKey, data []byte) {
+	a.lastSize.Store(int64(len(data)))
 	added, evicted := a.cache.put(k, data)
 	if added {
 		a.announce(k.swarm, peerwire.HaveAdd, []uint64{k.seq})

@@ -79,7 +79,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	a.Join(req.Swarm)
 	sw := a.swarmFor(&req.Swarm)
 	if sw == nil { // left concurrently, or P2P is off
-		return a.loadCDN(ctx, req, start, WhyOff)
+		return a.loadCDN(ctx, req, start, WhyOff, nil)
 	}
 	tried := map[*remote]bool{}
 	// Holders that answered absent: busy (their uplink's backlog would
@@ -122,11 +122,18 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 		r := sw.best(req.Seq, tried)
+		if r == nil {
+			// Nobody holds it whole: a peer receiving it passes it on
+			// as it arrives (inflight.go).
+			r = sw.receiving(req.Seq, tried)
+		}
 		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.source()) {
 			coming()
 			xfer := time.Now()
-			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp)
+			in := a.receive(k, r)
+			data, total, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, in)
 			if err == nil && !a.goodFromPeer(k, req.source(), data) {
+				a.endInflight(k, in)
 				a.stats.wasted.Add(int64(len(data)))
 				a.badPeer(sw, r, k)
 				tried[r] = true
@@ -136,10 +143,15 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				a.waited(true)
 				a.stats.p2p.Add(int64(len(data)))
 				a.store(k, data)
+				a.endInflight(k, in)
 				return a.done(req, data, SourceP2P, start, xfer, nil, ""), nil
 			}
 			tried[r] = true
 			if errors.Is(err, errAbsent) {
+				// Busy, or passing on a copy that did not arrive whole:
+				// what came of it is discarded, nobody is blamed.
+				a.endInflight(k, in)
+				a.stats.wasted.Add(int64(len(data)))
 				absents[r]++
 				refusedAt[r] = time.Now()
 				continue
@@ -149,8 +161,11 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				r.close()
 			}
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
-				return a.completeFromCDN(ctx, req, sw, r, data, total, start, xfer)
+				res, err := a.completeFromCDN(ctx, req, sw, r, data, total, start, xfer)
+				a.endInflight(k, in) // after the store: uploads passing it on finish from the cache
+				return res, err
 			}
+			a.endInflight(k, in)
 			a.stats.wasted.Add(int64(len(data)))
 			continue
 		}
@@ -197,7 +212,11 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	}
 	sw.broadcast(peerwire.Loading([]uint64{req.Seq}))
 	a.announceFetch(k, req.source())
-	return a.loadCDN(ctx, req, start, why)
+	// Peers that ask for it meanwhile wait for it in the queue of the
+	// uplink, and get it once it is checked and stored, rather than
+	// absent and a retry later.
+	in := a.receive(k, nil)
+	return a.loadCDN(ctx, req, start, why, in)
 }
 
 // waited folds a load's outcome into how often waiting for peers pays: a
@@ -233,13 +252,18 @@ func patientUntil(start, deadline time.Time, farAhead time.Duration) time.Time {
 	return start
 }
 
-func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time, why string) (Result, error) {
+// loadCDN fetches req from the CDN; in, when set, is ended once the copy
+// is stored or refused.
+func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time, why string, in *inflight) (Result, error) {
 	xfer := time.Now()
 	data, _, took, err := a.fetchCDN(ctx, req.source(), 0)
 	if err != nil {
+		if in != nil {
+			a.endInflight(segKey{req.Swarm, req.Seq}, in)
+		}
 		return Result{}, err
 	}
-	a.keepCDNBehind(ctx, req, data)
+	a.keepCDNBehind(ctx, req, data, in)
 	return a.done(req, data, SourceCDN, start, xfer, &took, why), nil
 }
 
@@ -249,11 +273,14 @@ func (a *Agent) loadCDN(ctx context.Context, req Request, start time.Time, why s
 // take a fetch of the origin's manifest, which a startup segment waited
 // for: a CDN round trip more before the first frame (50 ms more than the
 // CDN alone at startup on simulated cable links).
-func (a *Agent) keepCDNBehind(ctx context.Context, req Request, data []byte) {
+func (a *Agent) keepCDNBehind(ctx context.Context, req Request, data []byte, in *inflight) {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
 	go func() {
 		defer cancel()
 		a.keepCDN(kctx, req, data)
+		if in != nil {
+			a.endInflight(segKey{req.Swarm, req.Seq}, in)
+		}
 	}()
 }
 
@@ -343,7 +370,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		a.stats.p2p.Add(int64(len(head)))
 	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
 		a.stats.wasted.Add(int64(len(head)))
-		a.keepCDNBehind(ctx, req, rest)
+		a.keepCDNBehind(ctx, req, rest, nil)
 		return a.done(req, rest, SourceCDN, start, xfer, nil, ""), nil
 	default:
 		a.stats.wasted.Add(int64(len(head)))
@@ -354,7 +381,7 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		if err != nil {
 			return Result{}, err
 		}
-		a.keepCDNBehind(ctx, req, data)
+		a.keepCDNBehind(ctx, req, data, nil)
 		return a.done(req, data, SourceCDN, start, xfer, nil, ""), nil
 	}
 	a.store(segKey{req.Swarm, req.Seq}, data)
@@ -549,7 +576,9 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 	if r == nil || !a.mayTakeFromPeers(ctx, sw, k, req.source()) {
 		return false
 	}
-	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget))
+	in := a.receive(k, r)
+	defer a.endInflight(k, in) // after the store below
+	data, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget), in)
 	if err == nil && !a.goodFromPeer(k, req.source(), data) {
 		a.stats.wasted.Add(int64(len(data)))
 		a.badPeer(sw, r, k)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,7 @@ type transfer struct {
 	firstByte time.Time
 	lastByte  time.Time
 	progress  chan struct{} // signalled on every chunk
+	more      chan struct{} // closed and replaced on every chunk: uploads passing it on wait on it
 	done      chan error    // one value: nil or why it ended
 }
 
@@ -250,7 +252,7 @@ func (r *remote) handle(b []byte) {
 			t.total = int(m.Total)
 			t.buf = make([]byte, 0, t.total)
 		}
-		if int(m.Total) != t.total || int(m.Offset) != t.got {
+		if int(m.Total) != t.total || int(m.Offset) != t.got || t.got+len(m.Data) > t.total {
 			r.mu.Unlock()
 			r.finish(m.ID, fmt.Errorf("%w: chunk at %d of %d, expected %d of %d", errProtocol, m.Offset, m.Total, t.got, t.total))
 			return
@@ -258,6 +260,8 @@ func (r *remote) handle(b []byte) {
 		t.buf = append(t.buf, m.Data...)
 		t.got += len(m.Data)
 		t.lastByte = time.Now()
+		close(t.more)
+		t.more = make(chan struct{})
 		complete := t.got == t.total
 		r.mu.Unlock()
 		select {
@@ -328,23 +332,41 @@ func (r *remote) allow(m *peerwire.Message) bool {
 }
 
 // serve uploads a segment to the peer, paced by the channel's buffer and
-// the agent's upload cap, interleaved with the peer's other requests.
+// the agent's upload cap, interleaved with the peer's other requests: from
+// the cache, or passed on as it arrives from another peer (inflight.go).
 func (r *remote) serve(id uint32, seq uint64, offset uint32) {
-	data, ok := r.a.cache.get(segKey{r.sw.id, seq})
+	k := segKey{r.sw.id, seq}
+	adv := r.a.cfg.Adversary
+	data, ok := r.a.cache.get(k)
+	var in *inflight
+	size := len(data)
+	if !ok && (adv == nil || !adv.CorruptUploads && !adv.LieHashes) {
+		// Not from the peer it arrives from: two viewers passing a segment
+		// to each other would wait on each other.
+		if in = r.a.arriving(k); in != nil && in.from != r {
+			size = in.total()
+			if size == 0 {
+				size = int(r.a.lastSize.Load()) // not known yet: about the last one's
+			}
+		} else {
+			in = nil
+		}
+	}
 	r.mu.Lock()
 	busy := len(r.uploads) >= maxUploadsPerPeer
 	_, dup := r.uploads[id]
 	r.mu.Unlock()
-	if !ok || r.a.consumeOnly() || busy || dup || int(offset) >= len(data) {
+	if (!ok && in == nil) || r.a.consumeOnly() || busy || dup || (ok || size > 0) && int(offset) >= size {
 		r.send(peerwire.Absent(id))
 		return
 	}
-	if !r.a.uplink.admit(len(data)-int(offset), time.Now(), r.a.uplinkState) {
+	pending := max(0, size-int(offset))
+	if !r.a.uplink.admit(pending, time.Now(), r.a.uplinkState) {
 		r.a.stats.uploadsRefused.Add(1)
 		r.send(peerwire.Absent(id))
 		return
 	}
-	if adv := r.a.cfg.Adversary; adv != nil && (adv.CorruptUploads || adv.LieHashes) {
+	if ok && adv != nil && (adv.CorruptUploads || adv.LieHashes) {
 		data = corrupt(data)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -355,11 +377,45 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 		off := int(offset)
 		defer func() {
 			cancel()
-			r.a.uplink.handed(len(data) - off) // what was never sent
+			r.a.uplink.handed(pending) // what was never sent
 			r.mu.Lock()
 			delete(r.uploads, id)
 			r.mu.Unlock()
 		}()
+		// next returns the chunk at off: from the cached segment, or as it
+		// arrives; errAbsent when it did not arrive whole and checked.
+		next := func() ([]byte, int, error) {
+			for {
+				if data != nil {
+					if off >= len(data) {
+						return nil, len(data), io.EOF
+					}
+					return data[off : off+min(peerwire.MaxChunk, len(data)-off)], len(data), nil
+				}
+				if d, ok := r.a.cache.get(k); ok {
+					data = d
+					continue
+				}
+				chunk, total, err := in.chunk(ctx, off, peerwire.MaxChunk, r.closed)
+				if errors.Is(err, errInflightEnded) {
+					if d, ok := r.a.cache.get(k); ok && off <= len(d) {
+						data = d
+						continue
+					}
+					return nil, 0, errAbsent
+				}
+				return chunk, total, err
+			}
+		}
+		// The first bytes before a turn on the uplink: a segment still
+		// on its way from the CDN holds no turn while it comes.
+		chunk, total, err := next()
+		if errors.Is(err, errAbsent) {
+			r.send(peerwire.Absent(id)) // the requester discards what it got
+		}
+		if err != nil {
+			return
+		}
 		// Wait for a turn on the uplink (first come, first served):
 		// copies go out one or two at a time, not side by side.
 		turns := r.a.uplink.turns()
@@ -372,8 +428,8 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 		}
 		defer func() { <-turns }()
 		buf := make([]byte, 0, peerwire.MaxMessage)
-		for off < len(data) {
-			n := min(peerwire.MaxChunk, len(data)-off)
+		for {
+			n := len(chunk)
 			if stall := r.a.cfg.uploadStallAfter; stall > 0 && off+n > stall {
 				<-ctx.Done() // hold the request open, send nothing more
 				return
@@ -394,24 +450,31 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			if ctx.Err() != nil {
 				return
 			}
-			buf = peerwire.AppendData(buf[:0], id, uint32(off), uint32(len(data)), data[off:off+n])
+			buf = peerwire.AppendData(buf[:0], id, uint32(off), uint32(total), chunk)
 			if r.dc.Send(buf) != nil {
 				return
 			}
 			r.a.stats.up.Add(int64(n))
-			r.a.uplink.handed(n)
+			r.a.uplink.handed(min(n, pending))
+			pending = max(0, pending-n)
 			off += n
 			r.a.uplink.sample(time.Now(), r.a.uplinkState)
-			if off == len(data) {
-				r.a.emit(Event{Kind: EventUpload, Peer: r.id, Seq: seq, Bytes: len(data) - int(offset)})
+			if off == total {
+				r.a.emit(Event{Kind: EventUpload, Peer: r.id, Seq: seq, Bytes: total - int(offset)})
 			}
-			if adv := r.a.cfg.Adversary; adv != nil && adv.SlowUploads {
+			if adv != nil && adv.SlowUploads {
 				// About 2 KB/s: a tenth of the demo's lowest bitrate.
 				select {
 				case <-time.After(8 * time.Second):
 				case <-ctx.Done():
 					return
 				}
+			}
+			if chunk, total, err = next(); err != nil {
+				if errors.Is(err, errAbsent) {
+					r.send(peerwire.Absent(id))
+				}
+				return
 			}
 		}
 	}()
@@ -425,13 +488,18 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 // the request: the wait in the holder's queue made a transfer at the
 // holder's full rate look slow, and it was cancelled for the CDN as it
 // began.
-func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time) ([]byte, int, error) {
+//
+// in, when set, is where uploads find the transfer to pass its bytes on.
+func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time, in *inflight) ([]byte, int, error) {
 	r.mu.Lock()
 	r.nextID++
 	id := r.nextID
-	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), done: make(chan error, 1)}
+	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), more: make(chan struct{}), done: make(chan error, 1)}
 	r.downloads[id] = t
 	r.mu.Unlock()
+	if in != nil {
+		in.attach(t)
+	}
 	start := time.Now()
 	if !r.send(peerwire.Request(id, seq, 0)) {
 		r.finish(id, errPeerGone)

@@ -338,6 +338,23 @@ func (sw *swarm) best(seq uint64, exclude map[*remote]bool) *remote {
 	return best
 }
 
+// receiving returns a connected peer that said it is loading seq (from the
+// CDN or a peer), the fastest measured first, or nil: it passes the
+// segment on as it arrives (inflight.go).
+func (sw *swarm) receiving(seq uint64, exclude map[*remote]bool) *remote {
+	var best *remote
+	bestRate := -1.0
+	for _, r := range sw.connected() {
+		if exclude[r] || !r.isLoading(seq) {
+			continue
+		}
+		if rt := max(r.rate(), 1); rt > bestRate {
+			best, bestRate = r, rt
+		}
+	}
+	return best
+}
+
 // loadingCount counts the connected peers fetching seq from the CDN now.
 func (sw *swarm) loadingCount(seq uint64) int {
 	n := 0
