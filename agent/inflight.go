@@ -85,31 +85,28 @@ func (in *inflight) total() int {
 // returns them with the segment's size. It never returns the segment's
 // last byte (see above): errInflightEnded then, once the transfer ended.
 func (in *inflight) chunk(ctx context.Context, off, max int, gone <-chan struct{}) ([]byte, int, error) {
-	select {
-	case <-in.started:
-	case <-in.settled:
-		return nil, 0, errInflightEnded
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
-	case <-gone:
-		return nil, 0, errPeerGone
-	}
-	r, t := in.from, in.t
 	for {
-		r.mu.Lock()
-		got, total, more := t.got, t.total, t.more
-		var b []byte
-		if end := min(off+max, total); total > 0 && end < total && end <= got {
-			// t.buf was made with the segment's capacity: appends never
-			// move the bytes already received.
-			b = t.buf[off:end:end]
-		}
-		r.mu.Unlock()
-		if b != nil {
-			return b, total, nil
+		wait := in.started // until the transfer exists; then its next chunk
+		select {
+		case <-in.started:
+			r, t := in.from, in.t
+			r.mu.Lock()
+			if end := min(off+max, t.total); t.total > 0 && end < t.total && end <= t.got {
+				// t.buf was made with the segment's capacity: appends
+				// never move the bytes already received.
+				b, total := t.buf[off:end:end], t.total
+				r.mu.Unlock()
+				return b, total, nil
+			}
+			if t.more == nil {
+				t.more = make(chan struct{})
+			}
+			wait = t.more
+			r.mu.Unlock()
+		default:
 		}
 		select {
-		case <-more:
+		case <-wait:
 		case <-in.settled:
 			return nil, 0, errInflightEnded
 		case <-ctx.Done():

@@ -97,7 +97,7 @@ type transfer struct {
 	firstByte time.Time
 	lastByte  time.Time
 	progress  chan struct{} // signalled on every chunk
-	more      chan struct{} // closed and replaced on every chunk: uploads passing it on wait on it
+	more      chan struct{} // made by an upload passing it on that waits for a chunk, closed by the next
 	done      chan error    // one value: nil or why it ended
 }
 
@@ -260,8 +260,10 @@ func (r *remote) handle(b []byte) {
 		t.buf = append(t.buf, m.Data...)
 		t.got += len(m.Data)
 		t.lastByte = time.Now()
-		close(t.more)
-		t.more = make(chan struct{})
+		if t.more != nil { // an upload passing it on waits
+			close(t.more)
+			t.more = nil
+		}
 		complete := t.got == t.total
 		r.mu.Unlock()
 		select {
@@ -494,7 +496,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 	r.mu.Lock()
 	r.nextID++
 	id := r.nextID
-	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), more: make(chan struct{}), done: make(chan error, 1)}
+	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), done: make(chan error, 1)}
 	r.downloads[id] = t
 	r.mu.Unlock()
 	if in != nil {

@@ -321,10 +321,23 @@ func (sw *swarm) answered(m *signaling.Message) {
 // best returns the connected peer holding seq with the best measured
 // throughput (untried peers count as average), or nil.
 func (sw *swarm) best(seq uint64, exclude map[*remote]bool) *remote {
+	return sw.fastest(exclude, func(r *remote) bool { return r.holds(seq) })
+}
+
+// receiving returns a connected peer that said it is loading seq (from the
+// CDN or a peer), chosen as best does, or nil: it passes the segment on as
+// it arrives (inflight.go).
+func (sw *swarm) receiving(seq uint64, exclude map[*remote]bool) *remote {
+	return sw.fastest(exclude, func(r *remote) bool { return r.isLoading(seq) })
+}
+
+// fastest returns the connected peer with the best measured throughput
+// among those not excluded for which ok holds, or nil.
+func (sw *swarm) fastest(exclude map[*remote]bool, ok func(*remote) bool) *remote {
 	var best *remote
 	bestRate := -1.0
 	for _, r := range sw.connected() {
-		if exclude[r] || !r.holds(seq) {
+		if exclude[r] || !ok(r) {
 			continue
 		}
 		rt := r.rate()
@@ -332,23 +345,6 @@ func (sw *swarm) best(seq uint64, exclude map[*remote]bool) *remote {
 			rt = 1 // untried: above a failed peer, below any measured one
 		}
 		if rt > bestRate {
-			best, bestRate = r, rt
-		}
-	}
-	return best
-}
-
-// receiving returns a connected peer that said it is loading seq (from the
-// CDN or a peer), the fastest measured first, or nil: it passes the
-// segment on as it arrives (inflight.go).
-func (sw *swarm) receiving(seq uint64, exclude map[*remote]bool) *remote {
-	var best *remote
-	bestRate := -1.0
-	for _, r := range sw.connected() {
-		if exclude[r] || !r.isLoading(seq) {
-			continue
-		}
-		if rt := max(r.rate(), 1); rt > bestRate {
 			best, bestRate = r, rt
 		}
 	}
