@@ -34,10 +34,10 @@ func TestDashjsLiveSwarm(t *testing.T) {
 // liveDASHSwarm plays the live DASH demo on page with 4 viewers for 60 s:
 // every viewer gets bytes from peers, offload at least 0.6, no stall, every
 // agent segment the CDN's bytes, the tracker's figures the pages', and each
-// player's bandwidth estimate (abrJS) the CDN's.
+// player's bandwidth estimate (abrJS) the CDN's, with the CDN paced (abrCDN).
 func liveDASHSwarm(t *testing.T, page, abrJS string) {
 	t.Helper()
-	addr, _ := serve(t, "--demo")
+	addr, _ := serve(t, abrCDN...)
 	first, last := play(t, "http://"+addr+"/"+page+"?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
 	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
 	checkVerified(t, lastViews)
