@@ -94,6 +94,7 @@ type transfer struct {
 	buf       []byte
 	got       int
 	total     int
+	want      int // after a split (load.go's tail): complete at this many bytes
 	firstByte time.Time
 	lastByte  time.Time
 	progress  chan struct{} // signalled on every chunk
@@ -265,12 +266,15 @@ func (r *remote) handle(b []byte) {
 			t.more = nil
 		}
 		complete := t.got == t.total
+		split := !complete && t.want > 0 && t.got >= t.want
 		r.mu.Unlock()
 		select {
 		case t.progress <- struct{}{}:
 		default:
 		}
-		if complete {
+		if split {
+			r.cancel(m.ID, nil) // the CDN sends the rest
+		} else if complete {
 			r.finish(m.ID, nil)
 		}
 	}
@@ -492,7 +496,12 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 // began.
 //
 // in, when set, is where uploads find the transfer to pass its bytes on.
-func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time, in *inflight) ([]byte, int, error) {
+//
+// split, when set, is asked to start fetching the segment's tail from the
+// CDN when the transfer is projected late: the peer then sends what it can
+// by giveUp at its rate so far, less a reserve, and the transfer ends
+// there (returned with the tail; nil error once the peer reached it).
+func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time, in *inflight, split func(from int) *tail) ([]byte, int, *tail, error) {
 	r.mu.Lock()
 	r.nextID++
 	id := r.nextID
@@ -508,6 +517,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 	}
 	tick := time.NewTicker(stall / 4)
 	defer tick.Stop()
+	var tl *tail
 	for {
 		select {
 		case err := <-t.done:
@@ -517,7 +527,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			if err == nil {
 				r.observe(len(buf), time.Since(start))
 			}
-			return buf, total, err
+			return buf, total, tl, err
 		case <-t.progress:
 		case <-tick.C:
 			r.mu.Lock()
@@ -529,7 +539,20 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 				// Projected finish at the rate so far (a first chunk
 				// alone measures nothing).
 				rate := float64(got) / now.Sub(first).Seconds()
-				late = now.Add(time.Duration(float64(total-got) / rate * float64(time.Second))).After(giveUp)
+				end := total
+				if tl != nil {
+					end = tl.from
+				}
+				late = now.Add(time.Duration(float64(end-got) / rate * float64(time.Second))).After(giveUp)
+				if late && tl == nil && split != nil {
+					if x := got + int(rate*giveUp.Sub(now).Seconds()*splitShare); x-got >= minSplit && total-x >= minSplit {
+						r.mu.Lock()
+						t.want = x
+						r.mu.Unlock()
+						tl = split(x)
+						late = false
+					}
+				}
 			}
 			patience := stall
 			if got == 0 {
@@ -545,6 +568,14 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 		}
 	}
 }
+
+// A split leaves the peer the bytes it would send by the load's giveUp at
+// its rate so far, less a fifth for the rate's fall; not for a gain or a
+// tail smaller than minSplit, where one CDN request for the rest is as good.
+const (
+	splitShare = 0.8
+	minSplit   = 2 * peerwire.MaxChunk
+)
 
 // cancel stops a download and tells the peer.
 func (r *remote) cancel(id uint32, why error) {
