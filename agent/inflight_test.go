@@ -34,7 +34,7 @@ func TestReceiverPassesSegmentOnAsItArrives(t *testing.T) {
 	waitArriving(t, b, segKey{r.Swarm, r.Seq})
 	fromB := c.swarmFor(&r.Swarm).peer(b.PeerID())
 	asked := time.Now()
-	data, _, _, err := fromB.fetch(ctx, r.Seq, 5*time.Second, time.Now().Add(20*time.Second), nil, nil)
+	data, _, _, err := fromB.fetch(ctx, r.Seq, 5*time.Second, time.Now().Add(20*time.Second), fetchPlan{})
 	cAt := time.Now()
 	bAt := <-bDone
 	if err != nil || !bytes.Equal(data, segment(5)) {
@@ -72,7 +72,7 @@ func TestPasserOfBadBytesIsNotBlamed(t *testing.T) {
 	go b.Load(ctx, r)
 	waitArriving(t, b, segKey{r.Swarm, r.Seq})
 	fromB := c.swarmFor(&r.Swarm).peer(b.PeerID())
-	data, _, _, err := fromB.fetch(ctx, r.Seq, 5*time.Second, time.Now().Add(20*time.Second), nil, nil)
+	data, _, _, err := fromB.fetch(ctx, r.Seq, 5*time.Second, time.Now().Add(20*time.Second), fetchPlan{})
 	if err == nil {
 		t.Fatalf("C completed a segment B passed on unchecked (%d bytes, good: %v)", len(data), bytes.Equal(data, segment(6)))
 	}

@@ -131,8 +131,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			coming()
 			xfer := time.Now()
 			in := a.receive(k, r)
-			split := func(from int) *tail { return a.fetchTail(ctx, req.source(), from) }
-			data, total, tl, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, in, split)
+			plan := fetchPlan{in: in,
+				split:  func(from int) *tail { return a.fetchTail(ctx, req.source(), from) },
+				resume: func() bool { return sw.holderBesides(req.Seq, tried, r) != nil }}
+			data, total, tl, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, plan)
 			if tl != nil && ctx.Err() == nil {
 				// The CDN is sending the tail: the peer's bytes before
 				// it are kept, unless it answered absent (a passer
@@ -176,7 +178,20 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				r.close()
 			}
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
+				var suspect *remote // sent a rest that did not check out
+				if r2 := sw.holderBesides(req.Seq, tried, nil); r2 != nil && errors.Is(err, errStalled) && time.Until(giveUp) > resumeLeast {
+					if whole, ok := a.resumeFrom(ctx, req, r2, data, total, giveUp); ok {
+						a.waited(true)
+						a.endInflight(k, in)
+						return a.done(req, whole, SourceP2P, start, xfer, nil, ""), nil
+					} else if whole != nil {
+						suspect = r2
+					}
+				}
 				res, err := a.completeFromCDN(ctx, req, sw, r, data, total, nil, start, xfer)
+				if err == nil && suspect != nil && res.Source == SourceMixed {
+					a.badPeer(sw, suspect, k) // r's bytes checked out with the CDN's: r2's did not
+				}
 				a.endInflight(k, in) // after the store: uploads passing it on finish from the cache
 				return res, err
 			}
@@ -431,6 +446,36 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 	return a.done(req, data, SourceMixed, start, xfer, nil, ""), nil
 }
 
+// resumeLeast is the least time before a load's reserve point worth asking
+// another holder for the rest of a stalled transfer.
+const resumeLeast = 500 * time.Millisecond
+
+// resumeFrom asks r2 for the rest of a segment whose transfer stalled after
+// head. It returns the whole segment and true if r2 sent the rest in time
+// and the whole checked out. Whole but bad, it returns the bytes and false:
+// head's sender or r2 sent bad bytes, and the CDN's rest after head tells
+// which. Anything else returns nil: the CDN sends the rest after head.
+// The rest is never split with the CDN: a bad whole of three sources
+// would blame nobody surely.
+func (a *Agent) resumeFrom(ctx context.Context, req Request, r2 *remote, head []byte, total int, giveUp time.Time) ([]byte, bool) {
+	data, total2, _, err := r2.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, fetchPlan{head: head})
+	if err != nil || total2 != total || len(data) != total {
+		a.stats.wasted.Add(int64(max(0, len(data)-len(head))))
+		if err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r2.failed() {
+			r2.close()
+		}
+		return nil, false
+	}
+	k := segKey{req.Swarm, req.Seq}
+	if !a.goodFromPeer(k, req.source(), data) {
+		a.stats.wasted.Add(int64(len(data) - len(head)))
+		return data, false
+	}
+	a.stats.p2p.Add(int64(len(data)))
+	a.store(k, data)
+	return data, true
+}
+
 // done records a loaded segment and returns it. cdn is the fetch that
 // brought it whole from the CDN, if one did.
 func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time, cdn *fetchTiming, why string) Result {
@@ -629,7 +674,7 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 	}
 	in := a.receive(k, r)
 	defer a.endInflight(k, in) // after the store below
-	data, _, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget), in, nil)
+	data, _, _, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, time.Now().Add(prefetchBudget), fetchPlan{in: in})
 	if err == nil && !a.goodFromPeer(k, req.source(), data) {
 		a.stats.wasted.Add(int64(len(data)))
 		a.badPeer(sw, r, k)

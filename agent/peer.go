@@ -248,10 +248,10 @@ func (r *remote) handle(b []byte) {
 			r.a.stats.wasted.Add(int64(len(m.Data)))
 			return // cancelled: chunks still in flight
 		}
-		if t.total == 0 {
+		if t.total == 0 && int(m.Total) >= t.got {
 			t.firstByte = time.Now()
 			t.total = int(m.Total)
-			t.buf = make([]byte, 0, t.total)
+			t.buf = append(make([]byte, 0, t.total), t.buf...)
 		}
 		if int(m.Total) != t.total || int(m.Offset) != t.got || t.got+len(m.Data) > t.total {
 			r.mu.Unlock()
@@ -495,24 +495,20 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 // holder's full rate look slow, and it was cancelled for the CDN as it
 // began.
 //
-// in, when set, is where uploads find the transfer to pass its bytes on.
-//
-// split, when set, is asked to start fetching the segment's tail from the
-// CDN when the transfer is projected late: the peer then sends what it can
-// by giveUp at its rate so far, less a reserve, and the transfer ends
-// there (returned with the tail; nil error once the peer reached it).
-func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time, in *inflight, split func(from int) *tail) ([]byte, int, *tail, error) {
+// plan says how the transfer may end early or start late (fetchPlan).
+func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giveUp time.Time, plan fetchPlan) ([]byte, int, *tail, error) {
+	in, split, head := plan.in, plan.split, plan.head
 	r.mu.Lock()
 	r.nextID++
 	id := r.nextID
-	t := &transfer{seq: seq, lastByte: time.Now(), progress: make(chan struct{}, 1), done: make(chan error, 1)}
+	t := &transfer{seq: seq, buf: head, got: len(head), lastByte: time.Now(), progress: make(chan struct{}, 1), done: make(chan error, 1)}
 	r.downloads[id] = t
 	r.mu.Unlock()
 	if in != nil {
 		in.attach(t)
 	}
 	start := time.Now()
-	if !r.send(peerwire.Request(id, seq, 0)) {
+	if !r.send(peerwire.Request(id, seq, uint32(len(head)))) {
 		r.finish(id, errPeerGone)
 	}
 	tick := time.NewTicker(stall / 4)
@@ -525,7 +521,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			buf, total := t.buf, t.total
 			r.mu.Unlock()
 			if err == nil {
-				r.observe(len(buf), time.Since(start))
+				r.observe(len(buf)-len(head), time.Since(start))
 			}
 			return buf, total, tl, err
 		case <-t.progress:
@@ -538,12 +534,19 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			if total > 0 && got > 0 && now.Sub(first) >= stall/4 {
 				// Projected finish at the rate so far (a first chunk
 				// alone measures nothing).
-				rate := float64(got) / now.Sub(first).Seconds()
+				rate := float64(got-len(head)) / now.Sub(first).Seconds()
 				end := total
 				if tl != nil {
 					end = tl.from
 				}
 				late = now.Add(time.Duration(float64(end-got) / rate * float64(time.Second))).After(giveUp)
+				if late && tl == nil && plan.resume != nil && now.Sub(last) > resumeStall && giveUp.Sub(now) > resumeLeast && plan.resume() {
+					// Stalled, most likely behind a lost packet and
+					// SCTP's retransmission timer: another holder
+					// sends the rest (Load), not the CDN.
+					r.cancel(id, errStalled)
+					continue
+				}
 				if late && tl == nil && split != nil {
 					if x := got + int(rate*giveUp.Sub(now).Seconds()*splitShare); x-got >= minSplit && total-x >= minSplit {
 						r.mu.Lock()
@@ -555,7 +558,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 				}
 			}
 			patience := stall
-			if got == 0 {
+			if got == len(head) {
 				patience += uploadQueueWait
 			}
 			if now.Sub(last) > patience || late || now.After(giveUp) {
@@ -568,6 +571,30 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 		}
 	}
 }
+
+// fetchPlan is how a download may end early, or start late.
+type fetchPlan struct {
+	// in, when set, is where uploads find the transfer to pass its
+	// bytes on.
+	in *inflight
+	// split, when set, is asked to start fetching the segment's tail
+	// from the CDN when the transfer is projected late: the peer then
+	// sends what it can by giveUp at its rate so far, less a reserve,
+	// and the transfer ends there (returned with the tail; nil error
+	// once the peer reached it).
+	split func(from int) *tail
+	// resume, when set, reports whether another peer could send the
+	// rest: a transfer projected late that has stalled (resumeStall)
+	// then ends (errStalled) for it rather than split.
+	resume func() bool
+	// head is the segment's first bytes, from another peer: the
+	// transfer asks for the rest.
+	head []byte
+}
+
+// resumeStall is how long without a chunk makes a late transfer a stalled
+// one.
+const resumeStall = 300 * time.Millisecond
 
 // A split leaves the peer the bytes it would send by the load's giveUp at
 // its rate so far, less a fifth for the rate's fall; not for a gain or a

@@ -67,3 +67,95 @@ func TestSplitTransferWhosePeerLeaves(t *testing.T) {
 		t.Fatalf("source %s, want %s (the holder's bytes before it left, the CDN's after)", res.Source, SourceMixed)
 	}
 }
+
+// TestStalledTransferResumesFromAnotherHolder: holder A stops sending after
+// 100 KB of the segment (as a transfer waits for SCTP to resend a lost
+// packet); meanwhile B gets the segment from the CDN. The viewer, finding
+// its transfer stalled and late, asks B for the rest, from where A
+// stopped, and the CDN sends it nothing. Before, the CDN sent the rest: a
+// tail and the gap to it (200 KB).
+func TestStalledTransferResumesFromAnotherHolder(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	a := startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
+	b := startAgent(t, tr, nil)
+	v := startAgent(t, tr, nil)
+	waitPeers(t, 2, a, b, v)
+	ctx := context.Background()
+	if _, err := a.Load(ctx, req(o, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitHolds(t, v, req(o, 5, 0))
+	r := req(o, 5, v.cdnEstimate()+v.cdnSafety()+3*time.Second)
+	type result struct {
+		res Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := v.Load(ctx, r)
+		done <- result{res, err}
+	}()
+	waitArriving(t, v, segKey{r.Swarm, r.Seq})
+	if _, err := b.Load(ctx, req(o, 5, 0)); err != nil { // due at once: from the CDN
+		t.Fatal(err)
+	}
+	before := o.sent.Load()
+	got := <-done
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	cdn := o.sent.Load() - before
+	t.Logf("source %s in %v; the CDN sent %d bytes for it", got.res.Source, got.res.Duration.Round(time.Millisecond), cdn)
+	if !bytes.Equal(got.res.Data, segment(5)) {
+		t.Fatalf("got %d bytes, not the segment", len(got.res.Data))
+	}
+	if got.res.Source != SourceP2P || cdn != 0 {
+		t.Fatalf("source %s with %d bytes from the CDN: the rest did not come from the other holder", got.res.Source, cdn)
+	}
+}
+
+// TestResumeFromCorruptHolderBlamesIt: as above, but B corrupts its
+// uploads. The whole (A's 100 KB, B's rest) fails its hash; the CDN's rest
+// after A's bytes checks out, so B is the one dropped and banned, and the
+// player gets the segment.
+func TestResumeFromCorruptHolderBlamesIt(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	a := startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
+	b := startAgent(t, tr, func(c *Config) { c.Adversary = &Adversary{CorruptUploads: true} })
+	v := startAgent(t, tr, nil)
+	waitPeers(t, 2, a, b, v)
+	ctx := context.Background()
+	if _, err := a.Load(ctx, req(o, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitHolds(t, v, req(o, 5, 0))
+	r := req(o, 5, v.cdnEstimate()+v.cdnSafety()+3*time.Second)
+	done := make(chan Result, 1)
+	go func() {
+		res, err := v.Load(ctx, r)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	waitArriving(t, v, segKey{r.Swarm, r.Seq})
+	if _, err := b.Load(ctx, req(o, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	sw := v.swarmFor(&r.Swarm)
+	t.Logf("source %s; corrupt segments seen %d; B banned %v, A banned %v", res.Source, v.Stats().Corrupt, sw.isBanned(b.PeerID()), sw.isBanned(a.PeerID()))
+	if !bytes.Equal(res.Data, segment(5)) {
+		t.Fatalf("got %d bytes, not the segment", len(res.Data))
+	}
+	if !sw.isBanned(b.PeerID()) || sw.isBanned(a.PeerID()) {
+		t.Fatal("the corrupt holder was not the one banned")
+	}
+}
+
+// isBanned reports whether id sent this agent a corrupt segment.
+func (sw *swarm) isBanned(id string) bool {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.banned[id]
+}
