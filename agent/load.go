@@ -423,16 +423,16 @@ func (a *Agent) completeFromCDN(ctx context.Context, req Request, sw *swarm, r *
 		joined = append(head[:len(head):len(head)], rest...)
 	}
 	switch {
-	case sizesAgree && a.goodFromPeer(segKey{req.Swarm, req.Seq}, req.source(), joined):
+	case len(head) > 0 && sizesAgree && a.goodFromPeer(segKey{req.Swarm, req.Seq}, req.source(), joined):
 		data = joined
 		a.stats.p2p.Add(int64(len(head)))
-	case cdnTotal == len(rest): // the CDN sent it whole (no range support or sizes differ)
+	case cdnTotal == len(rest): // the CDN sent it whole (no range support, sizes differ, or no peer bytes kept)
 		a.stats.wasted.Add(int64(len(head)))
 		a.keepCDNBehind(ctx, req, rest, nil)
 		return a.done(req, rest, SourceCDN, start, xfer, nil, ""), nil
 	default:
 		a.stats.wasted.Add(int64(len(head)))
-		if sizesAgree {
+		if sizesAgree && len(head) > 0 {
 			a.badPeer(sw, r, segKey{req.Swarm, req.Seq}) // the sizes agreed: the peer's bytes did not
 		}
 		data, _, _, err = a.fetchCDN(ctx, req.source(), 0, -1)

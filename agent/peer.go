@@ -513,9 +513,17 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 	}
 	tick := time.NewTicker(stall / 4)
 	defer tick.Stop()
+	// The reserve point exactly, not at the next tick: the CDN's reserve
+	// after it is sized for a whole segment, and a tick (stall/4) late
+	// took a share of it, more so now that a split transfer runs close
+	// to giveUp by design.
+	reserve := time.NewTimer(time.Until(giveUp))
+	defer reserve.Stop()
 	var tl *tail
 	for {
 		select {
+		case <-reserve.C:
+			r.cancel(id, errStalled)
 		case err := <-t.done:
 			r.mu.Lock()
 			buf, total := t.buf, t.total
@@ -531,9 +539,10 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			r.mu.Unlock()
 			now := time.Now()
 			late := false
-			if total > 0 && got > 0 && now.Sub(first) >= stall/4 {
+			if total > 0 && got > len(head) && now.Sub(first) >= stall/4 {
 				// Projected finish at the rate so far (a first chunk
-				// alone measures nothing).
+				// alone measures nothing; a resumed transfer's rate
+				// counts only what this peer sent).
 				rate := float64(got-len(head)) / now.Sub(first).Seconds()
 				end := total
 				if tl != nil {

@@ -331,13 +331,13 @@ func (sw *swarm) receiving(seq uint64, exclude map[*remote]bool) *remote {
 	return sw.fastest(exclude, func(r *remote) bool { return r.isLoading(seq) })
 }
 
-// fastest returns the connected peer with the best measured throughput
-// among those not excluded for which ok holds, or nil.
 // holderBesides is best, leaving out except as well as the peers tried.
 func (sw *swarm) holderBesides(seq uint64, tried map[*remote]bool, except *remote) *remote {
 	return sw.fastest(tried, func(r *remote) bool { return r != except && r.holds(seq) })
 }
 
+// fastest returns the connected peer with the best measured throughput
+// among those not excluded for which ok holds, or nil.
 func (sw *swarm) fastest(exclude map[*remote]bool, ok func(*remote) bool) *remote {
 	var best *remote
 	bestRate := -1.0
