@@ -131,9 +131,17 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			coming()
 			xfer := time.Now()
 			in := a.receive(k, r)
+			// resumer is the holder to ask for the rest of a stalled
+			// transfer from r, if one is connected and there is time.
+			resumer := func() *remote {
+				if time.Until(giveUp) <= resumeLeast {
+					return nil
+				}
+				return sw.holderBesides(req.Seq, tried, r)
+			}
 			plan := fetchPlan{in: in,
 				split:  func(from int) *tail { return a.fetchTail(ctx, req.source(), from) },
-				resume: func() bool { return sw.holderBesides(req.Seq, tried, r) != nil }}
+				resume: func() bool { return resumer() != nil }}
 			data, total, tl, err := r.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, plan)
 			if tl != nil && ctx.Err() == nil {
 				// The CDN is sending the tail: the peer's bytes before
@@ -142,9 +150,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				if errors.Is(err, errAbsent) {
 					a.stats.wasted.Add(int64(len(data)))
 					data = nil
-				} else if err != nil && !errors.Is(err, errCancelled) && r.failed() {
-					r.close()
 				}
+				r.failedBy(err)
 				res, err := a.completeFromCDN(ctx, req, sw, r, data, total, tl, start, xfer)
 				a.endInflight(k, in) // after the store: uploads passing it on finish from the cache
 				return res, err
@@ -173,13 +180,10 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				refusedAt[r] = time.Now()
 				continue
 			}
-			if !errors.Is(err, errCancelled) && r.failed() {
-				a.log.Debug("dropping failing peer", "peer", r.id)
-				r.close()
-			}
+			r.failedBy(err)
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
 				var suspect *remote // sent a rest that did not check out
-				if r2 := sw.holderBesides(req.Seq, tried, nil); r2 != nil && errors.Is(err, errStalled) && time.Until(giveUp) > resumeLeast {
+				if r2 := resumer(); r2 != nil && errors.Is(err, errStalled) {
 					if whole, ok := a.resumeFrom(ctx, req, r2, data, total, giveUp); ok {
 						a.waited(true)
 						a.endInflight(k, in)
@@ -461,9 +465,7 @@ func (a *Agent) resumeFrom(ctx context.Context, req Request, r2 *remote, head []
 	data, total2, _, err := r2.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, fetchPlan{head: head})
 	if err != nil || total2 != total || len(data) != total {
 		a.stats.wasted.Add(int64(max(0, len(data)-len(head))))
-		if err != nil && !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r2.failed() {
-			r2.close()
-		}
+		r2.failedBy(err)
 		return nil, false
 	}
 	k := segKey{req.Swarm, req.Seq}
@@ -682,9 +684,7 @@ func (a *Agent) Prefetch(ctx context.Context, req Request) bool {
 	}
 	if err != nil {
 		a.stats.wasted.Add(int64(len(data)))
-		if !errors.Is(err, errCancelled) && !errors.Is(err, errAbsent) && r.failed() {
-			r.close()
-		}
+		r.failedBy(err)
 		return false
 	}
 	a.stats.p2p.Add(int64(len(data)))

@@ -570,7 +570,7 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			if got == len(head) {
 				patience += uploadQueueWait
 			}
-			if now.Sub(last) > patience || late || now.After(giveUp) {
+			if now.Sub(last) > patience || late { // (giveUp: the reserve timer)
 				r.cancel(id, errStalled)
 			}
 		case <-ctx.Done():
@@ -640,6 +640,19 @@ func (r *remote) observe(n int, d time.Duration) {
 	r.throughput = ewma(r.throughput, bps)
 	r.failures = 0
 	r.mu.Unlock()
+}
+
+// failedBy counts a transfer that ended with err against r, and drops r
+// after maxFailures. Neither the requester's own cancel nor a refusal
+// (absent: busy, or passing on a copy that did not arrive) counts.
+func (r *remote) failedBy(err error) {
+	if err == nil || errors.Is(err, errCancelled) || errors.Is(err, errAbsent) {
+		return
+	}
+	if r.failed() {
+		r.a.log.Debug("dropping failing peer", "peer", r.id)
+		r.close()
+	}
 }
 
 // failed counts a failed transfer; it reports whether the peer should go.

@@ -75,36 +75,13 @@ func TestSplitTransferWhosePeerLeaves(t *testing.T) {
 // stopped, and the CDN sends it nothing. Before, the CDN sent the rest: a
 // tail and the gap to it (200 KB).
 func TestStalledTransferResumesFromAnotherHolder(t *testing.T) {
-	o, tr := startOrigin(t), startTracker(t)
-	a := startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
-	b := startAgent(t, tr, nil)
-	v := startAgent(t, tr, nil)
-	waitPeers(t, 2, a, b, v)
-	ctx := context.Background()
-	if _, err := a.Load(ctx, req(o, 5, 0)); err != nil {
-		t.Fatal(err)
-	}
-	waitHolds(t, v, req(o, 5, 0))
-	r := req(o, 5, v.cdnEstimate()+v.cdnSafety()+3*time.Second)
-	type result struct {
-		res Result
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := v.Load(ctx, r)
-		done <- result{res, err}
-	}()
-	waitArriving(t, v, segKey{r.Swarm, r.Seq})
-	if _, err := b.Load(ctx, req(o, 5, 0)); err != nil { // due at once: from the CDN
-		t.Fatal(err)
-	}
-	before := o.sent.Load()
-	got := <-done
+	s := stallThenHold(t, nil)
+	before := s.o.sent.Load()
+	got := <-s.done
 	if got.err != nil {
 		t.Fatal(got.err)
 	}
-	cdn := o.sent.Load() - before
+	cdn := s.o.sent.Load() - before
 	t.Logf("source %s in %v; the CDN sent %d bytes for it", got.res.Source, got.res.Duration.Round(time.Millisecond), cdn)
 	if !bytes.Equal(got.res.Data, segment(5)) {
 		t.Fatalf("got %d bytes, not the segment", len(got.res.Data))
@@ -119,38 +96,62 @@ func TestStalledTransferResumesFromAnotherHolder(t *testing.T) {
 // after A's bytes checks out, so B is the one dropped and banned, and the
 // player gets the segment.
 func TestResumeFromCorruptHolderBlamesIt(t *testing.T) {
-	o, tr := startOrigin(t), startTracker(t)
-	a := startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
-	b := startAgent(t, tr, func(c *Config) { c.Adversary = &Adversary{CorruptUploads: true} })
-	v := startAgent(t, tr, nil)
-	waitPeers(t, 2, a, b, v)
-	ctx := context.Background()
-	if _, err := a.Load(ctx, req(o, 5, 0)); err != nil {
-		t.Fatal(err)
+	s := stallThenHold(t, func(c *Config) { c.Adversary = &Adversary{CorruptUploads: true} })
+	got := <-s.done
+	if got.err != nil {
+		t.Fatal(got.err)
 	}
-	waitHolds(t, v, req(o, 5, 0))
-	r := req(o, 5, v.cdnEstimate()+v.cdnSafety()+3*time.Second)
-	done := make(chan Result, 1)
-	go func() {
-		res, err := v.Load(ctx, r)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	waitArriving(t, v, segKey{r.Swarm, r.Seq})
-	if _, err := b.Load(ctx, req(o, 5, 0)); err != nil {
-		t.Fatal(err)
+	sw := s.v.swarmFor(&s.r.Swarm)
+	t.Logf("source %s; corrupt segments seen %d; B banned %v, A banned %v", got.res.Source, s.v.Stats().Corrupt, sw.isBanned(s.b.PeerID()), sw.isBanned(s.a.PeerID()))
+	if !bytes.Equal(got.res.Data, segment(5)) {
+		t.Fatalf("got %d bytes, not the segment", len(got.res.Data))
 	}
-	res := <-done
-	sw := v.swarmFor(&r.Swarm)
-	t.Logf("source %s; corrupt segments seen %d; B banned %v, A banned %v", res.Source, v.Stats().Corrupt, sw.isBanned(b.PeerID()), sw.isBanned(a.PeerID()))
-	if !bytes.Equal(res.Data, segment(5)) {
-		t.Fatalf("got %d bytes, not the segment", len(res.Data))
-	}
-	if !sw.isBanned(b.PeerID()) || sw.isBanned(a.PeerID()) {
+	if !sw.isBanned(s.b.PeerID()) || sw.isBanned(s.a.PeerID()) {
 		t.Fatal("the corrupt holder was not the one banned")
 	}
+}
+
+// stalled is a viewer's load from a holder that stalled, with another
+// holder at hand.
+type stalled struct {
+	o       *testOrigin
+	a, b, v *Agent
+	r       Request
+	done    chan loadResult // v's load, once it ends
+}
+
+type loadResult struct {
+	res Result
+	err error
+}
+
+// stallThenHold: holder A stops sending after 100 KB of segment 5; viewer v
+// starts loading it from A (about 3 s before its reserve point), and once
+// the bytes arrive, B (mutateB) gets the segment from the CDN.
+func stallThenHold(t *testing.T, mutateB func(*Config)) stalled {
+	t.Helper()
+	o, tr := startOrigin(t), startTracker(t)
+	s := stalled{o: o}
+	s.a = startAgent(t, tr, func(c *Config) { c.uploadStallAfter = 100 << 10 })
+	s.b = startAgent(t, tr, mutateB)
+	s.v = startAgent(t, tr, nil)
+	waitPeers(t, 2, s.a, s.b, s.v)
+	ctx := context.Background()
+	if _, err := s.a.Load(ctx, req(o, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitHolds(t, s.v, req(o, 5, 0))
+	s.r = req(o, 5, s.v.cdnEstimate()+s.v.cdnSafety()+3*time.Second)
+	s.done = make(chan loadResult, 1)
+	go func() {
+		res, err := s.v.Load(ctx, s.r)
+		s.done <- loadResult{res, err}
+	}()
+	waitArriving(t, s.v, segKey{s.r.Swarm, s.r.Seq})
+	if _, err := s.b.Load(ctx, req(o, 5, 0)); err != nil { // due at once: from the CDN
+		t.Fatal(err)
+	}
+	return s
 }
 
 // isBanned reports whether id sent this agent a corrupt segment.
