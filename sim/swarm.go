@@ -127,6 +127,9 @@ type Summary struct {
 	// CDNWhy counts those loads (startup left out) by why they went to
 	// the CDN (agent.SegmentRecord.Why).
 	CDNWhy map[string]int `json:"cdnWhy,omitempty"`
+	// StartupSources counts the viewers' startup loads (their first
+	// three) by source, and for the CDN's by why ("cdn/due").
+	StartupSources map[string]int `json:"startupSources,omitempty"`
 	// LoadMsBySource is the load time p50 and p95 by where segments came
 	// from.
 	LoadMsBySource map[agent.Source][2]int64 `json:"loadMsBySource,omitempty"`
@@ -255,6 +258,16 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		for i, rec := range v.agent.Segments() {
 			sum.Sources[rec.Source]++
 			distinct[rec.Seq] = true
+			if i < startupLoads {
+				if sum.StartupSources == nil {
+					sum.StartupSources = map[string]int{}
+				}
+				k := string(rec.Source)
+				if rec.Source == agent.SourceCDN {
+					k += "/" + rec.Why
+				}
+				sum.StartupSources[k]++
+			}
 			if i >= startupLoads && rec.Source == agent.SourceCDN {
 				copies++
 				if sum.CDNWhy == nil {

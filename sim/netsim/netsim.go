@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pion/logging"
+	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/vnet"
 	"golang.org/x/time/rate"
 
@@ -110,8 +111,8 @@ func (w *World) Close() {
 }
 
 // Viewer adds a viewer on link l and returns the network its WebRTC runs
-// on.
-func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
+// on: its sockets send through the link's uplink.
+func (w *World) Viewer(l Link, seed uint64) (transport.Net, error) {
 	w.mu.Lock()
 	if w.viewers >= maxViewers {
 		w.mu.Unlock()
@@ -143,19 +144,11 @@ func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
 	}
 	rng := rand.New(rand.NewPCG(seed, uint64(k)))
 	var rngMu sync.Mutex
-	up := newPolicer(l.UpKbps)
 	r.AddChunkFilter(func(c vnet.Chunk) bool {
 		rngMu.Lock()
 		lost := l.Loss > 0 && rng.Float64() < l.Loss
 		rngMu.Unlock()
-		if lost {
-			return false
-		}
-		dst, _ := c.DestinationAddr().(*net.UDPAddr)
-		if dst != nil && !lanNet.Contains(dst.IP) {
-			return up.allow(len(c.UserData()))
-		}
-		return true
+		return !lost
 	})
 	if err := w.core.AddRouter(r); err != nil {
 		return nil, err
@@ -197,10 +190,15 @@ func (w *World) Viewer(l Link, seed uint64) (*vnet.Net, error) {
 	w.mu.Lock()
 	w.closers = append(w.closers, func() { r.Stop() })
 	w.mu.Unlock()
-	return n, nil
+	up := newUplink(l.UpKbps)
+	if up == nil {
+		return n, nil
+	}
+	w.mu.Lock()
+	w.closers = append(w.closers, up.close)
+	w.mu.Unlock()
+	return shapedNet{Net: n, up: up}, nil
 }
-
-var _, lanNet, _ = net.ParseCIDR("198.51.100.0/24")
 
 // jitterStep is how often a link's queueing delay changes.
 const jitterStep = 10 * time.Millisecond
@@ -230,22 +228,6 @@ func jitter(nic vnet.NIC, most time.Duration, seed uint64) (vnet.NIC, func(), er
 	}()
 	return df, func() { close(done); df.Close() }, nil
 }
-
-// policer drops what an uplink cannot carry: a short-buffered access
-// link. SCTP's congestion control then sends at about its rate.
-type policer struct {
-	l *rate.Limiter // bytes
-}
-
-func newPolicer(kbps int) *policer {
-	if kbps <= 0 {
-		return &policer{}
-	}
-	bytes := kbps * 1000 / 8
-	return &policer{l: rate.NewLimiter(rate.Limit(bytes), max(bytes/10, 16<<10))}
-}
-
-func (p *policer) allow(n int) bool { return p.l == nil || p.l.AllowN(time.Now(), n) }
 
 // CDNClient is an HTTP client whose requests cross l: a round trip before
 // the response starts (the connection is kept alive), then the body at the

@@ -141,3 +141,72 @@ func pings(t *testing.T, c net.PacketConn, n int) []time.Duration {
 	slices.Sort(rtts)
 	return rtts
 }
+
+// A viewer's uplink queues a burst and sends it at the link's rate, as a
+// modem does, and drops only what overflows its buffer. The policer it
+// replaced dropped 9 of the first burst's 25 packets: every loss at the end
+// of a burst cost SCTP a retransmission timeout of a second or more.
+func TestUplinkQueuesABurst(t *testing.T) {
+	w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	server, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"203.0.113.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.core.AddNet(server); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := server.ListenPacket("udp4", "203.0.113.2:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	viewer, err := w.Viewer(Link{UpKbps: 1000, NAT: Cone}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := viewer.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// burst sends n packets of 1,000 bytes at once and counts those that
+	// arrive, and when the last did.
+	burst := func(n int) (int, time.Duration) {
+		start := time.Now()
+		for range n {
+			if _, err := c.WriteTo(make([]byte, 1000), &net.UDPAddr{IP: net.ParseIP("203.0.113.2"), Port: 9}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, last := 0, time.Duration(0)
+		buf := make([]byte, 1500)
+		for {
+			sink.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return got, last
+			}
+			got++
+			last = time.Since(start)
+		}
+	}
+	// 25 kB at 1 Mbit/s: all of it, over about 200 ms.
+	got, last := burst(25)
+	t.Logf("25 packets: %d arrived, the last after %v", got, last)
+	if got != 25 {
+		t.Errorf("%d of a 25-packet burst arrived: the uplink dropped what its buffer holds", got)
+	}
+	if last < 150*time.Millisecond {
+		t.Errorf("a 25 kB burst arrived in %v: faster than 1 Mbit/s", last)
+	}
+	// 100 kB: the buffer (100 ms and 16 KiB, about 29 kB) and no more.
+	got, _ = burst(100)
+	t.Logf("100 packets: %d arrived", got)
+	if got < 25 || got > 35 {
+		t.Errorf("%d of a 100-packet burst arrived, want the buffer's 25-35", got)
+	}
+}

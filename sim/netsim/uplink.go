@@ -1,0 +1,167 @@
+package netsim
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/transport/v5"
+)
+
+// uplink is a viewer's access link outwards: what its sockets send waits in
+// one queue, the modem's buffer, and leaves at the link's rate; what finds
+// the buffer full is dropped. An access link is a queue both ways (the
+// downlink is vnet's TBF queue). A policer, which drops every packet over
+// its burst instead of delaying it, turned each burst of a congestion
+// window into losses, and each loss at the end of a burst into an SCTP
+// retransmission timeout of at least a second: stalls that real modems,
+// which queue, do not cause.
+type uplink struct {
+	perByte time.Duration // serialisation time of a byte
+	buffer  time.Duration // the most the queue holds, in time at the rate
+
+	mu   sync.Mutex
+	free time.Time // when the link has sent everything queued
+	q    []departure
+	wake chan struct{}
+	done chan struct{}
+}
+
+type departure struct {
+	at   time.Time
+	send func()
+}
+
+// upBuffer is the uplink's buffer: 100 ms at the link's rate and 16 KiB,
+// as the downlink's.
+const upBuffer = 100 * time.Millisecond
+
+func newUplink(kbps int) *uplink {
+	if kbps <= 0 {
+		return nil
+	}
+	perByte := time.Duration(float64(time.Second) * 8 / float64(kbps*1000))
+	u := &uplink{perByte: perByte, buffer: upBuffer + 16<<10*perByte, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go u.run()
+	return u
+}
+
+// enqueue queues a packet of n bytes; send is called when it has left.
+// It reports false when the buffer was full and the packet dropped.
+func (u *uplink) enqueue(n int, send func()) bool {
+	now := time.Now()
+	u.mu.Lock()
+	if u.free.Before(now) {
+		u.free = now
+	}
+	if u.free.Sub(now) > u.buffer {
+		u.mu.Unlock()
+		return false
+	}
+	u.free = u.free.Add(time.Duration(n) * u.perByte)
+	u.q = append(u.q, departure{at: u.free, send: send})
+	u.mu.Unlock()
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (u *uplink) run() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		u.mu.Lock()
+		now := time.Now()
+		var due []departure
+		for len(u.q) > 0 && !u.q[0].at.After(now) {
+			due = append(due, u.q[0])
+			u.q = u.q[1:]
+		}
+		wait := time.Hour
+		if len(u.q) > 0 {
+			wait = u.q[0].at.Sub(now)
+		}
+		u.mu.Unlock()
+		for _, d := range due {
+			d.send()
+		}
+		if len(due) > 0 {
+			continue
+		}
+		t.Reset(wait)
+		select {
+		case <-u.done:
+			return
+		case <-u.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (u *uplink) close() { close(u.done) }
+
+// shapedNet is a viewer's network whose UDP sockets send through its
+// uplink.
+type shapedNet struct {
+	transport.Net
+	up *uplink
+}
+
+func (s shapedNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := s.Net.ListenUDP(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &shapedUDP{UDPConn: c, up: s.up}, nil
+}
+
+func (s shapedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := s.Net.ListenPacket(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &shapedPacket{PacketConn: c, up: s.up}, nil
+}
+
+// sendLater queues a copy of p (the caller may reuse p at once, as with
+// a kernel socket) and reports it sent, as a socket does whatever the
+// modem then drops.
+func sendLater(up *uplink, p []byte, write func([]byte)) (int, error) {
+	b := append([]byte(nil), p...)
+	up.enqueue(len(b), func() { write(b) })
+	return len(p), nil
+}
+
+type shapedUDP struct {
+	transport.UDPConn
+	up *uplink
+}
+
+func (c *shapedUDP) WriteTo(p []byte, addr net.Addr) (int, error) {
+	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.WriteTo(b, addr) })
+}
+
+func (c *shapedUDP) WriteToUDP(p []byte, addr *net.UDPAddr) (int, error) {
+	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.WriteToUDP(b, addr) })
+}
+
+func (c *shapedUDP) Write(p []byte) (int, error) {
+	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.Write(b) })
+}
+
+func (c *shapedUDP) WriteMsgUDP(p, oob []byte, addr *net.UDPAddr) (int, int, error) {
+	o := append([]byte(nil), oob...)
+	n, err := sendLater(c.up, p, func(b []byte) { _, _, _ = c.UDPConn.WriteMsgUDP(b, o, addr) })
+	return n, len(oob), err
+}
+
+type shapedPacket struct {
+	net.PacketConn
+	up *uplink
+}
+
+func (c *shapedPacket) WriteTo(p []byte, addr net.Addr) (int, error) {
+	return sendLater(c.up, p, func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) })
+}
