@@ -29,7 +29,8 @@ type NAT string
 
 const (
 	// Cone maps each local port to one public port for every destination
-	// and lets in replies from any address it sent to: home routers.
+	// and lets in replies from any address and port it sent to (port
+	// restricted): home routers.
 	Cone NAT = "cone"
 	// Symmetric maps every destination to its own port: STUN's answer is
 	// useless to peers, and two symmetric viewers never meet directly.
