@@ -32,14 +32,6 @@ func newAPI(cfg *Config) rtcAPI {
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
-	// pion holds back a pair through a NAT (server or peer reflexive)
-	// 0.5-1 s before nominating it, in case a host pair turns up; behind a
-	// NAT none will, and a browser does not wait like that. Measured on
-	// simulated cable links, a viewer's first peer connection opened
-	// 0.9-1.1 s after it joined, past its second segment's reserve
-	// point, which then went to the CDN.
-	se.SetSrflxAcceptanceMinWait(0)
-	se.SetPrflxAcceptanceMinWait(0)
 	if cfg.relayOnly {
 		// pion holds relayed pairs back 2 s in case a direct one turns up;
 		// with relays the only kind there is none will, and a browser told

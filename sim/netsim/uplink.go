@@ -18,6 +18,7 @@ import (
 // which queue, do not cause.
 type uplink struct {
 	perByte time.Duration // serialisation time of a byte
+	burst   time.Duration // the bucket: what leaves at once, in time at the rate
 	buffer  time.Duration // the most the queue holds, in time at the rate
 
 	mu   sync.Mutex
@@ -32,23 +33,30 @@ type departure struct {
 	send func()
 }
 
-// upBuffer is the uplink's buffer: 100 ms at the link's rate and 16 KiB,
-// as the downlink's.
-const upBuffer = 100 * time.Millisecond
+// upBuffer and upBurst are the uplink's buffer and bucket, as the
+// downlink's TBF queue: 16 KiB leave at once, then 100 ms more wait.
+const (
+	upBuffer = 100 * time.Millisecond
+	upBurst  = 16 << 10
+)
 
 func newUplink(kbps int) *uplink {
 	if kbps <= 0 {
 		return nil
 	}
 	perByte := time.Duration(float64(time.Second) * 8 / float64(kbps*1000))
-	u := &uplink{perByte: perByte, buffer: upBuffer + 16<<10*perByte, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	u := &uplink{perByte: perByte, burst: upBurst * perByte, buffer: upBuffer + upBurst*perByte,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go u.run()
 	return u
 }
 
-// enqueue queues a packet of n bytes; send is called when it has left.
-// It reports false when the buffer was full and the packet dropped.
-func (u *uplink) enqueue(n int, send func()) bool {
+// send passes a packet of len(p) bytes to write: at once while the bucket
+// holds it and nothing waits (no goroutine, no copy: the common case costs
+// the simulator little), else a copy of p once it has left, or never when
+// the buffer is full. It reports len(p), as a socket does whatever the
+// modem then drops; the caller may reuse p.
+func (u *uplink) send(p []byte, write func([]byte)) (int, error) {
 	now := time.Now()
 	u.mu.Lock()
 	if u.free.Before(now) {
@@ -56,16 +64,23 @@ func (u *uplink) enqueue(n int, send func()) bool {
 	}
 	if u.free.Sub(now) > u.buffer {
 		u.mu.Unlock()
-		return false
+		return len(p), nil // dropped
 	}
-	u.free = u.free.Add(time.Duration(n) * u.perByte)
-	u.q = append(u.q, departure{at: u.free, send: send})
+	u.free = u.free.Add(time.Duration(len(p)) * u.perByte)
+	at := u.free.Add(-u.burst)
+	if len(u.q) == 0 && !at.After(now) {
+		u.mu.Unlock()
+		write(p)
+		return len(p), nil
+	}
+	b := append([]byte(nil), p...)
+	u.q = append(u.q, departure{at: at, send: func() { write(b) }})
 	u.mu.Unlock()
 	select {
 	case u.wake <- struct{}{}:
 	default:
 	}
-	return true
+	return len(p), nil
 }
 
 func (u *uplink) run() {
@@ -125,35 +140,26 @@ func (s shapedNet) ListenPacket(network, address string) (net.PacketConn, error)
 	return &shapedPacket{PacketConn: c, up: s.up}, nil
 }
 
-// sendLater queues a copy of p (the caller may reuse p at once, as with
-// a kernel socket) and reports it sent, as a socket does whatever the
-// modem then drops.
-func sendLater(up *uplink, p []byte, write func([]byte)) (int, error) {
-	b := append([]byte(nil), p...)
-	up.enqueue(len(b), func() { write(b) })
-	return len(p), nil
-}
-
 type shapedUDP struct {
 	transport.UDPConn
 	up *uplink
 }
 
 func (c *shapedUDP) WriteTo(p []byte, addr net.Addr) (int, error) {
-	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.WriteTo(b, addr) })
+	return c.up.send(p, func(b []byte) { _, _ = c.UDPConn.WriteTo(b, addr) })
 }
 
 func (c *shapedUDP) WriteToUDP(p []byte, addr *net.UDPAddr) (int, error) {
-	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.WriteToUDP(b, addr) })
+	return c.up.send(p, func(b []byte) { _, _ = c.UDPConn.WriteToUDP(b, addr) })
 }
 
 func (c *shapedUDP) Write(p []byte) (int, error) {
-	return sendLater(c.up, p, func(b []byte) { _, _ = c.UDPConn.Write(b) })
+	return c.up.send(p, func(b []byte) { _, _ = c.UDPConn.Write(b) })
 }
 
 func (c *shapedUDP) WriteMsgUDP(p, oob []byte, addr *net.UDPAddr) (int, int, error) {
 	o := append([]byte(nil), oob...)
-	n, err := sendLater(c.up, p, func(b []byte) { _, _, _ = c.UDPConn.WriteMsgUDP(b, o, addr) })
+	n, err := c.up.send(p, func(b []byte) { _, _, _ = c.UDPConn.WriteMsgUDP(b, o, addr) })
 	return n, len(oob), err
 }
 
@@ -163,5 +169,5 @@ type shapedPacket struct {
 }
 
 func (c *shapedPacket) WriteTo(p []byte, addr net.Addr) (int, error) {
-	return sendLater(c.up, p, func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) })
+	return c.up.send(p, func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) })
 }
