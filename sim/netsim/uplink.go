@@ -21,11 +21,12 @@ type uplink struct {
 	burst   time.Duration // the bucket: what leaves at once, in time at the rate
 	buffer  time.Duration // the most the queue holds, in time at the rate
 
-	mu   sync.Mutex
-	free time.Time // when the link has sent everything queued
-	q    []departure
-	wake chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	free    time.Time // when the link has sent everything queued
+	q       []departure
+	sending bool // run is writing packets it took off q: none may pass them
+	wake    chan struct{}
+	done    chan struct{}
 }
 
 type departure struct {
@@ -68,7 +69,7 @@ func (u *uplink) send(p []byte, write func([]byte)) (int, error) {
 	}
 	u.free = u.free.Add(time.Duration(len(p)) * u.perByte)
 	at := u.free.Add(-u.burst)
-	if len(u.q) == 0 && !at.After(now) {
+	if len(u.q) == 0 && !u.sending && !at.After(now) {
 		u.mu.Unlock()
 		write(p)
 		return len(p), nil
@@ -98,11 +99,15 @@ func (u *uplink) run() {
 		if len(u.q) > 0 {
 			wait = u.q[0].at.Sub(now)
 		}
+		u.sending = len(due) > 0
 		u.mu.Unlock()
-		for _, d := range due {
-			d.send()
-		}
 		if len(due) > 0 {
+			for _, d := range due {
+				d.send()
+			}
+			u.mu.Lock()
+			u.sending = false
+			u.mu.Unlock()
 			continue
 		}
 		t.Reset(wait)
