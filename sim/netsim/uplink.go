@@ -8,9 +8,10 @@ import (
 	"github.com/pion/transport/v5"
 )
 
-// uplink is a viewer's access link outwards: what its sockets send waits in
-// one queue, the modem's buffer, and leaves at the link's rate; what finds
-// the buffer full is dropped. An access link is a queue both ways (the
+// uplink is a viewer's access link outwards: a token bucket with the
+// modem's buffer behind it. What its sockets send leaves at once within the
+// bucket, else waits in the buffer and leaves at the link's rate; what
+// finds the buffer full is dropped. An access link is a queue both ways (the
 // downlink is vnet's TBF queue). A policer, which drops every packet over
 // its burst instead of delaying it, turned each burst of a congestion
 // window into losses, and each loss at the end of a burst into an SCTP
