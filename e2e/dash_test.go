@@ -41,7 +41,7 @@ func TestDashjsLiveSwarm(t *testing.T) {
 func liveDASHSwarm(t *testing.T, page, abrJS string) {
 	t.Helper()
 	addr, _ := serve(t, abrCDN...)
-	first, last := play(t, "http://"+addr+"/"+page+"?verify=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
+	first, last := play(t, "http://"+addr+"/"+page+"?verify=1&trace=1&src=/demo/dash/live/manifest.mpd", 4, 60*time.Second, nil)
 	checkSwarm(t, first, last, 60*time.Second, swarmWant{minWithP2P: 4, minOffload: 0.55})
 	checkVerified(t, lastViews)
 	checkReports(t, addr, last)

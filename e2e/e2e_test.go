@@ -311,9 +311,27 @@ func checkSwarm(t *testing.T, first, last []sample, window time.Duration, want s
 	for i := range last {
 		if last[i].QA.Stalls > 0 {
 			t.Errorf("viewer %d stalled %d times (%.0f ms)", i, last[i].QA.Stalls, last[i].QA.StallMs)
+			logTrace(t, i)
 		}
 	}
 	return offload, withP2P
+}
+
+// logTrace logs how viewer i's segments came and when it stalled, in page
+// time: a page opened with trace=1 keeps its loads (web/static/peercdn.js).
+func logTrace(t *testing.T, i int) {
+	t.Helper()
+	if i >= len(lastViews) {
+		return
+	}
+	c, cancel := context.WithTimeout(lastViews[i], 10*time.Second)
+	defer cancel()
+	tr, err := chromedp.Run(c, chromedp.Evaluate[string](`JSON.stringify({firstFrame: Math.round(window.__qa.firstFrameMs), stallAt: window.__qa.stallAt || [], loads: window.__peercdnTrace || []})`))
+	if err != nil {
+		t.Logf("viewer %d trace: %v", i, err)
+		return
+	}
+	t.Logf("viewer %d trace: %s", i, tr)
 }
 
 func stalls(last []sample) (n int, ms float64) {
