@@ -36,8 +36,12 @@ const (
 
 // Peer errors.
 var (
-	errAbsent    = errors.New("peer does not hold the segment")
-	errStalled   = errors.New("peer stalled")
+	errAbsent  = errors.New("peer does not hold the segment")
+	errStalled = errors.New("peer stalled")
+	// errSlow ends a transfer that is sending, but too slowly for the
+	// load's reserve point, for a holder measured faster: the peer is
+	// honest, only slow, so it is not counted a failure.
+	errSlow      = errors.New("peer too slow; another holder is faster")
 	errPeerGone  = errors.New("peer connection closed")
 	errProtocol  = errors.New("peer broke the segment protocol")
 	errCancelled = errors.New("transfer cancelled")
@@ -549,12 +553,25 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 					end = tl.from
 				}
 				late = now.Add(time.Duration(float64(end-got) / rate * float64(time.Second))).After(giveUp)
-				if late && tl == nil && plan.resume != nil && now.Sub(last) > resumeStall && giveUp.Sub(now) > resumeLeast && plan.resume() {
-					// Stalled, most likely behind a lost packet and
-					// SCTP's retransmission timer: another holder
-					// sends the rest (Load), not the CDN.
-					r.cancel(id, errStalled)
-					continue
+				if late && tl == nil && plan.resume != nil && giveUp.Sub(now) > resumeLeast {
+					if now.Sub(last) > resumeStall && plan.resume(0) {
+						// Stalled, most likely behind a lost packet and
+						// SCTP's retransmission timer: another holder
+						// sends the rest (Load), not the CDN.
+						r.cancel(id, errStalled)
+						continue
+					}
+					if plan.resume(rate) {
+						// Sending, but slower than the load needs (an
+						// uplink below the bitrate, or shared by many
+						// requesters), and another holder is faster:
+						// it sends the rest, not the CDN. Mixed x 50:
+						// 240 transfers a run completed from the CDN,
+						// about half of each segment.
+						r.observe(got-len(head), now.Sub(start))
+						r.cancel(id, errSlow)
+						continue
+					}
 				}
 				if late && tl == nil && split != nil {
 					if x := got + int(rate*giveUp.Sub(now).Seconds()*splitShare); x-got >= minSplit && total-x >= minSplit {
@@ -593,9 +610,11 @@ type fetchPlan struct {
 	// once the peer reached it).
 	split func(from int) *tail
 	// resume, when set, reports whether another peer could send the
-	// rest: a transfer projected late that has stalled (resumeStall)
-	// then ends (errStalled) for it rather than split.
-	resume func() bool
+	// rest: (0) any holder, for a transfer projected late that has
+	// stalled (resumeStall), which then ends (errStalled) for it rather
+	// than split; (rate) a holder faster than rate bytes/s, for one that
+	// is only slow, which then ends with errSlow.
+	resume func(rate float64) bool
 	// head is the segment's first bytes, from another peer: the
 	// transfer asks for the rest.
 	head []byte
@@ -646,7 +665,7 @@ func (r *remote) observe(n int, d time.Duration) {
 // after maxFailures. Neither the requester's own cancel nor a refusal
 // (absent: busy, or passing on a copy that did not arrive) counts.
 func (r *remote) failedBy(err error) {
-	if err == nil || errors.Is(err, errCancelled) || errors.Is(err, errAbsent) {
+	if err == nil || errors.Is(err, errCancelled) || errors.Is(err, errAbsent) || errors.Is(err, errSlow) {
 		return
 	}
 	if r.failed() {

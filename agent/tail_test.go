@@ -160,3 +160,70 @@ func (sw *swarm) isBanned(id string) bool {
 	defer sw.mu.Unlock()
 	return sw.banned[id]
 }
+
+// TestSlowTransferSwitchesToAnotherHolder: holders A and B were measured by
+// the viewer, A the faster; then A's uplink falls to 100 KB/s (an uplink
+// below the bitrate, or shared by many requesters). The viewer's transfer
+// from A is projected late while its bytes still flow, about 2.2 s before
+// the load's reserve point: it asks B, measured at 1 MB/s, for the rest,
+// and the CDN sends it nothing. Before, the transfer was split with the
+// CDN, which sent the segment's second half, and B stayed idle.
+func TestSlowTransferSwitchesToAnotherHolder(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	a, b, v := startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)
+	waitPeers(t, 2, a, b, v)
+	ctx := context.Background()
+	// v measures A on segment 4, which only A holds, and B, capped at
+	// 1 MB/s, on segment 3.
+	measure := func(h *Agent, seq uint64) {
+		t.Helper()
+		if _, err := h.Load(ctx, req(o, seq, 0)); err != nil {
+			t.Fatal(err)
+		}
+		waitHolds(t, v, req(o, seq, 0))
+		if res, err := v.Load(ctx, req(o, seq, v.cdnEstimate()+v.cdnSafety()+3*time.Second)); err != nil || res.Source != SourceP2P {
+			t.Fatalf("segment %d: %v from %v, want it from a peer", seq, err, res.Source)
+		}
+	}
+	measure(a, 4)
+	mbps, uncapped := 1<<20, 0
+	if err := b.Configure(Live{UploadBytesPerSecond: &mbps}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.up.WaitN(ctx, mbps); err != nil {
+		t.Fatal(err)
+	}
+	measure(b, 3)
+	if err := b.Configure(Live{UploadBytesPerSecond: &uncapped}); err != nil {
+		t.Fatal(err)
+	}
+	sw := v.swarmFor(&testSwarm)
+	t.Logf("v measured A at %.0f KB/s, B at %.0f KB/s", sw.peer(a.PeerID()).rate()/1024, sw.peer(b.PeerID()).rate()/1024)
+	for _, h := range []*Agent{a, b} {
+		if _, err := h.Load(ctx, req(o, 5, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHolds(t, v, req(o, 5, 0))
+	bps := 100 << 10
+	if err := a.Configure(Live{UploadBytesPerSecond: &bps}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.up.WaitN(ctx, bps); err != nil { // the cap's burst spent
+		t.Fatal(err)
+	}
+	before := o.sent.Load()
+	res, err := v.Load(ctx, req(o, 5, v.cdnEstimate()+v.cdnSafety()+2200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdn := o.sent.Load() - before
+	upB := b.Stats().UploadBytes - segSize // less segment 3
+	t.Logf("source %s in %v; the CDN sent %d bytes for it; B sent %d", res.Source, res.Duration.Round(time.Millisecond), cdn, upB)
+	if !bytes.Equal(res.Data, segment(5)) {
+		t.Fatalf("got %d bytes, not the segment", len(res.Data))
+	}
+	if res.Source != SourceP2P || cdn != 0 || upB <= 0 {
+		t.Fatalf("source %s with %d bytes from the CDN, %d from B: the rest did not come from the faster holder", res.Source, cdn, upB)
+	}
+}
