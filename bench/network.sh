@@ -9,6 +9,9 @@
 # against (cellular and a fifth of mixed below it, cable at 3x and more).
 # STREAM=builtin plays the demo's own 60 s sample (180p, about 0.2 Mbit/s).
 # PROFILE=1 writes each run's CPU profile beside its summary.
+# REPEAT=N runs each preset and size N times (network-<preset>-<viewers>-rK.json)
+# and adds their mean and spread: one build's mixed x 50 offload moved
+# 0.55-0.61 from run to run, so one run decides nothing within that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESETS=${PRESETS:-"fiber cable dsl cellular mixed"}
@@ -33,16 +36,20 @@ SERVE=$!
 trap 'kill $SERVE' EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR#*:}") 2>/dev/null && break; sleep 0.1; done
 outs=()
+REPEAT=${REPEAT:-1}
 for size in $SIZES; do
 	for preset in $PRESETS; do
+	for rep in $(seq "$REPEAT"); do
 		# Viewers join over a tenth of a second each (20 s for 200), then
 		# SECS are measured.
 		spread=$(( size / 10 ))
 		out=$OUTDIR/network-$preset-$size.json
+		[ "$REPEAT" -gt 1 ] && out=$OUTDIR/network-$preset-$size-r$rep.json
 		outs+=("$out")
 		echo "$preset x $size ($SECS s after joins over ${spread}s) -> $out" >&2
 		${BIN:-bin/peercdn} swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" --rendition "$rendition" \
 			--join-spread "${spread}s" --seconds $(( SECS + spread )) ${PROFILE:+--cpuprofile "${out%.json}.pprof"} --json > "$out"
+	done
 	done
 done
 python3 bench/network-table.py "${outs[@]}"
