@@ -466,9 +466,9 @@ const switchGain = 1.5
 
 // resumeFrom asks r2 for the rest of a segment whose transfer stalled, or
 // ran too slow, after head. It returns the whole segment and true if r2
-// sent the rest in time and the whole checked out. Whole but bad, it returns the bytes and false:
-// head's sender or r2 sent bad bytes, and the CDN's rest after head tells
-// which. Anything else returns nil: the CDN sends the rest after head.
+// sent the rest in time and the whole checked out. Whole but bad, it
+// returns the bytes and false: head's sender or r2 sent bad bytes, and the
+// CDN's rest after head tells which. Anything else returns nil: the CDN sends the rest after head.
 // The rest is never split with the CDN: a bad whole of three sources
 // would blame nobody surely.
 func (a *Agent) resumeFrom(ctx context.Context, req Request, r2 *remote, head []byte, total int, giveUp time.Time) ([]byte, bool) {

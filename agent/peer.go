@@ -554,20 +554,19 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 				}
 				late = now.Add(time.Duration(float64(end-got) / rate * float64(time.Second))).After(giveUp)
 				if late && tl == nil && plan.resume != nil && giveUp.Sub(now) > resumeLeast {
-					if now.Sub(last) > resumeStall && plan.resume(0) {
-						// Stalled, most likely behind a lost packet and
-						// SCTP's retransmission timer: another holder
-						// sends the rest (Load), not the CDN.
+					// Another holder sends the rest (Load), not the CDN:
+					// any holder when this transfer stalled (most likely
+					// behind a lost packet and SCTP's retransmission
+					// timer); one measured faster when it is only slow
+					// (an uplink below the bitrate, or shared by many
+					// requesters; mixed x 50 completed 226-269 such
+					// transfers a run from the CDN, about half of each).
+					stalled := now.Sub(last) > resumeStall
+					if stalled && plan.resume(0) {
 						r.cancel(id, errStalled)
 						continue
 					}
-					if plan.resume(rate) {
-						// Sending, but slower than the load needs (an
-						// uplink below the bitrate, or shared by many
-						// requesters), and another holder is faster:
-						// it sends the rest, not the CDN. Mixed x 50:
-						// 240 transfers a run completed from the CDN,
-						// about half of each segment.
+					if !stalled && plan.resume(rate) {
 						r.observe(got-len(head), now.Sub(start))
 						r.cancel(id, errSlow)
 						continue

@@ -185,18 +185,23 @@ func TestSlowTransferSwitchesToAnotherHolder(t *testing.T) {
 			t.Fatalf("segment %d: %v from %v, want it from a peer", seq, err, res.Source)
 		}
 	}
+	// capUplink caps h's upload at bps (0: none), its burst spent.
+	capUplink := func(h *Agent, bps int) {
+		t.Helper()
+		if err := h.Configure(Live{UploadBytesPerSecond: &bps}); err != nil {
+			t.Fatal(err)
+		}
+		if bps == 0 {
+			return
+		}
+		if err := h.up.WaitN(ctx, bps); err != nil {
+			t.Fatal(err)
+		}
+	}
 	measure(a, 4)
-	mbps, uncapped := 1<<20, 0
-	if err := b.Configure(Live{UploadBytesPerSecond: &mbps}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.up.WaitN(ctx, mbps); err != nil {
-		t.Fatal(err)
-	}
+	capUplink(b, 1<<20)
 	measure(b, 3)
-	if err := b.Configure(Live{UploadBytesPerSecond: &uncapped}); err != nil {
-		t.Fatal(err)
-	}
+	capUplink(b, 0)
 	sw := v.swarmFor(&testSwarm)
 	t.Logf("v measured A at %.0f KB/s, B at %.0f KB/s", sw.peer(a.PeerID()).rate()/1024, sw.peer(b.PeerID()).rate()/1024)
 	for _, h := range []*Agent{a, b} {
@@ -205,13 +210,7 @@ func TestSlowTransferSwitchesToAnotherHolder(t *testing.T) {
 		}
 	}
 	waitHolds(t, v, req(o, 5, 0))
-	bps := 100 << 10
-	if err := a.Configure(Live{UploadBytesPerSecond: &bps}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.up.WaitN(ctx, bps); err != nil { // the cap's burst spent
-		t.Fatal(err)
-	}
+	capUplink(a, 100<<10)
 	before := o.sent.Load()
 	res, err := v.Load(ctx, req(o, 5, v.cdnEstimate()+v.cdnSafety()+2200*time.Millisecond))
 	if err != nil {

@@ -39,17 +39,17 @@ outs=()
 REPEAT=${REPEAT:-1}
 for size in $SIZES; do
 	for preset in $PRESETS; do
-	for rep in $(seq "$REPEAT"); do
-		# Viewers join over a tenth of a second each (20 s for 200), then
-		# SECS are measured.
-		spread=$(( size / 10 ))
-		out=$OUTDIR/network-$preset-$size.json
-		[ "$REPEAT" -gt 1 ] && out=$OUTDIR/network-$preset-$size-r$rep.json
-		outs+=("$out")
-		echo "$preset x $size ($SECS s after joins over ${spread}s) -> $out" >&2
-		${BIN:-bin/peercdn} swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" --rendition "$rendition" \
-			--join-spread "${spread}s" --seconds $(( SECS + spread )) ${PROFILE:+--cpuprofile "${out%.json}.pprof"} --json > "$out"
-	done
+		for rep in $(seq "$REPEAT"); do
+			# Viewers join over a tenth of a second each (20 s for 200), then
+			# SECS are measured.
+			spread=$(( size / 10 ))
+			out=$OUTDIR/network-$preset-$size.json
+			[ "$REPEAT" -gt 1 ] && out=$OUTDIR/network-$preset-$size-r$rep.json
+			outs+=("$out")
+			echo "$preset x $size ($SECS s after joins over ${spread}s) -> $out" >&2
+			${BIN:-bin/peercdn} swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" --rendition "$rendition" \
+				--join-spread "${spread}s" --seconds $(( SECS + spread )) ${PROFILE:+--cpuprofile "${out%.json}.pprof"} --json > "$out"
+		done
 	done
 done
 python3 bench/network-table.py "${outs[@]}"
