@@ -74,7 +74,7 @@ bench-network: build
 # plain hls.js in the same run, live, VOD and a slow CDN (bench/field.sh),
 # on a stream shaped as the outside harness's (made with ffmpeg).
 bench-field: build vendor
-	$(MAKE) deps APT_PKGS=ffmpeg
+	$(MAKE) deps APT_PKGS="ffmpeg chromium"
 	bench/field.sh
 # bench-lab runs 22 native viewers in NAT lab households (16 homes, 6
 # symmetric NATs), with the built-in STUN, then with its TURN too (root).

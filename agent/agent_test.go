@@ -585,6 +585,65 @@ func TestABRTimingIsTheCDNs(t *testing.T) {
 	}
 }
 
+// TestCDNRateIsWholeSegments: the rate the players' ABR is told for the
+// CDN (Result.ABR of a load from a peer) is what whole segments took, as
+// the player's own loads would. The tails of segments completed from the
+// CDN, each mostly the response's fixed costs, once counted too, and made
+// the CDN look several times slower than its whole segments.
+func TestCDNRateIsWholeSegments(t *testing.T) {
+	const pause = 40 * time.Millisecond // before a range's body: a response's fixed costs
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A whole segment's body takes about 20 ms (2 ms a 32 KB write).
+		out := &pacedWriter{ResponseWriter: w, every: 2 * time.Millisecond}
+		if r.Header.Get("Range") != "" {
+			out.first = pause
+		}
+		http.ServeContent(out, r, "seg", time.Time{}, bytes.NewReader(segment(1)))
+	}))
+	t.Cleanup(srv.Close)
+	a, err := New(DefaultConfig("ws://127.0.0.1:1/ws")) // never run: only its CDN fetches
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	src := signaling.Source{URL: srv.URL + "/seg/1"}
+	_, _, whole, err := a.fetchCDN(ctx, src, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tail = 16 << 10
+	for range 5 {
+		if _, _, _, err := a.fetchCDN(ctx, src, segSize-tail, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	told, _ := a.abrTiming(segSize, nil)
+	t.Logf("the whole segment took %v; after 5 tails, a segment from a peer is reported as %v", whole.total, told)
+	if told > whole.total*3/2 {
+		t.Fatalf("a segment from a peer is reported as taking %v, the CDN's whole segment took %v", told, whole.total)
+	}
+}
+
+// pacedWriter flushes the headers, then waits first before the body's
+// first write and every before each.
+type pacedWriter struct {
+	http.ResponseWriter
+	first, every time.Duration
+	started      bool
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	if !p.started {
+		p.started = true
+		p.ResponseWriter.(http.Flusher).Flush()
+		time.Sleep(p.first)
+	}
+	time.Sleep(p.every)
+	n, err := p.ResponseWriter.Write(b)
+	p.ResponseWriter.(http.Flusher).Flush()
+	return n, err
+}
+
 // TestPeerOutcomesCounted: an agent counts its peer connections that open
 // and those negotiated that never do (what NAT and firewalls cost), and
 // reports both to the tracker, where operators see them.

@@ -363,7 +363,7 @@ func (a *Agent) ObservePlayerCDN(n int, ttfb, total time.Duration) {
 	if n <= 0 || total <= 0 || ttfb < 0 || ttfb > total {
 		return
 	}
-	a.observeCDN(ttfb, n, total)
+	a.observeCDN(ttfb, n, total, true)
 }
 
 // tracker is the tracker connection, nil while there is none.
@@ -544,6 +544,7 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from, to int
 			last = src.Range.First + int64(to) - 1
 		}
 	}
+	whole := from == 0 && to < 0 // the segment, not the tail of one
 	resp, err := a.cfg.CDN.Get(ctx, src.URL, first, last)
 	if err != nil {
 		return nil, 0, fetchTiming{}, fmt.Errorf("%w: %v", ErrCDN, err)
@@ -596,12 +597,17 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from, to int
 		size = from + len(data)
 	}
 	took := fetchTiming{firstByte: ttfb, total: time.Since(start)}
-	a.observeCDN(ttfb, len(data), took.total)
+	a.observeCDN(ttfb, len(data), took.total, whole)
 	return data, size, took, nil
 }
 
-// observeCDN folds a fetch into the CDN estimates.
-func (a *Agent) observeCDN(ttfb time.Duration, n int, d time.Duration) {
+// observeCDN folds a fetch into the CDN estimates: its time to first
+// byte, and if it was a whole segment, its rate and size. A segment's
+// tail (a range after a peer's bytes, often a few KB) measures the
+// response's fixed costs more than the link: folded in, tails made the
+// CDN look slower than its whole segments did, and players' ABR, which
+// samples whole segments, was told so.
+func (a *Agent) observeCDN(ttfb time.Duration, n int, d time.Duration, whole bool) {
 	ewma := func(v *atomic.Int64, x int64) {
 		if old := v.Load(); old == 0 {
 			v.Store(x)
@@ -610,6 +616,9 @@ func (a *Agent) observeCDN(ttfb time.Duration, n int, d time.Duration) {
 		}
 	}
 	ewma(&a.cdnRTT, int64(ttfb))
+	if !whole {
+		return
+	}
 	if body := d - ttfb; n > 0 && body > 0 {
 		ewma(&a.cdnRate, int64(float64(n)/body.Seconds()))
 	}

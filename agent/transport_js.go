@@ -4,18 +4,21 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strconv"
 	"syscall/js"
 
 	"github.com/peercdn/peercdn/internal/jspromise"
+	"github.com/peercdn/peercdn/peerwire"
 	"github.com/peercdn/peercdn/signaling"
 )
 
-// FetchCDN is CDN over the browser's fetch. The body streams: Get
-// returns when the response's headers arrive, so that the agent times the
-// CDN's first byte and its rate as the player would (the ABR figures it
-// hands the player). Reading the whole body before returning made a CDN at
-// 1.2 Mbit/s look like 4-9 Mbit/s to hls.js.
+// FetchCDN is CDN over the browser's fetch. Get returns when the
+// response's headers arrive, so that the agent times the CDN's first byte
+// as the player would (the ABR figures it hands the player); reading the
+// whole body before returning made a CDN at 1.2 Mbit/s look like 4-9
+// Mbit/s to hls.js. The body is then taken whole (wholeBody).
 type FetchCDN struct{}
 
 // Get implements CDN.
@@ -35,56 +38,76 @@ func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNRes
 		return nil, err
 	}
 	// The length is what arrives: Content-Length may count compressed
-	// bytes, and a body cut short makes the stream's read reject.
-	body := &streamBody{stop: stop, abort: func() { ac.Call("abort") }}
-	if b := resp.Get("body"); b.Truthy() {
-		body.reader = b.Call("getReader")
-	}
+	// bytes, and a body cut short makes arrayBuffer reject.
+	body := &wholeBody{resp: resp, stop: stop, abort: func() { ac.Call("abort") }}
 	r := &CDNResponse{Status: resp.Get("status").Int(), ContentLength: -1, Body: body}
 	if cr := resp.Get("headers").Call("get", "Content-Range"); cr.Type() == js.TypeString {
 		r.ContentRange = cr.String()
 	}
+	if n := declaredLength(resp); n > peerwire.MaxSegmentSize {
+		// Too large for a segment: not buffered whole to find out.
+		body.Close()
+		return nil, fmt.Errorf("%s: Content-Length %d over %d bytes", url, n, peerwire.MaxSegmentSize)
+	}
 	return r, nil
 }
 
-// streamBody reads a fetch response's ReadableStream.
-type streamBody struct {
-	reader js.Value // undefined: no body
-	buf    []byte
-	done   bool
-	stop   func() bool
-	abort  func()
+// declaredLength is the response's Content-Length, or -1.
+func declaredLength(resp js.Value) int64 {
+	v := resp.Get("headers").Call("get", "Content-Length")
+	if v.Type() != js.TypeString {
+		return -1
+	}
+	n, err := strconv.ParseInt(v.String(), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
-func (b *streamBody) Read(p []byte) (int, error) {
-	for len(b.buf) == 0 {
-		if b.done || !b.reader.Truthy() {
-			return 0, io.EOF
-		}
-		r, err := jspromise.Await(b.reader.Call("read"))
+// wholeBody reads a fetch response's body in one piece (arrayBuffer), at
+// the first Read: one wait for the page's main thread, as the load event
+// of hls.js's own XHR is. Reading the body's stream chunk by chunk waited
+// for the main thread once per chunk, and on a page decoding video those
+// waits added up: the agent measured the CDN slower than the player
+// measures it, and handed that to the player's ABR.
+type wholeBody struct {
+	resp  js.Value
+	buf   []byte
+	read  bool // arrayBuffer was asked for
+	done  bool // to the end, failed or closed
+	stop  func() bool
+	abort func()
+}
+
+func (b *wholeBody) Read(p []byte) (int, error) {
+	if !b.read {
+		b.read = true
+		ab, err := jspromise.Await(b.resp.Call("arrayBuffer"))
 		if err != nil {
 			b.done = true
 			return 0, err
 		}
-		if r.Get("done").Bool() {
-			b.done = true
-			continue
-		}
-		v := r.Get("value")
+		v := js.Global().Get("Uint8Array").New(ab)
 		b.buf = make([]byte, v.Length())
 		js.CopyBytesToGo(b.buf, v)
+	}
+	if len(b.buf) == 0 {
+		b.done = true
+		return 0, io.EOF
 	}
 	n := copy(p, b.buf)
 	b.buf = b.buf[n:]
 	return n, nil
 }
 
-// Close stops the transfer if the body was not read to its end.
-func (b *streamBody) Close() error {
-	if !b.done {
-		b.done = true
+// Close stops the transfer if the body was not read.
+func (b *wholeBody) Close() error {
+	if !b.done && !b.read {
 		b.abort()
 	}
+	b.done = true
+	b.buf = nil
 	b.stop()
 	return nil
 }

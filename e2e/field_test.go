@@ -180,7 +180,7 @@ func TestField(t *testing.T) {
 	js := `JSON.stringify({startMs: window.__qa.firstFrameMs - window.__loadSourceAt, bw: demoPlayer.bandwidthEstimate, level: demoPlayer.currentLevel,
   netBytes: performance.getEntriesByType('resource').filter(e => /\.m4s(\?|$)/.test(e.name) && e.transferSize > 0).reduce((a, e) => a + e.encodedBodySize, 0),
   entries: performance.getEntriesByType('resource').length})`
-	for _, v := range views {
+	for i, v := range views {
 		s := read(t, v.ctx)
 		raw, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](js))
 		if err != nil {
@@ -192,6 +192,12 @@ func TestField(t *testing.T) {
 		}
 		if f.Entries >= 250 {
 			t.Logf("a page's resource timing buffer is full (%d entries): its network bytes are undercounted", f.Entries)
+		}
+		if os.Getenv("FIELD_DEBUG") != "" {
+			// What hls.js's bandwidth samples were made of: medians over
+			// the fragments it still lists, in ms.
+			ft, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](fragTimesJS))
+			t.Logf("page %d (plain %v): fragment times %s %v", i, v.plain, ft, err)
 		}
 		if v.plain {
 			res.PlainBytes += f.NetBytes
@@ -243,3 +249,15 @@ func countTrue(bs []bool) (n int) {
 	}
 	return n
 }
+
+// fragTimesJS sums up, for hls.js's current level, the stats of the
+// fragments that made its bandwidth samples: time to first byte, body,
+// and parsing after the load, medians in ms.
+const fragTimesJS = `(() => {
+  const lv = demoPlayer.levels[demoPlayer.currentLevel];
+  const st = ((lv && lv.details && lv.details.fragments) || []).map(f => f.stats).filter(s => s && s.loaded > 0 && s.parsing.end > 0);
+  const med = a => { a.sort((x, y) => x - y); return a.length ? Math.round(a[a.length >> 1] * 10) / 10 : 0; };
+  return JSON.stringify({n: st.length, ttfb: med(st.map(s => s.loading.first - s.loading.start)),
+    body: med(st.map(s => s.loading.end - s.loading.first)), parse: med(st.map(s => s.parsing.end - s.loading.end)),
+    kb: med(st.map(s => s.loaded / 1024)), bw: med(st.map(s => (s.bwEstimate || 0) / 1e6))});
+})()`
