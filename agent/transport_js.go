@@ -4,7 +4,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strconv"
 	"syscall/js"
@@ -18,7 +17,8 @@ import (
 // response's headers arrive, so that the agent times the CDN's first byte
 // as the player would (the ABR figures it hands the player); reading the
 // whole body before returning made a CDN at 1.2 Mbit/s look like 4-9
-// Mbit/s to hls.js. The body is then taken whole (wholeBody).
+// Mbit/s to hls.js. The body is then taken whole (wholeBody), or
+// streamed where only part of it is wanted (streamBody).
 type FetchCDN struct{}
 
 // Get implements CDN.
@@ -38,16 +38,24 @@ func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNRes
 		return nil, err
 	}
 	// The length is what arrives: Content-Length may count compressed
-	// bytes, and a body cut short makes arrayBuffer reject.
-	body := &wholeBody{resp: resp, stop: stop, abort: func() { ac.Call("abort") }}
-	r := &CDNResponse{Status: resp.Get("status").Int(), ContentLength: -1, Body: body}
+	// bytes, and a body cut short makes the read reject.
+	status := resp.Get("status").Int()
+	abort := func() { ac.Call("abort") }
+	var body io.ReadCloser = &wholeBody{resp: resp, stop: stop, abort: abort}
+	if (status == 200 && rangeHeader(first, last) != "") || declaredLength(resp) > peerwire.MaxSegmentSize {
+		// A CDN that ignores Range sends the whole file, of which the
+		// agent reads only up to the range; a body too large for a
+		// segment is read only until that shows. Neither is buffered
+		// whole.
+		sb := &streamBody{stop: stop, abort: abort}
+		if b := resp.Get("body"); b.Truthy() {
+			sb.reader = b.Call("getReader")
+		}
+		body = sb
+	}
+	r := &CDNResponse{Status: status, ContentLength: -1, Body: body}
 	if cr := resp.Get("headers").Call("get", "Content-Range"); cr.Type() == js.TypeString {
 		r.ContentRange = cr.String()
-	}
-	if n := declaredLength(resp); n > peerwire.MaxSegmentSize {
-		// Too large for a segment: not buffered whole to find out.
-		body.Close()
-		return nil, fmt.Errorf("%s: Content-Length %d over %d bytes", url, n, peerwire.MaxSegmentSize)
 	}
 	return r, nil
 }
@@ -108,6 +116,48 @@ func (b *wholeBody) Close() error {
 	}
 	b.done = true
 	b.buf = nil
+	b.stop()
+	return nil
+}
+
+// streamBody reads a fetch response's ReadableStream chunk by chunk.
+type streamBody struct {
+	reader js.Value // undefined: no body
+	buf    []byte
+	done   bool
+	stop   func() bool
+	abort  func()
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	for len(b.buf) == 0 {
+		if b.done || !b.reader.Truthy() {
+			return 0, io.EOF
+		}
+		r, err := jspromise.Await(b.reader.Call("read"))
+		if err != nil {
+			b.done = true
+			return 0, err
+		}
+		if r.Get("done").Bool() {
+			b.done = true
+			continue
+		}
+		v := r.Get("value")
+		b.buf = make([]byte, v.Length())
+		js.CopyBytesToGo(b.buf, v)
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+// Close stops the transfer if the body was not read to its end.
+func (b *streamBody) Close() error {
+	if !b.done {
+		b.done = true
+		b.abort()
+	}
 	b.stop()
 	return nil
 }
