@@ -468,9 +468,9 @@ const switchGain = 1.5
 // ran too slow, after head. It returns the whole segment and true if r2
 // sent the rest in time and the whole checked out. Whole but bad, it
 // returns the bytes and false: head's sender or r2 sent bad bytes, and the
-// CDN's rest after head tells which. Anything else returns nil: the CDN sends the rest after head.
-// The rest is never split with the CDN: a bad whole of three sources
-// would blame nobody surely.
+// CDN's rest after head tells which. Anything else returns nil: the CDN
+// sends the rest after head. The rest is never split with the CDN: a bad
+// whole of three sources would blame nobody surely.
 func (a *Agent) resumeFrom(ctx context.Context, req Request, r2 *remote, head []byte, total int, giveUp time.Time) ([]byte, bool) {
 	data, total2, _, err := r2.fetch(ctx, req.Seq, a.cfg.P2PStallTimeout, giveUp, fetchPlan{head: head})
 	if err != nil || total2 != total || len(data) != total {

@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strconv"
@@ -24,9 +25,10 @@ type FetchCDN struct{}
 // Get implements CDN.
 func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNResponse, error) {
 	init := js.Global().Get("Object").New()
-	if r := rangeHeader(first, last); r != "" {
+	ranged := rangeHeader(first, last)
+	if ranged != "" {
 		h := js.Global().Get("Object").New()
-		h.Set("Range", r)
+		h.Set("Range", ranged)
 		init.Set("headers", h)
 	}
 	ac := js.Global().Get("AbortController").New()
@@ -42,7 +44,7 @@ func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNRes
 	status := resp.Get("status").Int()
 	abort := func() { ac.Call("abort") }
 	var body io.ReadCloser = &wholeBody{resp: resp, stop: stop, abort: abort}
-	if (status == 200 && rangeHeader(first, last) != "") || declaredLength(resp) > peerwire.MaxSegmentSize {
+	if (status == 200 && ranged != "") || declaredLength(resp) > peerwire.MaxSegmentSize {
 		// A CDN that ignores Range sends the whole file, of which the
 		// agent reads only up to the range; a body too large for a
 		// segment is read only until that shows. Neither is buffered
@@ -81,41 +83,32 @@ func declaredLength(resp js.Value) int64 {
 // measures it, and handed that to the player's ABR.
 type wholeBody struct {
 	resp  js.Value
-	buf   []byte
-	read  bool // arrayBuffer was asked for
-	done  bool // to the end, failed or closed
+	rest  *bytes.Reader // the body once arrived; nil until the first Read
 	stop  func() bool
 	abort func()
 }
 
 func (b *wholeBody) Read(p []byte) (int, error) {
-	if !b.read {
-		b.read = true
+	if b.rest == nil {
+		b.rest = bytes.NewReader(nil)
 		ab, err := jspromise.Await(b.resp.Call("arrayBuffer"))
 		if err != nil {
-			b.done = true
 			return 0, err
 		}
 		v := js.Global().Get("Uint8Array").New(ab)
-		b.buf = make([]byte, v.Length())
-		js.CopyBytesToGo(b.buf, v)
+		buf := make([]byte, v.Length())
+		js.CopyBytesToGo(buf, v)
+		b.rest.Reset(buf)
 	}
-	if len(b.buf) == 0 {
-		b.done = true
-		return 0, io.EOF
-	}
-	n := copy(p, b.buf)
-	b.buf = b.buf[n:]
-	return n, nil
+	return b.rest.Read(p)
 }
 
-// Close stops the transfer if the body was not read.
+// Close stops the transfer if the body was not asked for.
 func (b *wholeBody) Close() error {
-	if !b.done && !b.read {
+	if b.rest == nil {
 		b.abort()
 	}
-	b.done = true
-	b.buf = nil
+	b.rest = nil
 	b.stop()
 	return nil
 }

@@ -39,10 +39,10 @@ outs=()
 REPEAT=${REPEAT:-1}
 for size in $SIZES; do
 	for preset in $PRESETS; do
+		# Viewers join over a tenth of a second each (20 s for 200), then
+		# SECS are measured.
+		spread=$(( size / 10 ))
 		for rep in $(seq "$REPEAT"); do
-			# Viewers join over a tenth of a second each (20 s for 200), then
-			# SECS are measured.
-			spread=$(( size / 10 ))
 			out=$OUTDIR/network-$preset-$size.json
 			[ "$REPEAT" -gt 1 ] && out=$OUTDIR/network-$preset-$size-r$rep.json
 			outs+=("$out")
