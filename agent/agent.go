@@ -33,8 +33,9 @@ type Agent struct {
 	stats counters
 	up    *rate.Limiter // the upload cap (rate.Inf: none)
 	// uplink admits peers' requests by what the link drains (uplink.go).
-	uplink uplink
-	live   liveConfig
+	uplink  uplink
+	seeding seeding // whether this viewer seeds (seeding.go)
+	live    liveConfig
 	// inflightState: segments arriving from peers, passed on as they
 	// arrive (inflight.go); lastSize, the last stored segment's size.
 	inflightState
@@ -509,14 +510,19 @@ func (a *Agent) selfID() string {
 	return a.sig.PeerID()
 }
 
-func (a *Agent) closeAll() {
+// swarmList is the swarms joined now.
+func (a *Agent) swarmList() []*swarm {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	swarms := make([]*swarm, 0, len(a.swarms))
 	for _, sw := range a.swarms {
 		swarms = append(swarms, sw)
 	}
-	a.mu.Unlock()
-	for _, sw := range swarms {
+	return swarms
+}
+
+func (a *Agent) closeAll() {
+	for _, sw := range a.swarmList() {
 		sw.closeAll()
 	}
 }

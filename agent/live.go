@@ -36,6 +36,7 @@ type liveConfig struct {
 
 func (a *Agent) initLive() {
 	a.live.consumeOnly.Store(a.cfg.ConsumeOnly)
+	a.seeding.told = a.cfg.ConsumeOnly // what a new channel's peer is told
 	a.live.maxPeers.Store(int64(a.cfg.MaxPeers))
 	a.live.maxWait.Store(int64(a.cfg.MaxWait))
 	a.live.cdnSafety.Store(int64(a.cfg.CDNSafety))
@@ -74,6 +75,7 @@ func (a *Agent) Configure(l Live) error {
 	}
 	if l.ConsumeOnly != nil {
 		a.live.consumeOnly.Store(*l.ConsumeOnly)
+		defer a.reviewSeeding()
 	}
 	if l.UploadBytesPerSecond != nil {
 		a.setUploadCap(*l.UploadBytesPerSecond)

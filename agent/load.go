@@ -26,6 +26,10 @@ type Request struct {
 	// Deadline is when the player needs the segment's first byte played:
 	// now plus its buffer level. Zero means now (start-up, seeking).
 	Deadline time.Time
+	// Duration is the segment's media duration, if the player knows it:
+	// with its size it gives the bitrate, against which the agent judges
+	// whether its uplink can seed (seeding.go). Zero: unknown.
+	Duration time.Duration
 }
 
 // source is where the CDN serves the segment.
@@ -495,6 +499,7 @@ func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time
 	rec := SegmentRecord{Seq: req.Seq, Source: src, Bytes: len(data), Duration: d, At: start, Why: why}
 	if src != SourceCache {
 		a.stats.record(rec)
+		a.noteBitrate(len(data), req.Duration)
 	}
 	a.emit(Event{Kind: EventSegment, Segment: &rec})
 	res := Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer)}

@@ -74,6 +74,7 @@ type remote struct {
 	throughput  float64  // bytes/s, moving average of finished transfers
 	failures    int
 	isConnected bool
+	noSeed      bool // its status says it does not seed (seeding.go)
 
 	// limit throttles the messages a peer sends unasked (everything but
 	// data for our own requests); excess is dropped and counted, and a peer
@@ -159,6 +160,11 @@ func (r *remote) onOpen() {
 	if adv := r.a.cfg.Adversary; adv != nil && adv.FloodRequests {
 		go r.flood()
 	}
+	// A viewer that does not seed says so first: the new peer would
+	// otherwise count it among its seeds (seeding.go).
+	if !r.a.seeds() {
+		r.send(r.a.statusMessage())
+	}
 	// Tell the new peer everything we hold in this swarm.
 	if !r.a.consumeOnly() {
 		seqs := r.a.cache.seqs(r.sw.id)
@@ -182,6 +188,13 @@ func (r *remote) send(b []byte) bool {
 	return r.dc.Send(b) == nil
 }
 
+// seeds reports whether the peer seeds: it has not said otherwise.
+func (r *remote) seeds() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.noSeed
+}
+
 // connected reports whether the data channel is open.
 func (r *remote) connected() bool {
 	r.mu.Lock()
@@ -191,6 +204,9 @@ func (r *remote) connected() bool {
 
 func (r *remote) handle(b []byte) {
 	m, err := peerwire.Decode(b)
+	if errors.Is(err, peerwire.ErrUnknownType) {
+		return // a later version's message
+	}
 	if err != nil {
 		r.a.log.Debug("bad peer message", "peer", r.id, "err", err)
 		r.close()
@@ -244,6 +260,10 @@ func (r *remote) handle(b []byte) {
 		r.mu.Unlock()
 	case peerwire.TypeAbsent:
 		r.finish(m.ID, errAbsent)
+	case peerwire.TypeStatus:
+		r.mu.Lock()
+		r.noSeed = m.Flags&peerwire.StatusNoSeed != 0
+		r.mu.Unlock()
 	case peerwire.TypeData:
 		r.mu.Lock()
 		t := r.downloads[m.ID]
@@ -468,7 +488,9 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			r.a.uplink.handed(min(n, pending))
 			pending = max(0, pending-n)
 			off += n
-			r.a.uplink.sample(time.Now(), r.a.uplinkState)
+			if r.a.uplink.sample(time.Now(), r.a.uplinkState) {
+				r.a.reviewSeeding()
+			}
 			if off == total {
 				r.a.emit(Event{Kind: EventUpload, Peer: r.id, Seq: seq, Bytes: total - int(offset)})
 			}

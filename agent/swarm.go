@@ -371,15 +371,16 @@ func (sw *swarm) loadingCount(seq uint64) int {
 // for its neighbourhood: it ranks among the first q of itself and its
 // connected peers by a hash of (peer id, seq), where q is the tracker's
 // hash quorum (1 without integrity): q independent CDN copies make a hash
-// trusted. In a full mesh exactly q viewers are elected per segment;
-// elsewhere a few more are, and everyone else waits for them and gets the
-// segment over P2P.
+// trusted. Viewers that seed (seeding.go) rank before those that do not,
+// which are elected only where too few seed. In a full mesh exactly q
+// viewers are elected per segment; elsewhere a few more are, and everyone
+// else waits for them and gets the segment over P2P.
 func (sw *swarm) elected(self string, seq uint64) bool {
 	q := sw.quorum()
-	mine := rank(self, seq)
+	mine, iSeed := rank(self, seq), sw.a.seeds()
 	ahead := 0
 	for _, r := range sw.connected() {
-		if rank(r.id, seq) < mine {
+		if theySeed := r.seeds(); theySeed && !iSeed || theySeed == iSeed && rank(r.id, seq) < mine {
 			if ahead++; ahead >= q {
 				return false
 			}

@@ -95,15 +95,25 @@ func (u *uplink) handed(n int) {
 }
 
 // sample folds the link's progress into the rate, at most every
-// uplinkSampleEvery (measure runs only then); the uploads call it as they
-// go.
-func (u *uplink) sample(now time.Time, measure func() (buffered, sent int64)) {
+// uplinkSampleEvery (measure runs only then), and reports whether it did;
+// the uploads call it as they go.
+func (u *uplink) sample(now time.Time, measure func() (buffered, sent int64)) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.due(now) {
-		buffered, sent := measure()
-		u.sampleLocked(buffered, sent, now)
+	if !u.due(now) {
+		return false
 	}
+	buffered, sent := measure()
+	u.sampleLocked(buffered, sent, now)
+	return true
+}
+
+// measured is the rate the link drained at with a backlog, bytes/s; 0
+// until measured.
+func (u *uplink) measured() float64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.rate
 }
 
 func (u *uplink) due(now time.Time) bool {
@@ -140,14 +150,8 @@ func (a *Agent) uplinkState() (buffered, sent int64) {
 }
 
 func (a *Agent) uploadBuffered() int64 {
-	a.mu.Lock()
-	swarms := make([]*swarm, 0, len(a.swarms))
-	for _, sw := range a.swarms {
-		swarms = append(swarms, sw)
-	}
-	a.mu.Unlock()
 	var n int64
-	for _, sw := range swarms {
+	for _, sw := range a.swarmList() {
 		for _, r := range sw.connected() { // a connection is one swarm's
 			n += int64(r.dc.BufferedAmount())
 		}

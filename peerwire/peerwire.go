@@ -13,6 +13,7 @@
 //	data     [1 4] id:u32 offset:u32 total:u32 bytes…  a chunk of request id at offset; total = segment size
 //	cancel   [1 5] id:u32                              stop sending request id
 //	absent   [1 6] id:u32                              the sender does not hold what id asked for
+//	status   [1 7] flags:u8                            how the sender takes part (flags: 1 does not seed)
 //
 // Integers are big-endian. A segment is announced in have only once it is
 // whole. The responder sends data chunks of at most MaxChunk bytes, pacing on
@@ -20,6 +21,13 @@
 // one large or slow request never blocks the others. The requester cancels
 // a request it no longer wants, for instance when it completes the segment
 // from the CDN instead.
+//
+// A sender whose status says it does not seed (its uplink is measured below
+// the stream's bitrate) takes segments from peers but fetches none from the
+// CDN for its neighbours: they elect the segment's seed among the others.
+// Without a status a peer seeds. Receivers ignore status flags they do not
+// know, and messages of a type they do not know (ErrUnknownType): agents
+// from before status closed the channel on it.
 package peerwire
 
 import (
@@ -57,6 +65,7 @@ const (
 	TypeData    Type = 4
 	TypeCancel  Type = 5
 	TypeAbsent  Type = 6
+	TypeStatus  Type = 7
 )
 
 // Have flags.
@@ -66,10 +75,15 @@ const (
 	HaveRemoved = 2
 )
 
+// Status flags.
+const (
+	StatusNoSeed = 1 << 0
+)
+
 // Message is one decoded message; Type says which fields are set.
 type Message struct {
 	Type   Type
-	Flags  uint8    // have
+	Flags  uint8    // have, status
 	Seqs   []uint64 // have, loading
 	ID     uint32   // request, data, cancel, absent
 	Seq    uint64   // request
@@ -78,8 +92,13 @@ type Message struct {
 	Data   []byte   // data; aliases the input of Decode
 }
 
-// ErrBadMessage is wrapped by every Decode error.
-var ErrBadMessage = errors.New("peerwire: bad message")
+// ErrBadMessage is wrapped by every Decode error; ErrUnknownType (which
+// wraps it) by those of a message type this version does not know, which a
+// receiver may skip: a later version's.
+var (
+	ErrBadMessage  = errors.New("peerwire: bad message")
+	ErrUnknownType = fmt.Errorf("%w: unknown type", ErrBadMessage)
+)
 
 // Decode parses one message. Data aliases b. It never panics.
 func Decode(b []byte) (Message, error) {
@@ -154,8 +173,13 @@ func Decode(b []byte) (Message, error) {
 			return m, err
 		}
 		m.ID = binary.BigEndian.Uint32(p)
+	case TypeStatus:
+		if err := need(1); err != nil {
+			return m, err
+		}
+		m.Flags = p[0]
 	default:
-		return m, fmt.Errorf("%w: unknown type %d", ErrBadMessage, m.Type)
+		return m, fmt.Errorf("%w %d", ErrUnknownType, m.Type)
 	}
 	return m, nil
 }
@@ -212,4 +236,9 @@ func Cancel(id uint32) []byte {
 // Absent encodes an absent.
 func Absent(id uint32) []byte {
 	return binary.BigEndian.AppendUint32(header(TypeAbsent, 4), id)
+}
+
+// Status encodes a status message (flags: StatusNoSeed, or 0).
+func Status(flags uint8) []byte {
+	return append(header(TypeStatus, 1), flags)
 }

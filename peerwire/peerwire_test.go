@@ -2,6 +2,7 @@ package peerwire
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -18,6 +19,8 @@ func TestRoundTrip(t *testing.T) {
 		{AppendData(nil, 3, 10, 20, []byte("0123456789")), Message{Type: TypeData, ID: 3, Offset: 10, Total: 20, Data: []byte("0123456789")}},
 		{Cancel(4), Message{Type: TypeCancel, ID: 4}},
 		{Absent(5), Message{Type: TypeAbsent, ID: 5}},
+		{Status(StatusNoSeed), Message{Type: TypeStatus, Flags: StatusNoSeed}},
+		{Status(0x81), Message{Type: TypeStatus, Flags: 0x81}}, // flags of later versions pass
 	} {
 		got, err := Decode(tc.b)
 		if err != nil {
@@ -37,13 +40,18 @@ func TestDecodeRejects(t *testing.T) {
 		"have count lies":  {1, 1, 0, 0, 5, 0},
 		"have bad flags":   {1, 1, 9, 0, 0},
 		"short request":    {1, 3, 0, 0},
+		"long status":      {1, 7, 1, 0},
 		"chunk past total": AppendData(nil, 1, 15, 20, []byte("0123456789")),
 		"empty chunk":      AppendData(nil, 1, 0, 20, nil),
 		"zero total":       AppendData(nil, 1, 0, 0, []byte("x")),
 		"oversized":        AppendData(nil, 1, 0, MaxSegmentSize, make([]byte, MaxChunk+1)),
 	} {
-		if _, err := Decode(b); err == nil {
+		_, err := Decode(b)
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+		if errors.Is(err, ErrUnknownType) != (name == "unknown type") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
@@ -56,6 +64,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendData(nil, 1, 0, 4, []byte("abcd")))
 	f.Add(Cancel(1))
 	f.Add(Absent(1))
+	f.Add(Status(StatusNoSeed))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {
@@ -73,6 +82,8 @@ func FuzzDecode(f *testing.F) {
 			out = AppendData(nil, m.ID, m.Offset, m.Total, m.Data)
 		case TypeCancel:
 			out = Cancel(m.ID)
+		case TypeStatus:
+			out = Status(m.Flags)
 		case TypeAbsent:
 			out = Absent(m.ID)
 		}

@@ -209,6 +209,7 @@ func (p *Player) Run(ctx context.Context) (Result, error) {
 		segURL := resolve(mediaURL, seg.URI)
 		req := name(segURL)
 		req.Deadline = deadline
+		req.Duration = time.Duration(seg.Duration * float64(time.Second))
 		got, err := p.Agent.Load(ctx, req)
 		if err == nil && p.Check != nil && !p.Check(segURL, got.Data) {
 			res.Corrupt++

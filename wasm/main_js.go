@@ -143,6 +143,10 @@ func (r segmentRequest) request() (agent.Request, error) {
 	return agent.SegmentByRange(r.Content, r.Manifest, r.URL, &rng), nil
 }
 
+// maxSegmentMs bounds the media duration a page may give a segment (an
+// hour): anything longer is a page's mistake, and ignored.
+const maxSegmentMs = 3600e3
+
 // load(reqJSON, id) returns a Promise of {data: Uint8Array, source,
 // transferMs, abrMs, abrFirstByteMs} (see agent.Result); cancel(id) ends
 // it (the Promise rejects), so that an aborted load costs nothing more.
@@ -150,6 +154,7 @@ func load(_ js.Value, args []js.Value) any {
 	var r struct {
 		segmentRequest
 		DeadlineMs float64 `json:"deadlineMs"` // buffer ahead of the playhead
+		DurationMs float64 `json:"durationMs"` // the segment's media, 0 unknown
 	}
 	raw := args[0].String()
 	ctx, stop := context.WithCancel(context.Background())
@@ -180,6 +185,9 @@ func load(_ js.Value, args []js.Value) any {
 			return nil, err
 		}
 		req.Deadline = time.Now().Add(time.Duration(r.DeadlineMs * float64(time.Millisecond)))
+		if r.DurationMs > 0 && r.DurationMs <= maxSegmentMs { // a page's figure: bounded
+			req.Duration = time.Duration(r.DurationMs * float64(time.Millisecond))
+		}
 		res, err := ag.Load(ctx, req)
 		if err != nil {
 			return nil, err

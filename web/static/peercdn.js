@@ -370,13 +370,16 @@ var peercdnFactory = function (env) {
   // after hls.js gave the segment up).
   var loadIds = 0;
   var agentLoad = load;
-  function load(manifestURL, url, media, start, range) {
+  function load(manifestURL, url, media, start, range, duration) {
     var req = {
       content: opts.contentId || '',
       manifest: manifestURL || '',
       url: url,
       range: range || '', // "first-last": a segment that is bytes of url (DASH SegmentBase, HLS byte ranges)
       deadlineMs: deadline(media, start),
+      // The segment's media seconds: the agent weighs its uplink against
+      // the bitrate before seeding for its peers.
+      durationMs: typeof duration === 'number' && duration > 0 && isFinite(duration) ? duration * 1000 : 0,
     };
     var id = ++loadIds;
     var p = window.__peercdn.load(JSON.stringify(req), id);
@@ -427,7 +430,7 @@ var peercdnFactory = function (env) {
       var self = this, stats = this.stats, t0 = performance.now(), settled = false;
       stats.loading.start = t0;
       var dl = deadline(hls.media, frag.start);
-      var pending = load(hls.url, context.url, hls.media, frag.start, range);
+      var pending = load(hls.url, context.url, hls.media, frag.start, range, frag.duration);
       this.pending = pending;
       // Whatever happens inside the agent, the player gets its segment: if
       // the agent has not answered when only the CDN reserve is left, the
@@ -597,7 +600,9 @@ var peercdnFactory = function (env) {
       var t0 = performance.now(), aborted = false;
       var start = startOf(request);
       var media = player.getMediaElement();
-      var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start, range);
+      var seg = request.segment;
+      var dur = seg && typeof seg.getEndTime === 'function' && typeof start === 'number' ? seg.getEndTime() - start : 0;
+      var pending = load(player.getAssetUri ? player.getAssetUri() : '', uri, media, start, range, dur);
       var dl0 = deadline(media, start);
       var agentLoad = pending.then(function (res) {
         if (opts.verify) verify(uri, res, range);
@@ -710,7 +715,7 @@ var peercdnFactory = function (env) {
         var t0 = performance.now(), settled = false, delivered = false, aborted = false, racing = false;
         var start = typeof ro.startTime === 'number' && isFinite(ro.startTime) ? ro.startTime : undefined;
         var dl = deadline(media(), start);
-        var pending = agentLoad(manifestURL(), req.url, media(), start, range);
+        var pending = agentLoad(manifestURL(), req.url, media(), start, range, ro.duration);
         function agentDelivered() { return delivered; }
         var guard = setTimeout(function () {
           if (settled || aborted) return;
