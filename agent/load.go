@@ -556,6 +556,9 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from, to int
 	}
 	defer resp.Body.Close()
 	ttfb := time.Since(start)
+	if !resp.HeadersAt.IsZero() {
+		ttfb = resp.HeadersAt.Sub(start)
+	}
 	body := io.Reader(resp.Body)
 	want := resp.ContentLength
 	switch {
@@ -601,7 +604,11 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from, to int
 	if size < 0 && to < 0 {
 		size = from + len(data)
 	}
-	took := fetchTiming{firstByte: ttfb, total: time.Since(start)}
+	end := time.Now()
+	if b, ok := resp.Body.(arrival); ok && !b.arrived().IsZero() {
+		end = b.arrived()
+	}
+	took := fetchTiming{firstByte: ttfb, total: end.Sub(start)}
 	a.observeCDN(ttfb, len(data), took.total, whole)
 	return data, size, took, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"syscall/js"
+	"time"
 
 	"github.com/peercdn/peercdn/internal/jspromise"
 	"github.com/peercdn/peercdn/peerwire"
@@ -34,7 +35,7 @@ func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNRes
 	ac := js.Global().Get("AbortController").New()
 	init.Set("signal", ac.Get("signal"))
 	stop := context.AfterFunc(ctx, func() { ac.Call("abort") })
-	resp, err := jspromise.Await(js.Global().Call("fetch", url, init))
+	resp, at, err := jspromise.AwaitAt(js.Global().Call("fetch", url, init))
 	if err != nil {
 		stop()
 		return nil, err
@@ -55,7 +56,7 @@ func (FetchCDN) Get(ctx context.Context, url string, first, last int64) (*CDNRes
 		}
 		body = sb
 	}
-	r := &CDNResponse{Status: status, ContentLength: -1, Body: body}
+	r := &CDNResponse{Status: status, ContentLength: -1, Body: body, HeadersAt: at}
 	if cr := resp.Get("headers").Call("get", "Content-Range"); cr.Type() == js.TypeString {
 		r.ContentRange = cr.String()
 	}
@@ -84,17 +85,21 @@ func declaredLength(resp js.Value) int64 {
 type wholeBody struct {
 	resp  js.Value
 	rest  *bytes.Reader // the body once arrived; nil until the first Read
+	at    time.Time     // when it arrived (arrival)
 	stop  func() bool
 	abort func()
 }
 
+func (b *wholeBody) arrived() time.Time { return b.at }
+
 func (b *wholeBody) Read(p []byte) (int, error) {
 	if b.rest == nil {
 		b.rest = bytes.NewReader(nil)
-		ab, err := jspromise.Await(b.resp.Call("arrayBuffer"))
+		ab, at, err := jspromise.AwaitAt(b.resp.Call("arrayBuffer"))
 		if err != nil {
 			return 0, err
 		}
+		b.at = at
 		v := js.Global().Get("Uint8Array").New(ab)
 		buf := make([]byte, v.Length())
 		js.CopyBytesToGo(buf, v)
