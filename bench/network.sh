@@ -9,6 +9,8 @@
 # against (cellular and a fifth of mixed below it, cable at 3x and more).
 # STREAM=builtin plays the demo's own 60 s sample (180p, about 0.2 Mbit/s).
 # PROFILE=1 writes each run's CPU profile beside its summary.
+# BASELINE_AFTER=1 runs each baseline after its swarm, not beside it: 200
+# viewers beside 200 more starve two cores, and both stall.
 # REPEAT=N runs each preset and size N times (network-<preset>-<viewers>-rK.json)
 # and adds their mean and spread: one build's mixed x 50 offload moved
 # 0.55-0.61 from run to run, so one run decides nothing within that.
@@ -48,7 +50,7 @@ for size in $SIZES; do
 			outs+=("$out")
 			echo "$preset x $size ($SECS s after joins over ${spread}s) -> $out" >&2
 			${BIN:-bin/peercdn} swarm --tracker "ws://$ADDR/ws" --network "$preset" --viewers "$size" --rendition "$rendition" \
-				--join-spread "${spread}s" --seconds $(( SECS + spread )) ${PROFILE:+--cpuprofile "${out%.json}.pprof"} --json > "$out"
+				--join-spread "${spread}s" --seconds $(( SECS + spread )) ${PROFILE:+--cpuprofile "${out%.json}.pprof"} ${BASELINE_AFTER:+--baseline-after} --json > "$out"
 		done
 	done
 done

@@ -52,6 +52,10 @@ type SwarmConfig struct {
 	// Baseline also runs the same viewers on the same links with P2P off,
 	// at the same time, for Summary.Baseline.
 	Baseline bool
+	// BaselineAfter runs the baseline after the swarm instead of beside it:
+	// for sizes this machine cannot run twice at once (200 viewers beside
+	// 200 more starved both, and stalled both).
+	BaselineAfter bool
 	// cdnOnly runs the viewers without a tracker (the baseline's).
 	cdnOnly bool
 }
@@ -201,18 +205,22 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		}
 	}
 	var baseline chan Summary
+	runBaseline := func() {}
 	if cfg.Baseline {
 		bcfg := cfg
 		bcfg.Baseline, bcfg.cdnOnly, bcfg.Hostile, bcfg.Attack, bcfg.Churn = false, true, 0, "", 0
 		baseline = make(chan Summary, 1)
 		parent := ctx
-		go func() {
+		runBaseline = func() {
 			b, err := RunSwarm(parent, bcfg)
 			if err != nil {
 				cfg.Log.Warn("baseline failed", "err", err)
 			}
 			baseline <- b
-		}()
+		}
+		if !cfg.BaselineAfter {
+			go runBaseline()
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -457,6 +465,9 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		sum.LoadMsBySource[src] = [2]int64{ls[len(ls)/2], ls[len(ls)*95/100]}
 	}
 	if baseline != nil {
+		if cfg.BaselineAfter {
+			runBaseline()
+		}
 		b := <-baseline
 		sum.Baseline = &Baseline{Stalls: b.Stalls, StallMs: b.StallMs, StartupMs: b.StartupMs, StartupMsMax: b.StartupMsMax,
 			CDNBytes: b.CDNBytes, LoadMsP50: b.LoadMsP50, LoadMsP95: b.LoadMsP95}

@@ -34,6 +34,7 @@ func swarmCmd(args []string) error {
 	attack := fs.String("attack", "", "what hostile viewers do: corrupt (upload corrupted segments), lie (report false hashes, upload matching corrupt bytes), truncate (share segments their CDN cut in half), flood (1,000 requests a second to each peer, bogus relays to the tracker) or slow (trickle uploads at 2 KB/s)")
 	network := fs.String("network", "", "give each viewer a real-world link drawn from a preset ("+strings.Join(netsim.Presets(), ", ")+") or a JSON file: WebRTC over a simulated network behind its own NAT, CDN requests over the same link; the summary adds a CDN-only baseline of the same viewers and links")
 	baseline := fs.Bool("baseline", true, "with --network, also run the same viewers with P2P off, at the same time, for baseline")
+	baselineAfter := fs.Bool("baseline-after", false, "run the baseline after the swarm, not beside it (for more viewers than the machine runs twice at once)")
 	seed := fs.Uint64("seed", 1, "with --network, draws the links")
 	asJSON := fs.Bool("json", false, "print only the JSON summary")
 	verbose := fs.Bool("v", false, "log agent debug output")
@@ -79,7 +80,7 @@ func swarmCmd(args []string) error {
 		if err != nil {
 			return err
 		}
-		cfg.Network, cfg.Seed, cfg.Baseline = &p, *seed, *baseline
+		cfg.Network, cfg.Seed, cfg.Baseline, cfg.BaselineAfter = &p, *seed, *baseline, *baselineAfter
 	}
 	if !*asJSON {
 		fmt.Fprintf(os.Stderr, "%d viewers of %s for %ds via %s\n", *viewers, *stream, *seconds, *trackers)
