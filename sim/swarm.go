@@ -308,6 +308,11 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 		if link != nil {
 			httpClient = netsim.CDNClient(*link, nil)
 			acfg.CDN = agent.HTTPCDN{Client: httpClient}
+			// The tracker, like the CDN, is across the viewer's link.
+			tracker := netsim.TrackerClient(*link)
+			acfg.Dial = func(ctx context.Context, url, origin string) (*signaling.Client, error) {
+				return signaling.Dial(ctx, url, &signaling.DialOptions{Origin: origin, HTTPClient: tracker})
+			}
 			if world != nil {
 				vn, err := world.Viewer(*link, cfg.Seed+uint64(n))
 				if err != nil {

@@ -1,7 +1,10 @@
 package netsim
 
 import (
+	"context"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"sort"
 	"testing"
@@ -208,5 +211,57 @@ func TestUplinkQueuesABurst(t *testing.T) {
 	t.Logf("100 packets: %d arrived", got)
 	if got < 25 || got > 35 {
 		t.Errorf("%d of a 100-packet burst arrived, want the buffer's 25-35", got)
+	}
+}
+
+// TestTrackerLinkDelaysEachWay: over TrackerClient's connections a byte
+// arrives half the RTT after it was sent, each way, and back-to-back
+// messages share that latency rather than queueing behind each other's:
+// ten echoed at once take one round trip, not ten.
+func TestTrackerLinkDelaysEachWay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c) // echo
+	}()
+	const rtt = 200 * time.Millisecond
+	dial := TrackerClient(Link{RTT: rtt}).Transport.(*http.Transport).DialContext
+	c, err := dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for i := range 10 {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]byte, 0, 10)
+	buf := make([]byte, 10)
+	for len(got) < 10 {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	took := time.Since(start)
+	t.Logf("10 bytes echoed in %v over a %v RTT", took, rtt)
+	for i, b := range got {
+		if b != byte(i) {
+			t.Fatalf("echo out of order: %v", got)
+		}
+	}
+	if took < rtt || took > rtt+rtt/2 {
+		t.Fatalf("echoed in %v over a link of %v RTT: want about one RTT", took, rtt)
 	}
 }
