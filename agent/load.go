@@ -7,7 +7,6 @@ import (
 	"io"
 	pathpkg "path"
 
-	"sync/atomic"
 	"time"
 
 	"github.com/peercdn/peercdn/peerwire"
@@ -620,21 +619,14 @@ func (a *Agent) fetchCDN(ctx context.Context, src signaling.Source, from, to int
 // CDN look slower than its whole segments did, and players' ABR, which
 // samples whole segments, was told so.
 func (a *Agent) observeCDN(ttfb time.Duration, n int, d time.Duration, whole bool) {
-	ewma := func(v *atomic.Int64, x int64) {
-		if old := v.Load(); old == 0 {
-			v.Store(x)
-		} else {
-			v.Store((7*old + 3*x) / 10)
-		}
-	}
-	ewma(&a.cdnRTT, int64(ttfb))
+	foldInto(&a.cdnRTT, int64(ttfb))
 	if !whole {
 		return
 	}
 	if body := d - ttfb; n > 0 && body > 0 {
-		ewma(&a.cdnRate, int64(float64(n)/body.Seconds()))
+		foldInto(&a.cdnRate, int64(float64(n)/body.Seconds()))
 	}
-	ewma(&a.segSize, int64(n))
+	foldInto(&a.segSize, int64(n))
 }
 
 // cdnEstimate is how long a CDN fetch of a typical segment takes here.

@@ -163,7 +163,7 @@ func (r *remote) onOpen() {
 	// A viewer that does not seed says so first: the new peer would
 	// otherwise count it among its seeds (seeding.go).
 	if !r.a.seeds() {
-		r.send(r.a.statusMessage())
+		r.send(statusMessage(true))
 	}
 	// Tell the new peer everything we hold in this swarm.
 	if !r.a.consumeOnly() {

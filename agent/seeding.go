@@ -46,13 +46,7 @@ func (a *Agent) noteBitrate(n int, d time.Duration) {
 	if n <= 0 || d <= 0 {
 		return
 	}
-	x := int64(float64(n) / d.Seconds())
-	v := &a.seeding.bitrate
-	if old := v.Load(); old == 0 {
-		v.Store(x)
-	} else {
-		v.Store((7*old + 3*x) / 10)
-	}
+	foldInto(&a.seeding.bitrate, int64(float64(n)/d.Seconds()))
 }
 
 // reviewSeeding compares the uplink's measured rate with the bitrate and
@@ -73,16 +67,16 @@ func (a *Agent) reviewSeeding() {
 		return
 	}
 	a.seeding.told = noSeed
-	msg := a.statusMessage()
+	msg := statusMessage(noSeed)
 	for _, sw := range a.swarmList() {
 		sw.broadcast(msg)
 	}
 }
 
-// statusMessage is the status this viewer's peers are told.
-func (a *Agent) statusMessage() []byte {
+// statusMessage is the status a viewer that seeds, or not, tells its peers.
+func statusMessage(noSeed bool) []byte {
 	var flags uint8
-	if !a.seeds() {
+	if noSeed {
 		flags |= peerwire.StatusNoSeed
 	}
 	return peerwire.Status(flags)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,6 +134,15 @@ func (u *uplink) sampleLocked(buffered, sent int64, now time.Time) {
 		}
 	}
 	u.at, u.drained, u.backlog = now, drained, backlog
+}
+
+// foldInto is ewma for an average shared between goroutines.
+func foldInto(v *atomic.Int64, x int64) {
+	if old := v.Load(); old == 0 {
+		v.Store(x)
+	} else {
+		v.Store((7*old + 3*x) / 10)
+	}
 }
 
 // ewma folds x into a moving average (0: none yet), weighing the past 0.7.
