@@ -46,6 +46,9 @@ type Result struct {
 	// took, and ABRFirstByte its time to first byte: the CDN's figures for
 	// these bytes (see abrTiming). Zero ABR: no CDN figures yet, use Transfer.
 	ABR, ABRFirstByte time.Duration
+	// Why says why a load went to the CDN (the Why constants; empty for
+	// other sources): pages' traces show it.
+	Why string
 }
 
 // ErrCDN wraps failures of the CDN, which the agent cannot work around.
@@ -501,7 +504,7 @@ func (a *Agent) done(req Request, data []byte, src Source, start, xfer time.Time
 		a.noteBitrate(len(data), req.Duration)
 	}
 	a.emit(Event{Kind: EventSegment, Segment: &rec})
-	res := Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer)}
+	res := Result{Data: data, Source: src, Duration: d, Transfer: time.Since(xfer), Why: why}
 	res.ABR, res.ABRFirstByte = a.abrTiming(len(data), cdn)
 	return res
 }

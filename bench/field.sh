@@ -39,14 +39,14 @@ done
 # included), startup medians, rebuffers, ABR estimates.
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
-print("| run | viewers | offload (pages) | offload (CDN) | startup p50 peercdn / plain | rebuffers peercdn / plain | ABR estimate p50 peercdn / plain (Mbit/s) | renditions |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| run | viewers | offload (pages) | offload (CDN) | startup p50 peercdn / plain | rebuffers peercdn / plain | ABR estimate p50 peercdn / plain (Mbit/s) | renditions | main thread p50 peercdn / plain (s) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     name = r["View"] + (", CDN %s kbps" % r["CDNKbps"] if r["CDNKbps"] != "0" else "") + (", ABR" if r["Level"] == "" else "")
     med = lambda xs: statistics.median(xs) if xs else 0
-    print("| %s | %d + %d plain | %.1f%% | %.1f%% | %.0f / %.0f ms | %d / %d | %.2f / %.2f | %s |" % (
+    print("| %s | %d + %d plain | %.1f%% | %.1f%% | %.0f / %.0f ms | %d / %d | %.2f / %.2f | %s | %.1f / %.1f |" % (
         name, r["Viewers"], r["Plain"], 100 * r["Offload"], 100 * r["CDNOffload"], r["StartupMs"], r["PlainStartupMs"],
         r["Rebuffers"], r["PlainRebuffers"], med(r["BandwidthMbps"]), med(r["PlainBandwidthMbps"]),
-        ",".join(str(l) for l in sorted(set(r["Levels"])))))
+        ",".join(str(l) for l in sorted(set(r["Levels"]))), med(r.get("MainThreadS") or []), med(r.get("PlainMainThreadS") or [])))
 PY

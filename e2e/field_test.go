@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
+	"github.com/chromedp/cdproto/profiler"
 	"github.com/chromedp/chromedp"
 )
 
@@ -38,7 +41,9 @@ import (
 // FIELD_PLAIN (3), FIELD_GAP (2s), FIELD_WINDOW (90s), FIELD_STREAM (a
 // folder for serve --demo-stream; empty: the built-in 60 s sample), FIELD_CDN_KBPS (0:
 // unpaced), FIELD_LEVEL (a fixed rendition; empty: ABR), FIELD_ARGS (more
-// serve flags), FIELD_QUERY (page options for the peercdn viewers).
+// serve flags), FIELD_QUERY (page options for the peercdn viewers),
+// FIELD_PROFILE (a file for the second peercdn viewer's main thread
+// profile, .cpuprofile).
 func TestField(t *testing.T) {
 	if os.Getenv("FIELD") == "" {
 		t.Skip("the field harness runs from bench/field.sh (FIELD=1)")
@@ -117,7 +122,34 @@ func TestField(t *testing.T) {
 	}
 	var views []joined
 	for i, plain := range order {
-		views = append(views, joined{viewer(t, alloc, page(plain)), plain})
+		v := viewer(t, alloc, page(plain))
+		// The main thread's time, for what the agent costs a page (its
+		// startup, its peers) beside a plain one on the same cores.
+		if _, err := chromedp.Call(v, performance.Enable, performance.EnableParams{}); err != nil {
+			t.Fatal(err)
+		}
+		if prof := os.Getenv("FIELD_PROFILE"); prof != "" && !plain && countFalse(order[:i]) == 1 {
+			// The second peercdn viewer's main thread, sampled from its
+			// start to the end (a .cpuprofile for Chromium's DevTools).
+			for _, c := range []cdp.Command[cdp.Empty, cdp.Empty]{profiler.Enable, profiler.Start} {
+				if _, err := chromedp.Call(v, c, cdp.Empty{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Cleanup(func() {
+				r, err := chromedp.Call(v, profiler.Stop, cdp.Empty{})
+				if err == nil {
+					var b []byte
+					if b, err = json.Marshal(r.Profile); err == nil {
+						err = os.WriteFile(prof, b, 0o644)
+					}
+				}
+				if err != nil {
+					t.Errorf("FIELD_PROFILE: %v", err)
+				}
+			})
+		}
+		views = append(views, joined{v, plain})
 		if i < len(order)-1 {
 			time.Sleep(gap)
 		}
@@ -171,6 +203,10 @@ func TestField(t *testing.T) {
 		// Resource Timing; NotaryFetches: segments the tracker fetched.
 		PagesNetBytes int64
 		NotaryFetches float64
+		// MainThreadS: each page's main thread busy time over the run
+		// (its tasks, in seconds; Chromium's TaskDuration), peercdn and
+		// plain.
+		MainThreadS, PlainMainThreadS []float64
 	}
 	res.View, res.CDNKbps, res.Level, res.Viewers, res.Plain = view, kbps, level, n, nPlain
 	res.Window, res.Gap = window.String(), gap.String()
@@ -199,7 +235,12 @@ func TestField(t *testing.T) {
 			ft, err := chromedp.Run(v.ctx, chromedp.Evaluate[string](fragTimesJS))
 			t.Logf("page %d (plain %v): fragment times %s %v", i, v.plain, ft, err)
 		}
+		busy, err := taskSeconds(v.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if v.plain {
+			res.PlainMainThreadS = append(res.PlainMainThreadS, busy)
 			res.PlainBytes += f.NetBytes
 			res.PlainRebuffers += s.QA.Stalls
 			res.PlainStartupsMs = append(res.PlainStartupsMs, f.StartMs)
@@ -211,6 +252,7 @@ func TestField(t *testing.T) {
 		res.PagesNetBytes += f.NetBytes
 		res.Rebuffers += s.QA.Stalls
 		res.StartupsMs = append(res.StartupsMs, f.StartMs)
+		res.MainThreadS = append(res.MainThreadS, busy)
 		res.BandwidthMbps = append(res.BandwidthMbps, f.BW/1e6)
 		res.Levels = append(res.Levels, f.Level)
 		if tot := s.Stats.P2PBytes + s.Stats.CDNBytes; tot > 0 {
@@ -237,9 +279,26 @@ func TestField(t *testing.T) {
 		fmt.Fprintln(f, string(b))
 		f.Close()
 	}
-	t.Logf("%s, %d viewers + %d plain, CDN %s kbps: offload %.3f (pages), %.3f (at the CDN); startup median %.0f ms, plain %.0f ms; rebuffers %d, plain %d",
-		view, n, nPlain, kbps, res.Offload, res.CDNOffload, res.StartupMs, res.PlainStartupMs, res.Rebuffers, res.PlainRebuffers)
+	t.Logf("%s, %d viewers + %d plain, CDN %s kbps: offload %.3f (pages), %.3f (at the CDN); startup median %.0f ms, plain %.0f ms; rebuffers %d, plain %d; main thread median %.1f s, plain %.1f s",
+		view, n, nPlain, kbps, res.Offload, res.CDNOffload, res.StartupMs, res.PlainStartupMs, res.Rebuffers, res.PlainRebuffers,
+		median(res.MainThreadS), median(res.PlainMainThreadS))
 }
+
+// taskSeconds is how long a page's main thread has run tasks.
+func taskSeconds(ctx context.Context) (float64, error) {
+	r, err := chromedp.Call(ctx, performance.GetMetrics, cdp.Empty{})
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range r.Metrics {
+		if m.Name == "TaskDuration" {
+			return m.Value, nil
+		}
+	}
+	return 0, nil
+}
+
+func countFalse(bs []bool) int { return len(bs) - countTrue(bs) }
 
 func countTrue(bs []bool) (n int) {
 	for _, b := range bs {

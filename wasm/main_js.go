@@ -148,7 +148,7 @@ func (r segmentRequest) request() (agent.Request, error) {
 const maxSegmentMs = 3600e3
 
 // load(reqJSON, id) returns a Promise of {data: Uint8Array, source,
-// transferMs, abrMs, abrFirstByteMs} (see agent.Result); cancel(id) ends
+// transferMs, abrMs, abrFirstByteMs, why} (see agent.Result); cancel(id) ends
 // it (the Promise rejects), so that an aborted load costs nothing more.
 func load(_ js.Value, args []js.Value) any {
 	var r struct {
@@ -201,6 +201,9 @@ func load(_ js.Value, args []js.Value) any {
 		out.Set("transferMs", float64(res.Transfer)/float64(time.Millisecond))
 		out.Set("abrMs", float64(res.ABR)/float64(time.Millisecond))
 		out.Set("abrFirstByteMs", float64(res.ABRFirstByte)/float64(time.Millisecond))
+		if res.Why != "" {
+			out.Set("why", res.Why)
+		}
 		return out, nil
 	})
 }

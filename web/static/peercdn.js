@@ -220,11 +220,11 @@ var peercdnFactory = function (env) {
   }
 
   // trace (debug option) logs each segment load of the page's players in
-  // window.__peercdnTrace: [url, ms since navigation, how, ms taken], how
+  // window.__peercdnTrace: [folder/file, ms since navigation, how, ms taken], how
   // one of agent:<source>, cdn:not-ready, cdn:guard, cdn:agent-error.
   function trace(url, t0, how) {
     if (!opts.trace) return;
-    (window.__peercdnTrace = window.__peercdnTrace || []).push([url.replace(/^.*\//, ''), Math.round(t0), how, Math.round(performance.now() - t0)]);
+    (window.__peercdnTrace = window.__peercdnTrace || []).push([url.replace(/^.*\/([^/]*\/[^/]*)$/, '$1'), Math.round(t0), how, Math.round(performance.now() - t0)]);
   }
 
   // The tracker's offload and rebuffering figures (its dashboard) come from
@@ -466,7 +466,7 @@ var peercdnFactory = function (env) {
         stats.loading.start = stats.loading.first - t.firstByteMs;
         stats.loaded = stats.total = res.data.byteLength;
         if (opts.verify) verify(context.url, res, range);
-        trace(context.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
+        trace(context.url, t0, 'agent:' + res.source + (res.why ? ':' + res.why : '') + (dl ? '' : ':now'));
         self.delivered = true;
         callbacks.onSuccess({ url: context.url, data: res.data.buffer }, stats, context, null);
       }, function () {
@@ -606,7 +606,7 @@ var peercdnFactory = function (env) {
       var dl0 = deadline(media, start);
       var agentLoad = pending.then(function (res) {
         if (opts.verify) verify(uri, res, range);
-        trace(uri, t0, 'agent:' + res.source + (dl0 ? '' : ':now'));
+        trace(uri, t0, 'agent:' + res.source + (res.why ? ':' + res.why : '') + (dl0 ? '' : ':now'));
         var t = abrTiming(res); // what Shaka's bandwidth estimate is told (see hlsjs)
         return { uri: uri, originalUri: uri, data: res.data.buffer, headers: {}, timeMs: t.firstByteMs + t.transferMs, fromCache: false };
       });
@@ -749,7 +749,7 @@ var peercdnFactory = function (env) {
           resp.headers = {};
           resp.data = res.data.buffer.byteLength === n ? res.data.buffer : res.data.slice().buffer;
           if (opts.verify) verify(req.url, res, range);
-          trace(req.url, t0, 'agent:' + res.source + (dl ? '' : ':now'));
+          trace(req.url, t0, 'agent:' + res.source + (res.why ? ':' + res.why : '') + (dl ? '' : ':now'));
           if (onprogress) {
             onprogress({ lengthComputable: true, loaded: Math.min(1, n), total: n, time: t.firstByteMs });
             onprogress({ lengthComputable: true, loaded: n, total: n, time: t.transferMs });
