@@ -749,6 +749,9 @@ func (r *remote) applyCandidate(c string) {
 	if c == "" {
 		return // end of candidates
 	}
+	if isTCPCandidate(c) {
+		return // candidate.go
+	}
 	if isRelayCandidate(c) && !r.a.relayAllowed() {
 		r.a.log.Debug("relay candidate ignored (AllowRelay is off)", "peer", r.id)
 		return

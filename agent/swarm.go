@@ -212,6 +212,9 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 		}
 	}()
 	r.pc.OnICECandidate(func(cand string) {
+		if isTCPCandidate(cand) {
+			return // candidate.go
+		}
 		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID, Candidate: cand}
 		go c.Send(ctx, m)
 	})

@@ -42,7 +42,7 @@ import (
 // folder for serve --demo-stream; empty: the built-in 60 s sample), FIELD_CDN_KBPS (0:
 // unpaced), FIELD_LEVEL (a fixed rendition; empty: ABR), FIELD_ARGS (more
 // serve flags), FIELD_QUERY (page options for the peercdn viewers),
-// FIELD_PROFILE (a file for the second peercdn viewer's main thread
+// FIELD_PROFILE (a file for the last peercdn viewer's main thread
 // profile, .cpuprofile).
 func TestField(t *testing.T) {
 	if os.Getenv("FIELD") == "" {
@@ -128,9 +128,10 @@ func TestField(t *testing.T) {
 		if _, err := chromedp.Call(v, performance.Enable, performance.EnableParams{}); err != nil {
 			t.Fatal(err)
 		}
-		if prof := os.Getenv("FIELD_PROFILE"); prof != "" && !plain && countFalse(order[:i]) == 1 {
-			// The second peercdn viewer's main thread, sampled from its
-			// start to the end (a .cpuprofile for Chromium's DevTools).
+		if prof := os.Getenv("FIELD_PROFILE"); prof != "" && !plain && countFalse(order[:i]) == n-1 {
+			// The last peercdn viewer's main thread (the late joiner, on
+			// the busiest machine), sampled from its start to the end (a
+			// .cpuprofile for Chromium's DevTools).
 			for _, c := range []cdp.Command[cdp.Empty, cdp.Empty]{profiler.Enable, profiler.Start} {
 				if _, err := chromedp.Call(v, c, cdp.Empty{}); err != nil {
 					t.Fatal(err)
@@ -207,6 +208,8 @@ func TestField(t *testing.T) {
 		// (its tasks, in seconds; Chromium's TaskDuration), peercdn and
 		// plain.
 		MainThreadS, PlainMainThreadS []float64
+		// Relays: offers, answers and candidates the tracker passed on.
+		Relays float64
 	}
 	res.View, res.CDNKbps, res.Level, res.Viewers, res.Plain = view, kbps, level, n, nPlain
 	res.Window, res.Gap = window.String(), gap.String()
@@ -262,6 +265,7 @@ func TestField(t *testing.T) {
 	_, segs := originStats(t, addr)
 	res.Origin = segs
 	res.NotaryFetches = metric(t, addr, "peercdn_tracker_notary_fetches_total")
+	res.Relays = metric(t, addr, "peercdn_tracker_relay_seconds_count")
 	total := res.P2PBytes + res.CDNBytes
 	res.Offload = float64(res.P2PBytes) / float64(total)
 	res.CDNOffload = 1 - float64(segs-res.PlainBytes)/float64(total)
