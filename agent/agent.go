@@ -349,9 +349,7 @@ func (a *Agent) session(ctx context.Context) (time.Duration, error) {
 			go c.Send(sctx, &signaling.Message{Type: signaling.TypePing, Ref: ref, Usage: a.stats.usage(conn, ref)})
 		case signaling.TypePeers:
 			if sw := a.swarmFor(m.Swarm); sw != nil {
-				for _, id := range m.Peers {
-					sw.dial(sctx, c, id)
-				}
+				sw.suggest(sctx, c, m.Peers)
 			}
 		case signaling.TypeOffer:
 			if sw := a.swarmFor(m.Swarm); sw != nil {

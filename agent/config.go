@@ -27,6 +27,13 @@ type Config struct {
 
 	// MaxPeers bounds connected peers per swarm. Default 8 (4 when Mobile).
 	MaxPeers int
+	// DialsAtOnce bounds the offers under way at once in a swarm: the
+	// other peers the tracker suggests are dialled as those open, fail or
+	// time out. 0: all at once. The browser build uses 2: each peer
+	// connection costs the page's main thread, and a late joiner dialling
+	// five at once kept it 90% busy for its first 8 s of playback, when
+	// its buffer is thinnest.
+	DialsAtOnce int
 	// MaxPeerConnections bounds peer connections created over the agent's
 	// life: browsers cap RTCPeerConnections at 500 per tab, for its whole
 	// life, so hours of churn must stay well under. Default 300.
@@ -153,6 +160,8 @@ var ErrConfig = errors.New("agent: config")
 
 func (c *Config) validate() error {
 	switch {
+	case c.DialsAtOnce < 0:
+		return fmt.Errorf("%w: negative DialsAtOnce", ErrConfig)
 	case c.MaxPeers < 0 || c.MaxPeers > 64:
 		return fmt.Errorf("%w: MaxPeers %d outside 0..64", ErrConfig, c.MaxPeers)
 	case c.MaxPeerConnections < 0 || c.MaxPeerConnections > 500:

@@ -53,8 +53,11 @@ type remote struct {
 	sw      *swarm
 	id      string // the tracker's peer id
 	offerID string
-	pc      peerConn
-	dc      dataChannel
+	// outgoing: this agent made the offer (swarm.dial); its settling lets
+	// the next suggested peer be dialled (DialsAtOnce).
+	outgoing bool
+	pc       peerConn
+	dc       dataChannel
 
 	opened  chan struct{} // closed when the data channel opens
 	closed  chan struct{} // closed when the peer is gone

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,14 @@ type swarm struct {
 	// hasManifest: the origin publishes hashes for this swarm, so one CDN
 	// copy per segment is enough (no tracker quorum).
 	hasManifest atomic.Bool
+
+	// toDial: peers the tracker suggested, waiting for one of the
+	// DialsAtOnce offers under way to settle (dialling).
+	toDial   []string
+	dialling int
+	dialPeak int // the most offers under way at once (tests)
+	dialCtx  context.Context
+	dialC    *signaling.Client
 }
 
 func newSwarm(a *Agent, id signaling.Swarm) *swarm {
@@ -197,6 +206,9 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 	go func() {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
+		if r.outgoing {
+			defer sw.dialSettled()
+		}
 		select {
 		case <-r.opened:
 			sw.a.stats.peersConnected.Add(1)
@@ -228,6 +240,53 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 	})
 }
 
+// suggest dials the peers the tracker suggested, DialsAtOnce at a time
+// (Config): the rest wait until an offer under way opens, fails or times
+// out.
+func (sw *swarm) suggest(ctx context.Context, c *signaling.Client, ids []string) {
+	sw.mu.Lock()
+	sw.dialCtx, sw.dialC = ctx, c
+	for _, id := range ids {
+		if !slices.Contains(sw.toDial, id) && len(sw.toDial) < maxToDial {
+			sw.toDial = append(sw.toDial, id)
+		}
+	}
+	sw.mu.Unlock()
+	sw.dialMore()
+}
+
+// maxToDial bounds the peers waiting to be dialled (a tracker suggests at
+// most a few dozen at a time).
+const maxToDial = 64
+
+// dialMore dials waiting peers while fewer than DialsAtOnce offers are
+// under way (any number when it is 0).
+func (sw *swarm) dialMore() {
+	for {
+		sw.mu.Lock()
+		at := sw.a.cfg.DialsAtOnce
+		if len(sw.toDial) == 0 || at > 0 && sw.dialling >= at {
+			sw.mu.Unlock()
+			return
+		}
+		id, ctx, c := sw.toDial[0], sw.dialCtx, sw.dialC
+		sw.toDial = sw.toDial[1:]
+		sw.mu.Unlock()
+		if ctx.Err() == nil {
+			sw.dial(ctx, c, id)
+		}
+	}
+}
+
+// dialSettled is called once an offer this agent made opened, failed or
+// timed out: the next waiting peer may be dialled.
+func (sw *swarm) dialSettled() {
+	sw.mu.Lock()
+	sw.dialling--
+	sw.mu.Unlock()
+	sw.dialMore()
+}
+
 // dial offers a connection to a suggested peer.
 func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
 	if peerID == c.PeerID() || sw.count() >= sw.a.maxPeers() || sw.peer(peerID) != nil || sw.cooling(peerID, time.Now()) {
@@ -239,10 +298,15 @@ func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
 		return
 	}
 	r := newRemote(sw.a, sw, peerID, randomID(), pc)
+	r.outgoing = true
 	if !sw.reserve(r, false) {
 		pc.Close()
 		return
 	}
+	sw.mu.Lock()
+	sw.dialling++ // until setup's watch ends (dialSettled)
+	sw.dialPeak = max(sw.dialPeak, sw.dialling)
+	sw.mu.Unlock()
 	sw.setup(ctx, c, r)
 	dc, err := pc.CreateDataChannel(peerwire.Label)
 	if err != nil {

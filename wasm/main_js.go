@@ -80,6 +80,9 @@ func start(_ js.Value, args []js.Value) any {
 		ICEServers:           o.ICEServers,
 		AllowRelay:           o.AllowRelay,
 		HashManifests:        o.HashManifests,
+		// Each peer connection costs the page's main thread: a late
+		// joiner's five at once kept it busy as playback began.
+		DialsAtOnce: 2,
 	}
 	// Browsers also parse, append and decode after the load, on a busy
 	// main thread: keep a larger reserve than native viewers.
