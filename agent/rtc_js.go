@@ -329,9 +329,9 @@ func (d *browserDC) IsOpen() bool  { return d.v.Get("readyState").String() == "o
 
 // Send copies b into a JS buffer and sends it. send() copies what it is
 // given before it returns, so the buffer is kept for the next message of
-// the same size (nearly every chunk of an upload): one new ArrayBuffer per
-// message, allocated and collected, was a third of the agent's time on a
-// page's main thread in uploads.
+// the same size (nearly every chunk of an upload) rather than a new
+// ArrayBuffer allocated, and collected, per message: sending took 2.3 s of
+// a viewer's main thread in a field run before, 0.7 s after (one run each).
 func (d *browserDC) Send(b []byte) (err error) {
 	defer catch(&err)
 	d.sendMu.Lock()
