@@ -16,11 +16,10 @@ import (
 // each). It waits for a promise: never call it from a JS callback. Where
 // Web Crypto is missing (a page not in a secure context), Go's.
 func digest(b []byte) [32]byte {
-	if c := js.Global().Get("crypto"); c.Truthy() && c.Get("subtle").Truthy() {
-		subtle := c.Get("subtle")
+	if jsSubtle.Truthy() {
 		u8 := jsUint8Array.New(len(b))
 		js.CopyBytesToJS(u8, b)
-		if v, err := jspromise.Await(subtle.Call("digest", "SHA-256", u8)); err == nil {
+		if v, err := jspromise.Await(jsSubtle.Call("digest", "SHA-256", u8)); err == nil {
 			var sum [32]byte
 			if js.CopyBytesToGo(sum[:], jsUint8Array.New(v)) == len(sum) {
 				return sum
@@ -29,3 +28,12 @@ func digest(b []byte) [32]byte {
 	}
 	return sha256.Sum256(b)
 }
+
+// jsSubtle is Web Crypto (crypto.subtle), looked up once, as the other JS
+// constructors the agent uses are (rtc_js.go); undefined where missing.
+var jsSubtle = func() js.Value {
+	if c := js.Global().Get("crypto"); c.Truthy() {
+		return c.Get("subtle")
+	}
+	return js.Undefined()
+}()
