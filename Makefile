@@ -12,7 +12,7 @@ APT_PKGS := redis-server iproute2 nftables prometheus
 
 export GOFLAGS := -mod=mod
 
-.PHONY: all build wasm check-wasm helm-check npm npm-tools vendor run stream swarm e2e test vet unit unit-wasm interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
+.PHONY: all build wasm check-wasm helm-check npm npm-tools vendor run stream swarm e2e test vet unit interop fuzz bench bench-trackers bench-scale bench-lab bench-network bench-field deps clean
 
 all: build
 
@@ -110,12 +110,6 @@ vet:
 unit:
 	$(GO) test -race -count=1 -p 1 ./...
 
-# unit-wasm runs, in WebAssembly under Node's V8, the agent's tests of
-# what differs in the browser build and runs without a browser (Web
-# Crypto's SHA-256). Node comes with npm (vendor).
-unit-wasm: vendor
-	GOOS=js GOARCH=wasm $(GO) test -count=1 -exec "$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" -run '^TestDigest$$' ./agent
-
 # interop runs clients nobody here wrote against the tracker (module
 # interop/), in a network namespace with only loopback: built first,
 # since nothing downloads in there.
@@ -166,7 +160,7 @@ check-wasm: wasm
 helm-check: build
 	cd deploy/helm/chartcheck && $(GO) vet ./... && PEERCDN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
 
-test: deps vet check-wasm unit unit-wasm helm-check interop fuzz e2e
+test: deps vet check-wasm unit helm-check interop fuzz e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -123,7 +123,7 @@ const maxAsked = 1024
 // goodFromPeer checks a peer's copy of k, served by the CDN at url.
 func (a *Agent) goodFromPeer(k segKey, src signaling.Source, data []byte) bool {
 	want, check, ok := a.expected(k, src)
-	return ok && (!check || digest(data) == want)
+	return ok && (!check || sha256.Sum256(data) == want)
 }
 
 // keepCDNCopy decides whether the agent's own CDN copy of k may be kept
@@ -136,7 +136,7 @@ func (a *Agent) keepCDNCopy(ctx context.Context, sw *swarm, k segKey, src signal
 	if _, lvl := a.trust.best(k, src.URL, true); lvl < byNotary && (a.integrity() || !a.noManifest(src.URL)) {
 		a.manifestHash(ctx, sw, k, src) // check our own copy too, if the origin lists it
 	}
-	got := digest(data)
+	got := sha256.Sum256(data)
 	want, lvl := a.trust.best(k, src.URL, true)
 	switch {
 	case lvl >= byNotary && got != want:
