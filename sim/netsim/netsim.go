@@ -233,10 +233,15 @@ func jitter(nic vnet.NIC, most time.Duration, seed uint64) (vnet.NIC, func(), er
 // CDNClient is an HTTP client whose requests cross l: a round trip before
 // the response starts (the connection is kept alive), then the body at the
 // downlink's rate or CDNKbps, whichever is lower. base carries the bytes
-// (the CDN is a real server on loopback).
+// (the CDN is a real server on loopback); nil gives the viewer a transport
+// of its own that keeps up to six connections alive, as a browser does.
+// (http.DefaultTransport, shared, keeps two for the host: with hundreds of
+// viewers nearly every load dialled a new connection.)
 func CDNClient(l Link, base http.RoundTripper) *http.Client {
 	if base == nil {
-		base = http.DefaultTransport
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 6
+		base = tr
 	}
 	kbps := l.DownKbps
 	if l.CDNKbps > 0 && (kbps == 0 || l.CDNKbps < kbps) {

@@ -5,8 +5,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,5 +266,41 @@ func TestTrackerLinkDelaysEachWay(t *testing.T) {
 	}
 	if took < rtt || took > rtt+rtt/2 {
 		t.Fatalf("echoed in %v over a link of %v RTT: want about one RTT", took, rtt)
+	}
+}
+
+// Each viewer keeps its connection to the CDN, as a browser does: ten
+// viewers loading side by side need ten connections, not one per load.
+func TestCDNClientsKeepTheirConnections(t *testing.T) {
+	var dialled atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(make([]byte, 4<<10))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	const viewers, loads = 10, 5
+	var wg sync.WaitGroup
+	for range viewers {
+		c := CDNClient(Link{RTT: time.Millisecond}, nil)
+		wg.Go(func() {
+			for range loads {
+				resp, err := c.Get(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := dialled.Load(); n > viewers {
+		t.Fatalf("%d viewers dialled %d connections for %d loads", viewers, n, viewers*loads)
 	}
 }
