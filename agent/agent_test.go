@@ -535,7 +535,9 @@ func TestABRTimingIsTheCDNs(t *testing.T) {
 	t.Cleanup(slow.Close)
 	o := &testOrigin{Server: slow}
 	tr := startTracker(t)
-	a, b := startAgent(t, tr, nil), startAgent(t, tr, nil)
+	// a uploads nothing: b, which does, is elected for every segment, and
+	// a, asking first, waits for b's copy rather than taking over.
+	a, b := startAgent(t, tr, func(c *Config) { c.ConsumeOnly = true }), startAgent(t, tr, nil)
 	waitPeers(t, 1, a, b)
 	ctx := context.Background()
 	load := func(ag *Agent, seq uint64, in time.Duration) Result {
@@ -560,9 +562,7 @@ func TestABRTimingIsTheCDNs(t *testing.T) {
 		t.Fatalf("cache hit: source %s, ABR %v first byte %v", r.Source, r.ABR, r.ABRFirstByte)
 	}
 	// From a peer, after waiting for the other viewer, which asks 300 ms
-	// later, to fetch it (the viewers take turns by segment, so some of
-	// these are a's turn, and b's load is the P2P one): the CDN's estimate,
-	// not the wait.
+	// later, to fetch it: the CDN's estimate, not the wait.
 	const lag = 300 * time.Millisecond
 	waited := 0
 	for seq := uint64(1); seq <= 8; seq++ {
@@ -776,7 +776,9 @@ func TestByteRangeSegmentsTravelBetweenPeers(t *testing.T) {
 func TestPatienceShrinksWhenPeersDoNotDeliver(t *testing.T) {
 	o, tr := startOrigin(t), startTracker(t)
 	const maxWait = time.Second
-	viewer := startAgent(t, tr, func(c *Config) { c.MaxWait = maxWait })
+	// The viewer uploads nothing, so the idle peer is elected for every
+	// segment and the viewer never takes over (takeoverStep): it waits.
+	viewer := startAgent(t, tr, func(c *Config) { c.MaxWait = maxWait; c.ConsumeOnly = true })
 	idle := startAgent(t, tr, nil) // joins, never loads
 	waitPeers(t, 1, viewer, idle)
 	ctx := context.Background()

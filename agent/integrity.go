@@ -198,7 +198,7 @@ func (a *Agent) badPeer(sw *swarm, r *remote, k segKey) {
 	a.stats.corrupt.Add(1)
 	a.log.Warn("peer sent a corrupt segment: dropped", "peer", r.id, "seq", k.seq)
 	sw.ban(r.id)
-	r.close()
+	r.closeFor(GoneCorrupt)
 	a.emit(Event{Kind: EventPeerDropped, Peer: r.id})
 	a.sendTracker(&signaling.Message{Type: signaling.TypeReport, Swarm: &k.swarm, To: r.id,
 		Segment: strconv.FormatUint(k.seq, 10)})

@@ -115,6 +115,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	}
 	why := WhyDue
 	waitedForPeers := false // the loop slept at least once for a peer
+	// patient: from then on, the load waits for peers for a while only
+	// (patience, takeoverStep); before, it is due later than FarAhead.
+	patient := patientUntil(start, req.Deadline, a.cfg.FarAhead)
 	for ctx.Err() == nil {
 		giveUp := req.Deadline.Add(-a.cdnEstimate() - a.cdnSafety())
 		if !time.Now().Before(giveUp) {
@@ -223,6 +226,12 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			// copies); not while a holder is only busy.
 			why = WhyElected
 			break
+		} else if at, ok := a.takeoverAt(sw, req.Seq, patient, giveUp); ok && r == nil && len(refusedAt) == 0 &&
+			!time.Now().Before(at) && sw.loadingCount(req.Seq) < sw.quorum() {
+			// The viewer elected has not asked for it yet: this one,
+			// next in line, seeds it in its place (takeoverAt).
+			why = WhyTakeover
+			break
 		}
 		// (A peer holds it but no hash is trusted yet: the tracker was
 		// asked (askHash); its answer wakes this wait.)
@@ -234,11 +243,15 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// Not past MaxWait for a peer saying it is loading: waiting until
 		// the CDN reserve stalled a browser viewer on a starved CPU, whose
 		// CDN fetch then took longer than the reserve.
-		if time.Since(patientUntil(start, req.Deadline, a.cfg.FarAhead)) > a.patience() {
+		if time.Since(patient) > a.patience() {
 			why = WhyWaited
 			break // waited long enough for a peer to get it: the CDN, now
 		}
-		t := time.NewTimer(min(time.Until(giveUp), absentRetry))
+		nap := min(time.Until(giveUp), absentRetry)
+		if at, ok := a.takeoverAt(sw, req.Seq, patient, giveUp); ok && time.Now().Before(at) {
+			nap = min(nap, max(time.Until(at), time.Millisecond))
+		}
+		t := time.NewTimer(nap)
 		select {
 		case <-sw.wait():
 		case <-t.C:
@@ -260,6 +273,30 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// absent and a retry later.
 	in := a.receive(k, nil)
 	return a.loadCDN(ctx, req, start, why, in)
+}
+
+// takeoverAt is when this agent, not elected for seq, fetches it for its
+// neighbourhood in the elected viewer's place if no peer holds, receives
+// or is loading it yet (swarm.takeoverAfter): its place in line times
+// takeoverStep after the load's patient point, and not before a copy
+// fetched from the CDN now would land just at the load's reserve point
+// (giveUp less the CDN estimate). On a fast CDN that is late: the elected
+// viewer, asking up to a target duration later, still delivers in time,
+// and the copies a takeover costs when its announcement crosses the
+// elected viewer's own fetch (5 in a field run, on busy pages) are not
+// spent. On a slow CDN (1.2 Mbit/s) it is at once. Not for a segment due
+// later than FarAhead (patient is later): a VOD viewer ahead of the
+// others waits for the one elected, who gets there.
+func (a *Agent) takeoverAt(sw *swarm, seq uint64, patient, giveUp time.Time) (time.Time, bool) {
+	wait := sw.takeoverAfter(a.selfID(), seq)
+	if wait <= 0 {
+		return time.Time{}, false
+	}
+	at := patient.Add(wait)
+	if late := giveUp.Add(-a.cdnEstimate() + wait - takeoverStep); late.After(at) {
+		at = late
+	}
+	return at, true
 }
 
 // waited folds a load's outcome into how often waiting for peers pays: a

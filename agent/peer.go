@@ -62,6 +62,7 @@ type remote struct {
 	opened  chan struct{} // closed when the data channel opens
 	closed  chan struct{} // closed when the peer is gone
 	gone    atomic.Bool   // the connection's state went to failed or closed under it
+	why     atomic.Value  // string: why this agent closed it (closeFor), for EventPeerGone
 	bufLow  chan struct{} // signalled when the send buffer drains
 	closeMu sync.Once
 
@@ -142,11 +143,11 @@ func (r *remote) attach(dc dataChannel) {
 		// browser then never fires onopen.
 		go open()
 	}
-	dc.OnClose(func() { r.close() })
+	dc.OnClose(func() { r.closeFor(GoneChannel) })
 	dc.OnMessage(func(data []byte, text bool) {
 		if text {
 			r.a.log.Debug("peer sent text", "peer", r.id)
-			r.close()
+			r.closeFor(GoneBadWire)
 			return
 		}
 		r.handle(data)
@@ -212,7 +213,7 @@ func (r *remote) handle(b []byte) {
 	}
 	if err != nil {
 		r.a.log.Debug("bad peer message", "peer", r.id, "err", err)
-		r.close()
+		r.closeFor(GoneBadWire)
 		return
 	}
 	if !r.allow(&m) {
@@ -359,7 +360,7 @@ func (r *remote) allow(m *peerwire.Message) bool {
 		r.a.stats.flooders.Add(1)
 		r.sw.ban(r.id)
 		r.a.emit(Event{Kind: EventPeerDropped, Peer: r.id})
-		go r.close()
+		go r.closeFor(GoneFlood)
 	}
 	return false
 }
@@ -694,7 +695,7 @@ func (r *remote) failedBy(err error) {
 	}
 	if r.failed() {
 		r.a.log.Debug("dropping failing peer", "peer", r.id)
-		r.close()
+		r.closeFor(GoneFailing)
 	}
 }
 
@@ -791,6 +792,23 @@ func (r *remote) setRemote(offer bool, sdp string) error {
 	return nil
 }
 
+// Why a peer connection ended (EventPeerGone's Reason).
+const (
+	GoneLost    = "connection lost"   // ICE, DTLS or SCTP failed or closed under it
+	GoneChannel = "channel closed"    // the data channel closed: by the peer, or with the connection
+	GoneFailing = "failing transfers" // maxFailures transfers in a row stalled or broke
+	GoneFlood   = "flooding"          // past peerExcessLimit messages over the rate
+	GoneCorrupt = "corrupt segment"   // sent bytes that failed verification
+	GoneBadWire = "bad message"       // sent what peerwire cannot decode, or text
+	GoneClosed  = "closed"            // this agent left, gave up dialling, or lost a glare
+)
+
+// closeFor is close, saying why (the Gone constants).
+func (r *remote) closeFor(why string) {
+	r.why.CompareAndSwap(nil, why)
+	r.close()
+}
+
 // close tears the peer down once; its transfers fail over to the CDN.
 func (r *remote) close() {
 	r.closeMu.Do(func() {
@@ -805,7 +823,14 @@ func (r *remote) close() {
 		r.sw.remove(r)
 		go r.pc.Close() // may block on the network; never hold a caller for it
 		if was {
-			r.a.emit(Event{Kind: EventPeerGone, Peer: r.id})
+			why, _ := r.why.Load().(string)
+			if why == "" {
+				why = GoneClosed
+				if r.gone.Load() {
+					why = GoneLost
+				}
+			}
+			r.a.emit(Event{Kind: EventPeerGone, Peer: r.id, Reason: why})
 		}
 		r.sw.notify()
 	})

@@ -1,7 +1,14 @@
 package agent
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +136,66 @@ func waitSeeds(t testing.TB, a *Agent, id string, want bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("peer %s never seen seeding=%v", id, want)
+}
+
+// TestFirstToAskTakesOverSeeding: live players ask for a new segment when
+// their own playlist refresh shows it, seconds apart, and the viewer
+// elected for it is often the last to ask. On a slow CDN (a second before
+// a response's first byte), three viewers ask 150 ms apart, the last in
+// line first, with 6 s of buffer (a live player's distance from the live
+// edge); the elected one asks 4 s later. The one next in line among the
+// three takes over (takeoverStep per place) and the others, the elected
+// one too, take the segment from peers. Before, each of the three waited
+// for the elected viewer until its CDN reserve, then fetched its own copy.
+func TestFirstToAskTakesOverSeeding(t *testing.T) {
+	o := &testOrigin{}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		time.Sleep(time.Second)
+		http.ServeContent(&countWriter{w, &o.sent}, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
+	}))
+	t.Cleanup(o.Close)
+	tr := startTracker(t)
+	all := []*Agent{startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)}
+	waitPeers(t, 3, all...)
+	ctx := context.Background()
+	// Each measures the CDN, as its player's first loads do.
+	for i, a := range all {
+		if _, err := a.Load(ctx, req(o, uint64(100+i), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := uint64(1); n <= 3; n++ {
+		s := sid(o.URL, n)
+		// Place in line for s: rank order, the elected viewer first.
+		line := slices.Clone(all)
+		slices.SortFunc(line, func(a, b *Agent) int { return cmp.Compare(rank(a.PeerID(), s), rank(b.PeerID(), s)) })
+		asks := []time.Duration{4 * time.Second, 300 * time.Millisecond, 150 * time.Millisecond, 0}
+		var wg sync.WaitGroup
+		res := make([]Result, len(line))
+		for i, a := range line {
+			wg.Go(func() {
+				time.Sleep(asks[i])
+				var err error
+				if res[i], err = a.Load(ctx, req(o, n, 6*time.Second)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		cdn := 0
+		for i, r := range res {
+			if r.Source != SourceP2P {
+				cdn++
+			}
+			t.Logf("segment %d, place %d, asked at %v: %s (%s) after %v", n, i, asks[i], r.Source, r.Why, r.Duration.Round(time.Millisecond))
+		}
+		if cdn != 1 || res[0].Source != SourceP2P {
+			t.Fatalf("segment %d: %d CDN copies, the elected viewer's from %s; want one, by the first to ask, taken over", n, cdn, res[0].Source)
+		}
+	}
 }

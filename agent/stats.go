@@ -72,11 +72,12 @@ type SegmentRecord struct {
 
 // Why a segment came from the CDN.
 const (
-	WhyDue     = "due"     // too close to its deadline for a peer (startup, or waited until then)
-	WhyElected = "elected" // this viewer seeds it for its neighbourhood
-	WhyWaited  = "waited"  // no peer had it after MaxWait
-	WhyAlone   = "alone"   // no peer connected
-	WhyOff     = "off"     // P2P off for this viewer or swarm
+	WhyDue      = "due"      // too close to its deadline for a peer (startup, or waited until then)
+	WhyElected  = "elected"  // this viewer seeds it for its neighbourhood
+	WhyTakeover = "takeover" // next in line, it seeds it: the viewer elected had not asked for it
+	WhyWaited   = "waited"   // no peer had it after MaxWait
+	WhyAlone    = "alone"    // no peer connected
+	WhyOff      = "off"      // P2P off for this viewer or swarm
 )
 
 // Event is something a page or a load test may want to see as it happens.
@@ -104,6 +105,8 @@ type EventKind string
 const (
 	EventSegment  EventKind = "segment"
 	EventPeerUp   EventKind = "peer-connected"
+	// EventPeerGone: a connected peer's connection ended, with the Reason
+	// (the Gone constants).
 	EventPeerGone EventKind = "peer-gone"
 	// EventPeerDropped: a peer sent a segment that failed verification.
 	EventPeerDropped EventKind = "peer-dropped"

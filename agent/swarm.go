@@ -443,17 +443,47 @@ func (sw *swarm) loadingCount(seq uint64) int {
 // viewers are elected per segment; elsewhere a few more are, and everyone
 // else waits for them and gets the segment over P2P.
 func (sw *swarm) elected(self string, seq uint64) bool {
-	q := sw.quorum()
+	return sw.inLine(self, seq) < sw.quorum()
+}
+
+// inLine counts the connected peers that rank before this agent for seq,
+// in the order elected uses.
+func (sw *swarm) inLine(self string, seq uint64) int {
 	mine, iSeed := rank(self, seq), sw.a.seeds()
 	ahead := 0
 	for _, r := range sw.connected() {
 		if theySeed := r.seeds(); theySeed && !iSeed || theySeed == iSeed && rank(r.id, seq) < mine {
-			if ahead++; ahead >= q {
-				return false
-			}
+			ahead++
 		}
 	}
-	return true
+	return ahead
+}
+
+// takeoverStep is how much longer each viewer further down the line for a
+// segment waits, after its player asked, before it takes over seeding the
+// segment that no peer holds or is loading. The elected viewer's player
+// asks when its own playlist shows the segment: live players refresh their
+// playlists out of phase, up to a target duration (2-6 s) apart, so the
+// first to ask is rarely the one elected. Those that asked first waited for
+// it until their reserve point, and each then fetched its own copy from
+// the CDN (3-5 copies of a segment on a CDN at 1.2 Mbit/s). Staggered by
+// place in line, the first to ask takes over and announces it; the others
+// see that and wait for its copy. The step is more than a peer's one-way
+// latency (10-75 ms), so that the announcement of one taking over reaches
+// the next in line first; it is short, since on a slow CDN the copy has to
+// arrive before the reserve points of those waiting for it (with 300 ms,
+// the first to ask, fourth in line, went to the CDN itself at its reserve
+// point, before the copy of the one taking over had arrived).
+const takeoverStep = 100 * time.Millisecond
+
+// takeoverAfter is this agent's place in line for seq, after the elected
+// viewers, times takeoverStep (Agent.takeoverAt); 0 when it does not take
+// over (it does not seed).
+func (sw *swarm) takeoverAfter(self string, seq uint64) time.Duration {
+	if !sw.a.seeds() {
+		return 0
+	}
+	return time.Duration(sw.inLine(self, seq)-sw.quorum()+1) * takeoverStep
 }
 
 // quorum is how many CDN copies of a segment the neighbourhood needs: the

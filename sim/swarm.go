@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -117,6 +118,10 @@ type Summary struct {
 	Limit   float64 `json:"limit"`
 	// PeersFailedByNAT splits PeersFailed by the failing viewer's NAT.
 	PeersFailedByNAT map[netsim.NAT]int64 `json:"peersFailedByNat,omitempty"`
+	// PeersGone counts connected peers' connections that ended, by why
+	// (agent.Gone*), as each side saw it: connections dropped and made
+	// again cost handshakes a starved simulator cannot afford.
+	PeersGone map[string]int64 `json:"peersGone,omitempty"`
 	// Abandoned counts segments started from a peer and completed from
 	// the CDN (too slow or gone).
 	Abandoned int `json:"abandoned"`
@@ -187,6 +192,8 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	var hostileIDs sync.Map // peer id -> true
 	var dropMu sync.Mutex
 	dropped := map[[2]string]bool{}
+	var goneMu sync.Mutex
+	gone := map[string]int64{}
 	if cfg.Hostile > 0 {
 		check = originChecker()
 	}
@@ -350,6 +357,17 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 				}
 			}
 		}
+		countGone := acfg.OnEvent
+		acfg.OnEvent = func(e agent.Event) {
+			if e.Kind == agent.EventPeerGone {
+				goneMu.Lock()
+				gone[e.Reason]++
+				goneMu.Unlock()
+			}
+			if countGone != nil {
+				countGone(e)
+			}
+		}
 		a, err := agent.New(acfg)
 		self = a
 		if err != nil {
@@ -435,6 +453,11 @@ func RunSwarm(ctx context.Context, cfg SwarmConfig) (Summary, error) {
 	}
 	wg.Wait()
 	sum.HostileDropped = len(dropped)
+	goneMu.Lock()
+	if len(gone) > 0 {
+		sum.PeersGone = maps.Clone(gone)
+	}
+	goneMu.Unlock()
 	sum.Viewers = cfg.Viewers
 	sum.ViewersEver = n
 	sum.Seconds = time.Since(start).Seconds()

@@ -170,6 +170,11 @@ func TestHostileViewers(t *testing.T) {
 			if (attack == "corrupt" || attack == "flood") && sum.HostileDropped == 0 {
 				t.Error("nobody caught the attackers")
 			}
+			// Each drop is reported as such when the connection ends.
+			why := map[string]string{"corrupt": agent.GoneCorrupt, "flood": agent.GoneFlood}[attack]
+			if why != "" && sum.PeersGone[why] < int64(sum.HostileDropped) {
+				t.Errorf("%d attackers dropped, but %d connections ended for %q (all: %v)", sum.HostileDropped, sum.PeersGone[why], why, sum.PeersGone)
+			}
 			if sum.CorruptRejected > 0 && sum.WastedBytes == 0 {
 				t.Errorf("%d corrupt copies rejected, but no P2P bytes counted as wasted", sum.CorruptRejected)
 			}
