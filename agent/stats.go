@@ -103,8 +103,8 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventSegment  EventKind = "segment"
-	EventPeerUp   EventKind = "peer-connected"
+	EventSegment EventKind = "segment"
+	EventPeerUp  EventKind = "peer-connected"
 	// EventPeerGone: a connected peer's connection ended, with the Reason
 	// (the Gone constants).
 	EventPeerGone EventKind = "peer-gone"
