@@ -195,7 +195,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			r.failedBy(err)
 			if len(data) > 0 && total > 0 && ctx.Err() == nil {
 				var suspect *remote // sent a rest that did not check out
-				if r2 := resumer(); r2 != nil && (errors.Is(err, errStalled) || errors.Is(err, errSlow)) {
+				if r2 := resumer(); r2 != nil && (errors.Is(err, errStalled) || errors.Is(err, errSlow) || errors.Is(err, errLate)) {
 					if whole, ok := a.resumeFrom(ctx, req, r2, data, total, giveUp); ok {
 						a.waited(true)
 						a.endInflight(k, in)

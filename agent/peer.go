@@ -41,7 +41,14 @@ var (
 	// errSlow ends a transfer that is sending, but too slowly for the
 	// load's reserve point, for a holder measured faster: the peer is
 	// honest, only slow, so it is not counted a failure.
-	errSlow      = errors.New("peer too slow; another holder is faster")
+	errSlow = errors.New("peer too slow; another holder is faster")
+	// errLate ends a transfer that was sending but could not finish by
+	// the load's reserve point at its rate: the requester's time ran out,
+	// which a slow CDN (a large reserve) or a starved CPU causes as much
+	// as the peer. Not a failure either: its rate is measured instead.
+	// Counted as failures, they got peers dropped and dialled again, and
+	// the handshakes starved the simulator further (fiber x 200).
+	errLate      = errors.New("peer could not finish before the reserve point")
 	errPeerGone  = errors.New("peer connection closed")
 	errProtocol  = errors.New("peer broke the segment protocol")
 	errCancelled = errors.New("transfer cancelled")
@@ -553,12 +560,19 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 	for {
 		select {
 		case <-reserve.C:
-			r.cancel(id, errStalled)
+			r.mu.Lock()
+			sent := t.got > len(head)
+			r.mu.Unlock()
+			if sent {
+				r.cancel(id, errLate)
+			} else {
+				r.cancel(id, errStalled) // not a byte in the load's time
+			}
 		case err := <-t.done:
 			r.mu.Lock()
 			buf, total := t.buf, t.total
 			r.mu.Unlock()
-			if err == nil {
+			if err == nil || errors.Is(err, errLate) {
 				r.observe(len(buf)-len(head), time.Since(start))
 			}
 			return buf, total, tl, err
@@ -612,8 +626,10 @@ func (r *remote) fetch(ctx context.Context, seq uint64, stall time.Duration, giv
 			if got == len(head) {
 				patience += uploadQueueWait
 			}
-			if now.Sub(last) > patience || late { // (giveUp: the reserve timer)
+			if now.Sub(last) > patience {
 				r.cancel(id, errStalled)
+			} else if late { // (giveUp: the reserve timer)
+				r.cancel(id, errLate)
 			}
 		case <-ctx.Done():
 			r.cancel(id, errCancelled)
@@ -687,10 +703,11 @@ func (r *remote) observe(n int, d time.Duration) {
 }
 
 // failedBy counts a transfer that ended with err against r, and drops r
-// after maxFailures. Neither the requester's own cancel nor a refusal
-// (absent: busy, or passing on a copy that did not arrive) counts.
+// after maxFailures. Neither the requester's own cancel, nor a refusal
+// (absent: busy, or passing on a copy that did not arrive), nor a peer
+// sending too slowly for the time the load had (errSlow, errLate) counts.
 func (r *remote) failedBy(err error) {
-	if err == nil || errors.Is(err, errCancelled) || errors.Is(err, errAbsent) || errors.Is(err, errSlow) {
+	if err == nil || errors.Is(err, errCancelled) || errors.Is(err, errAbsent) || errors.Is(err, errSlow) || errors.Is(err, errLate) {
 		return
 	}
 	if r.failed() {

@@ -226,3 +226,40 @@ func TestSlowTransferSwitchesToAnotherHolder(t *testing.T) {
 		t.Fatalf("source %s with %d bytes from the CDN, %d from B: the rest did not come from the faster holder", res.Source, cdn, upB)
 	}
 }
+
+// TestLateTransfersDoNotDropThePeer: a holder uploading at 100 KB/s is
+// asked three times for a 300 KB segment with 600 ms to the reserve point
+// and no split: each transfer is cut off late while its bytes flow. The
+// requester's time ran out, not the peer: it stays connected, with its
+// rate measured. Before, each counted as a failure, and the third dropped
+// it (a starved simulator dropped and dialled peers again by the thousand).
+func TestLateTransfersDoNotDropThePeer(t *testing.T) {
+	const bps = 100 << 10
+	o, holder, vs := startHolder(t, bps, 1, 5)
+	v := vs[0]
+	ctx := context.Background()
+	r := v.swarmFor(&testSwarm).peer(holder.PeerID())
+	if r == nil {
+		t.Fatal("the holder is not a peer")
+	}
+	for i := range 3 {
+		if err := holder.up.WaitN(ctx, bps); err != nil { // the cap's burst spent
+			t.Fatal(err)
+		}
+		data, _, _, err := r.fetch(ctx, sid(o.URL, 5), v.cfg.P2PStallTimeout, time.Now().Add(600*time.Millisecond), fetchPlan{})
+		t.Logf("transfer %d: %d bytes, %v", i, len(data), err)
+		if err == nil || len(data) == 0 {
+			t.Fatalf("transfer %d: %d bytes, %v: want cut off late with bytes", i, len(data), err)
+		}
+		r.failedBy(err)
+	}
+	r.mu.Lock()
+	failures := r.failures
+	r.mu.Unlock()
+	if !r.connected() || failures != 0 {
+		t.Fatalf("after three late transfers: connected %v, %d failures", r.connected(), failures)
+	}
+	if rt := r.rate(); rt <= 0 || rt > 2*bps {
+		t.Fatalf("measured rate %.0f B/s, the holder sends %d", rt, bps)
+	}
+}
