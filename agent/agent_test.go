@@ -39,7 +39,11 @@ func segment(n uint64) []byte {
 	return b
 }
 
-func startOrigin(t testing.TB) *testOrigin {
+func startOrigin(t testing.TB) *testOrigin { return startOriginAfter(t, 0) }
+
+// startOriginAfter is startOrigin for a slow CDN: each response starts
+// after delay.
+func startOriginAfter(t testing.TB, delay time.Duration) *testOrigin {
 	o := &testOrigin{}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
@@ -47,6 +51,7 @@ func startOrigin(t testing.TB) *testOrigin {
 			http.NotFound(w, r)
 			return
 		}
+		time.Sleep(delay)
 		http.ServeContent(&countWriter{w, &o.sent}, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
 	}))
 	t.Cleanup(o.Close)
@@ -523,17 +528,7 @@ func TestUsageReportsSurviveABrokenConnection(t *testing.T) {
 // viewer at a fraction of its bandwidth), nor a cache hit's zero.
 func TestABRTimingIsTheCDNs(t *testing.T) {
 	const delay = 80 * time.Millisecond // the CDN's time to first byte
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		time.Sleep(delay)
-		http.ServeContent(w, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
-	}))
-	t.Cleanup(slow.Close)
-	o := &testOrigin{Server: slow}
+	o := startOriginAfter(t, delay)
 	tr := startTracker(t)
 	// a uploads nothing: b, which does, is elected for every segment, and
 	// a, asking first, waits for b's copy rather than taking over.

@@ -215,19 +215,23 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			a.stats.wasted.Add(int64(len(data)))
 			continue
 		}
+		// This agent's place in line to seed seq among its peers (the
+		// first quorum are elected), once for the checks below and the nap.
+		place := sw.inLine(a.selfID(), req.Seq)
+		takeover, mayTakeOver := a.takeoverAt(sw, place, patient, giveUp)
 		if sw.connectedCount() == 0 {
 			if time.Since(sw.joined) > peerWait {
 				why = WhyAlone
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
-		} else if r == nil && len(refusedAt) == 0 && sw.elected(a.selfID(), req.Seq) && sw.loadingCount(req.Seq) < sw.quorum() {
+		} else if r == nil && len(refusedAt) == 0 && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
 			// Our turn to seed the swarm from the CDN (one of quorum
 			// copies); not while a holder is only busy.
 			why = WhyElected
 			break
-		} else if at, ok := a.takeoverAt(sw, req.Seq, patient, giveUp); ok && r == nil && len(refusedAt) == 0 &&
-			!time.Now().Before(at) && sw.loadingCount(req.Seq) < sw.quorum() {
+		} else if mayTakeOver && r == nil && len(refusedAt) == 0 &&
+			!time.Now().Before(takeover) && sw.loadingCount(req.Seq) < sw.quorum() {
 			// The viewer elected has not asked for it yet: this one,
 			// next in line, seeds it in its place (takeoverAt).
 			why = WhyTakeover
@@ -248,8 +252,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			break // waited long enough for a peer to get it: the CDN, now
 		}
 		nap := min(time.Until(giveUp), absentRetry)
-		if at, ok := a.takeoverAt(sw, req.Seq, patient, giveUp); ok && time.Now().Before(at) {
-			nap = min(nap, max(time.Until(at), time.Millisecond))
+		if mayTakeOver && time.Now().Before(takeover) {
+			nap = min(nap, max(time.Until(takeover), time.Millisecond))
 		}
 		t := time.NewTimer(nap)
 		select {
@@ -275,8 +279,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	return a.loadCDN(ctx, req, start, why, in)
 }
 
-// takeoverAt is when this agent, not elected for seq, fetches it for its
-// neighbourhood in the elected viewer's place if no peer holds, receives
+// takeoverAt is when this agent, place-th in line for a segment and not
+// elected for it, fetches it for its neighbourhood in the elected viewer's place if no peer holds, receives
 // or is loading it yet (swarm.takeoverAfter): its place in line times
 // takeoverStep after the load's patient point, and not before a copy
 // fetched from the CDN now would land just at the load's reserve point
@@ -287,8 +291,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 // spent. On a slow CDN (1.2 Mbit/s) it is at once. Not for a segment due
 // later than FarAhead (patient is later): a VOD viewer ahead of the
 // others waits for the one elected, who gets there.
-func (a *Agent) takeoverAt(sw *swarm, seq uint64, patient, giveUp time.Time) (time.Time, bool) {
-	wait := sw.takeoverAfter(a.selfID(), seq)
+func (a *Agent) takeoverAt(sw *swarm, place int, patient, giveUp time.Time) (time.Time, bool) {
+	wait := sw.takeoverAfter(place)
 	if wait <= 0 {
 		return time.Time{}, false
 	}

@@ -1,14 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,26 +32,8 @@ func TestViewersThatDoNotSeedAreNotElected(t *testing.T) {
 			segs = append(segs, n)
 		}
 	}
-	ctx := context.Background()
 	for _, n := range segs {
-		var wg sync.WaitGroup
-		res := make([]Result, len(all))
-		for i, a := range all {
-			wg.Go(func() {
-				var err error
-				if res[i], err = a.Load(ctx, req(o, n, 6*time.Second)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		cdn := 0
-		for i, r := range res {
-			if r.Source != SourceP2P {
-				cdn++
-			}
-			t.Logf("segment %d, viewer %d: %s after %v", n, i, r.Source, r.Duration.Round(time.Millisecond))
-		}
+		res, cdn := loadTogether(t, o, all, n, nil)
 		if res[0].Source != SourceP2P || cdn != 1 {
 			t.Fatalf("segment %d: %d viewers went to the CDN, the consume-only one from %s; want one CDN copy, by a viewer that seeds", n, cdn, res[0].Source)
 		}
@@ -148,18 +125,7 @@ func waitSeeds(t testing.TB, a *Agent, id string, want bool) {
 // one too, take the segment from peers. Before, each of the three waited
 // for the elected viewer until its CDN reserve, then fetched its own copy.
 func TestFirstToAskTakesOverSeeding(t *testing.T) {
-	o := &testOrigin{}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/seg/"), 10, 64)
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		time.Sleep(time.Second)
-		http.ServeContent(&countWriter{w, &o.sent}, r, "seg", time.Time{}, bytes.NewReader(segment(n)))
-	}))
-	t.Cleanup(o.Close)
-	tr := startTracker(t)
+	o, tr := startOriginAfter(t, time.Second), startTracker(t)
 	all := []*Agent{startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)}
 	waitPeers(t, 3, all...)
 	ctx := context.Background()
@@ -175,27 +141,38 @@ func TestFirstToAskTakesOverSeeding(t *testing.T) {
 		line := slices.Clone(all)
 		slices.SortFunc(line, func(a, b *Agent) int { return cmp.Compare(rank(a.PeerID(), s), rank(b.PeerID(), s)) })
 		asks := []time.Duration{4 * time.Second, 300 * time.Millisecond, 150 * time.Millisecond, 0}
-		var wg sync.WaitGroup
-		res := make([]Result, len(line))
-		for i, a := range line {
-			wg.Go(func() {
-				time.Sleep(asks[i])
-				var err error
-				if res[i], err = a.Load(ctx, req(o, n, 6*time.Second)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		cdn := 0
-		for i, r := range res {
-			if r.Source != SourceP2P {
-				cdn++
-			}
-			t.Logf("segment %d, place %d, asked at %v: %s (%s) after %v", n, i, asks[i], r.Source, r.Why, r.Duration.Round(time.Millisecond))
-		}
+		res, cdn := loadTogether(t, o, line, n, asks)
 		if cdn != 1 || res[0].Source != SourceP2P {
 			t.Fatalf("segment %d: %d CDN copies, the elected viewer's from %s; want one, by the first to ask, taken over", n, cdn, res[0].Source)
 		}
 	}
+}
+
+// loadTogether has each agent load segment n of o, due in 6 s, after its
+// delay in asks (nil: all at once), and returns their results and how many
+// did not come from a peer alone.
+func loadTogether(t *testing.T, o *testOrigin, agents []*Agent, n uint64, asks []time.Duration) ([]Result, int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	res := make([]Result, len(agents))
+	for i, a := range agents {
+		wg.Go(func() {
+			if asks != nil {
+				time.Sleep(asks[i])
+			}
+			var err error
+			if res[i], err = a.Load(context.Background(), req(o, n, 6*time.Second)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	cdn := 0
+	for i, r := range res {
+		if r.Source != SourceP2P {
+			cdn++
+		}
+		t.Logf("segment %d, viewer %d: %s (%s) after %v", n, i, r.Source, r.Why, r.Duration.Round(time.Millisecond))
+	}
+	return res, cdn
 }

@@ -476,14 +476,14 @@ func (sw *swarm) inLine(self string, seq uint64) int {
 // point, before the copy of the one taking over had arrived).
 const takeoverStep = 100 * time.Millisecond
 
-// takeoverAfter is this agent's place in line for seq, after the elected
-// viewers, times takeoverStep (Agent.takeoverAt); 0 when it does not take
-// over (it does not seed).
-func (sw *swarm) takeoverAfter(self string, seq uint64) time.Duration {
+// takeoverAfter is this agent's place in line (inLine) after the elected
+// viewers, times takeoverStep (Agent.takeoverAt); 0 or less when it does
+// not take over (it is elected, or does not seed).
+func (sw *swarm) takeoverAfter(place int) time.Duration {
 	if !sw.a.seeds() {
 		return 0
 	}
-	return time.Duration(sw.inLine(self, seq)-sw.quorum()+1) * takeoverStep
+	return time.Duration(place-sw.quorum()+1) * takeoverStep
 }
 
 // quorum is how many CDN copies of a segment the neighbourhood needs: the
