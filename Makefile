@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin/peercdn
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; each runs for FUZZTIME in `make test`.
-FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode ./hashfile:FuzzDecode ./hashfile:FuzzSidxRanges ./signaling:FuzzParseRange ./tracker:FuzzWebTorrentMessage ./tracker/wsconn:FuzzReadMessage ./tracker/wsconn:FuzzReadMessageRoundTrip ./tracker/wtwire:FuzzDecode ./tracker/stunserver:FuzzAnswer
+FUZZ     := ./signaling:FuzzDecode ./tracker:FuzzVerifyToken ./peerwire:FuzzDecode ./hashfile:FuzzDecode ./hashfile:FuzzSidxRanges ./signaling:FuzzParseRange ./tracker:FuzzWebTorrentMessage ./tracker/wsconn:FuzzReadMessage ./tracker/wsconn:FuzzReadMessageRoundTrip ./tracker/wtwire:FuzzDecode ./tracker/stunserver:FuzzAnswer ./tracker:FuzzCDNDigest
 # Debian packages the tests need: redis-server (cluster tests), iproute2 and nftables (the NAT lab,
 # internal/netlab), prometheus (the alert rules and dashboard queries against a real one).
 APT_PKGS := redis-server iproute2 nftables prometheus

@@ -7,6 +7,8 @@ package democdn
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +35,11 @@ type Origin struct {
 	// NoHashManifest serves no peercdn-hashes.json (404), as most CDNs:
 	// peers' bytes are then checked against the tracker's notary only.
 	NoHashManifest bool
+	// Digests sends each media segment's SHA-256 in a Repr-Digest header
+	// (RFC 9530), as some CDNs and object stores publish one: the
+	// tracker's notary then reads it with a HEAD instead of fetching a
+	// copy.
+	Digests bool
 	// Latency delays every response (before its headers), and
 	// BytesPerSecond, when positive, paces every response body: a CDN
 	// edge farther away or slower than loopback, for benchmarks.
@@ -148,7 +155,7 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Players on other origins fetch segments with Range; let them.
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Headers", "Range")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Repr-Digest")
 	// Pages may read the resource timing of cross-origin loads (cache hits
 	// show as transferSize 0): CDNs commonly allow it.
 	h.Set("Timing-Allow-Origin", "*")
@@ -213,6 +220,7 @@ func (o *Origin) serveFile(w http.ResponseWriter, r *http.Request, name, as stri
 	case strings.HasSuffix(as, ".m4s"):
 		w.Header().Set("Content-Type", "video/iso.segment")
 		w.Header().Set("Cache-Control", "max-age=86400")
+		o.digest(w, b)
 	}
 	http.ServeContent(w, r, path.Base(as), time.Time{}, bytes.NewReader(b))
 }
@@ -321,7 +329,16 @@ func (o *Origin) serveLiveSegment(w http.ResponseWriter, r *http.Request, rd *re
 	}
 	w.Header().Set("Content-Type", "video/iso.segment")
 	w.Header().Set("Cache-Control", "max-age=86400")
+	o.digest(w, b)
 	http.ServeContent(w, r, as, time.Time{}, bytes.NewReader(b))
+}
+
+// digest publishes b's SHA-256 in a Repr-Digest header (Digests).
+func (o *Origin) digest(w http.ResponseWriter, b []byte) {
+	if o.Digests {
+		sum := sha256.Sum256(b)
+		w.Header().Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
+	}
 }
 
 // newest is the live edge: the last segment whose time has fully passed.

@@ -1,6 +1,8 @@
 package democdn
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"io"
 	"io/fs"
@@ -132,5 +134,35 @@ func TestPacedResponses(t *testing.T) {
 	}
 	if resp.Header.Get("Timing-Allow-Origin") != "*" {
 		t.Errorf("no Timing-Allow-Origin: pages cannot tell cache hits from CDN loads")
+	}
+}
+
+// TestDigests: with Digests, a HEAD of a VOD or live segment carries the
+// SHA-256 of the body a GET sends (Repr-Digest, RFC 9530); without, none.
+func TestDigests(t *testing.T) {
+	o := newDemo(t)
+	now := time.Now()
+	o.now = func() time.Time { return now }
+	hs := httptest.NewServer(o)
+	t.Cleanup(hs.Close)
+	live := hs.URL + "/live/360p/" + strconv.FormatUint(o.newest(o.renditions["360p"], now), 10) + ".m4s"
+	for _, url := range []string{hs.URL + "/vod/360p/000.m4s", live} {
+		for _, on := range []bool{false, true} {
+			o.Digests = on
+			resp, err := http.Head(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := resp.Header.Get("Repr-Digest")
+			sum := sha256.Sum256(fetch(t, url))
+			want := ""
+			if on {
+				want = "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+			}
+			if got != want {
+				t.Errorf("%s, digests %v: Repr-Digest %q, want %q", url, on, got, want)
+			}
+		}
 	}
 }

@@ -19,6 +19,7 @@ type metrics struct {
 	hashes        prometheus.Counter
 	banned        prometheus.Counter
 	notaryFetches prometheus.Counter
+	notaryDigests prometheus.Counter
 	// The built-in STUN and TURN (ice.go).
 	stun            *prometheus.CounterVec
 	turnBytes       prometheus.Counter
@@ -78,6 +79,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "peercdn_tracker_peers_banned_total", Help: "Peers removed from a swarm: their bytes reported corrupt by distinct peers, or their hash contradicted by the notary."}),
 		notaryFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peercdn_tracker_notary_fetches_total", Help: "Segments the notary fetched from the CDN whole (failures are rejects: notary_failed)."}),
+		notaryDigests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peercdn_tracker_notary_digests_total", Help: "Segments the notary vouched for by the digest their CDN publishes (Repr-Digest, Content-Digest, x-amz-checksum-sha256), read with a HEAD: no copy fetched."}),
 		stun: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peercdn_tracker_stun_requests_total", Help: "Datagrams on the built-in STUN port, by result: answered, rate_limited (past 20/s from one address), malformed, unsupported (STUN but not a plain binding request)."}, []string{"result"}),
 		turnBytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -131,7 +134,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.rolloutPercent, cohortBytes, cohortStall, cohortWatch)
 	reg.MustRegister(m.conns, m.swarms, m.members, m.messages, m.rejects, m.relay, m.ready,
-		m.hashes, m.banned, m.notaryFetches, m.stun, m.turnBytes, m.turnAllocations, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
+		m.hashes, m.banned, m.notaryFetches, m.notaryDigests, m.stun, m.turnBytes, m.turnAllocations, m.clusterUp, m.clusterIn, m.clusterOut, m.clusterErrors, suggested, viewerBytes, m.viewerStall, viewerPeers)
 	for _, op := range []string{"join", "leave", "refresh", "publish", "counts", "stats", "rollout"} {
 		m.clusterErrors.WithLabelValues(op)
 	}

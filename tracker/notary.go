@@ -124,7 +124,7 @@ func (s *Server) startNotary(j notaryJob) bool {
 }
 
 func (s *Server) runNotary(j notaryJob) {
-	sum, err := s.notaryFetch(j.src)
+	sum, err := s.notarySum(j.src)
 	if err != nil {
 		s.log.Debug("notary fetch failed", "url", j.src.URL, "range", j.src.Range, "err", err)
 		s.m.rejects.WithLabelValues("notary_failed").Inc()
@@ -133,7 +133,6 @@ func (s *Server) runNotary(j notaryJob) {
 		}
 		return
 	}
-	s.m.notaryFetches.Inc()
 	if j.cdn == "" {
 		ok, liars := s.hub.settle(j.k, j.seg, sum)
 		if !ok {
@@ -168,6 +167,66 @@ func (s *Server) evict(k cluster.Key, peers []*peer, why string) {
 		s.clusterLeave(p, []cluster.Key{k})
 		p.conn.reply(signaling.CodeBanned, "", "removed from "+k.Swarm.String()+": "+why)
 	}
+}
+
+// notarySum returns the hex SHA-256 of what the CDN serves at src: the
+// digest its origin publishes where those are trusted (a HEAD: the body
+// stays at the CDN), and otherwise fetched (notaryFetch); where the
+// origin's digests are not known yet, the fetch checks the published one
+// (digest.go). Byte ranges are always fetched: a digest is the whole
+// file's.
+func (s *Server) notarySum(src signaling.Source) (string, error) {
+	origin, ok := signaling.CDNOrigin(src.URL)
+	if src.Range != nil || !ok {
+		return s.notaryFetch(src)
+	}
+	now := time.Now()
+	trusted, ask := s.digests.state(origin, now)
+	if !ask {
+		return s.notaryFetch(src)
+	}
+	published, has, headErr := s.notaryHead(src.URL)
+	if headErr == nil && has && trusted {
+		s.m.notaryDigests.Inc()
+		return hex.EncodeToString(published[:]), nil
+	}
+	sum, err := s.notaryFetch(src)
+	if err != nil || headErr != nil || trusted {
+		// Nothing learnt: the fetch failed, the HEAD did, or one file of
+		// a trusted origin came without a digest.
+		return sum, err
+	}
+	good := has && hex.EncodeToString(published[:]) == sum
+	if has && !good {
+		s.log.Warn("the CDN's digest header does not match its body: the notary fetches this origin's segments", "origin", origin, "url", src.URL)
+	}
+	s.digests.learn(origin, good, now)
+	return sum, nil
+}
+
+// notaryHead asks the CDN for url's published digest without its body.
+// A HEAD the CDN refuses (405, say) has none; err is for one that failed.
+func (s *Server) notaryHead(url string) (sum [32]byte, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), notaryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+	if err != nil {
+		return sum, false, err
+	}
+	req.Header.Set("Want-Repr-Digest", "sha-256=10") // RFC 9530
+	req.Header.Set("Want-Content-Digest", "sha-256=10")
+	req.Header.Set("X-Amz-Checksum-Mode", "ENABLED") // S3 sends its checksum only when asked
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err := s.notaryClient.Do(req)
+	if err != nil {
+		return sum, false, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength > notaryMaxBytes {
+		return sum, false, nil
+	}
+	sum, ok = cdnDigest(resp.Header)
+	return sum, ok, nil
 }
 
 // notaryFetch returns the hex SHA-256 of what the CDN serves at src: the
@@ -225,5 +284,6 @@ func (s *Server) notaryFetch(src signaling.Source) (string, error) {
 	if want >= 0 && n != want {
 		return "", errors.New("body cut short")
 	}
+	s.m.notaryFetches.Inc()
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

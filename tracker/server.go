@@ -68,7 +68,8 @@ type Server struct {
 
 	notaryClient *http.Client
 	notarySem    chan struct{}
-	notaryQueued atomic.Int64 // fetches queued or running
+	notaryQueued atomic.Int64  // fetches queued or running
+	digests      digestOrigins // CDN origins whose digest headers spare the notary's fetch
 
 	// cluster is nil on a single node. clusterStop ends its loops.
 	cluster     cluster.Cluster

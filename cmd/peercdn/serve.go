@@ -213,6 +213,7 @@ type demoFlags struct {
 	noHashManifest bool // the demo origin publishes no peercdn-hashes.json
 	latency        time.Duration
 	kbps           int
+	digests        bool // the demo origin sends Repr-Digest headers
 	originListen   string
 	stream         string // a folder to serve instead of the built-in sample stream
 }
@@ -228,6 +229,7 @@ func serveFlagsAll(demo *demoFlags, vendor *string, pprofAddr *string, trim *tim
 		fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&lf.format, "log-format", "json", "json (one object a line, for a log pipeline) or text (key=value, for a terminal)")
 		tf.bind(fs)
+		fs.BoolVar(&demo.digests, "demo-cdn-digest", false, "the demo origin sends each segment's SHA-256 in a Repr-Digest header (RFC 9530), which the notary then reads with a HEAD instead of fetching a copy")
 		fs.BoolVar(&demo.noHashManifest, "demo-no-hash-manifest", false, "the demo origin publishes no peercdn-hashes.json, as most CDNs (peers' bytes are checked against the notary only)")
 		fs.DurationVar(&demo.latency, "demo-cdn-latency", 0, "the demo origin answers every request this much later (a CDN edge farther than loopback)")
 		fs.IntVar(&demo.kbps, "demo-cdn-kbps", 0, "the demo origin sends each response at most this fast, in kbit/s (0: unpaced)")
@@ -395,6 +397,7 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 			return nil, err
 		}
 		o.NoHashManifest = demo.noHashManifest
+		o.Digests = demo.digests
 		o.Latency = demo.latency
 		o.BytesPerSecond = demo.kbps * 1000 / 8
 		if demo.originListen != "" {
