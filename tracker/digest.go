@@ -27,8 +27,9 @@ import (
 // origin's digests are believed only after one of them matched the body
 // the notary fetched itself (digestOrigins).
 
-// cdnDigest returns the SHA-256 h publishes for its response's bytes.
-func cdnDigest(h http.Header) (sum [32]byte, ok bool) {
+// CDNDigest returns the SHA-256 response headers h publish for the
+// response's bytes (`peercdn cdn-check` reads them too).
+func CDNDigest(h http.Header) (sum [32]byte, ok bool) {
 	if ce := strings.TrimSpace(h.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
 		return sum, false
 	}

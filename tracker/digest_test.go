@@ -41,7 +41,7 @@ func TestCDNDigest(t *testing.T) {
 		{"bad base64", http.Header{"Repr-Digest": {"sha-256=:" + b64[:40] + "!!!=:"}}, false},
 		{"none", http.Header{}, false},
 	} {
-		got, ok := cdnDigest(c.h)
+		got, ok := CDNDigest(c.h)
 		if ok != c.ok || ok && got != sum {
 			t.Errorf("%s: %x, %v; want ok=%v", c.name, got, ok, c.ok)
 		}
@@ -53,7 +53,7 @@ func FuzzCDNDigest(f *testing.F) {
 	f.Add("sha-512=:AAAA:, sha-256=:x:;a=b", "gzip", "abc-2")
 	f.Fuzz(func(t *testing.T, digest, coding, amz string) {
 		h := http.Header{"Repr-Digest": {digest}, "Content-Digest": {digest}, "Content-Encoding": {coding}, "X-Amz-Checksum-Sha256": {amz}}
-		sum, ok := cdnDigest(h)
+		sum, ok := CDNDigest(h)
 		if !ok && sum != ([32]byte{}) && amz == "" {
 			t.Fatalf("no digest, but %x", sum)
 		}

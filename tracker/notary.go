@@ -225,7 +225,7 @@ func (s *Server) notaryHead(url string) (sum [32]byte, ok bool, err error) {
 	if resp.StatusCode != http.StatusOK || resp.ContentLength > notaryMaxBytes {
 		return sum, false, nil
 	}
-	sum, ok = cdnDigest(resp.Header)
+	sum, ok = CDNDigest(resp.Header)
 	return sum, ok, nil
 }
 

@@ -17,13 +17,14 @@ import (
 const usage = `usage: peercdn <command> [flags]
 
 commands:
-  serve    run a tracker node (peercdn serve --help)
-  swarm    run N native viewers against a tracker and a stream (peercdn swarm --help)
-  bench    load-test a tracker, either protocol (peercdn bench tracker --help)
-  token    mint a signed join token (peercdn token --help)
-  hash     write peercdn-hashes.json for segment folders or playlists (peercdn hash --help)
-  health   exit 0 if a tracker answers /healthz (the image's HEALTHCHECK)
-  version  print the version, commit, Go, protocol and browser agent
+  serve      run a tracker node (peercdn serve --help)
+  swarm      run N native viewers against a tracker and a stream (peercdn swarm --help)
+  bench      load-test a tracker, either protocol (peercdn bench tracker --help)
+  token      mint a signed join token (peercdn token --help)
+  hash       write peercdn-hashes.json for segment folders or playlists (peercdn hash --help)
+  cdn-check  check what peercdn needs of the CDN serving a segment (CORS, ranges, digests)
+  health     exit 0 if a tracker answers /healthz (the image's HEALTHCHECK)
+  version    print the version, commit, Go, protocol and browser agent
 `
 
 func main() {
@@ -47,6 +48,8 @@ func main() {
 		err = versionCmd(args, os.Stdout)
 	case "health":
 		err = healthCmd(args)
+	case "cdn-check":
+		err = cdnCheckCmd(args, os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
