@@ -7,6 +7,9 @@
 # One JSON line per run goes to bench/out/field.jsonl, and a table to
 # stdout.
 #   RUNS="live vod live-slow live-abr" VIEWERS=6 WINDOW=90s bench/field.sh
+# A run name ending in -digest (live-digest, live-slow-digest) has the CDN
+# publish each segment's SHA-256, which the tracker's notary reads instead
+# of fetching a copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-"live vod live-slow"}
@@ -26,12 +29,16 @@ for run in $RUNS; do
 	view=${run%%-*}
 	kbps=0
 	level=1 # one rendition, as the outside harness's first runs
+	args=${FIELD_ARGS:-}
 	case $run in
-	*-slow) kbps=1200; level="" ;; # the CDN at 1.2 Mbit/s per response, 2 renditions, ABR on
-	*-abr) level="" ;;             # 2 renditions, ABR on
+	*-digest*) args="$args --demo-cdn-digest" ;; # the CDN publishes each segment's SHA-256: the notary reads it, no copy
+	esac
+	case $run in
+	*-slow*) kbps=1200; level="" ;; # the CDN at 1.2 Mbit/s per response, 2 renditions, ABR on
+	*-abr*) level="" ;;             # 2 renditions, ABR on
 	esac
 	echo "== $run" >&2
-	FIELD=1 FIELD_OUT="$OUT" FIELD_STREAM="$STREAM" FIELD_VIEW="$view" FIELD_CDN_KBPS="$kbps" FIELD_LEVEL="$level" \
+	FIELD=1 FIELD_ARGS="$args" FIELD_OUT="$OUT" FIELD_STREAM="$STREAM" FIELD_VIEW="$view" FIELD_CDN_KBPS="$kbps" FIELD_LEVEL="$level" \
 		FIELD_VIEWERS="${VIEWERS:-6}" FIELD_PLAIN="${PLAIN:-3}" FIELD_GAP="${GAP:-2s}" FIELD_WINDOW="${WINDOW:-90s}" \
 		go test -tags e2e -count=1 -timeout 20m -run '^TestField$' -v ./e2e | grep -E 'field_test|^--- ' >&2
 done
@@ -43,7 +50,8 @@ print("| run | viewers | offload (pages) | offload (CDN) | startup p50 peercdn /
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    name = r["View"] + (", CDN %s kbps" % r["CDNKbps"] if r["CDNKbps"] != "0" else "") + (", ABR" if r["Level"] == "" else "")
+    name = r["View"] + (", CDN %s kbps" % r["CDNKbps"] if r["CDNKbps"] != "0" else "") + (", ABR" if r["Level"] == "" else "") + \
+        (", digests" if "--demo-cdn-digest" in r.get("Args", "") else "")
     med = lambda xs: statistics.median(xs) if xs else 0
     print("| %s | %d + %d plain | %.1f%% | %.1f%% | %.0f / %.0f ms | %d / %d | %.2f / %.2f | %s | %.1f / %.1f |" % (
         name, r["Viewers"], r["Plain"], 100 * r["Offload"], 100 * r["CDNOffload"], r["StartupMs"], r["PlainStartupMs"],

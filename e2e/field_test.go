@@ -201,9 +201,13 @@ func TestField(t *testing.T) {
 		PerViewerOffload                       []float64
 		Window, Gap                            string
 		// PagesNetBytes: what the peercdn pages took from the network, by
-		// Resource Timing; NotaryFetches: segments the tracker fetched.
-		PagesNetBytes int64
-		NotaryFetches float64
+		// Resource Timing; NotaryFetches: segments the tracker fetched;
+		// NotaryDigests: segments it vouched for by the CDN's digest
+		// (FIELD_ARGS=--demo-cdn-digest), fetching none.
+		PagesNetBytes                int64
+		NotaryFetches, NotaryDigests float64
+		// Args: FIELD_ARGS, serve's extra flags.
+		Args string
 		// MainThreadS: each page's main thread busy time over the run
 		// (its tasks, in seconds; Chromium's TaskDuration), peercdn and
 		// plain.
@@ -265,6 +269,8 @@ func TestField(t *testing.T) {
 	_, segs := originStats(t, addr)
 	res.Origin = segs
 	res.NotaryFetches = metric(t, addr, "peercdn_tracker_notary_fetches_total")
+	res.NotaryDigests = metric(t, addr, "peercdn_tracker_notary_digests_total")
+	res.Args = env("FIELD_ARGS", "")
 	res.Relays = metric(t, addr, "peercdn_tracker_relay_seconds_count")
 	total := res.P2PBytes + res.CDNBytes
 	res.Offload = float64(res.P2PBytes) / float64(total)
