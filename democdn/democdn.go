@@ -23,6 +23,7 @@ import (
 
 	"github.com/grafov/m3u8"
 
+	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/hashfile"
 )
 
@@ -73,6 +74,16 @@ type rendition struct {
 	step      time.Duration
 	// timescales of the init segment's tracks, to shift decode times.
 	timescales map[uint32]uint32
+}
+
+// Sample is the origin of the built-in sample stream (examples.Stream),
+// the demo's and the tests'.
+func Sample() (*Origin, error) {
+	st, err := fs.Sub(examples.Stream, "stream")
+	if err != nil {
+		return nil, err
+	}
+	return New(st)
 }
 
 // New reads the stream's playlists from fsys.

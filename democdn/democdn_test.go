@@ -5,24 +5,17 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/peercdn/peercdn/examples"
 )
 
 // newDemo is the origin of the demo stream.
 func newDemo(t *testing.T) *Origin {
-	st, err := fs.Sub(examples.Stream, "stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := New(st)
+	o, err := Sample()
 	if err != nil {
 		t.Fatal(err)
 	}

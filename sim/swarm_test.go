@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"math"
 	"net/http"
 	"os"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/peercdn/peercdn/agent"
 	"github.com/peercdn/peercdn/democdn"
-	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/internal/trackertest"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/sim/netsim"
@@ -35,11 +33,7 @@ func demoServer(t *testing.T) (trackerURL, stream, base string) {
 // demoServerWith is demoServer whose origin publishes no hash manifest
 // with noManifest, and whose tracker configuration mutate adjusts.
 func demoServerWith(t *testing.T, noManifest bool, mutate func(*tracker.Config)) (trackerURL, stream, base string) {
-	st, err := fs.Sub(examples.Stream, "stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := democdn.New(st)
+	o, err := democdn.Sample()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,16 @@ func CDNDigest(h http.Header) (sum [32]byte, ok bool) {
 	return decodeSum(strings.TrimSpace(h.Get("X-Amz-Checksum-Sha256")))
 }
 
+// AskDigest asks, in request headers h, for the SHA-256 CDNDigest reads:
+// RFC 9530's Want- fields, and S3's checksum mode, without which S3 sends
+// none; for the identity coding, whose digest is of the bytes viewers hash.
+func AskDigest(h http.Header) {
+	h.Set("Want-Repr-Digest", "sha-256=10")
+	h.Set("Want-Content-Digest", "sha-256=10")
+	h.Set("X-Amz-Checksum-Mode", "ENABLED")
+	h.Set("Accept-Encoding", "identity")
+}
+
 // sha256Member reads the sha-256 member of an RFC 9530 digest field, a
 // structured-field dictionary of byte sequences: `sha-512=:...:,
 // sha-256=:...:` (parameters after ';' are ignored).

@@ -323,12 +323,12 @@ func TestNotaryRefusesPrivateAddresses(t *testing.T) {
 		t.Fatalf("the notary connected to loopback %d times", hits.Load())
 	}
 	for _, ip := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fc00::1", "0.0.0.0", "::ffff:127.0.0.1"} {
-		if publicAddr(netip.MustParseAddr(ip)) {
+		if PublicAddr(netip.MustParseAddr(ip)) {
 			t.Errorf("%s counted as public", ip)
 		}
 	}
 	for _, ip := range []string{"203.0.113.7", "8.8.8.8", "2001:4860::1"} {
-		if !publicAddr(netip.MustParseAddr(ip)) {
+		if !PublicAddr(netip.MustParseAddr(ip)) {
 			t.Errorf("%s counted as private", ip)
 		}
 	}

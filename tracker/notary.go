@@ -50,7 +50,7 @@ func newNotaryClient(publicOnly bool) *http.Client {
 	if publicOnly {
 		d.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
-			if err != nil || !publicAddr(ap.Addr()) {
+			if err != nil || !PublicAddr(ap.Addr()) {
 				return errPrivateAddress
 			}
 			return nil
@@ -75,9 +75,11 @@ func newNotaryClient(publicOnly bool) *http.Client {
 // sharedAddressSpace is RFC 6598's carrier-grade NAT range.
 var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
 
-// publicAddr says whether a is an address on the public internet: not
-// loopback, private, link-local, shared, multicast or unspecified.
-func publicAddr(a netip.Addr) bool {
+// PublicAddr says whether a is an address on the public internet: not
+// loopback, private, link-local, shared, multicast or unspecified. The
+// notary connects only to these (unless told otherwise); `peercdn
+// cdn-check` warns of a CDN elsewhere.
+func PublicAddr(a netip.Addr) bool {
 	a = a.Unmap()
 	return a.IsGlobalUnicast() && !a.IsPrivate() && !sharedAddressSpace.Contains(a)
 }
@@ -213,10 +215,7 @@ func (s *Server) notaryHead(url string) (sum [32]byte, ok bool, err error) {
 	if err != nil {
 		return sum, false, err
 	}
-	req.Header.Set("Want-Repr-Digest", "sha-256=10") // RFC 9530
-	req.Header.Set("Want-Content-Digest", "sha-256=10")
-	req.Header.Set("X-Amz-Checksum-Mode", "ENABLED") // S3 sends its checksum only when asked
-	req.Header.Set("Accept-Encoding", "identity")
+	AskDigest(req.Header)
 	resp, err := s.notaryClient.Do(req)
 	if err != nil {
 		return sum, false, err

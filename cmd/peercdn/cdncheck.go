@@ -160,8 +160,9 @@ func checkCDN(ctx context.Context, client *http.Client, segment, pageOrigin stri
 		add(checkWarn, "the CDN is on a private address",
 			"a tracker's notary fetches only public addresses: list the CDN in notary_cdns (or set notary_private)")
 	}
-	resp, _, err = do(http.MethodHead, http.Header{"Want-Repr-Digest": {"sha-256=10"}, "Want-Content-Digest": {"sha-256=10"},
-		"X-Amz-Checksum-Mode": {"ENABLED"}, "Accept-Encoding": {"identity"}})
+	ask := http.Header{}
+	tracker.AskDigest(ask)
+	resp, _, err = do(http.MethodHead, ask)
 	switch published, ok := tracker.CDNDigest(respHeader(resp, err)); {
 	case err != nil:
 		add(checkWarn, "HEAD: "+err.Error(), "")
@@ -201,8 +202,8 @@ func quoted(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// private says whether host is, or resolves to, an address off the public
-// internet.
+// private says whether host is, or resolves to, an address the notary
+// does not fetch from by default (tracker.PublicAddr).
 func private(ctx context.Context, host string) bool {
 	addrs := []netip.Addr{}
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -211,7 +212,7 @@ func private(ctx context.Context, host string) bool {
 		addrs = ips
 	}
 	for _, a := range addrs {
-		if a = a.Unmap(); !a.IsGlobalUnicast() || a.IsPrivate() {
+		if !tracker.PublicAddr(a) {
 			return true
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,18 +9,13 @@ import (
 	"time"
 
 	"github.com/peercdn/peercdn/democdn"
-	"github.com/peercdn/peercdn/examples"
 )
 
 // TestCDNCheck: cdn-check passes the demo origin publishing digests (but
 // for its loopback address, which a default notary does not fetch), and
 // names what a bare file server lacks and a wrong digest.
 func TestCDNCheck(t *testing.T) {
-	st, err := fs.Sub(examples.Stream, "stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	demo, err := democdn.New(st)
+	demo, err := democdn.Sample()
 	if err != nil {
 		t.Fatal(err)
 	}

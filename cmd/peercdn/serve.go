@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/peercdn/peercdn/democdn"
-	"github.com/peercdn/peercdn/examples"
 	"github.com/peercdn/peercdn/signaling"
 	"github.com/peercdn/peercdn/tracker"
 	"github.com/peercdn/peercdn/tracker/turnserver"
@@ -385,14 +383,10 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 	mux := http.NewServeMux()
 	web.New(log, vendor).Register(mux, demo.on)
 	if demo.on {
-		stream, err := fs.Sub(examples.Stream, "stream")
-		if err != nil {
-			return nil, err
-		}
+		o, err := democdn.Sample()
 		if demo.stream != "" {
-			stream = os.DirFS(demo.stream)
+			o, err = democdn.New(os.DirFS(demo.stream))
 		}
-		o, err := democdn.New(stream)
 		if err != nil {
 			return nil, err
 		}
