@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # field.sh: the field harness (e2e/field_test.go) over the runs an
 # independent harness compared peercdn and p2p-media-loader on: hls.js
-# viewers in one headless Chromium, joining GAP apart, with plain hls.js
+# viewers (a bare page on the site's origin, hls.js with enableWorker
+# false) in one headless Chromium, joining GAP apart, with plain hls.js
 # viewers joining among them in the same run; a CDN on its own port, 30 ms
 # away, publishing no hash manifest; `peercdn serve` with its defaults.
 # One JSON line per run goes to bench/out/field.jsonl, and a table to

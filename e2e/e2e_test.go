@@ -205,7 +205,7 @@ type sample struct {
 func read(t *testing.T, ctx context.Context) sample {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	js := `JSON.stringify({t: document.querySelector('video').currentTime, s: peercdn.stats(), qa: window.__qa})`
+	js := `JSON.stringify({t: document.querySelector('video').currentTime, s: window.peercdn ? peercdn.stats() : {}, qa: window.__qa})`
 	raw, err := chromedp.Run(c, chromedp.Evaluate[string](js))
 	if err != nil {
 		t.Fatalf("reading page: %v", err)

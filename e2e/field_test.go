@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,8 +25,9 @@ import (
 // TestField is the harness of bench/field.sh (FIELD=1), shaped like the
 // independent one that compared peercdn with p2p-media-loader: one
 // headless Chromium, a browser context per viewer, viewers joining GAP
-// apart; hls.js with its defaults (ABR on) through peercdn's script tag,
-// and, joining among them in the same run, plain hls.js viewers; a CDN on
+// apart; hls.js with its defaults (ABR on) but enableWorker false, on a
+// bare page of the site's own origin, through peercdn's script tag, and,
+// joining among them in the same run, plain hls.js viewers; a CDN on
 // its own origin (port) with 30 ms of latency, an optional per-response
 // rate, and no hash manifest; the tracker with serve's defaults (the
 // demo's notary may fetch from loopback, as it would from a public CDN).
@@ -87,22 +91,35 @@ func TestField(t *testing.T) {
 	}
 	addr, _ := serve(t, args...)
 	src := "http://" + cdn + "/" + view + "/master.m3u8"
+	// The site: a bare page on its own origin, as the outside harness's
+	// (a video, hls.js, and for peercdn viewers the script tag from the
+	// tracker). The demo page drew a chart and a log every second, and
+	// its plain variant still loaded peercdn.js, whose agent then started
+	// with no player: load on every page that no real site carries.
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, fieldPage(addr, r.URL.Query()))
+	}))
+	t.Cleanup(site.Close)
 	page := func(plain bool) string {
-		u := "http://" + addr + "/?src=" + src
+		q := url.Values{"src": {src}}
 		if plain {
-			u += "&peercdn=off"
+			q.Set("plain", "1")
 		} else {
-			if q := env("FIELD_QUERY", ""); q != "" {
-				u += "&" + q // page options, e.g. startDelayMs=0
+			if extra, err := url.ParseQuery(env("FIELD_QUERY", "")); err == nil { // page options, e.g. startDelayMs=0
+				for k, v := range extra {
+					q[k] = v
+				}
 			}
 			if os.Getenv("FIELD_DEBUG") != "" {
-				u += "&trace=1"
+				q.Set("trace", "1")
 			}
 		}
 		if level != "" {
-			u += "&level=" + level
+			q.Set("level", level)
 		}
-		return u
+		return site.URL + "/?" + q.Encode()
 	}
 
 	// Plain viewers join among the peercdn ones, each after an equal share
@@ -330,3 +347,53 @@ const fragTimesJS = `(() => {
     body: med(st.map(s => s.loading.end - s.loading.first)), parse: med(st.map(s => s.parsing.end - s.loading.end)),
     kb: med(st.map(s => s.loaded / 1024)), bw: med(st.map(s => (s.bwEstimate || 0) / 1e6))});
 })()`
+
+// fieldPage is the site's page: hls.js with its defaults but
+// enableWorker false (the outside harness's), loading src; unless plain,
+// peercdn through its script tag with every option at its default, but
+// those the query names (numbers and true/false as such; trace=1 is the
+// debug trace). window.demoPlayer and __loadSourceAt are what the harness
+// reads.
+func fieldPage(tracker string, q url.Values) string {
+	opts := map[string]any{}
+	for k, v := range q {
+		switch k {
+		case "src", "level", "plain":
+			continue
+		}
+		if n, err := strconv.ParseFloat(v[0], 64); err == nil && k != "trace" {
+			opts[k] = n
+		} else if b, err := strconv.ParseBool(v[0]); err == nil {
+			opts[k] = b
+		} else {
+			opts[k] = v[0]
+		}
+	}
+	cfg, _ := json.Marshal(opts)
+	src, _ := json.Marshal(q.Get("src"))
+	level := -1
+	if l, err := strconv.Atoi(q.Get("level")); err == nil {
+		level = l
+	}
+	tag := `<script src="http://` + tracker + `/peercdn.js"></script>`
+	if q.Get("plain") != "" {
+		tag = ""
+	}
+	return `<!doctype html><html><head><meta charset="utf-8"><title>field</title>
+<script>window.peercdnConfig = ` + string(cfg) + `;</script>
+` + tag + `
+<script src="http://` + tracker + `/vendor/hls.min.js"></script>
+</head><body><video id="video" muted playsinline></video>
+<script>
+var video = document.getElementById('video');
+var hls = new Hls({ enableWorker: false });
+if (window.peercdn) peercdn.hlsjs(hls);
+var level = ` + strconv.Itoa(level) + `;
+if (level >= 0) hls.on(Hls.Events.MANIFEST_PARSED, function () { hls.currentLevel = level; });
+window.__loadSourceAt = performance.now();
+hls.loadSource(` + string(src) + `);
+hls.attachMedia(video);
+window.demoPlayer = hls;
+video.play().catch(function () {});
+</script></body></html>`
+}
