@@ -4,8 +4,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -288,5 +291,73 @@ func TestClosedTabReports(t *testing.T) {
 	t.Logf("the page counted cdn %d p2p %d before closing; the tracker has cdn %d p2p %d", s.Stats.CDNBytes, s.Stats.P2PBytes, u.CDN, u.P2P)
 	if u.CDN != s.Stats.CDNBytes || u.P2P != s.Stats.P2PBytes {
 		t.Errorf("the tracker's figures are not the closed page's")
+	}
+}
+
+// TestAgentWaitsForTheAttachedPlayer: on a page whose player's script
+// takes 3.5 s to load after peercdn.js (a busy machine, a slow CDN for
+// hls.js), the attached player's video has not played yet 6 s after
+// peercdn.js ran, and the agent has not started: its start would take the
+// main thread during the player's startup. Before, it started 3 s after
+// peercdn.js whatever the page did. The video's first 'playing' starts
+// it.
+func TestAgentWaitsForTheAttachedPlayer(t *testing.T) {
+	addr, _ := serve(t, "--demo")
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow.js": // the player's library, slow to come
+			time.Sleep(3500 * time.Millisecond)
+			w.Header().Set("Content-Type", "text/javascript")
+			fmt.Fprint(w, "window.slowLoaded = performance.now();")
+		case "/":
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprintf(w, `<!doctype html><script>window.t0 = performance.now();</script>
+<script src="http://%s/peercdn.js"></script>
+<script src="/slow.js"></script>
+<script>
+window.readyAt = 0;
+peercdn.ready.then(() => { window.readyAt = performance.now() - t0; });
+window.media = document.createElement('video');
+class Base { constructor() { this.stats = {loading: {start: 0, first: 0, end: 0}}; } load() {} abort() {} destroy() {} }
+peercdn.hlsjs({config: {loader: Base}, media, url: 'http://%s/demo/vod/master.m3u8', on() {}});
+</script>`, addr, addr)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(site.Close)
+	alloc := newBrowser(t)
+	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate(site.URL)); err != nil {
+		t.Fatal(err)
+	}
+	js := `(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  while (performance.now() - t0 < 6500) await sleep(100);
+  const before = readyAt;
+  const playedAt = performance.now() - t0;
+  media.dispatchEvent(new Event('playing'));
+  await Promise.race([peercdn.ready, sleep(20000)]);
+  await sleep(0);
+  return JSON.stringify({before, playedAt, attachedAt: slowLoaded - t0, readyAt, ready: peercdn.stats().ready});
+})()`
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Before, PlayedAt, AttachedAt, ReadyAt float64
+		Ready                                 bool
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("player attached %.0f ms after peercdn.js, its video played at %.0f ms, the agent ready at %.0f ms", r.AttachedAt, r.PlayedAt, r.ReadyAt)
+	if r.Before != 0 {
+		t.Errorf("the agent was ready %.0f ms after peercdn.js, before the attached player's video played (%.0f ms)", r.Before, r.PlayedAt)
+	}
+	if !r.Ready || r.ReadyAt < r.PlayedAt {
+		t.Errorf("the agent did not start at the video's first 'playing' (%s)", out)
 	}
 }

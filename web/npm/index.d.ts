@@ -32,7 +32,7 @@ export interface Options {
   maxWaitMs?: number;
   /** Reserve kept for the CDN before a segment is due, ms (default 1500). Live. */
   cdnSafetyMs?: number;
-  /** Start the agent this long after load when no video plays, ms (default 3000). At start. */
+  /** Start the agent at the video's first frame, or this long after a player is attached if it does not play (default 8000), or after load with no player (default 3000), ms. At start. */
   startDelayMs?: number;
   /** STUN/TURN servers (default: the tracker's). At start. */
   iceServers?: { urls: string[]; username?: string; credential?: string }[];

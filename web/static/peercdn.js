@@ -30,6 +30,7 @@ var peercdnFactory = function (env) {
   if (script) defaults.tracker = (base.protocol === 'https:' ? 'wss://' : 'ws://') + base.host + '/ws';
   var opts = Object.assign(defaults, window.peercdnConfig || {});
 
+  var attachedOnce = false; // a player was attached (playerAttached)
   var state = { ready: false, failed: null, destroyed: false, listeners: {}, cdnFallback: { cdnBytes: 0 }, early: [] };
   var kick;
   var kicked = new Promise(function (resolve) { kick = resolve; });
@@ -94,12 +95,28 @@ var peercdnFactory = function (env) {
     if (!opts.consent) resolve();
   });
 
-  // started settles when a watched video first plays, or after
-  // startDelayMs (3 s) when none does (no player attached yet).
+  // started settles when a watched video first plays; or startDelayMs
+  // after a player was attached (8 s by default: a video that does not
+  // play, autoplay refused); or, with no player attached, startDelayMs
+  // (3 s) after the page loaded. Counted from this script, the timer
+  // fired during a late joiner's startup on a busy page, whose player's
+  // script took 3.3 s to load after this one, and the agent's start
+  // delayed its first frame.
+  var startTimer = 0;
   var started = new Promise(function (resolve) {
     state.played = resolve;
-    setTimeout(resolve, opts.startDelayMs >= 0 ? opts.startDelayMs : 3000);
+    var arm = function () {
+      if (!attachedOnce) startTimer = setTimeout(resolve, opts.startDelayMs >= 0 ? opts.startDelayMs : 3000);
+    };
+    if (document.readyState === 'complete') arm();
+    else window.addEventListener('load', arm);
   });
+  function playerAttached() {
+    if (attachedOnce) return;
+    attachedOnce = true;
+    clearTimeout(startTimer);
+    setTimeout(state.played, opts.startDelayMs >= 0 ? opts.startDelayMs : 8000);
+  }
 
   var ready = (async function () {
     await kicked;
@@ -400,6 +417,7 @@ var peercdnFactory = function (env) {
   function hlsjs(hls) {
     if (!hls || !hls.config) throw new TypeError('peercdn.hlsjs(hls): pass an hls.js instance');
     kick();
+    playerAttached();
     var Base = hls.config.loader;
     function PeerLoader(config) {
       this.inner = new Base(config);
@@ -547,6 +565,7 @@ var peercdnFactory = function (env) {
       throw new TypeError('peercdn.shaka(player, shaka): pass the shaka-player module (import shaka from "shaka-player")');
     }
     kick();
+    playerAttached();
     var NE = sh.net.NetworkingEngine;
     // Scheme plugins are not told which segment a request is for; request
     // filters are: the segment's time rides on the request.
@@ -644,6 +663,7 @@ var peercdnFactory = function (env) {
       throw new TypeError('peercdn.dashjs(player): pass a dash.js MediaPlayer, before player.initialize()');
     }
     kick();
+    playerAttached();
     function manifestURL() {
       var s = player.getSource && player.getSource();
       return typeof s === 'string' ? s : '';
