@@ -66,6 +66,13 @@ type remote struct {
 	pc       peerConn
 	dc       dataChannel
 
+	// gathered is closed when ICE gathering ends; described is set (mu)
+	// once this side's offer or answer is about to go out with the
+	// candidates gathered by then: later ones trickle (candidate.go).
+	gathered   chan struct{}
+	gatherOnce sync.Once
+	described  bool
+
 	opened  chan struct{} // closed when the data channel opens
 	closed  chan struct{} // closed when the peer is gone
 	gone    atomic.Bool   // the connection's state went to failed or closed under it
@@ -121,6 +128,7 @@ type transfer struct {
 func newRemote(a *Agent, sw *swarm, id, offerID string, pc peerConn) *remote {
 	return &remote{
 		a: a, sw: sw, id: id, offerID: offerID, pc: pc,
+		gathered:  make(chan struct{}),
 		opened:    make(chan struct{}),
 		closed:    make(chan struct{}),
 		bufLow:    make(chan struct{}, 1),

@@ -25,6 +25,9 @@ type peerConn interface {
 	// return its SDP.
 	CreateOffer() (string, error)
 	CreateAnswer() (string, error)
+	// LocalDescription is the local SDP with the candidates gathered so
+	// far ("" before CreateOffer or CreateAnswer).
+	LocalDescription() string
 	SetRemoteDescription(offer bool, sdp string) error
 	AddICECandidate(candidate string) error
 	Close() error

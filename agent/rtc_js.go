@@ -176,6 +176,19 @@ func (p *browserPC) describe(create string) (sdp string, err error) {
 func (p *browserPC) CreateOffer() (string, error)  { return p.describe("createOffer") }
 func (p *browserPC) CreateAnswer() (string, error) { return p.describe("createAnswer") }
 
+func (p *browserPC) LocalDescription() (sdp string) {
+	defer func() {
+		if recover() != nil {
+			sdp = ""
+		}
+	}()
+	d := p.v.Get("localDescription")
+	if d.IsNull() || d.IsUndefined() {
+		return ""
+	}
+	return d.Get("sdp").String()
+}
+
 func (p *browserPC) SetRemoteDescription(offer bool, sdp string) (err error) {
 	defer catch(&err)
 	d := jsObject.New()

@@ -115,6 +115,13 @@ func (p pionPC) CreateAnswer() (string, error) {
 	return a.SDP, err
 }
 
+func (p pionPC) LocalDescription() string {
+	if d := p.pc.LocalDescription(); d != nil {
+		return d.SDP
+	}
+	return ""
+}
+
 func (p pionPC) SetRemoteDescription(offer bool, sdp string) error {
 	t := webrtc.SDPTypeAnswer
 	if offer {

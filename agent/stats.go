@@ -131,6 +131,9 @@ type counters struct {
 	cdn, p2p, up, failures, prefetched, corrupt, flooders, uploadsRefused, wasted atomic.Int64
 	segments                                                                      atomic.Int64
 	peersConnected, peersFailed                                                   atomic.Int64
+	// trickled: ICE candidates sent on their own, after the description
+	// (candidate.go).
+	trickled atomic.Int64
 
 	mu      sync.Mutex
 	records []SegmentRecord

@@ -224,8 +224,14 @@ func (sw *swarm) setup(ctx context.Context, c *signaling.Client, r *remote) {
 		}
 	}()
 	r.pc.OnICECandidate(func(cand string) {
-		if isTCPCandidate(cand) {
-			return // candidate.go
+		if cand == "" {
+			r.gatheringEnded()
+		}
+		if isTCPCandidate(cand) || !r.trickles() {
+			return // candidate.go: not over TCP; in the description while it has not gone out
+		}
+		if cand != "" {
+			sw.a.stats.trickled.Add(1)
 		}
 		m := &signaling.Message{Type: signaling.TypeCandidate, Swarm: &id, To: r.id, OfferID: r.offerID, Candidate: cand}
 		go c.Send(ctx, m)
@@ -321,9 +327,12 @@ func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
 		return
 	}
 	id := sw.id
-	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: offer}); err != nil {
-		r.close()
-	}
+	go func() { // with the candidates gathered meanwhile (candidate.go)
+		m := &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: r.describe(offer)}
+		if err := c.Send(ctx, m); err != nil {
+			r.close()
+		}
+	}()
 }
 
 // accept answers a peer's offer when there is a free slot.
@@ -369,9 +378,12 @@ func (sw *swarm) accept(ctx context.Context, c *signaling.Client, m *signaling.M
 		return
 	}
 	id := sw.id
-	if err := c.Send(ctx, &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: answer}); err != nil {
-		r.close()
-	}
+	go func() { // with the candidates gathered meanwhile (candidate.go)
+		a := &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: r.describe(answer)}
+		if err := c.Send(ctx, a); err != nil {
+			r.close()
+		}
+	}()
 }
 
 func (sw *swarm) answered(m *signaling.Message) {
