@@ -58,4 +58,18 @@ for line in open(sys.argv[1]):
         name, r["Viewers"], r["Plain"], 100 * r["Offload"], 100 * r["CDNOffload"], r["StartupMs"], r["PlainStartupMs"],
         r["Rebuffers"], r["PlainRebuffers"], med(r["BandwidthMbps"]), med(r["PlainBandwidthMbps"]),
         ",".join(str(l) for l in sorted(set(r["Levels"]))), med(r.get("MainThreadS") or []), med(r.get("PlainMainThreadS") or [])))
+# Startup pooled over the runs of each kind: a run's medians are of 6 and 3
+# viewers, and moved 30-40% from run to run for either kind.
+pooled = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    k = pooled.setdefault((r["View"], r["CDNKbps"], r["Level"]), [[], [], 0])
+    k[0] += r.get("StartupsMs") or []
+    k[1] += r.get("PlainStartupsMs") or []
+    k[2] += 1
+for (view, kbps, level), (p, q, n) in pooled.items():
+    if n > 1 and p and q:
+        print("\nstartup over %d runs of %s%s: peercdn %.0f ms (%d viewers), plain %.0f ms (%d), ratio %.2f" % (
+            n, view, ", CDN %s kbps" % kbps if kbps != "0" else "", statistics.median(p), len(p), statistics.median(q), len(q),
+            statistics.median(p) / statistics.median(q)))
 PY
