@@ -326,9 +326,16 @@ func (sw *swarm) dial(ctx context.Context, c *signaling.Client, peerID string) {
 		r.close()
 		return
 	}
+	sw.sendDescription(ctx, c, r, signaling.TypeOffer, offer)
+}
+
+// sendDescription sends r this side's offer or answer (created, as
+// CreateOffer or CreateAnswer returned it) with the candidates gathered
+// meanwhile (candidate.go), and closes r if it cannot.
+func (sw *swarm) sendDescription(ctx context.Context, c *signaling.Client, r *remote, typ signaling.Type, created string) {
 	id := sw.id
-	go func() { // with the candidates gathered meanwhile (candidate.go)
-		m := &signaling.Message{Type: signaling.TypeOffer, Swarm: &id, To: peerID, OfferID: r.offerID, SDP: r.describe(offer)}
+	go func() {
+		m := &signaling.Message{Type: typ, Swarm: &id, To: r.id, OfferID: r.offerID, SDP: r.describe(created)}
 		if err := c.Send(ctx, m); err != nil {
 			r.close()
 		}
@@ -377,13 +384,7 @@ func (sw *swarm) accept(ctx context.Context, c *signaling.Client, m *signaling.M
 		r.close()
 		return
 	}
-	id := sw.id
-	go func() { // with the candidates gathered meanwhile (candidate.go)
-		a := &signaling.Message{Type: signaling.TypeAnswer, Swarm: &id, To: m.From, OfferID: m.OfferID, SDP: r.describe(answer)}
-		if err := c.Send(ctx, a); err != nil {
-			r.close()
-		}
-	}()
+	sw.sendDescription(ctx, c, r, signaling.TypeAnswer, answer)
 }
 
 func (sw *swarm) answered(m *signaling.Message) {

@@ -383,9 +383,12 @@ func withAssets(tracker http.Handler, reg *prometheus.Registry, log *slog.Logger
 	mux := http.NewServeMux()
 	web.New(log, vendor).Register(mux, demo.on)
 	if demo.on {
-		o, err := democdn.Sample()
+		var o *democdn.Origin
+		var err error
 		if demo.stream != "" {
 			o, err = democdn.New(os.DirFS(demo.stream))
+		} else {
+			o, err = democdn.Sample()
 		}
 		if err != nil {
 			return nil, err

@@ -111,7 +111,10 @@ var peercdnFactory = function (env) {
     if (document.readyState === 'complete') arm();
     else window.addEventListener('load', arm);
   });
+  // playerAttached starts what a player needs: the agent's loading
+  // (kick), and its start at the video's first frame or the timer.
   function playerAttached() {
+    kick();
     if (attachedOnce) return;
     attachedOnce = true;
     clearTimeout(startTimer);
@@ -416,7 +419,6 @@ var peercdnFactory = function (env) {
   // hlsjs makes an hls.js instance load fragments through the agent.
   function hlsjs(hls) {
     if (!hls || !hls.config) throw new TypeError('peercdn.hlsjs(hls): pass an hls.js instance');
-    kick();
     playerAttached();
     var Base = hls.config.loader;
     function PeerLoader(config) {
@@ -564,7 +566,6 @@ var peercdnFactory = function (env) {
     if (!sh || !sh.net || !sh.net.NetworkingEngine) {
       throw new TypeError('peercdn.shaka(player, shaka): pass the shaka-player module (import shaka from "shaka-player")');
     }
-    kick();
     playerAttached();
     var NE = sh.net.NetworkingEngine;
     // Scheme plugins are not told which segment a request is for; request
@@ -662,7 +663,6 @@ var peercdnFactory = function (env) {
     if (!player || typeof player.extend !== 'function' || typeof player.initialize !== 'function') {
       throw new TypeError('peercdn.dashjs(player): pass a dash.js MediaPlayer, before player.initialize()');
     }
-    kick();
     playerAttached();
     function manifestURL() {
       var s = player.getSource && player.getSource();
