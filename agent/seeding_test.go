@@ -118,12 +118,18 @@ func waitSeeds(t testing.TB, a *Agent, id string, want bool) {
 // TestFirstToAskTakesOverSeeding: live players ask for a new segment when
 // their own playlist refresh shows it, seconds apart, and the viewer
 // elected for it is often the last to ask. On a slow CDN (a second before
-// a response's first byte), three viewers ask 150 ms apart, the last in
+// a response's first byte), three viewers ask 300 ms apart, the last in
 // line first, with 6 s of buffer (a live player's distance from the live
 // edge); the elected one asks 4 s later. The one next in line among the
 // three takes over (takeoverStep per place) and the others, the elected
 // one too, take the segment from peers. Before, each of the three waited
 // for the elected viewer until its CDN reserve, then fetched its own copy.
+// 300 ms apart, each one's takeover point is 200 ms after the one before
+// it in the order they ask: time for the takeover's announcement to
+// arrive. With 150 ms (50 ms between points) the test
+// failed 2 runs in 30 under -race on 2 cores, where all four agents, in
+// one process, stalled for 200-300 ms at once: the second to ask took
+// over before the first one's announcement was read.
 func TestFirstToAskTakesOverSeeding(t *testing.T) {
 	o, tr := startOriginAfter(t, time.Second), startTracker(t)
 	all := []*Agent{startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil), startAgent(t, tr, nil)}
@@ -140,7 +146,7 @@ func TestFirstToAskTakesOverSeeding(t *testing.T) {
 		// Place in line for s: rank order, the elected viewer first.
 		line := slices.Clone(all)
 		slices.SortFunc(line, func(a, b *Agent) int { return cmp.Compare(rank(a.PeerID(), s), rank(b.PeerID(), s)) })
-		asks := []time.Duration{4 * time.Second, 300 * time.Millisecond, 150 * time.Millisecond, 0}
+		asks := []time.Duration{4 * time.Second, 600 * time.Millisecond, 300 * time.Millisecond, 0}
 		res, cdn := loadTogether(t, o, line, n, asks)
 		if cdn != 1 || res[0].Source != SourceP2P {
 			t.Fatalf("segment %d: %d CDN copies, the elected viewer's from %s; want one, by the first to ask, taken over", n, cdn, res[0].Source)
