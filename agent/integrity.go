@@ -32,6 +32,10 @@ type Adversary struct {
 	FloodRequests bool
 	// SlowUploads trickles uploads at about 2 KB/s.
 	SlowUploads bool
+	// SlowFirstWord holds the agent's first message on each new peer
+	// connection (its have list) this long, as a browser page whose main
+	// thread is busy does.
+	SlowFirstWord time.Duration
 }
 
 // integrity reports whether the tracker vouches for hashes.

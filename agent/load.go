@@ -219,12 +219,16 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		// first quorum are elected), once for the checks below and the nap.
 		place := sw.inLine(a.selfID(), req.Seq)
 		takeover, mayTakeOver := a.takeoverAt(sw, place, patient, giveUp)
+		hearing := sw.hearingUntil()
 		if sw.connectedCount() == 0 {
 			if time.Since(sw.joined) > peerWait {
 				why = WhyAlone
 				break // nobody to wait for
 			}
 			// Just joined: peers are on their way.
+		} else if time.Now().Before(hearing) {
+			// A peer just connected and its have list is on its way
+			// (firstWordWait): no seeding from the CDN before it is read.
 		} else if r == nil && len(refusedAt) == 0 && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
 			// Our turn to seed the swarm from the CDN (one of quorum
 			// copies); not while a holder is only busy.
@@ -254,6 +258,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		nap := min(time.Until(giveUp), absentRetry)
 		if mayTakeOver && time.Now().Before(takeover) {
 			nap = min(nap, max(time.Until(takeover), time.Millisecond))
+		}
+		if time.Now().Before(hearing) {
+			nap = min(nap, max(time.Until(hearing), time.Millisecond))
 		}
 		t := time.NewTimer(nap)
 		select {

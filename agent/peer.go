@@ -93,6 +93,10 @@ type remote struct {
 	failures    int
 	isConnected bool
 	noSeed      bool // its status says it does not seed (seeding.go)
+	// openedAt is when the channel opened; heard, that the peer's first
+	// word (its have list, or a status) has arrived since (firstWordWait).
+	openedAt time.Time
+	heard    bool
 
 	// limit throttles the messages a peer sends unasked (everything but
 	// data for our own requests); excess is dropped and counted, and a peer
@@ -173,12 +177,26 @@ func (r *remote) attach(dc dataChannel) {
 func (r *remote) onOpen() {
 	r.mu.Lock()
 	r.isConnected = true
+	r.openedAt = time.Now()
 	r.mu.Unlock()
 	close(r.opened)
 	r.a.emit(Event{Kind: EventPeerUp, Peer: r.id})
 	if adv := r.a.cfg.Adversary; adv != nil && adv.FloodRequests {
 		go r.flood()
 	}
+	if adv := r.a.cfg.Adversary; adv != nil && adv.SlowFirstWord > 0 {
+		time.AfterFunc(adv.SlowFirstWord, r.firstWord)
+	} else {
+		r.firstWord()
+	}
+	r.sw.notify()
+}
+
+// firstWord tells a peer whose channel just opened whether this agent
+// seeds, and everything it holds in the swarm: a viewer that does not
+// seed sends its status, one that does its have list (empty or not), so
+// that the peer knows when it has heard all (firstWordWait).
+func (r *remote) firstWord() {
 	// A viewer that does not seed says so first: the new peer would
 	// otherwise count it among its seeds (seeding.go).
 	if !r.a.seeds() {
@@ -197,7 +215,6 @@ func (r *remote) onOpen() {
 			seqs = seqs[n:]
 		}
 	}
-	r.sw.notify()
 }
 
 func (r *remote) send(b []byte) bool {
@@ -237,6 +254,7 @@ func (r *remote) handle(b []byte) {
 	switch m.Type {
 	case peerwire.TypeHave:
 		r.mu.Lock()
+		r.heard = true
 		if m.Flags == peerwire.HaveReplace {
 			clear(r.have)
 		}
@@ -282,7 +300,9 @@ func (r *remote) handle(b []byte) {
 	case peerwire.TypeStatus:
 		r.mu.Lock()
 		r.noSeed = m.Flags&peerwire.StatusNoSeed != 0
+		r.heard = true
 		r.mu.Unlock()
+		r.sw.notify()
 	case peerwire.TypeData:
 		r.mu.Lock()
 		t := r.downloads[m.ID]
