@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/peercdn/peercdn/hashfile"
+	"github.com/peercdn/peercdn/tracker"
 )
 
 // TestReceiverPassesSegmentOnAsItArrives: viewer B is receiving a segment
@@ -99,5 +105,59 @@ func waitArriving(t *testing.T, a *Agent, k segKey) {
 			t.Fatal("the segment did not start arriving from a peer")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPasserThatStalledIsAskedAgainOnceItHolds: a viewer asks a peer that
+// is fetching the segment from a slow CDN (2 s to its first byte; the
+// origin's hash manifest lets peers' copies be checked at once) and the
+// request stalls, the CDN's wait and not the peer's. Once the peer holds
+// the segment whole it is asked again: before, it was left out for the
+// rest of the load, which waited for nobody until MaxWait and fetched its
+// own copy from the CDN.
+func TestPasserThatStalledIsAskedAgainOnceItHolds(t *testing.T) {
+	var sent atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/seg/"+hashfile.Name {
+			m := hashfile.Manifest{SHA256: map[string]string{"3": hashfile.Sum(segment(3))}}
+			b, _ := m.Encode()
+			w.Write(b)
+			return
+		}
+		if r.URL.Path != "/seg/3" {
+			http.NotFound(w, r)
+			return
+		}
+		time.Sleep(2 * time.Second)
+		sent.Add(1)
+		w.Write(segment(3))
+	}))
+	t.Cleanup(origin.Close)
+	tr := startTrackerWith(t, func(c *tracker.Config) { c.HashManifests = true })
+	loader := startAgent(t, tr, nil)
+	viewer := startAgent(t, tr, func(c *Config) { c.P2PStallTimeout = 300 * time.Millisecond })
+	waitPeers(t, 1, loader, viewer)
+	seg := Request{Swarm: testSwarm, Seq: sid(origin.URL, 3), URL: origin.URL + "/seg/3"}
+	ctx := context.Background()
+	fetched := make(chan error, 1)
+	go func(seg Request) { _, err := loader.Load(ctx, seg); fetched <- err }(seg)
+	// The viewer asks once it sees the loader fetching it.
+	sw := viewer.swarmFor(&testSwarm)
+	for deadline := time.Now().Add(5 * time.Second); sw.receiving(seg.Seq, nil) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the loader never said it was loading")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	seg.Deadline = time.Now().Add(8 * time.Second)
+	r, err := viewer.Load(ctx, seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-fetched; err != nil {
+		t.Fatal(err)
+	}
+	if r.Source != SourceP2P || !bytes.Equal(r.Data, segment(3)) || sent.Load() != 1 {
+		t.Fatalf("the viewer's copy came from %s (%s) after %v, the CDN sent %d copies; want its peer's, and one", r.Source, r.Why, r.Duration.Round(time.Millisecond), sent.Load())
 	}
 }

@@ -94,6 +94,12 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// times that, while the load waits for it or for other holders.
 	absents := map[*remote]int{}
 	refusedAt := map[*remote]time.Time{}
+	// Peers that failed this load while they were only receiving the
+	// segment (passing it on, inflight.go): a stall then is the CDN's
+	// first byte, not the peer. One is asked again once it holds the
+	// segment whole; left out for good, the load waited for nobody until
+	// MaxWait and fetched its own copy from the CDN.
+	passers := map[*remote]bool{}
 	// coming tells this viewer's peers, once, that it will hold the
 	// segment shortly: it is taking it from a peer (the bytes are on
 	// their way, as they are for a CDN fetch). Peers elected for the
@@ -130,11 +136,19 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				delete(refusedAt, r)
 			}
 		}
+		for p := range passers {
+			if p.holds(req.Seq) {
+				delete(tried, p)
+				delete(passers, p)
+			}
+		}
 		r := sw.best(req.Seq, tried)
+		passing := false
 		if r == nil {
 			// Nobody holds it whole: a peer receiving it passes it on
 			// as it arrives (inflight.go).
 			r = sw.receiving(req.Seq, tried)
+			passing = r != nil
 		}
 		if r != nil && a.mayTakeFromPeers(ctx, sw, k, req.source()) {
 			coming()
@@ -183,6 +197,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 				return a.done(req, data, SourceP2P, start, xfer, nil, ""), nil
 			}
 			tried[r] = true
+			if passing {
+				passers[r] = true
+			}
 			if errors.Is(err, errAbsent) {
 				// Busy, or passing on a copy that did not arrive whole:
 				// what came of it is discarded, nobody is blamed.
