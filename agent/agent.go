@@ -31,7 +31,9 @@ type Agent struct {
 	api   rtcAPI
 	cache *cache
 	stats counters
-	up    *rate.Limiter // the upload cap (rate.Inf: none)
+	// stalledUploads counts uploads held by Config.uploadStallFirst.
+	stalledUploads atomic.Int64
+	up             *rate.Limiter // the upload cap (rate.Inf: none)
 	// uplink admits peers' requests by what the link drains (uplink.go).
 	uplink  uplink
 	seeding seeding // whether this viewer seeds (seeding.go)

@@ -108,6 +108,9 @@ type Config struct {
 	// uploadStallAfter makes uploads stop after this many bytes of each
 	// segment without ending the request: a test's slow or vanishing peer.
 	uploadStallAfter int
+	// uploadStallFirst holds this many of the agent's first uploads open
+	// without sending a byte: a test's peer that was busy once.
+	uploadStallFirst int64
 
 	// OnEvent, if set, is called for every Event, from the agent's
 	// goroutines: it must not block.

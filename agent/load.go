@@ -63,6 +63,10 @@ const peerWait = 3 * time.Second
 // a holder.
 const absentRetry = 250 * time.Millisecond
 
+// failRetry is how long a peer that failed a load is left alone before
+// the load, still waiting, asks it again (doubling up to 8 times this).
+const failRetry = time.Second
+
 // defaultCDNEstimate is assumed for a CDN fetch before one was measured.
 const defaultCDNEstimate = time.Second
 
@@ -100,6 +104,17 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// segment whole; left out for good, the load waited for nobody until
 	// MaxWait and fetched its own copy from the CDN.
 	passers := map[*remote]bool{}
+	// Peers that failed this load with nothing to show for it (a stall
+	// before the first byte, a broken transfer): one is asked again after
+	// failRetry, then twice, four and eight times that, while the load
+	// still waits (a peer failing maxFailures transfers in a row is
+	// dropped meanwhile). A VOD load may wait a minute (hls.js buffers a
+	// whole title ahead, and the load waits until it is due within
+	// FarAhead): left out for good after one stall, a peer that had held
+	// the segment all along was never asked again, and the load fetched
+	// its own copy from the CDN after 64 s (a field run).
+	failedAt := map[*remote]time.Time{}
+	fails := map[*remote]int{}
 	// coming tells this viewer's peers, once, that it will hold the
 	// segment shortly: it is taking it from a peer (the bytes are on
 	// their way, as they are for a CDN fetch). Peers elected for the
@@ -134,6 +149,12 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			if time.Since(at) >= absentRetry<<min(absents[r]-1, 2) {
 				delete(tried, r)
 				delete(refusedAt, r)
+			}
+		}
+		for r, at := range failedAt {
+			if time.Since(at) >= failRetry<<min(fails[r]-1, 3) {
+				delete(tried, r)
+				delete(failedAt, r)
 			}
 		}
 		for p := range passers {
@@ -199,6 +220,9 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			tried[r] = true
 			if passing {
 				passers[r] = true
+			} else if !errors.Is(err, errAbsent) {
+				fails[r]++
+				failedAt[r] = time.Now()
 			}
 			if errors.Is(err, errAbsent) {
 				// Busy, or passing on a copy that did not arrive whole:
@@ -246,12 +270,13 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		} else if time.Now().Before(hearing) {
 			// A peer just connected and its have list is on its way
 			// (firstWordWait): no seeding from the CDN before it is read.
-		} else if r == nil && len(refusedAt) == 0 && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
+		} else if r == nil && len(refusedAt) == 0 && len(failedAt) == 0 && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
 			// Our turn to seed the swarm from the CDN (one of quorum
-			// copies); not while a holder is only busy.
+			// copies); not while a holder is only busy, or waits to be
+			// asked again.
 			why = WhyElected
 			break
-		} else if mayTakeOver && r == nil && len(refusedAt) == 0 &&
+		} else if mayTakeOver && r == nil && len(refusedAt) == 0 && len(failedAt) == 0 &&
 			!time.Now().Before(takeover) && sw.loadingCount(req.Seq) < sw.quorum() {
 			// The viewer elected has not asked for it yet: this one,
 			// next in line, seeds it in its place (takeoverAt).

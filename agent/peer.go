@@ -496,6 +496,10 @@ func (r *remote) serve(id uint32, seq uint64, offset uint32) {
 			return
 		}
 		defer func() { <-turns }()
+		if n := r.a.cfg.uploadStallFirst; n > 0 && r.a.stalledUploads.Add(1) <= n {
+			<-ctx.Done() // hold the request open, send nothing
+			return
+		}
 		buf := make([]byte, 0, peerwire.MaxMessage)
 		for {
 			n := len(chunk)

@@ -129,6 +129,42 @@ func TestFarAheadWaitsForPeers(t *testing.T) {
 	}
 }
 
+// TestPeerThatStalledOnceIsAskedAgain: a load due far ahead, whose only
+// holder stalled on its first request (a busy page), asks it again while
+// it still waits; before, the holder was left out for the rest of the
+// load, which waited until due and fetched its own copy from the CDN
+// (64 s in a VOD field run).
+func TestPeerThatStalledOnceIsAskedAgain(t *testing.T) {
+	o, tr := startOrigin(t), startTracker(t)
+	holder := startAgent(t, tr, func(c *Config) { c.uploadStallFirst = 1 })
+	viewer := startAgent(t, tr, func(c *Config) { c.P2PStallTimeout = 300 * time.Millisecond })
+	waitPeers(t, 1, holder, viewer)
+	// A segment the viewer is elected for: with its holder left out, it
+	// seeded its own copy from the CDN at once.
+	seq := uint64(0)
+	for rank(viewer.selfID(), sid(o.URL, seq)) > rank(holder.selfID(), sid(o.URL, seq)) {
+		seq++
+	}
+	ctx := context.Background()
+	if _, err := holder.Load(ctx, req(o, seq, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitHolds(t, viewer, req(o, seq, 0))
+	// Due in 12 s: the load waits for peers until it is due within
+	// FarAhead (10 s), then MaxWait (2.5 s) more, before the CDN.
+	got, err := viewer.Load(ctx, req(o, seq, 12*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Source != SourceP2P || !bytes.Equal(got.Data, segment(seq)) || o.sent.Load() != 2*segSize {
+		t.Fatalf("the viewer got the segment from %s (%s) after %v, the origin sent %d bytes; want its peer's, and 2 copies (the holder's, the notary's)",
+			got.Source, got.Why, got.Duration.Round(time.Millisecond), o.sent.Load())
+	}
+	if n := holder.stalledUploads.Load(); n < 2 {
+		t.Fatalf("the holder was asked %d times, want the stalled request and another", n)
+	}
+}
+
 // TestPlayerCDNLoadsSetABRFigures: the player's own CDN loads give the
 // agent its CDN figures, which a segment from a peer reports to the
 // player's ABR; before, with none, the peer's speed was reported.
