@@ -375,6 +375,40 @@ func TestHlsjsLiveSwarm(t *testing.T) {
 	}
 }
 
+// TestHlsjsSwarmInWorkers: with {worker: true} the agent runs in a Web
+// Worker, its peer connections on the page (web/static/peercdn.js,
+// rtcHost): 3 viewers play the live demo through hls.js, share segments
+// that are byte for byte the CDN's, and report to the tracker, and no page
+// loads the Go runtime on its main thread.
+func TestHlsjsSwarmInWorkers(t *testing.T) {
+	addr, _ := serve(t, abrCDN...)
+	first, last := play(t, "http://"+addr+"/?worker=1&verify=1&trace=1", 3, 40*time.Second, nil)
+	checkSwarm(t, first, last, 40*time.Second, swarmWant{minWithP2P: 2, minOffload: 0.4})
+	checkReports(t, addr, last)
+	for i, v := range lastViews {
+		got, err := chromedp.Run(v, chromedp.Evaluate[string](`JSON.stringify({verify: window.__verify || null, mainGo: typeof Go !== 'undefined'})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Verify *struct {
+				OK  int   `json:"ok"`
+				Bad []any `json:"bad"`
+			} `json:"verify"`
+			MainGo bool `json:"mainGo"`
+		}
+		if err := json.Unmarshal([]byte(got), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Verify == nil || r.Verify.OK == 0 || len(r.Verify.Bad) > 0 {
+			t.Errorf("viewer %d: %s, want every segment the agent returned to be the CDN's", i, got)
+		}
+		if r.MainGo {
+			t.Errorf("viewer %d ran the Go runtime on its main thread", i)
+		}
+	}
+}
+
 // usage is what the tracker's viewers reported (/stats.json).
 type usage struct {
 	CDN     int64 `json:"cdn_bytes"`

@@ -86,6 +86,294 @@ var peercdnFactory = function (env) {
     });
   }
 
+  // agentInWorker starts the agent in a Web Worker ({worker: true}) and
+  // resolves to what stands in for it on the page (window.__peercdn's
+  // calls, as messages). Workers have no RTCPeerConnection: the agent's
+  // peer connections stay here, each call and event passed across
+  // (rtcHost), while the Go runtime, the protocol, the hashing and the
+  // cache run in the worker. The worker is made from a Blob, so that it
+  // has the page's origin wherever this script and the agent come from.
+  function agentInWorker(execURL, wasmURL) {
+    return new Promise(function (resolve, reject) {
+      var code = '(' + agentWorker.toString() + ')(' + JSON.stringify({ exec: execURL, wasm: wasmURL }) + ');';
+      var url = URL.createObjectURL(new Blob([code], { type: 'text/javascript' }));
+      var w;
+      try { w = new Worker(url); } catch (e) { URL.revokeObjectURL(url); reject(e); return; }
+      var post = function (m, transfer) { w.postMessage(m, transfer || []); };
+      var host = rtcHost(post);
+      var loads = {}, lastStats = '{}', onStarted = null, onDestroyed = null, up = false;
+      var agent = {
+        start: function (json) {
+          return new Promise(function (res) { onStarted = res; post({ t: 'start', opts: json }); });
+        },
+        load: function (json, id) {
+          return new Promise(function (res, rej) { loads[id] = [res, rej]; post({ t: 'load', req: json, id: id }); });
+        },
+        cancel: function (id) { post({ t: 'cancel', id: id }); },
+        adopt: function (req, data, firstByteMs, totalMs) {
+          var copy = data.slice(); // the player keeps its bytes
+          post({ t: 'adopt', req: req, data: copy, fb: firstByteMs, total: totalMs }, [copy.buffer]);
+        },
+        report: function (cdn, stallMs) { post({ t: 'report', cdn: cdn, stall: stallMs }); },
+        flush: function () { post({ t: 'flush' }); },
+        // A refused value is logged by the worker: the answer would come
+        // after configure returned.
+        configure: function (json) { post({ t: 'configure', json: json }); return null; },
+        stats: function () { return lastStats; }, // as the worker last said (it says so every 250 ms and after each load)
+        destroy: function () {
+          return new Promise(function (res) {
+            onDestroyed = function () { host.close(); w.terminate(); res(); };
+            post({ t: 'destroy' });
+          });
+        },
+        terminate: function () { host.close(); w.terminate(); },
+      };
+      w.onerror = function (e) { if (!up) reject(new Error('agent worker: ' + (e.message || 'failed'))); };
+      w.onmessage = function (e) {
+        var m = e.data, l;
+        if (host.handle(m)) return;
+        switch (m.t) {
+          case 'up': up = true; URL.revokeObjectURL(url); resolve(agent); break;
+          case 'failed': URL.revokeObjectURL(url); w.terminate(); reject(new Error(m.err)); break;
+          case 'started': if (onStarted) onStarted(m.err); break;
+          case 'loaded':
+            l = loads[m.id];
+            delete loads[m.id];
+            if (!l) break;
+            if (m.err) l[1](new Error(m.err)); else l[0](m.res);
+            break;
+          case 'stats': lastStats = m.json; break;
+          case 'event': if (window.__peercdnEvent) window.__peercdnEvent(m.kind, m.json); break;
+          case 'destroyed': if (onDestroyed) onDestroyed(); break;
+        }
+      };
+    });
+  }
+
+  // rtcHost keeps the agent worker's peer connections: post sends to the
+  // worker; handle(m) takes the worker's WebRTC calls, and says whether m
+  // was one. Ids of channels are the worker's ('w'…) or this side's
+  // ('m'…, a peer's channel arriving).
+  function rtcHost(post) {
+    var pcs = {}, dcs = {}, owned = {}, n = 0;
+    function desc(d) { return d ? { type: d.type, sdp: d.sdp } : null; }
+    function wire(pcID, id, dc) {
+      dcs[id] = dc;
+      owned[pcID].push(id);
+      dc.binaryType = 'arraybuffer';
+      dc.onopen = function () { post({ t: 'dc.open', dc: id }); };
+      dc.onclose = function () { delete dcs[id]; post({ t: 'dc.close', dc: id }); };
+      dc.onmessage = function (e) { post({ t: 'dc.msg', dc: id, data: e.data }, e.data instanceof ArrayBuffer ? [e.data] : []); };
+      dc.onbufferedamountlow = function () { post({ t: 'dc.low', dc: id, buffered: dc.bufferedAmount }); };
+    }
+    function drop(pcID) {
+      var pc = pcs[pcID];
+      if (!pc) return;
+      delete pcs[pcID];
+      owned[pcID].forEach(function (id) {
+        var dc = dcs[id];
+        delete dcs[id];
+        if (dc) dc.onopen = dc.onclose = dc.onmessage = dc.onbufferedamountlow = null;
+      });
+      delete owned[pcID];
+      pc.onicecandidate = pc.onconnectionstatechange = pc.ondatachannel = null;
+      try { pc.close(); } catch (e) { /* closed */ }
+    }
+    function handle(m) {
+      var pc = pcs[m.pc], dc = dcs[m.dc];
+      switch (m.t) {
+        case 'pc.new':
+          try {
+            pc = pcs[m.pc] = new RTCPeerConnection(m.cfg);
+          } catch (e) {
+            post({ t: 'pc.state', pc: m.pc, state: 'failed' });
+            return true;
+          }
+          owned[m.pc] = [];
+          pc.onicecandidate = function (e) {
+            post({ t: 'pc.ice', pc: m.pc, cand: e.candidate ? e.candidate.candidate : null, local: desc(pc.localDescription) });
+          };
+          pc.onconnectionstatechange = function () { post({ t: 'pc.state', pc: m.pc, state: pc.connectionState }); };
+          pc.ondatachannel = function (e) {
+            var id = 'm' + (++n);
+            wire(m.pc, id, e.channel);
+            post({ t: 'pc.dc', pc: m.pc, dc: id, label: e.channel.label, state: e.channel.readyState });
+          };
+          return true;
+        case 'pc.call':
+          (pc ? Promise.resolve().then(function () { return pc[m.m](m.arg); }) : Promise.reject(new Error('connection closed')))
+            .then(function (v) { post({ t: 'ret', call: m.call, v: { desc: desc(v), local: desc(pc.localDescription) } }); },
+              function (e) { post({ t: 'ret', call: m.call, err: String((e && e.message) || e) }); });
+          return true;
+        case 'pc.channel':
+          try {
+            if (!pc) throw new Error('connection closed');
+            wire(m.pc, m.dc, pc.createDataChannel(m.label, m.init));
+          } catch (e) {
+            post({ t: 'dc.close', dc: m.dc });
+          }
+          return true;
+        case 'pc.close': drop(m.pc); return true;
+        case 'dc.send':
+          if (dc && dc.readyState === 'open') {
+            try { dc.send(m.data); } catch (e) { /* closing: its close event follows */ }
+          }
+          post({ t: 'dc.ack', dc: m.dc, n: m.data.length, buffered: dc ? dc.bufferedAmount : 0 });
+          return true;
+        case 'dc.threshold': if (dc) dc.bufferedAmountLowThreshold = m.n; return true;
+        case 'dc.close': if (dc) dc.close(); return true;
+      }
+      return false;
+    }
+    return { handle: handle, close: function () { Object.keys(pcs).forEach(drop); } };
+  }
+
+  // agentWorker is the agent worker's code (p: {exec, wasm}, the URLs of
+  // wasm_exec.js and the agent). It is sent as source, so it uses nothing
+  // around it. Its RTCPeerConnection stands in for the page's (rtcHost),
+  // with what the agent reads at once (localDescription, connectionState,
+  // readyState, bufferedAmount) kept up to date by the page's messages.
+  function agentWorker(p) {
+    'use strict';
+    var calls = 0, waiting = {}, pcs = {}, dcs = {}, n = 0;
+    function fire(o, name, ev) { if (typeof o['on' + name] === 'function') o['on' + name](ev); }
+    function call(m) {
+      m.call = ++calls;
+      return new Promise(function (res, rej) { waiting[m.call] = [res, rej]; postMessage(m); });
+    }
+    function DC(id, label, state) {
+      this.id = id; this.label = label; this.readyState = state || 'connecting';
+      this.binaryType = 'arraybuffer'; this.unacked = 0; this.queued = 0; this.low = 0;
+      dcs[id] = this;
+    }
+    // bufferedAmount: what the page's channel holds, and what is on its
+    // way to it.
+    Object.defineProperty(DC.prototype, 'bufferedAmount', { get: function () { return this.unacked + this.queued; } });
+    Object.defineProperty(DC.prototype, 'bufferedAmountLowThreshold', {
+      get: function () { return this.low; },
+      set: function (v) { this.low = v; postMessage({ t: 'dc.threshold', dc: this.id, n: v }); },
+    });
+    DC.prototype.send = function (data) {
+      if (this.readyState !== 'open') throw new Error('data channel not open');
+      var copy = typeof data === 'string' ? data : data.slice(); // the agent reuses its buffer
+      this.unacked += copy.length;
+      postMessage({ t: 'dc.send', dc: this.id, data: copy }, typeof copy === 'string' ? [] : [copy.buffer]);
+    };
+    DC.prototype.close = function () { postMessage({ t: 'dc.close', dc: this.id }); };
+    function PC(cfg) {
+      this.id = ++n; this.connectionState = 'new'; this.localDescription = null;
+      pcs[this.id] = this;
+      postMessage({ t: 'pc.new', pc: this.id, cfg: JSON.parse(JSON.stringify(cfg)) });
+    }
+    function method(name, arg) {
+      return function (a) {
+        var self = this;
+        return call({ t: 'pc.call', pc: this.id, m: name, arg: arg ? arg(a) : undefined }).then(function (v) {
+          if (v.local) self.localDescription = v.local;
+          return v.desc;
+        });
+      };
+    }
+    var sd = function (d) { return { type: d.type, sdp: d.sdp }; };
+    PC.prototype.createOffer = method('createOffer');
+    PC.prototype.createAnswer = method('createAnswer');
+    PC.prototype.setLocalDescription = method('setLocalDescription', sd);
+    PC.prototype.setRemoteDescription = method('setRemoteDescription', sd);
+    PC.prototype.addIceCandidate = method('addIceCandidate', function (c) { return { candidate: c.candidate, sdpMLineIndex: c.sdpMLineIndex }; });
+    PC.prototype.createDataChannel = function (label, init) {
+      var d = new DC('w' + (++n), label);
+      postMessage({ t: 'pc.channel', pc: this.id, dc: d.id, label: label, init: { ordered: !init || init.ordered !== false } });
+      return d;
+    };
+    PC.prototype.close = function () {
+      this.connectionState = 'closed';
+      delete pcs[this.id];
+      postMessage({ t: 'pc.close', pc: this.id });
+    };
+    self.RTCPeerConnection = PC;
+
+    var statsSent = '';
+    function pushStats() {
+      if (!self.__peercdn) return;
+      var s = self.__peercdn.stats();
+      if (s !== statsSent) { statsSent = s; postMessage({ t: 'stats', json: s }); }
+    }
+    self.__peercdnEvent = function (kind, json) { postMessage({ t: 'event', kind: kind, json: json }); };
+    var err = function (e) { return String((e && e.message) || e); };
+    self.onmessage = function (e) {
+      var m = e.data, pc = pcs[m.pc], dc = dcs[m.dc], w, api = self.__peercdn;
+      switch (m.t) {
+        case 'ret':
+          w = waiting[m.call];
+          delete waiting[m.call];
+          if (w) { if (m.err !== undefined) w[1](new Error(m.err)); else w[0](m.v); }
+          break;
+        case 'pc.ice':
+          if (!pc) break;
+          if (m.local) pc.localDescription = m.local;
+          fire(pc, 'icecandidate', { candidate: m.cand === null ? null : { candidate: m.cand } });
+          break;
+        case 'pc.state':
+          if (!pc) break;
+          pc.connectionState = m.state;
+          fire(pc, 'connectionstatechange', {});
+          break;
+        case 'pc.dc':
+          if (pc) fire(pc, 'datachannel', { channel: new DC(m.dc, m.label, m.state) });
+          break;
+        case 'dc.open': if (dc) { dc.readyState = 'open'; fire(dc, 'open', {}); } break;
+        case 'dc.close':
+          if (dc) { delete dcs[m.dc]; dc.readyState = 'closed'; fire(dc, 'close', {}); }
+          break;
+        case 'dc.msg': if (dc) fire(dc, 'message', { data: m.data }); break;
+        case 'dc.ack': if (dc) { dc.unacked -= m.n; dc.queued = m.buffered; } break;
+        case 'dc.low': if (dc) { dc.queued = m.buffered; fire(dc, 'bufferedamountlow', {}); } break;
+        case 'start':
+          WebAssembly.instantiate(module, go.importObject).then(function (inst) {
+            go.run(inst);
+            if (!self.__peercdn) throw new Error('agent did not start');
+            postMessage({ t: 'started', err: self.__peercdn.start(m.opts) || null });
+            setInterval(pushStats, 250);
+          }).catch(function (e) { postMessage({ t: 'started', err: err(e) }); });
+          break;
+        case 'load':
+          api.load(m.req, m.id).then(function (res) {
+            postMessage({ t: 'loaded', id: m.id, res: res }, [res.data.buffer]);
+            pushStats();
+          }, function (e) { postMessage({ t: 'loaded', id: m.id, err: err(e) }); });
+          break;
+        case 'cancel': api.cancel(m.id); break;
+        case 'adopt':
+          if (typeof m.fb === 'number') api.adopt(m.req, m.data, m.fb, m.total);
+          else api.adopt(m.req, m.data);
+          break;
+        case 'report': api.report(m.cdn, m.stall); break;
+        case 'flush': api.flush(); break;
+        case 'configure':
+          w = api.configure(m.json);
+          if (w) console.warn('peercdn.configure: ' + w);
+          break;
+        case 'destroy':
+          api.destroy().then(function () { pushStats(); postMessage({ t: 'destroyed' }); });
+          break;
+      }
+    };
+    // Compiled at once; the Go runtime starts with the agent ('start').
+    var go, module;
+    try {
+      importScripts(p.exec);
+      go = new Go();
+      (WebAssembly.compileStreaming ? WebAssembly.compileStreaming(fetch(p.wasm))
+        : fetch(p.wasm).then(function (r) { return r.arrayBuffer(); }).then(function (b) { return WebAssembly.compile(b); })
+      ).then(function (mod) {
+        module = mod;
+        postMessage({ t: 'up' });
+      }).catch(function (e) { postMessage({ t: 'failed', err: err(e) }); });
+    } catch (e) {
+      postMessage({ t: 'failed', err: err(e) });
+    }
+  }
+
   // With {consent: true} nothing starts (no tracker connection, no WebRTC,
   // so no address is shown to other viewers) until the site calls
   // peercdn.consent(true) after asking the viewer; until then, and after
@@ -129,9 +417,34 @@ var peercdnFactory = function (env) {
     if (typeof WebAssembly === 'undefined') throw new Error('no WebAssembly in this browser');
     if (!opts.tracker) throw new Error('no tracker: configure({tracker: "wss://.../ws"})');
     applyNetwork();
-    if (typeof Go === 'undefined') await loadScript(new URL(opts.wasmExecURL || 'wasm_exec.js', base).href);
-    var go = new Go();
+    var execURL = new URL(opts.wasmExecURL || 'wasm_exec.js', base).href;
     var src = new URL(opts.agentURL || WASM, base).href;
+    if (opts.worker) {
+      // The agent in a Web Worker: the Go runtime, its start and its work
+      // leave the page's main thread to the player. It still starts at the
+      // first frame (started): on a busy machine its start took the cores
+      // the players' startups needed (started at once: startup medians 23%
+      // and 39% above plain hls.js's, one field run each, for no offload).
+      // A page that cannot create a worker (a CSP without blob: workers)
+      // runs the agent as below.
+      var inWorker = null;
+      try {
+        inWorker = await agentInWorker(execURL, src);
+      } catch (e) {
+        console.warn('peercdn: no agent worker (' + e.message + '): the agent runs on the main thread');
+      }
+      if (inWorker) {
+        await started;
+        if (opts.trace) (window.__peercdnTrace = window.__peercdnTrace || []).push(['', Math.round(performance.now()), 'start', 0]);
+        if (state.destroyed) { inWorker.terminate(); throw new Error('destroyed before start'); }
+        window.__peercdn = inWorker;
+        var werr = await inWorker.start(JSON.stringify(agentOptions()));
+        if (werr) throw new Error(werr);
+        return started0();
+      }
+    }
+    if (typeof Go === 'undefined') await loadScript(execURL);
+    var go = new Go();
     // Compiling runs off the main thread; starting the Go runtime and the
     // agent (its tracker connection, its peer connections) does not, and
     // delayed hls.js by 0.2-2 s at startup when it ran at once: it waits
@@ -147,6 +460,14 @@ var peercdnFactory = function (env) {
     if (!window.__peercdn) throw new Error('agent did not start');
     var err = window.__peercdn.start(JSON.stringify(agentOptions()));
     if (err) throw new Error(err);
+    started0();
+  })().catch(function (e) {
+    state.failed = e;
+    console.warn('peercdn: playing from the CDN only:', e.message);
+    emit('error', { reason: e.message });
+  });
+  // started0 marks the agent ready, wherever it runs.
+  function started0() {
     state.ready = true;
     // Hand over what the player loaded meanwhile; adopting joins its swarm,
     // so peers connect now rather than at the player's next load.
@@ -154,11 +475,7 @@ var peercdnFactory = function (env) {
     state.early = [];
     report(0, 0); // what the player got before
     emit('ready', {});
-  })().catch(function (e) {
-    state.failed = e;
-    console.warn('peercdn: playing from the CDN only:', e.message);
-    emit('error', { reason: e.message });
-  });
+  }
 
   // agentOptions is what the agent starts with: the options, with the
   // network's and the tab's rules applied to uploading.
