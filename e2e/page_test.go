@@ -203,9 +203,18 @@ func (c *consoleLog) matching(s string) []string {
 // released it), and stats() keeps the agent's counters: a page's totals do
 // not fall back to what the player loads alone.
 func TestDestroyIsClean(t *testing.T) {
+	for _, mode := range agentModes {
+		t.Run(mode.name, func(t *testing.T) { destroyIsClean(t, mode.query) })
+	}
+}
+
+// agentModes are where the agent runs: on the page, or in a Web Worker.
+var agentModes = []struct{ name, query string }{{"page", ""}, {"worker", "?worker=1"}}
+
+func destroyIsClean(t *testing.T, query string) {
 	addr, _ := serve(t, "--demo")
 	alloc := newBrowser(t)
-	v := viewer(t, alloc, "http://"+addr+"/")
+	v := viewer(t, alloc, "http://"+addr+"/"+query)
 	var log consoleLog
 	log.listen(t, v)
 	time.Sleep(10 * time.Second)
@@ -270,9 +279,15 @@ func TestNoHashManifestRequestsWhereNoneIsPublished(t *testing.T) {
 // bytes since the last heartbeat (every 20 s) were lost with the tab: the
 // tracker's figures came to 87-95% of the pages'.
 func TestClosedTabReports(t *testing.T) {
+	for _, mode := range agentModes {
+		t.Run(mode.name, func(t *testing.T) { closedTabReports(t, mode.query) })
+	}
+}
+
+func closedTabReports(t *testing.T, query string) {
 	addr, _ := serve(t, "--demo")
 	alloc := newBrowser(t)
-	v := viewer(t, alloc, "http://"+addr+"/")
+	v := viewer(t, alloc, "http://"+addr+"/"+query)
 	time.Sleep(12 * time.Second)
 	if _, err := chromedp.Run(v, chromedp.Evaluate[bool](`demoPlayer.stopLoad(), true`)); err != nil {
 		t.Fatal(err)
