@@ -234,7 +234,8 @@ func TestField(t *testing.T) {
 		PerViewerOffload                       []float64
 		Window, Gap                            string
 		// PagesNetBytes: what the peercdn pages took from the network, by
-		// Resource Timing; NotaryFetches: segments the tracker fetched;
+		// Resource Timing (the page's own loads: the agent worker's fetches
+		// are not in its timeline); NotaryFetches: segments the tracker fetched;
 		// NotaryDigests: segments it vouched for by the CDN's digest
 		// (FIELD_ARGS=--demo-cdn-digest), fetching none.
 		PagesNetBytes                int64
