@@ -34,7 +34,7 @@ export interface Options {
   cdnSafetyMs?: number;
   /** Start the agent at the video's first frame, or this long after a player is attached if it does not play (default 8000), or after load with no player (default 3000), ms. At start. */
   startDelayMs?: number;
-  /** Run the agent in a Web Worker, with only its peer connections on the page's main thread (default true; false, or where a worker cannot be made, the agent runs on the page). configure() then logs a refused value in the console instead of throwing. At start. */
+  /** Run the agent in a Web Worker, with only its peer connections on the page's main thread (default true; false, or where a worker cannot be made, the agent runs on the page). At start. */
   worker?: boolean;
   /** STUN/TURN servers (default: the tracker's). At start. */
   iceServers?: { urls: string[]; username?: string; credential?: string }[];

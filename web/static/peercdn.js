@@ -116,9 +116,14 @@ var peercdnFactory = function (env) {
         },
         report: function (cdn, stallMs) { post({ t: 'report', cdn: cdn, stall: stallMs }); },
         flush: function () { post({ t: 'flush' }); },
-        // A refused value is logged by the worker: the answer would come
-        // after configure returned.
-        configure: function (json) { post({ t: 'configure', json: json }); return null; },
+        // The worker's answer would come after configure returned: the
+        // values are checked here first, as agent.Configure checks them
+        // (it still does, and logs what it refuses).
+        configure: function (json) {
+          var bad = refusedLive(JSON.parse(json));
+          if (!bad) post({ t: 'configure', json: json });
+          return bad;
+        },
         stats: function () { return lastStats; }, // as the worker last said (it says so every 250 ms and after each load)
         destroy: function () {
           return new Promise(function (res) {
@@ -148,6 +153,17 @@ var peercdnFactory = function (env) {
         }
       };
     });
+  }
+
+  // refusedLive says why agent.Configure (agent/live.go) would refuse the
+  // live options o, in its words, or null.
+  function refusedLive(o) {
+    var n = function (k) { return k in o && o[k] !== null && o[k] !== undefined; };
+    if (n('uploadBytesPerSecond') && !(o.uploadBytesPerSecond >= 0)) return 'agent: config: negative UploadBytesPerSecond';
+    if (n('maxPeers') && !(o.maxPeers >= 1 && o.maxPeers <= 64)) return 'agent: config: MaxPeers ' + o.maxPeers + ' outside 1..64';
+    if (n('maxWaitMs') && !(o.maxWaitMs > 0)) return 'agent: config: MaxWait must be positive';
+    if (n('cdnSafetyMs') && !(o.cdnSafetyMs >= 0)) return 'agent: config: negative CDNSafety';
+    return null;
   }
 
   // rtcHost keeps the agent worker's peer connections: post sends to the
