@@ -101,12 +101,24 @@ var peercdnFactory = function (env) {
       try { w = new Worker(url); } catch (e) { URL.revokeObjectURL(url); reject(e); return; }
       var post = function (m, transfer) { w.postMessage(m, transfer || []); };
       var host = rtcHost(post);
-      var loads = {}, lastStats = '{}', onStarted = null, onDestroyed = null, up = false;
+      var loads = {}, lastStats = '{}', onStarted = null, onDestroyed = null, up = false, dead = null;
+      // died: the agent worker failed or its Go program exited. Its loads,
+      // and any later, fail at once, and go to the CDN as without peercdn
+      // (waiting for each to time out would be worse than no agent).
+      var died = function (why) {
+        if (dead) return;
+        dead = why;
+        console.warn('peercdn: the agent worker stopped: ' + why);
+        Object.keys(loads).forEach(function (id) { loads[id][1](new Error(why)); });
+        loads = {};
+        host.close();
+      };
       var agent = {
         start: function (json) {
           return new Promise(function (res) { onStarted = res; post({ t: 'start', opts: json }); });
         },
         load: function (json, id) {
+          if (dead) return Promise.reject(new Error(dead));
           return new Promise(function (res, rej) { loads[id] = [res, rej]; post({ t: 'load', req: json, id: id }); });
         },
         cancel: function (id) { post({ t: 'cancel', id: id }); },
@@ -133,7 +145,10 @@ var peercdnFactory = function (env) {
         },
         terminate: function () { host.close(); w.terminate(); },
       };
-      w.onerror = function (e) { if (!up) reject(new Error('agent worker: ' + (e.message || 'failed'))); };
+      w.onerror = function (e) {
+        var why = 'agent worker: ' + (e.message || 'failed');
+        if (!up) reject(new Error(why)); else died(why);
+      };
       w.onmessage = function (e) {
         var m = e.data, l;
         if (host.handle(m)) return;
@@ -150,6 +165,7 @@ var peercdnFactory = function (env) {
           case 'stats': lastStats = m.json; break;
           case 'event': if (window.__peercdnEvent) window.__peercdnEvent(m.kind, m.json); break;
           case 'destroyed': if (onDestroyed) onDestroyed(); break;
+          case 'exited': if (!onDestroyed) died('the agent exited'); break;
         }
       };
     });
@@ -277,7 +293,7 @@ var peercdnFactory = function (env) {
     };
     DC.prototype.close = function () { postMessage({ t: 'dc.close', dc: this.id }); };
     function PC(cfg) {
-      this.id = ++n; this.connectionState = 'new'; this.localDescription = null;
+      this.id = ++n; this.connectionState = 'new'; this.localDescription = null; this.channels = [];
       pcs[this.id] = this;
       postMessage({ t: 'pc.new', pc: this.id, cfg: JSON.parse(JSON.stringify(cfg)) });
     }
@@ -298,12 +314,14 @@ var peercdnFactory = function (env) {
     PC.prototype.addIceCandidate = method('addIceCandidate', function (c) { return { candidate: c.candidate, sdpMLineIndex: c.sdpMLineIndex }; });
     PC.prototype.createDataChannel = function (label, init) {
       var d = new DC('w' + (++n), label);
+      this.channels.push(d.id);
       postMessage({ t: 'pc.channel', pc: this.id, dc: d.id, label: label, init: { ordered: !init || init.ordered !== false } });
       return d;
     };
     PC.prototype.close = function () {
       this.connectionState = 'closed';
       delete pcs[this.id];
+      this.channels.forEach(function (id) { delete dcs[id]; }); // closing the connection ends them, unannounced
       postMessage({ t: 'pc.close', pc: this.id });
     };
     self.RTCPeerConnection = PC;
@@ -335,7 +353,10 @@ var peercdnFactory = function (env) {
           fire(pc, 'connectionstatechange', {});
           break;
         case 'pc.dc':
-          if (pc) fire(pc, 'datachannel', { channel: new DC(m.dc, m.label, m.state) });
+          if (pc) {
+            pc.channels.push(m.dc);
+            fire(pc, 'datachannel', { channel: new DC(m.dc, m.label, m.state) });
+          }
           break;
         case 'dc.open': if (dc) { dc.readyState = 'open'; fire(dc, 'open', {}); } break;
         case 'dc.close':
@@ -346,7 +367,7 @@ var peercdnFactory = function (env) {
         case 'dc.low': if (dc) { dc.queued = m.buffered; fire(dc, 'bufferedamountlow', {}); } break;
         case 'start':
           WebAssembly.instantiate(module, go.importObject).then(function (inst) {
-            go.run(inst);
+            go.run(inst).then(function () { postMessage({ t: 'exited' }); });
             if (!self.__peercdn) throw new Error('agent did not start');
             postMessage({ t: 'started', err: self.__peercdn.start(m.opts) || null });
             setInterval(pushStats, 250);
@@ -457,7 +478,7 @@ var peercdnFactory = function (env) {
         if (state.destroyed) { inWorker.terminate(); throw new Error('destroyed before start'); }
         window.__peercdn = inWorker;
         var werr = await inWorker.start(JSON.stringify(agentOptions()));
-        if (werr) throw new Error(werr);
+        if (werr) { inWorker.terminate(); throw new Error(werr); }
         return started0();
       }
     }
