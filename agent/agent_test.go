@@ -117,6 +117,15 @@ func sid(base string, n uint64) uint64 {
 }
 
 // waitPeers waits until every agent has n connected peers.
+// electedSeq is the first segment of o from from on that a is elected
+// to seed between itself and b: a ranks ahead.
+func electedSeq(o *testOrigin, from uint64, a, b *Agent) uint64 {
+	for rank(a.selfID(), sid(o.URL, from)) > rank(b.selfID(), sid(o.URL, from)) {
+		from++
+	}
+	return from
+}
+
 func waitPeers(t testing.TB, n int, agents ...*Agent) {
 	waitPeersWithin(t, 10*time.Second, n, agents...)
 }

@@ -44,10 +44,7 @@ func TestLateJoinerWaitsForItsFirstPeersList(t *testing.T) {
 	waitIDs(t, holder, late)
 	// A segment for which the late joiner ranks first: it is elected to
 	// seed it if it does not know that the holder has it.
-	n := uint64(1)
-	for rank(late.PeerID(), sid(o.URL, n)) > rank(holder.PeerID(), sid(o.URL, n)) {
-		n++
-	}
+	n := electedSeq(o, 1, late, holder)
 	ctx := context.Background()
 	if _, err := holder.Load(ctx, req(o, n, 0)); err != nil {
 		t.Fatal(err)

@@ -67,6 +67,39 @@ const absentRetry = 250 * time.Millisecond
 // the load, still waiting, asks it again (doubling up to 8 times this).
 const failRetry = time.Second
 
+// backoff holds the peers a load asks again later: each after step,
+// then twice, four times... that (up to 1<<maxShift), by how often it
+// was let go.
+type backoff struct {
+	step     time.Duration
+	maxShift int
+	n        map[*remote]int
+	at       map[*remote]time.Time // those waiting, since when
+}
+
+func newBackoff(step time.Duration, maxShift int) *backoff {
+	return &backoff{step: step, maxShift: maxShift, n: map[*remote]int{}, at: map[*remote]time.Time{}}
+}
+
+// add puts r back to wait.
+func (b *backoff) add(r *remote) {
+	b.n[r]++
+	b.at[r] = time.Now()
+}
+
+// release lets the peers whose wait is over be tried again.
+func (b *backoff) release(tried map[*remote]bool) {
+	for r, at := range b.at {
+		if time.Since(at) >= b.step<<min(b.n[r]-1, b.maxShift) {
+			delete(tried, r)
+			delete(b.at, r)
+		}
+	}
+}
+
+// waiting says whether a peer waits to be asked again.
+func (b *backoff) waiting() bool { return len(b.at) > 0 }
+
 // defaultCDNEstimate is assumed for a CDN fetch before one was measured.
 const defaultCDNEstimate = time.Second
 
@@ -96,8 +129,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// not drain in time; evictions are announced, so that is what absent
 	// means). One is asked again after absentRetry, then twice and four
 	// times that, while the load waits for it or for other holders.
-	absents := map[*remote]int{}
-	refusedAt := map[*remote]time.Time{}
+	absents := newBackoff(absentRetry, 2)
 	// Peers that failed this load while they were only receiving the
 	// segment (passing it on, inflight.go): a stall then is the CDN's
 	// first byte, not the peer. One is asked again once it holds the
@@ -113,8 +145,7 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 	// FarAhead): left out for good after one stall, a peer that had held
 	// the segment all along was never asked again, and the load fetched
 	// its own copy from the CDN after 64 s (a field run).
-	failedAt := map[*remote]time.Time{}
-	fails := map[*remote]int{}
+	fails := newBackoff(failRetry, 3)
 	// coming tells this viewer's peers, once, that it will hold the
 	// segment shortly: it is taking it from a peer (the bytes are on
 	// their way, as they are for a CDN fetch). Peers elected for the
@@ -145,18 +176,8 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			why = WhyDue
 			break
 		}
-		for r, at := range refusedAt {
-			if time.Since(at) >= absentRetry<<min(absents[r]-1, 2) {
-				delete(tried, r)
-				delete(refusedAt, r)
-			}
-		}
-		for r, at := range failedAt {
-			if time.Since(at) >= failRetry<<min(fails[r]-1, 3) {
-				delete(tried, r)
-				delete(failedAt, r)
-			}
-		}
+		absents.release(tried)
+		fails.release(tried)
 		for p := range passers {
 			if p.holds(req.Seq) {
 				delete(tried, p)
@@ -221,16 +242,14 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 			if passing {
 				passers[r] = true
 			} else if !errors.Is(err, errAbsent) {
-				fails[r]++
-				failedAt[r] = time.Now()
+				fails.add(r)
 			}
 			if errors.Is(err, errAbsent) {
 				// Busy, or passing on a copy that did not arrive whole:
 				// what came of it is discarded, nobody is blamed.
 				a.endInflight(k, in)
 				a.stats.wasted.Add(int64(len(data)))
-				absents[r]++
-				refusedAt[r] = time.Now()
+				absents.add(r)
 				continue
 			}
 			r.failedBy(err)
@@ -270,13 +289,13 @@ func (a *Agent) Load(ctx context.Context, req Request) (Result, error) {
 		} else if time.Now().Before(hearing) {
 			// A peer just connected and its have list is on its way
 			// (firstWordWait): no seeding from the CDN before it is read.
-		} else if r == nil && len(refusedAt) == 0 && len(failedAt) == 0 && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
+		} else if r == nil && !absents.waiting() && !fails.waiting() && place < sw.quorum() && sw.loadingCount(req.Seq) < sw.quorum() {
 			// Our turn to seed the swarm from the CDN (one of quorum
 			// copies); not while a holder is only busy, or waits to be
 			// asked again.
 			why = WhyElected
 			break
-		} else if mayTakeOver && r == nil && len(refusedAt) == 0 && len(failedAt) == 0 &&
+		} else if mayTakeOver && r == nil && !absents.waiting() && !fails.waiting() &&
 			!time.Now().Before(takeover) && sw.loadingCount(req.Seq) < sw.quorum() {
 			// The viewer elected has not asked for it yet: this one,
 			// next in line, seeds it in its place (takeoverAt).

@@ -107,10 +107,7 @@ func TestFarAheadWaitsForPeers(t *testing.T) {
 	waitPeers(t, 1, ahead, behind)
 	// A segment the viewer behind is elected for (election ranks the
 	// segment's id, not its index at the origin).
-	seq := uint64(0)
-	for rank(behind.selfID(), sid(o.URL, seq)) > rank(ahead.selfID(), sid(o.URL, seq)) {
-		seq++
-	}
+	seq := electedSeq(o, 0, behind, ahead)
 	ctx := context.Background()
 	done := make(chan Result, 1)
 	go func() {
@@ -141,10 +138,7 @@ func TestPeerThatStalledOnceIsAskedAgain(t *testing.T) {
 	waitPeers(t, 1, holder, viewer)
 	// A segment the viewer is elected for: with its holder left out, it
 	// seeded its own copy from the CDN at once.
-	seq := uint64(0)
-	for rank(viewer.selfID(), sid(o.URL, seq)) > rank(holder.selfID(), sid(o.URL, seq)) {
-		seq++
-	}
+	seq := electedSeq(o, 0, viewer, holder)
 	ctx := context.Background()
 	if _, err := holder.Load(ctx, req(o, seq, 0)); err != nil {
 		t.Fatal(err)
